@@ -1,0 +1,144 @@
+// Every environment variable the service reads, parsed and validated once.
+import path from 'node:path';
+
+export type Config = {
+  readonly nodeEnv: 'development' | 'production' | 'test';
+  readonly production: boolean;
+  readonly host: string;
+  readonly port: number;
+  readonly logLevel: string;
+  /** Owner connection (migrations, CLI). Absent: embedded PostgreSQL in dataDir. */
+  readonly databaseUrl: string | undefined;
+  /** Request-role connection. Absent: derived from databaseUrl with the app role. */
+  readonly databaseAppUrl: string | undefined;
+  readonly dataDir: string;
+  readonly embeddedPgPort: number;
+  readonly dbPoolMax: number;
+  /** false behind PgBouncer in transaction mode. */
+  readonly dbPrepare: boolean;
+  readonly jwtSecret: string | undefined;
+  readonly jwksUrl: string | undefined;
+  readonly jwtIssuer: string | undefined;
+  readonly jwtAudience: string | undefined;
+  readonly multiTenancy: boolean;
+  readonly defaultTenant: string | undefined;
+  readonly allowedTenants: readonly string[] | undefined;
+  readonly demoData: boolean;
+  readonly graphiql: boolean;
+  readonly shutdownTimeoutMs: number;
+};
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function text(env: Env, name: string): string | undefined {
+  const value = env[name]?.trim();
+  return value === '' ? undefined : value;
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = text(env, name);
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || value < min || value > max) {
+    throw new ConfigError(`${name} must be a whole number from ${min} to ${max} (got "${raw}")`);
+  }
+  return value;
+}
+
+function boolean(env: Env, name: string, fallback: boolean): boolean {
+  const raw = text(env, name)?.toLowerCase();
+  if (raw === undefined) return fallback;
+  if (['true', '1', 'yes', 'on'].includes(raw)) return true;
+  if (['false', '0', 'no', 'off'].includes(raw)) return false;
+  throw new ConfigError(`${name} must be true or false (got "${raw}")`);
+}
+
+function url(env: Env, name: string, protocols: readonly string[]): string | undefined {
+  const raw = text(env, name);
+  if (raw === undefined) return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new ConfigError(`${name} must be a URL`);
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(`${name} must use ${protocols.join(' or ')} (got "${parsed.protocol}")`);
+  }
+  return raw;
+}
+
+const SLUG = /^[a-z][a-z0-9-]{1,61}[a-z0-9]$/;
+
+export function loadConfig(env: Env = process.env): Config {
+  const nodeEnvRaw = text(env, 'NODE_ENV') ?? 'development';
+  if (nodeEnvRaw !== 'development' && nodeEnvRaw !== 'production' && nodeEnvRaw !== 'test') {
+    throw new ConfigError(`NODE_ENV must be development, production or test (got "${nodeEnvRaw}")`);
+  }
+  const production = nodeEnvRaw === 'production';
+
+  const jwtSecret = text(env, 'JWT_SECRET');
+  if (jwtSecret !== undefined && Buffer.byteLength(jwtSecret) < 32) {
+    throw new ConfigError('JWT_SECRET must be at least 32 bytes (HS256 needs a 256-bit key)');
+  }
+  const jwksUrl = url(env, 'JWKS_URL', ['https:', 'http:']);
+  if (jwtSecret !== undefined && jwksUrl !== undefined) {
+    throw new ConfigError('JWT_SECRET and JWKS_URL are exclusive: set one');
+  }
+  if (production && jwtSecret === undefined && jwksUrl === undefined) {
+    throw new ConfigError('JWT_SECRET or JWKS_URL is required when NODE_ENV=production');
+  }
+
+  const databaseUrl = url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']);
+  const databaseAppUrl = url(env, 'DATABASE_APP_URL', ['postgres:', 'postgresql:']);
+  if (databaseAppUrl !== undefined && databaseUrl === undefined) {
+    throw new ConfigError('DATABASE_APP_URL needs DATABASE_URL (the owner connection for migrations)');
+  }
+
+  const multiTenancy = boolean(env, 'MULTI_TENANCY_ENABLED', true);
+  const defaultTenant = text(env, 'DEFAULT_TENANT');
+  if (defaultTenant !== undefined && !SLUG.test(defaultTenant)) {
+    throw new ConfigError(`DEFAULT_TENANT must be a tenant slug (got "${defaultTenant}")`);
+  }
+  if (!multiTenancy && defaultTenant === undefined) {
+    throw new ConfigError('DEFAULT_TENANT is required when MULTI_TENANCY_ENABLED=false');
+  }
+  const allowedRaw = text(env, 'ALLOWED_TENANTS');
+  const allowedTenants = allowedRaw?.split(',').map((slug) => slug.trim()).filter((slug) => slug !== '');
+  for (const slug of allowedTenants ?? []) {
+    if (!SLUG.test(slug)) throw new ConfigError(`ALLOWED_TENANTS has an invalid slug "${slug}"`);
+  }
+
+  const logLevel = text(env, 'LOG_LEVEL') ?? 'info';
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
+    throw new ConfigError(`LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent (got "${logLevel}")`);
+  }
+
+  return {
+    nodeEnv: nodeEnvRaw,
+    production,
+    host: text(env, 'HOST') ?? '0.0.0.0',
+    port: integer(env, 'PORT', 4000, 0, 65535),
+    logLevel,
+    databaseUrl,
+    databaseAppUrl,
+    dataDir: path.resolve(text(env, 'TENANCY_DATA_DIR') ?? '.tenancy-data'),
+    embeddedPgPort: integer(env, 'EMBEDDED_PG_PORT', 54329, 1, 65535),
+    dbPoolMax: integer(env, 'DB_POOL_MAX', 10, 1, 1000),
+    dbPrepare: boolean(env, 'DB_PREPARE', true),
+    jwtSecret,
+    jwksUrl,
+    jwtIssuer: text(env, 'JWT_ISSUER'),
+    jwtAudience: text(env, 'JWT_AUDIENCE'),
+    multiTenancy,
+    defaultTenant,
+    allowedTenants: allowedTenants && allowedTenants.length > 0 ? allowedTenants : undefined,
+    demoData: boolean(env, 'DEMO_DATA', !production),
+    graphiql: boolean(env, 'GRAPHIQL', !production),
+    shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+  };
+}

@@ -1,0 +1,49 @@
+// The closed list of error codes a client can see (DESIGN.md section 5).
+import { GraphQLError } from 'graphql';
+
+export type ErrorCode =
+  | 'UNAUTHENTICATED'
+  | 'TENANT_REQUIRED'
+  | 'TENANT_NOT_FOUND'
+  | 'TENANT_SUSPENDED'
+  | 'FORBIDDEN'
+  | 'QUOTA_EXCEEDED'
+  | 'BAD_USER_INPUT'
+  | 'NOT_FOUND'
+  | 'CONFLICT'
+  | 'RATE_LIMITED'
+  | 'INTERNAL';
+
+/** Codes that refuse the whole request, with their HTTP status. */
+const REQUEST_STATUS: Partial<Record<ErrorCode, number>> = {
+  UNAUTHENTICATED: 401,
+  TENANT_REQUIRED: 400,
+  TENANT_NOT_FOUND: 403,
+  TENANT_SUSPENDED: 403,
+  RATE_LIMITED: 429,
+  INTERNAL: 500,
+};
+
+export function apiError(code: ErrorCode, message: string, extensions: Record<string, unknown> = {}): GraphQLError {
+  const status = REQUEST_STATUS[code];
+  return new GraphQLError(message, {
+    extensions: { code, ...extensions, ...(status ? { http: { status } } : {}) },
+  });
+}
+
+export const unauthenticated = (message = 'Missing, invalid or expired credentials') =>
+  apiError('UNAUTHENTICATED', message);
+export const tenantRequired = () =>
+  apiError('TENANT_REQUIRED', 'No tenant in the credentials: add a tid claim or an X-Tenant-ID header');
+export const tenantNotFound = () => apiError('TENANT_NOT_FOUND', 'Tenant not found');
+export const tenantSuspended = () => apiError('TENANT_SUSPENDED', 'Tenant is suspended');
+export const forbidden = (message = 'Your role does not allow this') => apiError('FORBIDDEN', message);
+export const notFound = (what: string) => apiError('NOT_FOUND', `${what} not found`);
+export const badUserInput = (field: string, message: string) =>
+  apiError('BAD_USER_INPUT', `${field}: ${message}`, { field });
+export const conflict = (message: string) => apiError('CONFLICT', message);
+export const internal = () => apiError('INTERNAL', 'Internal server error');
+
+export function isApiError(error: unknown): error is GraphQLError {
+  return error instanceof GraphQLError && typeof error.extensions.code === 'string';
+}

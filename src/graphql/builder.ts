@@ -1,0 +1,40 @@
+import SchemaBuilder from '@pothos/core';
+import DataloaderPlugin from '@pothos/plugin-dataloader';
+import RelayPlugin from '@pothos/plugin-relay';
+import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
+import { forbidden } from '../errors.ts';
+import { roleAtLeast } from '../tenancy/roles.ts';
+import type { GraphQLContext } from './context.ts';
+import { decodeGlobalId, NODE_TYPES } from './global-id.ts';
+
+export const builder = new SchemaBuilder<{
+  Context: GraphQLContext;
+  AuthScopes: { viewer: boolean; member: boolean; lead: boolean; admin: boolean };
+  Scalars: { DateTime: { Input: Date; Output: Date }; ID: { Input: string; Output: string } };
+}>({
+  // scope-auth first: plugin hooks apply in reverse order.
+  plugins: [ScopeAuthPlugin, RelayPlugin, DataloaderPlugin],
+  scopeAuth: {
+    // The role the database granted this request (membership, lowered by a role claim).
+    authScopes: async (context) => {
+      const { role } = await context.db.tenant();
+      return {
+        viewer: roleAtLeast(role, 'VIEWER'),
+        member: roleAtLeast(role, 'MEMBER'),
+        lead: roleAtLeast(role, 'LEAD'),
+        admin: roleAtLeast(role, 'ADMIN'),
+      };
+    },
+    unauthorizedError: () => forbidden(),
+  },
+  relay: {
+    clientMutationId: 'omit',
+    cursorType: 'String',
+    // Any id a client sends is opaque: malformed or of an unknown type reads as "no such node".
+    decodeGlobalID: (globalId) => decodeGlobalId(globalId) ?? { typename: '', id: '' },
+    nodeQueryOptions: {
+      resolve: (_root, { id }, _context, _info, resolveNode) => (NODE_TYPES.has(id.typename) ? resolveNode(id) : null),
+    },
+    nodesQueryOptions: false,
+  },
+});

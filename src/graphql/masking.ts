@@ -1,0 +1,27 @@
+// What a client sees of an error: our coded errors as they are, database
+// errors as their contract code, anything else as INTERNAL (logged in full).
+import { GraphQLError } from 'graphql';
+import { errorForSqlState } from '../db/errors.ts';
+import { internal, isApiError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+
+export function createMaskError(log: Logger) {
+  return (error: unknown): Error => {
+    const original = error instanceof GraphQLError && error.originalError ? error.originalError : error;
+    if (isApiError(original)) return withPath(original, error);
+    const mapped = errorForSqlState(original);
+    if (mapped) return withPath(mapped, error);
+    log.error({ err: original }, 'unexpected error');
+    return withPath(internal(), error);
+  };
+}
+
+/** Keeps the field path of the error being replaced. */
+function withPath(replacement: GraphQLError, replaced: unknown): GraphQLError {
+  if (!(replaced instanceof GraphQLError) || !replaced.path) return replacement;
+  return new GraphQLError(replacement.message, {
+    path: replaced.path,
+    nodes: replaced.nodes,
+    extensions: replacement.extensions,
+  });
+}

@@ -1,0 +1,17 @@
+import { lexicographicSortSchema, printSchema } from 'graphql';
+import { builder } from './builder.ts';
+import './scalars.ts';
+import '../modules/tenants/schema.ts';
+import '../modules/users/schema.ts';
+import '../modules/viewer/schema.ts';
+import '../modules/agents/schema.ts';
+
+builder.queryType({});
+builder.mutationType({});
+
+export const schema = builder.toSchema();
+
+/** The committed schema.graphql: the sorted SDL of `schema`. */
+export function printSortedSchema(): string {
+  return `${printSchema(lexicographicSortSchema(schema))}\n`;
+}

@@ -1,0 +1,44 @@
+// Ends each operation's tenant transaction: commit when it succeeded, roll
+// back otherwise. A refused tenant refuses the whole request, and a mutation
+// with any error writes nothing and says so (data: null).
+import { getOperationAST, type ExecutionResult } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+import { errorForSqlState } from '../db/errors.ts';
+import { internal, isApiError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { GraphQLContext } from './context.ts';
+
+export function useTenantTransaction(log: Logger): Plugin<GraphQLContext> {
+  return {
+    onExecute({ args }) {
+      const context = args.contextValue;
+      // Every operation checks its tenant, even one that reads no table.
+      context.db.start();
+      const isMutation = getOperationAST(args.document, args.operationName)?.operation === 'mutation';
+      return {
+        async onExecuteDone({ result, setResult }) {
+          if (Symbol.asyncIterator in result) throw new Error('streamed results are not supported');
+          const refused = await context.db.tenant().then(
+            () => undefined,
+            (error: unknown) => error,
+          );
+          if (refused !== undefined) {
+            await context.db.end(false).catch(() => {});
+            if (!isApiError(refused)) log.error({ err: refused }, 'request transaction failed to start');
+            setResult({ errors: [isApiError(refused) ? refused : internal()] });
+            return;
+          }
+          const failed = (result.errors?.length ?? 0) > 0;
+          try {
+            await context.db.end(!failed);
+          } catch (error) {
+            log.error({ err: error }, 'commit failed');
+            setResult({ errors: [errorForSqlState(error) ?? internal()] });
+            return;
+          }
+          if (failed && isMutation) setResult({ data: null, errors: result.errors } satisfies ExecutionResult);
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,148 @@
+// node:http + Yoga: the GraphQL endpoint, /health, /ready, request logging
+// and a draining shutdown.
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createYoga, useReadinessCheck, type YogaServerInstance } from 'graphql-yoga';
+import type { TokenVerifier } from './auth/tokens.ts';
+import type { Config } from './config.ts';
+import type { Sql } from './db/pool.ts';
+import { TenantTransaction } from './db/tenant-transaction.ts';
+import type { GraphQLContext } from './graphql/context.ts';
+import { createMaskError } from './graphql/masking.ts';
+import { schema } from './graphql/schema.ts';
+import { useTenantTransaction } from './graphql/transaction-plugin.ts';
+import type { Logger } from './logger.ts';
+import { resolveTenant } from './tenancy/resolve.ts';
+
+/** Per HTTP request, shared by the context factory and the request log line. */
+export type ServerContext = {
+  req: IncomingMessage;
+  res: ServerResponse;
+  requestId: string;
+  /** Filled in by the context factory (Yoga copies the server context, not this object). */
+  state: { userId?: string; tenant?: string; transaction?: TenantTransaction };
+};
+
+export type GraphiQLTab = { readonly title: string; readonly token: string; readonly query: string };
+
+export type AppOptions = {
+  readonly config: Pick<Config, 'multiTenancy' | 'defaultTenant' | 'allowedTenants' | 'graphiql'>;
+  readonly sql: Sql;
+  readonly verifyToken: TokenVerifier;
+  readonly log: Logger;
+  readonly graphiqlTabs?: readonly GraphiQLTab[];
+};
+
+export type App = {
+  readonly yoga: YogaServerInstance<ServerContext, GraphQLContext>;
+  readonly handle: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+};
+
+const REQUEST_ID = /^[\w.:-]{1,100}$/;
+
+export function createApp(options: AppOptions): App {
+  const { config, sql, verifyToken, log } = options;
+  const yoga = createYoga<ServerContext, GraphQLContext>({
+    schema,
+    graphqlEndpoint: '/graphql',
+    healthCheckEndpoint: '/health',
+    landingPage: false,
+    graphiql: config.graphiql ? graphiqlOptions(options.graphiqlTabs ?? []) : false,
+    maskedErrors: { maskError: createMaskError(log) },
+    logging: {
+      debug: (...args) => log.debug(args.map(String).join(' ')),
+      info: (...args) => log.info(args.map(String).join(' ')),
+      warn: (...args) => log.warn(args.map(String).join(' ')),
+      error: (...args) => log.error(args.map(String).join(' ')),
+    },
+    context: async ({ request, requestId, state }) => {
+      const selection = await resolveTenant(request.headers, verifyToken, config);
+      const db = new TenantTransaction(sql, selection);
+      Object.assign(state, { userId: selection.userId, tenant: selection.tenant, transaction: db });
+      return { requestId, userId: selection.userId, db };
+    },
+    plugins: [
+      useTenantTransaction(log),
+      useReadinessCheck({
+        endpoint: '/ready',
+        check: async () => {
+          await sql`select 1`;
+          return true;
+        },
+      }),
+    ],
+  });
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const started = process.hrtime.bigint();
+    const header = req.headers['x-request-id'];
+    const requestId = typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID();
+    res.setHeader('x-request-id', requestId);
+    const serverContext: ServerContext = { req, res, requestId, state: {} };
+    res.once('close', () => {
+      log.info(
+        {
+          requestId,
+          method: req.method,
+          path: req.url?.split('?')[0],
+          status: res.statusCode,
+          ms: Number(process.hrtime.bigint() - started) / 1e6,
+          tenantId: serverContext.state.transaction?.known?.id,
+          tenantRequested: serverContext.state.tenant,
+          userId: serverContext.state.userId,
+        },
+        'request',
+      );
+    });
+    try {
+      await yoga(req, res, serverContext);
+    } finally {
+      // Normally ended by the plugin; this is the guarantee for any other exit path.
+      await serverContext.state.transaction?.end(false).catch(() => {});
+    }
+  };
+
+  return { yoga, handle };
+}
+
+function graphiqlOptions(tabs: readonly GraphiQLTab[]) {
+  return {
+    title: 'Tenancy',
+    shouldPersistHeaders: true,
+    defaultTabs: tabs.map((tab) => ({
+      query: `# ${tab.title}\n${tab.query}`,
+      headers: JSON.stringify({ Authorization: `Bearer ${tab.token}` }, null, 2),
+    })),
+  };
+}
+
+export type RunningServer = {
+  readonly server: Server;
+  readonly url: string;
+  /** Stops accepting, lets in-flight requests finish (up to the timeout), then closes. */
+  close(): Promise<void>;
+};
+
+export async function listen(app: App, host: string, port: number, shutdownTimeoutMs: number): Promise<RunningServer> {
+  const server = createServer((req, res) => void app.handle(req, res));
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const address = server.address();
+  const boundPort = typeof address === 'object' && address ? address.port : port;
+  const shownHost = host === '0.0.0.0' || host === '::' ? 'localhost' : host;
+  return {
+    server,
+    url: `http://${shownHost}:${boundPort}`,
+    close: async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => server.closeAllConnections(), shutdownTimeoutMs);
+      await closed;
+      clearTimeout(timer);
+      await app.yoga.dispose();
+    },
+  };
+}
