@@ -44,6 +44,14 @@ export const badUserInput = (field: string, message: string) =>
 export const conflict = (message: string) => apiError('CONFLICT', message);
 export const internal = () => apiError('INTERNAL', 'Internal server error');
 
+/**
+ * By shape, not instanceof: graphql can be loaded twice (its ESM and CJS
+ * builds, as under vitest), and an error from one copy fails the other's instanceof.
+ */
+export function isGraphQLError(error: unknown): error is GraphQLError {
+  return error instanceof Error && error.name === 'GraphQLError';
+}
+
 export function isApiError(error: unknown): error is GraphQLError {
-  return error instanceof GraphQLError && typeof error.extensions.code === 'string';
+  return isGraphQLError(error) && typeof error.extensions?.code === 'string';
 }

@@ -19,8 +19,8 @@ export type ServerContext = {
   req: IncomingMessage;
   res: ServerResponse;
   requestId: string;
-  /** Filled in by the context factory (Yoga copies the server context, not this object). */
-  state: { userId?: string; tenant?: string; transaction?: TenantTransaction };
+  /** Filled in by the context factory (Yoga copies the server context, not this object); absent under yoga.fetch. */
+  state?: { userId?: string; tenant?: string; transaction?: TenantTransaction };
 };
 
 export type GraphiQLTab = { readonly title: string; readonly token: string; readonly query: string };
@@ -58,7 +58,7 @@ export function createApp(options: AppOptions): App {
     context: async ({ request, requestId, state }) => {
       const selection = await resolveTenant(request.headers, verifyToken, config);
       const db = new TenantTransaction(sql, selection);
-      Object.assign(state, { userId: selection.userId, tenant: selection.tenant, transaction: db });
+      if (state) Object.assign(state, { userId: selection.userId, tenant: selection.tenant, transaction: db });
       return { requestId, userId: selection.userId, db };
     },
     plugins: [
@@ -78,7 +78,8 @@ export function createApp(options: AppOptions): App {
     const header = req.headers['x-request-id'];
     const requestId = typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID();
     res.setHeader('x-request-id', requestId);
-    const serverContext: ServerContext = { req, res, requestId, state: {} };
+    const state: NonNullable<ServerContext['state']> = {};
+    const serverContext: ServerContext = { req, res, requestId, state };
     res.once('close', () => {
       log.info(
         {
@@ -87,9 +88,9 @@ export function createApp(options: AppOptions): App {
           path: req.url?.split('?')[0],
           status: res.statusCode,
           ms: Number(process.hrtime.bigint() - started) / 1e6,
-          tenantId: serverContext.state.transaction?.known?.id,
-          tenantRequested: serverContext.state.tenant,
-          userId: serverContext.state.userId,
+          tenantId: state.transaction?.known?.id,
+          tenantRequested: state.tenant,
+          userId: state.userId,
         },
         'request',
       );
@@ -98,7 +99,7 @@ export function createApp(options: AppOptions): App {
       await yoga(req, res, serverContext);
     } finally {
       // Normally ended by the plugin; this is the guarantee for any other exit path.
-      await serverContext.state.transaction?.end(false).catch(() => {});
+      await state.transaction?.end(false).catch(() => {});
     }
   };
 

@@ -2,12 +2,12 @@
 // errors as their contract code, anything else as INTERNAL (logged in full).
 import { GraphQLError } from 'graphql';
 import { errorForSqlState } from '../db/errors.ts';
-import { internal, isApiError } from '../errors.ts';
+import { internal, isApiError, isGraphQLError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 
 export function createMaskError(log: Logger) {
   return (error: unknown): Error => {
-    const original = error instanceof GraphQLError && error.originalError ? error.originalError : error;
+    const original = isGraphQLError(error) && error.originalError ? error.originalError : error;
     if (isApiError(original)) return withPath(original, error);
     const mapped = errorForSqlState(original);
     if (mapped) return withPath(mapped, error);
@@ -18,7 +18,7 @@ export function createMaskError(log: Logger) {
 
 /** Keeps the field path of the error being replaced. */
 function withPath(replacement: GraphQLError, replaced: unknown): GraphQLError {
-  if (!(replaced instanceof GraphQLError) || !replaced.path) return replacement;
+  if (!isGraphQLError(replaced) || !replaced.path) return replacement;
   return new GraphQLError(replacement.message, {
     path: replaced.path,
     nodes: replaced.nodes,

@@ -1,0 +1,56 @@
+// One embedded PostgreSQL for the whole run, with a migrated template
+// database; each test file clones its own database from it (test/helpers/db.ts).
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import postgres from 'postgres';
+import type { TestProject } from 'vitest/node';
+import { openEmbeddedPostgres, type EmbeddedServer } from '../src/db/embedded.ts';
+import { ensureAppRole, runMigrations } from '../src/db/setup.ts';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    postgres: { templateUrl: string; appRoleUrl: string; templateName: string };
+  }
+}
+
+export const TEMPLATE = 'tenancy_template';
+
+let server: EmbeddedServer | undefined;
+let dataDir: string | undefined;
+
+export async function setup(project: TestProject) {
+  dataDir = await mkdtemp(path.join(tmpdir(), 'tenancy-test-'));
+  await chmod(dataDir, 0o755);
+  server = await openEmbeddedPostgres({ dataDir, port: await freePort() });
+  const templateUrl = withDatabase(server.ownerUrl, TEMPLATE);
+  const admin = postgres(server.ownerUrl, { max: 1, onnotice: () => {} });
+  await admin`create database ${admin(TEMPLATE)}`;
+  await admin.end();
+  const appRoleUrl = await ensureAppRole(templateUrl, dataDir);
+  await runMigrations(templateUrl, appRoleUrl, () => {});
+  project.provide('postgres', { templateUrl, appRoleUrl, templateName: TEMPLATE });
+}
+
+export async function teardown() {
+  await server?.stop();
+  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+}
+
+export function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}

@@ -1,0 +1,49 @@
+// Per-file databases cloned from the migrated template (test/global-setup.ts).
+import { randomBytes } from 'node:crypto';
+import postgres from 'postgres';
+import { afterAll, inject } from 'vitest';
+import { createPool, type Sql } from '../../src/db/pool.ts';
+
+export type TestDatabase = {
+  /** Owner (superuser) connection to this file's database. */
+  readonly ownerUrl: string;
+  /** The request role on this file's database. */
+  readonly appUrl: string;
+  /** Owner pool: fixtures and checks behind the API's back. */
+  readonly owner: Sql;
+  /** A request-role pool, closed with the database. */
+  appPool(max?: number): Sql;
+};
+
+/** A fresh migrated database for this test file, dropped after it. */
+export async function useTestDatabase(): Promise<TestDatabase> {
+  const { templateUrl, appRoleUrl, templateName } = inject('postgres');
+  const name = `test_${randomBytes(6).toString('hex')}`;
+  const admin = postgres(withDatabase(templateUrl, 'postgres'), { max: 1, onnotice: () => {} });
+  await admin`create database ${admin(name)} template ${admin(templateName)}`;
+  const ownerUrl = withDatabase(templateUrl, name);
+  const appUrl = withDatabase(appRoleUrl, name);
+  const owner = postgres(ownerUrl, { max: 4, onnotice: () => {} });
+  const pools: Sql[] = [];
+  afterAll(async () => {
+    await Promise.all([owner, ...pools].map((pool) => pool.end({ timeout: 5 })));
+    await admin`drop database if exists ${admin(name)} with (force)`;
+    await admin.end();
+  });
+  return {
+    ownerUrl,
+    appUrl,
+    owner,
+    appPool: (max = 4) => {
+      const pool = createPool(appUrl, { max, prepare: true });
+      pools.push(pool);
+      return pool;
+    },
+  };
+}
+
+function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
