@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:67489d8433fd08d3a8bdeba470970de758819f66
+--! Hash: sha1:c5946d98c10a3f6a9ff6dbdf963c307973077683
 --! Message: core tenants users memberships agents
 
 -- Core schema: tenants, users, memberships, agents, and the request entry point.
@@ -16,9 +16,6 @@ create schema app;
 create schema app_private;
 revoke all on schema app, app_private from public;
 grant usage on schema app, app_private to :DATABASE_APP;
-
--- Functions are executable by PUBLIC unless revoked; start from nothing.
-alter default privileges in schema app, app_private revoke execute on functions from public;
 
 --------------------------------------------------------------------------------
 -- Request settings. Set only by app_private.begin_request, transaction-local.
@@ -46,6 +43,8 @@ create function app.has_role(required text) returns boolean
   language sql stable parallel safe
   as $$ select app.role_rank(app.current_member_role()) >= app.role_rank(required) and app.role_rank(required) > 0 $$;
 
+-- Functions are executable by PUBLIC unless revoked: every function here is
+-- revoked from PUBLIC at the end of this file, and granted by name.
 grant execute on function app.current_tenant_id(), app.current_user_id(), app.current_member_role(),
   app.role_rank(text), app.has_role(text) to :DATABASE_APP;
 
@@ -252,3 +251,5 @@ create function app_private.my_memberships()
     order by t.slug
   $$;
 grant execute on function app_private.my_memberships() to :DATABASE_APP;
+
+revoke execute on all functions in schema app, app_private from public;
