@@ -2,13 +2,17 @@
 // errors as their contract code, anything else as INTERNAL (logged in full).
 import { GraphQLError } from 'graphql';
 import { errorForSqlState } from '../db/errors.ts';
-import { internal, isApiError, isGraphQLError } from '../errors.ts';
+import { badUserInput, internal, isApiError, isGraphQLError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 
 export function createMaskError(log: Logger) {
   return (error: unknown): Error => {
     const original = isGraphQLError(error) && error.originalError ? error.originalError : error;
     if (isApiError(original)) return withPath(original, error);
+    // Pothos rejects invalid arguments (a negative page size, say) with this error.
+    if (original instanceof Error && original.name === 'PothosValidationError') {
+      return withPath(badUserInput('arguments', original.message), error);
+    }
     const mapped = errorForSqlState(original);
     if (mapped) return withPath(mapped, error);
     log.error({ err: original }, 'unexpected error');

@@ -30,14 +30,18 @@ const constraints = {
 
 export type AgentPage = { after?: Position | undefined; before?: Position | undefined; limit: number; inverted: boolean };
 
-/** A page of the tenant's agents in creation order (RLS keeps it to the tenant). */
+/**
+ * A page of the tenant's agents in creation order (RLS keeps it to the tenant).
+ * Positions are compared as text cast in SQL: a timestamptz parameter would go
+ * through a JS Date and lose the microseconds.
+ */
 export async function listAgents(tx: Tx, page: AgentPage): Promise<AgentRow[]> {
   const direction = page.inverted ? tx`desc` : tx`asc`;
   return tx<AgentRow[]>`
     select ${agentColumns(tx)} from app.agents
     where true
-      ${page.after ? tx`and (created_at, id) > (${page.after.at}::timestamptz, ${page.after.id}::uuid)` : tx``}
-      ${page.before ? tx`and (created_at, id) < (${page.before.at}::timestamptz, ${page.before.id}::uuid)` : tx``}
+      ${page.after ? tx`and (created_at, id) > (${page.after.at}::text::timestamptz, ${page.after.id}::uuid)` : tx``}
+      ${page.before ? tx`and (created_at, id) < (${page.before.at}::text::timestamptz, ${page.before.id}::uuid)` : tx``}
     order by created_at ${direction}, id ${direction}
     limit ${page.limit}`;
 }
