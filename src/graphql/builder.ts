@@ -11,7 +11,10 @@ export const builder = new SchemaBuilder<{
   Context: GraphQLContext;
   AuthScopes: { viewer: boolean; member: boolean; lead: boolean; admin: boolean };
   Scalars: { DateTime: { Input: Date; Output: Date }; ID: { Input: string; Output: string } };
+  // Fields are non-null unless they say otherwise: clients need not guard every field.
+  DefaultFieldNullability: false;
 }>({
+  defaultFieldNullability: false,
   // scope-auth first: plugin hooks apply in reverse order.
   plugins: [ScopeAuthPlugin, RelayPlugin, DataloaderPlugin],
   scopeAuth: {

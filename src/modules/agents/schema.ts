@@ -42,7 +42,7 @@ builder.queryFields((t) => ({
           return context.db.run((tx) => listAgents(tx, page));
         },
       ),
-  }),
+  }, { name: 'AgentConnection' }, { name: 'AgentEdge' }),
   agent: t.field({
     type: AgentRef,
     nullable: true,
