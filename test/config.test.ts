@@ -1,0 +1,42 @@
+// Configuration: defaults, and a clear message naming each bad variable.
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.ts';
+
+describe('loadConfig', () => {
+  it('has working defaults for development', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({ port: 4000, multiTenancy: true, demoData: true, graphiql: true, production: false, databaseUrl: undefined });
+    expect(config.dataDir.endsWith('.tenancy-data')).toBe(true);
+  });
+
+  it('turns GraphiQL and the demo off in production', () => {
+    const config = loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32) });
+    expect(config).toMatchObject({ graphiql: false, demoData: false, production: true });
+  });
+
+  it.each([
+    [{ PORT: 'eighty' }, 'PORT'],
+    [{ PORT: '70000' }, 'PORT'],
+    [{ NODE_ENV: 'staging' }, 'NODE_ENV'],
+    [{ NODE_ENV: 'production' }, 'JWT_SECRET or JWKS_URL'],
+    [{ JWT_SECRET: 'short' }, 'JWT_SECRET'],
+    [{ JWT_SECRET: 'x'.repeat(32), JWKS_URL: 'https://idp.example/jwks' }, 'JWT_SECRET and JWKS_URL'],
+    [{ JWKS_URL: 'not a url' }, 'JWKS_URL'],
+    [{ DATABASE_URL: 'mysql://x' }, 'DATABASE_URL'],
+    [{ DATABASE_APP_URL: 'postgres://app@db/x' }, 'DATABASE_APP_URL'],
+    [{ MULTI_TENANCY_ENABLED: 'maybe' }, 'MULTI_TENANCY_ENABLED'],
+    [{ MULTI_TENANCY_ENABLED: 'false' }, 'DEFAULT_TENANT'],
+    [{ DEFAULT_TENANT: 'Bad Slug' }, 'DEFAULT_TENANT'],
+    [{ ALLOWED_TENANTS: 'acme,Not Ok' }, 'ALLOWED_TENANTS'],
+    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
+    [{ DB_POOL_MAX: '0' }, 'DB_POOL_MAX'],
+  ])('refuses %o naming %s', (env, name) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(name);
+  });
+
+  it('parses the tenancy settings', () => {
+    const config = loadConfig({ MULTI_TENANCY_ENABLED: 'false', DEFAULT_TENANT: 'acme', ALLOWED_TENANTS: ' acme , globex ,' });
+    expect(config).toMatchObject({ multiTenancy: false, defaultTenant: 'acme', allowedTenants: ['acme', 'globex'] });
+  });
+});
