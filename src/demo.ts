@@ -51,7 +51,7 @@ export async function seedDemo(owner: Sql): Promise<boolean> {
       }
     }
     return true;
-  }) as Promise<boolean>;
+  });
 }
 
 /** The demo users that still exist, one per tenant and role. */

@@ -31,7 +31,7 @@ describe('tables', () => {
   });
 
   it('every table in the app schemas has RLS enabled and forced', async () => {
-    const rows = await db.owner`
+    const rows = await db.owner<{ relname: string; relrowsecurity: boolean; relforcerowsecurity: boolean }[]>`
       select c.relname, c.relrowsecurity, c.relforcerowsecurity
       from pg_class c join pg_namespace n on n.oid = c.relnamespace
       where n.nspname = any(${SCHEMAS}) and c.relkind in ('r', 'p')`;

@@ -53,7 +53,7 @@ describe('tenant B over tenant A', () => {
       variables: { id },
     });
     expect(codes(remove)).toEqual(['NOT_FOUND']);
-    const rows = await db.owner`select name from app.agents where tenant_id = ${a.id} order by name`;
+    const rows = await db.owner<{ name: string }[]>`select name from app.agents where tenant_id = ${a.id} order by name`;
     expect(rows.map((row) => row.name)).toEqual(['a-one', 'a-three', 'a-two']);
   });
 

