@@ -139,10 +139,12 @@ export async function listen(app: App, host: string, port: number, shutdownTimeo
     url: `http://${shownHost}:${boundPort}`,
     close: async () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      const timer = setTimeout(() => server.closeAllConnections(), shutdownTimeoutMs);
+      // Keep-alive connections go idle as their last response is sent: close them then.
+      const sweeper = setInterval(() => server.closeIdleConnections(), 50);
+      const deadline = setTimeout(() => server.closeAllConnections(), shutdownTimeoutMs);
       await closed;
-      clearTimeout(timer);
+      clearInterval(sweeper);
+      clearTimeout(deadline);
       await app.yoga.dispose();
     },
   };

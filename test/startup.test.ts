@@ -2,10 +2,12 @@
 // folder boots an embedded PostgreSQL, migrates, seeds the demo, serves; the
 // CLI works beside it; SIGTERM stops everything; a restart keeps the data.
 import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import postgres from 'postgres';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { connectionUrl } from '../src/db/embedded.ts';
 import { freePort } from './global-setup.ts';
 import { runCli, runScript, startServer, type ServerProcess } from './helpers/process.ts';
 
@@ -75,8 +77,32 @@ it('lets the CLI work on the same embedded database while the server runs', asyn
   expect((listed.json as { slug: string }[]).map((tenant) => tenant.slug)).toEqual(['acme', 'globex']);
 });
 
+it('finishes a request in flight when SIGTERM arrives', async () => {
+  // Hold the agent name in an open owner transaction, so the mutation waits on
+  // the unique index: a request that is still running when the signal comes.
+  const password = (await readFile(path.join(dataDir, 'pg-superuser-password'), 'utf8')).trim();
+  const owner = postgres(connectionUrl('postgres', password, Number(env.EMBEDDED_PG_PORT), 'tenancy'), { max: 1, onnotice: () => {} });
+  const reserved = await owner.reserve();
+  const [acme] = await reserved`select id from app.tenants where slug = 'acme'`;
+  await reserved`begin`;
+  await reserved`insert into app.agents (tenant_id, name, kind) values (${acme!.id}, 'in flight', 'assistant')`;
+
+  const pending = graphql(server!.url, adminToken, 'mutation { createAgent(input: { name: "in flight", kind: "assistant" }) { agent { name } } }');
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const exited = server!.stop();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  await reserved`rollback`; // the waiting insert goes ahead
+  reserved.release();
+  await owner.end();
+
+  const response = await pending;
+  expect(response.status).toBe(200);
+  expect(response.body).toEqual({ data: { createAgent: { agent: { name: 'in flight' } } } });
+  expect(await exited).toBe(0);
+  expect(server!.output()).toContain('"msg":"stopped"');
+});
+
 it('stops cleanly on SIGTERM, embedded PostgreSQL included', async () => {
-  expect(await server!.stop()).toBe(0);
   expect(server!.output()).toContain('"msg":"stopped"');
   expect(existsSync(path.join(dataDir, 'pg', 'postmaster.pid'))).toBe(false);
 });
@@ -95,7 +121,7 @@ it('restarts on the same data, without seeding the demo twice, and honours earli
   expect(body.errors).toBeUndefined();
   const names = (body.data!.agents as { edges: { node: { name: string } }[] }).edges.map((edge) => edge.node.name);
   expect(names).toContain('survives restarts');
-  expect(names).toHaveLength(4);
+  expect(names).toHaveLength(5);
   const code = await server.stop();
   expect(code, server.output()).toBe(0);
 });
