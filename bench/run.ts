@@ -11,7 +11,7 @@ import postgres from 'postgres';
 import { signToken } from '../src/auth/tokens.ts';
 import { openEmbeddedPostgres } from '../src/db/embedded.ts';
 import { ensureAppRole, runMigrations } from '../src/db/setup.ts';
-import { freePort } from '../test/global-setup.ts';
+import { freePort } from '../test/helpers/local.ts';
 
 const TENANTS = Number(process.env.BENCH_TENANTS ?? 1000);
 const AGENTS_PER_TENANT = 50;

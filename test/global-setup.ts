@@ -1,13 +1,13 @@
 // One embedded PostgreSQL for the whole run, with a migrated template
 // database; each test file clones its own database from it (test/helpers/db.ts).
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import postgres from 'postgres';
 import type { TestProject } from 'vitest/node';
 import { openEmbeddedPostgres, type EmbeddedServer } from '../src/db/embedded.ts';
 import { ensureAppRole, runMigrations } from '../src/db/setup.ts';
+import { freePort, withDatabase } from './helpers/local.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -15,7 +15,7 @@ declare module 'vitest' {
   }
 }
 
-export const TEMPLATE = 'tenancy_template';
+const TEMPLATE = 'tenancy_template';
 
 let server: EmbeddedServer | undefined;
 let dataDir: string | undefined;
@@ -36,21 +36,4 @@ export async function setup(project: TestProject) {
 export async function teardown() {
   await server?.stop();
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
-}
-
-export function withDatabase(url: string, database: string): string {
-  const parsed = new URL(url);
-  parsed.pathname = `/${database}`;
-  return parsed.toString();
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }

@@ -8,7 +8,7 @@ import path from 'node:path';
 import postgres from 'postgres';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { connectionUrl } from '../src/db/embedded.ts';
-import { freePort } from './global-setup.ts';
+import { freePort } from './helpers/local.ts';
 import { runCli, runScript, startServer, type ServerProcess } from './helpers/process.ts';
 
 let dataDir: string;
@@ -83,7 +83,7 @@ it('finishes a request in flight when SIGTERM arrives', async () => {
   const password = (await readFile(path.join(dataDir, 'pg-superuser-password'), 'utf8')).trim();
   const owner = postgres(connectionUrl('postgres', password, Number(env.EMBEDDED_PG_PORT), 'tenancy'), { max: 1, onnotice: () => {} });
   const reserved = await owner.reserve();
-  const [acme] = await reserved`select id from app.tenants where slug = 'acme'`;
+  const [acme] = await reserved<{ id: string }[]>`select id from app.tenants where slug = 'acme'`;
   await reserved`begin`;
   await reserved`insert into app.agents (tenant_id, name, kind) values (${acme!.id}, 'in flight', 'assistant')`;
 
@@ -102,8 +102,7 @@ it('finishes a request in flight when SIGTERM arrives', async () => {
   expect(server!.output()).toContain('"msg":"stopped"');
 });
 
-it('stops cleanly on SIGTERM, embedded PostgreSQL included', async () => {
-  expect(server!.output()).toContain('"msg":"stopped"');
+it('stopped the embedded PostgreSQL it had started', () => {
   expect(existsSync(path.join(dataDir, 'pg', 'postmaster.pid'))).toBe(false);
 });
 

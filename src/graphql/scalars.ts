@@ -1,4 +1,5 @@
-import { GraphQLError, Kind } from 'graphql';
+import { Kind } from 'graphql';
+import { apiError } from '../errors.ts';
 import { builder } from './builder.ts';
 
 builder.scalarType('DateTime', {
@@ -11,7 +12,7 @@ builder.scalarType('DateTime', {
 function parseDate(value: unknown): Date {
   const date = typeof value === 'string' ? new Date(value) : undefined;
   if (!date || Number.isNaN(date.getTime())) {
-    throw new GraphQLError('DateTime must be an ISO 8601 string', { extensions: { code: 'BAD_USER_INPUT' } });
+    throw apiError('BAD_USER_INPUT', 'DateTime must be an ISO 8601 string');
   }
   return date;
 }

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
 import { afterAll, inject } from 'vitest';
 import { createPool, type Sql } from '../../src/db/pool.ts';
+import { withDatabase } from './local.ts';
 
 export type TestDatabase = {
   /** Owner (superuser) connection to this file's database. */
@@ -40,10 +41,4 @@ export async function useTestDatabase(): Promise<TestDatabase> {
       return pool;
     },
   };
-}
-
-function withDatabase(url: string, database: string): string {
-  const parsed = new URL(url);
-  parsed.pathname = `/${database}`;
-  return parsed.toString();
 }
