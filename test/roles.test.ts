@@ -97,9 +97,9 @@ describe('input', () => {
   it('names the bad field, and writes nothing', async () => {
     const token = tenant.members.MEMBER.token;
     const cases: [string, string, string][] = [
-      ['', 'assistant', 'name'],
-      ['x'.repeat(101), 'assistant', 'name'],
-      ['bad kind', 'Not A Kind', 'kind'],
+      ['', 'assistant', 'input.name'],
+      ['x'.repeat(101), 'assistant', 'input.name'],
+      ['bad kind', 'Not A Kind', 'input.kind'],
     ];
     for (const [name, kind, field] of cases) {
       const response = await api.request('mutation($name: String!, $kind: String!) { createAgent(input: { name: $name, kind: $kind }) { agent { id } } }', {

@@ -2,7 +2,8 @@ import SchemaBuilder from '@pothos/core';
 import DataloaderPlugin from '@pothos/plugin-dataloader';
 import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
-import { forbidden } from '../errors.ts';
+import ValidationPlugin from '@pothos/plugin-validation';
+import { badUserInput, forbidden } from '../errors.ts';
 import { roleAtLeast } from '../tenancy/roles.ts';
 import type { GraphQLContext } from './context.ts';
 import { decodeGlobalId, NODE_TYPES } from './global-id.ts';
@@ -10,13 +11,17 @@ import { decodeGlobalId, NODE_TYPES } from './global-id.ts';
 export const builder = new SchemaBuilder<{
   Context: GraphQLContext;
   AuthScopes: { viewer: boolean; member: boolean; lead: boolean; admin: boolean };
-  Scalars: { DateTime: { Input: Date; Output: Date }; ID: { Input: string; Output: string } };
+  Scalars: {
+    DateTime: { Input: Date; Output: Date };
+    ID: { Input: string; Output: string };
+    JSONObject: { Input: Record<string, unknown>; Output: Record<string, unknown> };
+  };
   // Fields are non-null unless they say otherwise: clients need not guard every field.
   DefaultFieldNullability: false;
 }>({
   defaultFieldNullability: false,
   // scope-auth first: plugin hooks apply in reverse order.
-  plugins: [ScopeAuthPlugin, RelayPlugin, DataloaderPlugin],
+  plugins: [ScopeAuthPlugin, ValidationPlugin, RelayPlugin, DataloaderPlugin],
   scopeAuth: {
     // The role the database granted this request (membership, lowered by a role claim).
     authScopes: async (context) => {
@@ -29,6 +34,14 @@ export const builder = new SchemaBuilder<{
       };
     },
     unauthorizedError: () => forbidden(),
+  },
+  validation: {
+    // The first problem, named by its argument path (input.name, say).
+    validationError: (result) => {
+      const issue = result.issues[0];
+      const field = issue?.path?.map((part) => (typeof part === 'object' ? String(part.key) : String(part))).join('.') || 'input';
+      return badUserInput(field, issue?.message ?? 'is invalid');
+    },
   },
   relay: {
     clientMutationId: 'omit',

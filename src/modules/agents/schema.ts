@@ -1,12 +1,16 @@
-import { resolveCursorConnection } from '@pothos/plugin-relay';
-import { badUserInput, forbidden, notFound } from '../../errors.ts';
+import { z } from 'zod';
+import { notFound } from '../../errors.ts';
 import { builder } from '../../graphql/builder.ts';
+import { keysetConnection } from '../../graphql/connection.ts';
 import type { GraphQLContext } from '../../graphql/context.ts';
-import { decodeCursor, encodeCursor } from '../../graphql/cursor.ts';
 import { idOfType } from '../../graphql/global-id.ts';
-import { roleAtLeast } from '../../tenancy/roles.ts';
+import { assertMayChange } from '../../graphql/permissions.ts';
 import { UserRef } from '../users/schema.ts';
-import { createAgent, deleteAgent, findAgents, listAgents, updateAgent, type AgentInput, type AgentRow } from './repo.ts';
+import { createAgent, deleteAgent, findAgents, listAgents, updateAgent, type AgentRow } from './repo.ts';
+
+export const AgentStatusEnum = builder.enumType('AgentStatus', {
+  values: { ACTIVE: { value: 'active' }, ARCHIVED: { value: 'archived' } } as const,
+});
 
 export const AgentRef = builder.loadableNode('Agent', {
   description: 'An AI agent configured by the tenant',
@@ -18,6 +22,9 @@ export const AgentRef = builder.loadableNode('Agent', {
     name: t.exposeString('name'),
     kind: t.exposeString('kind', { description: 'What the agent does, e.g. "assistant" or "coder"' }),
     description: t.exposeString('description'),
+    model: t.exposeString('model', { description: 'The model the agent runs on' }),
+    config: t.expose('config', { type: 'JSONObject' }),
+    status: t.expose('status', { type: AgentStatusEnum, description: 'Archived agents start no sessions' }),
     createdBy: t.field({
       type: UserRef,
       nullable: true,
@@ -29,20 +36,23 @@ export const AgentRef = builder.loadableNode('Agent', {
   }),
 });
 
+const AgentFilter = builder.inputType('AgentFilter', {
+  fields: (t) => ({ status: t.field({ type: AgentStatusEnum, required: false }) }),
+});
+
 builder.queryFields((t) => ({
-  agents: t.connection({
-    type: AgentRef,
-    description: "The tenant's agents, oldest first (at most 100 a page, 20 by default)",
-    authScopes: { viewer: true },
-    resolve: (_root, args, context) =>
-      resolveCursorConnection<Promise<AgentRow[]>>(
-        { args, toCursor: (agent) => encodeCursor({ at: agent.position, id: agent.id }), defaultSize: 20, maxSize: 100 },
-        ({ before, after, limit, inverted }) => {
-          const page = { after: decodeCursor(after, 'after'), before: decodeCursor(before, 'before'), limit, inverted };
-          return context.db.run((tx) => listAgents(tx, page));
-        },
-      ),
-  }, { name: 'AgentConnection' }, { name: 'AgentEdge' }),
+  agents: t.connection(
+    {
+      type: AgentRef,
+      description: "The tenant's agents, oldest first (at most 100 a page, 20 by default)",
+      authScopes: { viewer: true },
+      args: { filter: t.arg({ type: AgentFilter, required: false }) },
+      resolve: (_root, args, context) =>
+        keysetConnection(args, (page) => context.db.run((tx) => listAgents(tx, { status: args.filter?.status ?? undefined }, page))),
+    },
+    { name: 'AgentConnection' },
+    { name: 'AgentEdge' },
+  ),
   agent: t.field({
     type: AgentRef,
     nullable: true,
@@ -52,11 +62,19 @@ builder.queryFields((t) => ({
   }),
 }));
 
+const name = z.string().trim().min(1, 'must be 1 to 100 characters').max(100, 'must be 1 to 100 characters');
+const kind = z.string().trim().regex(/^[a-z][a-z0-9_-]{0,39}$/, 'must be lowercase letters, digits, - or _ (at most 40), starting with a letter');
+const description = z.string().max(2000, 'must be at most 2000 characters');
+const model = z.string().trim().min(1, 'must be 1 to 200 characters').max(200, 'must be 1 to 200 characters');
+const config = z.record(z.string(), z.unknown()).refine((value) => Buffer.byteLength(JSON.stringify(value)) <= 16_384, 'must be at most 16 KiB');
+
 const CreateAgentInput = builder.inputType('CreateAgentInput', {
   fields: (t) => ({
-    name: t.string({ required: true }),
-    kind: t.string({ required: true }),
-    description: t.string({ required: false }),
+    name: t.string({ required: true, validate: name }),
+    kind: t.string({ required: true, validate: kind }),
+    description: t.string({ required: false, validate: description }),
+    model: t.string({ required: false, validate: model, description: 'Defaults to "default"' }),
+    config: t.field({ type: 'JSONObject', required: false, validate: config }),
   }),
 });
 
@@ -64,13 +82,15 @@ const UpdateAgentInput = builder.inputType('UpdateAgentInput', {
   description: 'Fields left out keep their value',
   fields: (t) => ({
     id: t.id({ required: true }),
-    name: t.string({ required: false }),
-    kind: t.string({ required: false }),
-    description: t.string({ required: false }),
+    name: t.string({ required: false, validate: name }),
+    kind: t.string({ required: false, validate: kind }),
+    description: t.string({ required: false, validate: description }),
+    model: t.string({ required: false, validate: model }),
+    config: t.field({ type: 'JSONObject', required: false, validate: config }),
   }),
 });
 
-const DeleteAgentInput = builder.inputType('DeleteAgentInput', {
+const AgentIdInput = builder.inputType('AgentIdInput', {
   fields: (t) => ({ id: t.id({ required: true }) }),
 });
 
@@ -89,9 +109,15 @@ builder.mutationFields((t) => ({
     authScopes: { member: true },
     args: { input: t.arg({ type: CreateAgentInput, required: true }) },
     resolve: async (_root, { input }, context) => {
-      const { name, kind, description } = validAgentInput(input);
-      // name and kind are required arguments: GraphQL has checked they are there.
-      const agent = await context.db.run((tx) => createAgent(tx, { name: name!, kind: kind!, description: description ?? '' }));
+      const agent = await context.db.run((tx) =>
+        createAgent(tx, {
+          name: input.name,
+          kind: input.kind,
+          description: input.description ?? '',
+          model: input.model ?? 'default',
+          config: input.config ?? {},
+        }),
+      );
       return { agent };
     },
   }),
@@ -102,16 +128,37 @@ builder.mutationFields((t) => ({
     args: { input: t.arg({ type: UpdateAgentInput, required: true }) },
     resolve: async (_root, { input }, context) => {
       const id = await modifiableAgentId(context, input.id);
-      const agent = await context.db.run((tx) => updateAgent(tx, id, validAgentInput(input)));
+      const patch = {
+        name: input.name ?? undefined,
+        kind: input.kind ?? undefined,
+        description: input.description ?? undefined,
+        model: input.model ?? undefined,
+        config: input.config ?? undefined,
+      };
+      const agent = await context.db.run((tx) => updateAgent(tx, id, patch));
       if (!agent) throw notFound('Agent');
       return { agent };
     },
   }),
+  archiveAgent: t.field({
+    type: AgentPayload,
+    description: 'LEAD and above. An archived agent keeps its sessions and starts no new ones',
+    authScopes: { lead: true },
+    args: { input: t.arg({ type: AgentIdInput, required: true }) },
+    resolve: (_root, { input }, context) => setAgentStatus(context, input.id, 'archived'),
+  }),
+  restoreAgent: t.field({
+    type: AgentPayload,
+    description: 'LEAD and above',
+    authScopes: { lead: true },
+    args: { input: t.arg({ type: AgentIdInput, required: true }) },
+    resolve: (_root, { input }, context) => setAgentStatus(context, input.id, 'active'),
+  }),
   deleteAgent: t.field({
     type: DeleteAgentPayload,
-    description: 'LEAD and above: any agent; MEMBER: the agents they created',
+    description: 'LEAD and above: any agent; MEMBER: the agents they created. Deletes its sessions and tasks too',
     authScopes: { member: true },
-    args: { input: t.arg({ type: DeleteAgentInput, required: true }) },
+    args: { input: t.arg({ type: AgentIdInput, required: true }) },
     resolve: async (_root, { input }, context) => {
       const id = await modifiableAgentId(context, input.id);
       if (!(await context.db.run((tx) => deleteAgent(tx, id)))) throw notFound('Agent');
@@ -120,29 +167,18 @@ builder.mutationFields((t) => ({
   }),
 }));
 
+async function setAgentStatus(context: GraphQLContext, globalId: string, status: 'active' | 'archived') {
+  const id = idOfType(globalId, 'Agent');
+  const agent = id ? await context.db.run((tx) => updateAgent(tx, id, { status })) : undefined;
+  if (!agent) throw notFound('Agent');
+  return { agent };
+}
+
 /** The agent's uuid when this request may change it: NOT_FOUND when it cannot see it, FORBIDDEN when it sees but may not change it. */
 async function modifiableAgentId(context: GraphQLContext, globalId: string): Promise<string> {
   const id = idOfType(globalId, 'Agent');
   const [agent] = id ? await context.db.run((tx) => findAgents(tx, [id])) : [];
   if (!agent) throw notFound('Agent');
-  const { role } = await context.db.tenant();
-  if (!roleAtLeast(role, 'LEAD') && agent.createdBy !== context.userId) {
-    throw forbidden('A MEMBER can change only the agents they created');
-  }
+  await assertMayChange(context, agent.createdBy, 'agents');
   return agent.id;
-}
-
-type AgentFields = { name?: string | null; kind?: string | null; description?: string | null };
-
-/** Trims and checks what a client sent; the database checks the same rules again. */
-function validAgentInput(input: AgentFields): Partial<AgentInput> {
-  const name = input.name?.trim();
-  const kind = input.kind?.trim();
-  const description = input.description ?? undefined;
-  if (name !== undefined && (name.length < 1 || name.length > 100)) throw badUserInput('name', 'must be 1 to 100 characters');
-  if (kind !== undefined && !/^[a-z][a-z0-9_-]{0,39}$/.test(kind)) {
-    throw badUserInput('kind', 'must be lowercase letters, digits, - or _ (at most 40), starting with a letter');
-  }
-  if (description !== undefined && description.length > 2000) throw badUserInput('description', 'must be at most 2000 characters');
-  return { name, kind, description };
 }
