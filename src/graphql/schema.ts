@@ -5,6 +5,8 @@ import '../modules/tenants/schema.ts';
 import '../modules/users/schema.ts';
 import '../modules/viewer/schema.ts';
 import '../modules/agents/schema.ts';
+import '../modules/sessions/schema.ts';
+import '../modules/tasks/schema.ts';
 
 builder.queryType({});
 builder.mutationType({});

@@ -1,0 +1,92 @@
+import { rethrowConstraint } from '../../db/errors.ts';
+import { keysetConditions, keysetOrder, positionColumn, type KeysetPage } from '../../db/keyset.ts';
+import type { Tx } from '../../db/pool.ts';
+import { badUserInput, notFound } from '../../errors.ts';
+
+export type SessionStatus = 'active' | 'completed' | 'failed' | 'cancelled';
+
+export type SessionRow = {
+  id: string;
+  agentId: string;
+  status: SessionStatus;
+  startedBy: string | null;
+  startedAt: Date;
+  endedAt: Date | null;
+  tokensUsed: number;
+  metadata: Record<string, unknown>;
+  position: string;
+};
+
+export type SessionFilter = {
+  status?: SessionStatus | undefined;
+  agentId?: string | undefined;
+  startedAfter?: Date | undefined;
+  startedBefore?: Date | undefined;
+};
+
+type Json = Parameters<Tx['json']>[0];
+
+const sessionColumns = (tx: Tx) => tx`
+  id, agent_id as "agentId", status, started_by as "startedBy", started_at as "startedAt", ended_at as "endedAt",
+  tokens_used::float8 as "tokensUsed", metadata, ${positionColumn(tx, 'started_at')}`;
+
+const filterConditions = (tx: Tx, filter: SessionFilter) => tx`
+  ${filter.status ? tx`and status = ${filter.status}` : tx``}
+  ${filter.agentId ? tx`and agent_id = ${filter.agentId}` : tx``}
+  ${filter.startedAfter ? tx`and started_at >= ${filter.startedAfter}` : tx``}
+  ${filter.startedBefore ? tx`and started_at < ${filter.startedBefore}` : tx``}`;
+
+const constraints = {
+  sessions_agent_fkey: () => notFound('Agent'),
+  sessions_agent_active: () => badUserInput('input.agentId', 'the agent is archived'),
+  sessions_status_transition: () => badUserInput('input.id', 'the session has already ended'),
+  sessions_metadata_object: () => badUserInput('input.metadata', 'must be a JSON object of at most 16 KiB'),
+};
+
+export async function listSessions(tx: Tx, filter: SessionFilter, page: KeysetPage): Promise<SessionRow[]> {
+  return tx<SessionRow[]>`
+    select ${sessionColumns(tx)} from app.sessions
+    where true ${filterConditions(tx, filter)} ${keysetConditions(tx, 'started_at', page)}
+    ${keysetOrder(tx, 'started_at', page)}
+    limit ${page.limit}`;
+}
+
+/** One page of sessions for each agent, in one statement. */
+export async function listSessionsOfAgents(tx: Tx, agentIds: readonly string[], filter: SessionFilter, page: KeysetPage): Promise<SessionRow[]> {
+  return tx<SessionRow[]>`
+    select s.* from unnest(${tx.array([...agentIds], 2950)}::uuid[]) as parent(id)
+    cross join lateral (
+      select ${sessionColumns(tx)} from app.sessions
+      where agent_id = parent.id ${filterConditions(tx, filter)} ${keysetConditions(tx, 'started_at', page)}
+      ${keysetOrder(tx, 'started_at', page)}
+      limit ${page.limit}
+    ) s`;
+}
+
+export async function findSessions(tx: Tx, ids: readonly string[]): Promise<SessionRow[]> {
+  return tx<SessionRow[]>`select ${sessionColumns(tx)} from app.sessions where id = any(${tx.array([...ids], 2950)})`;
+}
+
+export async function startSession(tx: Tx, agentId: string, metadata: Record<string, unknown>): Promise<SessionRow> {
+  try {
+    const [row] = await tx<SessionRow[]>`
+      insert into app.sessions (tenant_id, agent_id, started_by, metadata)
+      values (app.current_tenant_id(), ${agentId}, app.current_user_id(), ${tx.json(metadata as Json)})
+      returning ${sessionColumns(tx)}`;
+    return row!;
+  } catch (error) {
+    rethrowConstraint(error, constraints);
+  }
+}
+
+/** Undefined when no row is visible and writable to this request (RLS). */
+export async function endSession(tx: Tx, id: string, status: Exclude<SessionStatus, 'active'>): Promise<SessionRow | undefined> {
+  try {
+    const [row] = await tx<SessionRow[]>`
+      update app.sessions set status = ${status}, ended_at = now() where id = ${id}
+      returning ${sessionColumns(tx)}`;
+    return row;
+  } catch (error) {
+    rethrowConstraint(error, constraints);
+  }
+}

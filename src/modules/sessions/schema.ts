@@ -1,0 +1,175 @@
+import { z } from 'zod';
+import { badUserInput, notFound } from '../../errors.ts';
+import { builder } from '../../graphql/builder.ts';
+import { keysetConnection } from '../../graphql/connection.ts';
+import { idOfType } from '../../graphql/global-id.ts';
+import { assertMayChange } from '../../graphql/permissions.ts';
+import { AgentRef } from '../agents/schema.ts';
+import { UserRef } from '../users/schema.ts';
+import { endSession, findSessions, listSessions, listSessionsOfAgents, startSession, type SessionFilter, type SessionRow } from './repo.ts';
+
+export const SessionStatusEnum = builder.enumType('SessionStatus', {
+  values: {
+    ACTIVE: { value: 'active' },
+    COMPLETED: { value: 'completed' },
+    FAILED: { value: 'failed' },
+    CANCELLED: { value: 'cancelled' },
+  } as const,
+});
+
+const EndedSessionStatusEnum = builder.enumType('EndedSessionStatus', {
+  values: { COMPLETED: { value: 'completed' }, FAILED: { value: 'failed' }, CANCELLED: { value: 'cancelled' } } as const,
+});
+
+export const SortOrderEnum = builder.enumType('SortOrder', {
+  values: { OLDEST_FIRST: { value: 'oldest' }, NEWEST_FIRST: { value: 'newest' } } as const,
+});
+
+export const SessionRef = builder.loadableNode('Session', {
+  description: 'One run of an agent',
+  id: { resolve: (session: SessionRow) => session.id },
+  load: (ids: string[], context) => context.db.run((tx) => findSessions(tx, ids)),
+  toKey: (session: SessionRow) => session.id,
+  sort: true,
+  fields: (t) => ({
+    agent: t.field({ type: AgentRef, resolve: (session) => session.agentId }),
+    status: t.expose('status', { type: SessionStatusEnum }),
+    startedBy: t.field({ type: UserRef, nullable: true, resolve: (session) => session.startedBy }),
+    startedAt: t.expose('startedAt', { type: 'DateTime' }),
+    endedAt: t.expose('endedAt', { type: 'DateTime', nullable: true }),
+    tokensUsed: t.exposeFloat('tokensUsed', { description: "The sum of its tasks' tokens" }),
+    metadata: t.expose('metadata', { type: 'JSONObject' }),
+  }),
+});
+
+export const SessionConnection = builder.connectionObject({ type: SessionRef, name: 'SessionConnection' }, { name: 'SessionEdge' });
+
+const SessionFilterInput = builder.inputType('SessionFilter', {
+  fields: (t) => ({
+    status: t.field({ type: SessionStatusEnum, required: false }),
+    agentId: t.id({ required: false }),
+    startedAfter: t.field({ type: 'DateTime', required: false, description: 'Inclusive' }),
+    startedBefore: t.field({ type: 'DateTime', required: false, description: 'Exclusive' }),
+  }),
+});
+
+type SessionFilterArgs = { status?: SessionRow['status'] | null; agentId?: string | null; startedAfter?: Date | null; startedBefore?: Date | null } | null | undefined;
+
+/** The filter in repository terms; an agent id that names no agent matches nothing. */
+function sessionFilter(filter: SessionFilterArgs): SessionFilter | undefined {
+  const agentId = filter?.agentId ? idOfType(filter.agentId, 'Agent') : undefined;
+  if (filter?.agentId && !agentId) return undefined;
+  return {
+    status: filter?.status ?? undefined,
+    agentId,
+    startedAfter: filter?.startedAfter ?? undefined,
+    startedBefore: filter?.startedBefore ?? undefined,
+  };
+}
+
+builder.queryFields((t) => ({
+  sessions: t.field({
+    type: SessionConnection,
+    description: "The tenant's sessions by start time (at most 100 a page, 20 by default)",
+    authScopes: { viewer: true },
+    args: {
+      ...t.arg.connectionArgs(),
+      filter: t.arg({ type: SessionFilterInput, required: false }),
+      orderBy: t.arg({ type: SortOrderEnum, required: false, defaultValue: 'oldest' }),
+    },
+    resolve: (_root, args, context) => {
+      const filter = sessionFilter(args.filter);
+      return keysetConnection(
+        args,
+        (page) => (filter ? context.db.run((tx) => listSessions(tx, filter, page)) : Promise.resolve([])),
+        args.orderBy === 'newest',
+      );
+    },
+  }),
+  session: t.field({
+    type: SessionRef,
+    nullable: true,
+    authScopes: { viewer: true },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, args) => idOfType(args.id, 'Session') ?? null,
+  }),
+}));
+
+builder.objectFields(AgentRef, (t) => ({
+  sessions: t.loadable({
+    type: SessionConnection,
+    description: "This agent's sessions by start time; batched across agents",
+    byPath: true,
+    args: {
+      ...t.arg.connectionArgs(),
+      status: t.arg({ type: SessionStatusEnum, required: false }),
+      orderBy: t.arg({ type: SortOrderEnum, required: false, defaultValue: 'oldest' }),
+    },
+    load: (agentIds: string[], context, args) => {
+      let rows: Promise<SessionRow[]> | undefined;
+      return Promise.all(
+        agentIds.map((agentId) =>
+          keysetConnection(
+            args,
+            async (page) => {
+              rows ??= context.db.run((tx) => listSessionsOfAgents(tx, agentIds, { status: args.status ?? undefined }, page));
+              return (await rows).filter((row) => row.agentId === agentId);
+            },
+            args.orderBy === 'newest',
+          ),
+        ),
+      );
+    },
+    resolve: (agent) => agent.id,
+  }),
+}));
+
+const metadata = z.record(z.string(), z.unknown()).refine((value) => Buffer.byteLength(JSON.stringify(value)) <= 16_384, 'must be at most 16 KiB');
+
+const StartSessionInput = builder.inputType('StartSessionInput', {
+  fields: (t) => ({
+    agentId: t.id({ required: true }),
+    metadata: t.field({ type: 'JSONObject', required: false, validate: metadata }),
+  }),
+});
+
+const EndSessionInput = builder.inputType('EndSessionInput', {
+  fields: (t) => ({
+    id: t.id({ required: true }),
+    status: t.field({ type: EndedSessionStatusEnum, required: true }),
+  }),
+});
+
+const SessionPayload = builder.objectRef<{ session: SessionRow }>('SessionPayload').implement({
+  fields: (t) => ({ session: t.expose('session', { type: SessionRef }) }),
+});
+
+builder.mutationFields((t) => ({
+  startSession: t.field({
+    type: SessionPayload,
+    description: 'MEMBER and above; the agent must be active',
+    authScopes: { member: true },
+    args: { input: t.arg({ type: StartSessionInput, required: true }) },
+    resolve: async (_root, { input }, context) => {
+      const agentId = idOfType(input.agentId, 'Agent');
+      if (!agentId) throw notFound('Agent');
+      return { session: await context.db.run((tx) => startSession(tx, agentId, input.metadata ?? {})) };
+    },
+  }),
+  endSession: t.field({
+    type: SessionPayload,
+    description: 'LEAD and above: any session; MEMBER: the sessions they started. Only an active session ends',
+    authScopes: { member: true },
+    args: { input: t.arg({ type: EndSessionInput, required: true }) },
+    resolve: async (_root, { input }, context) => {
+      const id = idOfType(input.id, 'Session');
+      const [session] = id ? await context.db.run((tx) => findSessions(tx, [id])) : [];
+      if (!session) throw notFound('Session');
+      await assertMayChange(context, session.startedBy, 'sessions');
+      if (session.status !== 'active') throw badUserInput('input.id', 'the session has already ended');
+      const ended = await context.db.run((tx) => endSession(tx, session.id, input.status));
+      if (!ended) throw notFound('Session');
+      return { session: ended };
+    },
+  }),
+}));
