@@ -1,5 +1,5 @@
 --! Previous: sha1:c5946d98c10a3f6a9ff6dbdf963c307973077683
---! Hash: sha1:87cf8738e5fa43dc2ce0c80e67d19d064f4bd88b
+--! Hash: sha1:24d4af7f50be0e957d53cf68c8e1bc1cbbe1c3cb
 --! Message: agents model config status, sessions, tasks
 
 -- Agent runs: agents gain model, config and status; sessions (one run of an
@@ -84,10 +84,14 @@ begin
       raise exception 'a session starts active, with no tokens used'
         using errcode = 'check_violation', constraint = 'sessions_start_state';
     end if;
-    if not exists (select 1 from app.agents a
-                   where a.tenant_id = new.tenant_id and a.id = new.agent_id and a.status = 'active') then
-      raise exception 'the agent is archived' using errcode = 'check_violation', constraint = 'sessions_agent_active';
-    end if;
+    -- An agent the request cannot see reads as missing, exactly like the foreign key would say.
+    case (select a.status from app.agents a where a.tenant_id = new.tenant_id and a.id = new.agent_id)
+      when 'active' then null;
+      when 'archived' then
+        raise exception 'the agent is archived' using errcode = 'check_violation', constraint = 'sessions_agent_active';
+      else
+        raise exception 'no such agent' using errcode = 'foreign_key_violation', constraint = 'sessions_agent_fkey';
+    end case;
   elsif new.status is distinct from old.status and old.status <> 'active' then
     raise exception 'the session has already ended' using errcode = 'check_violation', constraint = 'sessions_status_transition';
   end if;
@@ -162,10 +166,13 @@ begin
     if new.status <> 'pending' then
       raise exception 'a task starts pending' using errcode = 'check_violation', constraint = 'tasks_start_state';
     end if;
-    if not exists (select 1 from app.sessions s
-                   where s.tenant_id = new.tenant_id and s.id = new.session_id and s.status = 'active') then
-      raise exception 'the session is not active' using errcode = 'check_violation', constraint = 'tasks_session_active';
-    end if;
+    case (select s.status from app.sessions s where s.tenant_id = new.tenant_id and s.id = new.session_id)
+      when 'active' then null;
+      when 'completed', 'failed', 'cancelled' then
+        raise exception 'the session is not active' using errcode = 'check_violation', constraint = 'tasks_session_active';
+      else
+        raise exception 'no such session' using errcode = 'foreign_key_violation', constraint = 'tasks_session_fkey';
+    end case;
   elsif new.status is distinct from old.status
         and not (old.status = 'pending' and new.status in ('running', 'cancelled'))
         and not (old.status = 'running' and new.status in ('succeeded', 'failed', 'cancelled')) then

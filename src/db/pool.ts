@@ -10,6 +10,8 @@ export type PoolOptions = {
   readonly max: number;
   /** Named prepared statements; off behind PgBouncer in transaction mode. */
   readonly prepare: boolean;
+  /** Called with every statement sent (tests count them). */
+  readonly onQuery?: (query: string) => void;
 };
 
 export function createPool(url: string, options: PoolOptions): Sql {
@@ -19,6 +21,7 @@ export function createPool(url: string, options: PoolOptions): Sql {
     idle_timeout: 60,
     connect_timeout: 10,
     onnotice: () => {},
+    ...(options.onQuery ? { debug: (_connection: number, query: string) => options.onQuery!(query) } : {}),
     connection: {
       application_name: 'tenancy',
       // A stuck request must not hold a connection (and its transaction) forever.
