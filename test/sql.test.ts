@@ -22,10 +22,15 @@ afterAll(() => psql.end());
 it('finds the SQL tests', () => {
   expect(files).toContain('isolation.sql');
   expect(files).toContain('roles.sql');
+  expect(files).toContain('sessions_tasks.sql');
 });
 
 it.each(files)('%s passes', async (file) => {
-  await psql.unsafe(readFileSync(path.join(folder, file), 'utf8')).simple();
+  try {
+    await psql.unsafe(readFileSync(path.join(folder, file), 'utf8')).simple();
+  } finally {
+    await psql`rollback`; // a failed script leaves its transaction open
+  }
   // Rolled back: it left nothing behind.
   const [row] = await db.owner`select count(*)::int as n from app.tenants where slug like 'sql-%'`;
   expect(row!.n).toBe(0);
