@@ -2,7 +2,7 @@
 // a known type and a uuid is treated as an id that does not exist.
 import { isUuid } from '../auth/tokens.ts';
 
-export const NODE_TYPES: ReadonlySet<string> = new Set(['Agent', 'Session', 'Task']);
+export const NODE_TYPES: ReadonlySet<string> = new Set(['Agent', 'Session', 'Task', 'Context', 'FineTuningJob']);
 
 export function encodeGlobalId(typename: string, id: string): string {
   return Buffer.from(`${typename}:${id}`).toString('base64url');

@@ -7,6 +7,8 @@ import '../modules/viewer/schema.ts';
 import '../modules/agents/schema.ts';
 import '../modules/sessions/schema.ts';
 import '../modules/tasks/schema.ts';
+import '../modules/contexts/schema.ts';
+import '../modules/fine-tuning/schema.ts';
 
 builder.queryType({});
 builder.mutationType({});
