@@ -113,7 +113,10 @@ builder.mutationFields((t) => ({
     args: { input: t.arg({ type: FineTuningJobIdInput, required: true }) },
     resolve: async (_root, { input }, context) => {
       const id = idOfType(input.id, 'FineTuningJob');
-      const job = id ? await context.db.run((tx) => cancelFineTuningJob(tx, id)) : undefined;
+      const [found] = id ? await context.db.run((tx) => findFineTuningJobs(tx, [id])) : [];
+      if (!found) throw notFound('FineTuningJob');
+      if (found.status !== 'queued' && found.status !== 'running') throw badUserInput('input.id', 'the job has already finished');
+      const job = await context.db.run((tx) => cancelFineTuningJob(tx, found.id));
       if (!job) throw notFound('FineTuningJob');
       return { job };
     },
