@@ -15,6 +15,8 @@ builder.mutationType({});
 
 export const schema = builder.toSchema();
 
+export { permissionsDoc } from './permissions-doc.ts';
+
 /** The committed schema.graphql: the sorted SDL of `schema`. */
 export function printSortedSchema(): string {
   return `${printSchema(lexicographicSortSchema(schema))}\n`;

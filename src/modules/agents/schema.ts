@@ -122,6 +122,7 @@ builder.mutationFields((t) => ({
     },
   }),
   updateAgent: t.field({
+    extensions: { memberOwnsOnly: true },
     type: AgentPayload,
     description: 'LEAD and above: any agent; MEMBER: the agents they created',
     authScopes: { member: true },
@@ -155,6 +156,7 @@ builder.mutationFields((t) => ({
     resolve: (_root, { input }, context) => setAgentStatus(context, input.id, 'active'),
   }),
   deleteAgent: t.field({
+    extensions: { memberOwnsOnly: true },
     type: DeleteAgentPayload,
     description: 'LEAD and above: any agent; MEMBER: the agents they created. Deletes its sessions and tasks too',
     authScopes: { member: true },

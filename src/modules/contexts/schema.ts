@@ -138,6 +138,7 @@ builder.mutationFields((t) => ({
     },
   }),
   updateContext: t.field({
+    extensions: { memberOwnsOnly: true },
     type: ContextPayload,
     description: 'LEAD and above: any context; MEMBER: the contexts they created',
     authScopes: { member: true },
@@ -151,6 +152,7 @@ builder.mutationFields((t) => ({
     },
   }),
   deleteContext: t.field({
+    extensions: { memberOwnsOnly: true },
     type: DeleteContextPayload,
     description: 'LEAD and above: any context; MEMBER: the contexts they created. Refused while a fine-tuning job uses it',
     authScopes: { member: true },

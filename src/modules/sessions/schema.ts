@@ -157,6 +157,7 @@ builder.mutationFields((t) => ({
     },
   }),
   endSession: t.field({
+    extensions: { memberOwnsOnly: true },
     type: SessionPayload,
     description: 'LEAD and above: any session; MEMBER: the sessions they started. Only an active session ends',
     authScopes: { member: true },

@@ -144,6 +144,7 @@ builder.mutationFields((t) => ({
     },
   }),
   updateTaskStatus: t.field({
+    extensions: { memberOwnsOnly: true },
     type: TaskPayload,
     description: 'LEAD and above: any task; MEMBER: the tasks they created',
     authScopes: { member: true },
@@ -157,6 +158,7 @@ builder.mutationFields((t) => ({
     },
   }),
   assignTask: t.field({
+    extensions: { memberOwnsOnly: true },
     type: TaskPayload,
     description: 'LEAD and above: any task; MEMBER: the tasks they created',
     authScopes: { member: true },
