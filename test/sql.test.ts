@@ -23,6 +23,7 @@ it('finds the SQL tests', () => {
   expect(files).toContain('isolation.sql');
   expect(files).toContain('roles.sql');
   expect(files).toContain('sessions_tasks.sql');
+  expect(files).toContain('knowledge.sql');
 });
 
 it.each(files)('%s passes', async (file) => {

@@ -23,6 +23,7 @@ export function errorForSqlState(error: unknown): GraphQLError | undefined {
   if (!isPgError(error)) return undefined;
   const code = error.code!;
   if (code === '23505') return conflict('That value is already in use');
+  if (code === '23001') return conflict('Something else still uses it');
   if (code === '23503' || code === '23514' || code === '23502' || code.startsWith('22')) {
     return badUserInput('input', 'violates a constraint of the data');
   }
