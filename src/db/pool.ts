@@ -10,8 +10,8 @@ export type PoolOptions = {
   readonly max: number;
   /** Named prepared statements; off behind PgBouncer in transaction mode. */
   readonly prepare: boolean;
-  /** Called with every statement sent (tests count them). */
-  readonly onQuery?: (query: string) => void;
+  /** Called with every statement sent (tests count and EXPLAIN them). */
+  readonly onQuery?: (query: string, parameters: readonly unknown[]) => void;
 };
 
 export function createPool(url: string, options: PoolOptions): Sql {
@@ -21,7 +21,7 @@ export function createPool(url: string, options: PoolOptions): Sql {
     idle_timeout: 60,
     connect_timeout: 10,
     onnotice: () => {},
-    ...(options.onQuery ? { debug: (_connection: number, query: string) => options.onQuery!(query) } : {}),
+    ...(options.onQuery ? { debug: (_connection: number, query: string, parameters: unknown[]) => options.onQuery!(query, parameters) } : {}),
     connection: {
       application_name: 'tenancy',
       // A stuck request must not hold a connection (and its transaction) forever.

@@ -13,7 +13,7 @@ export type TestDatabase = {
   /** Owner pool: fixtures and checks behind the API's back. */
   readonly owner: Sql;
   /** A request-role pool, closed with the database. */
-  appPool(max?: number, onQuery?: (query: string) => void): Sql;
+  appPool(max?: number, onQuery?: (query: string, parameters: readonly unknown[]) => void): Sql;
 };
 
 /** A fresh migrated database for this test file, dropped after it. */
@@ -35,7 +35,7 @@ export async function useTestDatabase(): Promise<TestDatabase> {
     ownerUrl,
     appUrl,
     owner,
-    appPool: (max = 4, onQuery?: (query: string) => void) => {
+    appPool: (max = 4, onQuery?: (query: string, parameters: readonly unknown[]) => void) => {
       const pool = createPool(appUrl, { max, prepare: true, onQuery });
       pools.push(pool);
       return pool;
