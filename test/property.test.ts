@@ -1,6 +1,7 @@
-// Property: random sequences of create/rename/delete/read by random principals
-// across three tenants. A model of who owns what predicts every answer, and
-// what each principal can see always equals the model.
+// Property: random sequences of agent create/rename/delete, session start/end,
+// task creation and reads by random principals across three tenants. A model
+// of who owns what predicts every answer, and what each principal can see
+// always equals the model.
 import fc from 'fast-check';
 import { beforeAll, expect, it } from 'vitest';
 import { ROLES, roleAtLeast } from '../src/tenancy/roles.ts';
@@ -22,19 +23,28 @@ beforeAll(async () => {
 });
 
 type ModelAgent = { globalId: string; tenantId: string; createdBy: string; name: string };
+type ModelSession = { globalId: string; tenantId: string; agent: ModelAgent; startedBy: string; active: boolean };
+type ModelTask = { globalId: string; tenantId: string; session: ModelSession };
 type Op =
   | { kind: 'create'; who: number; name: number }
   | { kind: 'rename'; who: number; agent: number; name: number }
   | { kind: 'delete'; who: number; agent: number }
+  | { kind: 'start'; who: number; agent: number }
+  | { kind: 'end'; who: number; session: number }
+  | { kind: 'task'; who: number; session: number }
   | { kind: 'read'; who: number; agent: number };
 
 const who = fc.nat({ max: 11 });
 const name = fc.nat({ max: 4 }); // few names: conflicts happen
 const agent = fc.nat({ max: 50 });
+const session = fc.nat({ max: 50 });
 const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ kind: fc.constant('create' as const), who, name }),
   fc.record({ kind: fc.constant('rename' as const), who, agent, name }),
   fc.record({ kind: fc.constant('delete' as const), who, agent }),
+  fc.record({ kind: fc.constant('start' as const), who, agent }),
+  fc.record({ kind: fc.constant('end' as const), who, session }),
+  fc.record({ kind: fc.constant('task' as const), who, session }),
   fc.record({ kind: fc.constant('read' as const), who, agent }),
 );
 
@@ -50,8 +60,13 @@ async function run(ops: Op[]): Promise<void> {
   await db.owner`delete from app.agents`;
   const model: ModelAgent[] = [];
   const deleted: ModelAgent[] = [];
+  const sessions: ModelSession[] = [];
+  const tasks: ModelTask[] = [];
   // Picks among live and deleted agents of every tenant, so foreign and stale ids are tried too.
   const pick = (index: number) => [...model, ...deleted][index % Math.max(1, model.length + deleted.length)];
+  // Sessions of deleted agents stay in `sessions` (gone from the database: their ids are stale).
+  const pickSession = (index: number) => sessions[index % Math.max(1, sessions.length)];
+  const sessionLive = (s: ModelSession) => model.includes(s.agent);
 
   for (const step of ops) {
     const principal = principals[step.who]!;
@@ -95,7 +110,41 @@ async function run(ops: Op[]): Promise<void> {
       } else {
         expect(response.body.errors).toBeUndefined();
         if (step.kind === 'rename') live!.name = value;
-        else deleted.push(...model.splice(model.indexOf(live!), 1));
+        else deleted.push(...model.splice(model.indexOf(live!), 1)); // its sessions and tasks go with it
+      }
+    } else if (step.kind === 'start') {
+      const target = pick(step.agent);
+      if (!target) continue;
+      const response = await api.request('mutation($id: ID!) { startSession(input: { agentId: $id }) { session { id } } }', {
+        token,
+        variables: { id: target.globalId },
+      });
+      const visible = model.includes(target) && target.tenantId === principal.tenantId;
+      const expected = !roleAtLeast(principal.role, 'MEMBER') ? 'FORBIDDEN' : !visible ? 'NOT_FOUND' : 'ok';
+      if (expected !== 'ok') {
+        expect(codes(response)).toEqual([expected]);
+      } else {
+        expect(response.body.errors).toBeUndefined();
+        const globalId = (response.body.data!.startSession as { session: { id: string } }).session.id;
+        sessions.push({ globalId, tenantId: principal.tenantId, agent: target, startedBy: principal.userId, active: true });
+      }
+    } else if (step.kind === 'end' || step.kind === 'task') {
+      const target = pickSession(step.session);
+      if (!target) continue;
+      const visible = sessionLive(target) && target.tenantId === principal.tenantId;
+      let expected = !roleAtLeast(principal.role, 'MEMBER') ? 'FORBIDDEN' : !visible ? 'NOT_FOUND' : 'ok';
+      if (expected === 'ok' && step.kind === 'end' && !roleAtLeast(principal.role, 'LEAD') && target.startedBy !== principal.userId) expected = 'FORBIDDEN';
+      if (expected === 'ok' && !target.active) expected = 'BAD_USER_INPUT';
+      const response =
+        step.kind === 'end'
+          ? await api.request('mutation($id: ID!) { endSession(input: { id: $id, status: COMPLETED }) { session { id } } }', { token, variables: { id: target.globalId } })
+          : await api.request('mutation($id: ID!) { createTask(input: { sessionId: $id, title: "work" }) { task { id } } }', { token, variables: { id: target.globalId } });
+      if (expected !== 'ok') {
+        expect(codes(response)).toEqual([expected]);
+      } else {
+        expect(response.body.errors).toBeUndefined();
+        if (step.kind === 'end') target.active = false;
+        else tasks.push({ globalId: (response.body.data!.createTask as { task: { id: string } }).task.id, tenantId: principal.tenantId, session: target });
       }
     } else {
       const target = pick(step.agent);
@@ -109,6 +158,14 @@ async function run(ops: Op[]): Promise<void> {
       expect(seen.map((a) => `${a.id}=${a.name}`).sort()).toEqual(own.map((a) => `${a.globalId}=${a.name}`).sort());
       const visible = target && model.includes(target) && target.tenantId === principal.tenantId;
       expect(body.data!.agent).toEqual(visible ? { id: target.globalId } : null);
+
+      const runs = await api.request('{ sessions(first: 100) { edges { node { id status } } } tasks(first: 100) { edges { node { id } } } }', { token });
+      expect(runs.body.errors).toBeUndefined();
+      const seenSessions = (runs.body.data!.sessions as { edges: { node: { id: string; status: string } }[] }).edges.map((edge) => `${edge.node.id}=${edge.node.status}`);
+      const ownSessions = sessions.filter((s) => s.tenantId === principal.tenantId && sessionLive(s)).map((s) => `${s.globalId}=${s.active ? 'ACTIVE' : 'COMPLETED'}`);
+      expect(seenSessions.sort()).toEqual(ownSessions.sort());
+      const seenTasks = (runs.body.data!.tasks as { edges: { node: { id: string } }[] }).edges.map((edge) => edge.node.id);
+      expect(seenTasks.sort()).toEqual(tasks.filter((t) => t.tenantId === principal.tenantId && sessionLive(t.session)).map((t) => t.globalId).sort());
     }
   }
 
@@ -118,5 +175,5 @@ async function run(ops: Op[]): Promise<void> {
 }
 
 it('what every principal can see and change always matches the ownership model', async () => {
-  await fc.assert(fc.asyncProperty(fc.array(op, { minLength: 5, maxLength: 30 }), run), { numRuns: 40 });
+  await fc.assert(fc.asyncProperty(fc.array(op, { minLength: 10, maxLength: 40 }), run), { numRuns: 100 });
 });
