@@ -18,7 +18,7 @@ try {
   const seeded = performance.now();
   const base = new Date().toISOString();
   const principals = await withOwner(db, async (sql) => {
-    await sql`insert into app.tenants (slug, name) select 'nested-' || i, 'Nested ' || i from generate_series(1, ${TENANTS}) i`;
+    await sql`insert into app.tenants (slug, name, plan) select 'nested-' || i, 'Nested ' || i, 'enterprise' from generate_series(1, ${TENANTS}) i`;
     await sql`insert into app.users (email) select 'admin@nested-' || i || '.test' from generate_series(1, ${TENANTS}) i`;
     await sql`insert into app.memberships (tenant_id, user_id, role)
               select t.id, u.id, 'ADMIN' from app.tenants t join app.users u on lower(u.email) = 'admin@' || t.slug || '.test'`;

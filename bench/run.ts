@@ -21,7 +21,7 @@ try {
   const seeded = performance.now();
   const principals = await withOwner(db, async (sql) => {
     await sql.begin(async (tx) => {
-      await tx`insert into app.tenants (slug, name) select 'bench-' || i, 'Bench ' || i from generate_series(1, ${TENANTS}) i`;
+      await tx`insert into app.tenants (slug, name, plan) select 'bench-' || i, 'Bench ' || i, 'enterprise' from generate_series(1, ${TENANTS}) i`;
       await tx`insert into app.users (email) select 'admin@bench-' || i || '.test' from generate_series(1, ${TENANTS}) i`;
       await tx`insert into app.memberships (tenant_id, user_id, role)
                select t.id, u.id, 'ADMIN' from app.tenants t join app.users u on lower(u.email) = 'admin@' || t.slug || '.test'`;

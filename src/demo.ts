@@ -36,7 +36,7 @@ export async function seedDemo(owner: Sql): Promise<boolean> {
     const [any] = await tx`select 1 from app.tenants limit 1`;
     if (any) return false;
     for (const demo of DEMO) {
-      const tenant = await createTenant(tx, demo.slug, demo.name);
+      const tenant = await createTenant(tx, demo.slug, demo.name, 'team');
       const users: Partial<Record<Role, string>> = {};
       for (const role of ROLES) {
         const label = role.charAt(0) + role.slice(1).toLowerCase();

@@ -58,8 +58,9 @@ export function createApp(options: AppOptions): App {
     context: async ({ request, requestId, state }) => {
       const selection = await resolveTenant(request.headers, verifyToken, config);
       const db = new TenantTransaction(sql, selection);
-      if (state) Object.assign(state, { userId: selection.userId, tenant: selection.tenant, transaction: db });
-      return { requestId, userId: selection.userId, db };
+      const userId = selection.credentials.kind === 'user' ? selection.credentials.userId : undefined;
+      if (state) Object.assign(state, { userId, tenant: selection.tenant, transaction: db });
+      return { requestId, db };
     },
     plugins: [
       useTenantTransaction(log),
@@ -88,9 +89,10 @@ export function createApp(options: AppOptions): App {
           path: req.url?.split('?')[0],
           status: res.statusCode,
           ms: Number(process.hrtime.bigint() - started) / 1e6,
-          tenantId: state.transaction?.known?.id,
+          tenantId: state.transaction?.known?.tenant?.id,
           tenantRequested: state.tenant,
-          userId: state.userId,
+          userId: state.transaction?.known?.userId ?? state.userId,
+          apiKeyId: state.transaction?.known?.apiKeyId ?? undefined,
         },
         'request',
       );

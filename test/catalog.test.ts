@@ -13,6 +13,8 @@ const SCHEMAS = ['app', 'app_private'];
 // Indexes on tenant tables that may not lead with tenant_id, and why.
 const INDEX_EXCEPTIONS = new Set([
   'memberships_user_idx', // a user's own memberships across tenants (app_private.my_memberships)
+  'api_keys_secret_hash_key', // a presented key names its tenant (app_private.begin_api_key_request)
+  'invitations_token_hash_key', // a presented invitation names its tenant (app_private.accept_invitation)
 ]);
 
 async function tenantTables(): Promise<string[]> {
@@ -134,13 +136,22 @@ describe('roles', () => {
       where n.nspname = any(${SCHEMAS}) and has_function_privilege(${APP_ROLE}, p.oid, 'EXECUTE')
       order by 1`;
     expect(rows.map((row) => row.name)).toEqual([
+      'app.current_api_key_id',
       'app.current_member_role',
       'app.current_tenant_id',
       'app.current_user_id',
       'app.has_role',
       'app.role_rank',
+      'app_private.accept_invitation',
+      'app_private.begin_api_key_request',
+      'app_private.begin_platform_request',
       'app_private.begin_request',
       'app_private.my_memberships',
+      'app_private.operator_create_tenant',
+      'app_private.operator_invite',
+      'app_private.operator_set_tenant_limits',
+      'app_private.operator_set_tenant_status',
+      'app_private.operator_tenants',
     ]);
   });
 

@@ -20,7 +20,7 @@ beforeAll(async () => {
   tenant = await createTestTenant(db.owner, 'explain');
   // 200 tenants of data, so the planner has a real choice to make.
   await db.owner`
-    insert into app.tenants (slug, name) select 'explain-' || i, 'Explain ' || i from generate_series(1, 199) i`;
+    insert into app.tenants (slug, name, plan) select 'explain-' || i, 'Explain ' || i, 'enterprise' from generate_series(1, 199) i`;
   await db.owner`
     insert into app.agents (tenant_id, name, kind)
     select t.id, 'agent ' || g, 'assistant' from app.tenants t, generate_series(1, 30) g`;

@@ -20,7 +20,7 @@ beforeAll(async () => {
   acme = await createTestTenant(db.owner, 'res-acme');
   globex = await createTestTenant(db.owner, 'res-globex');
   suspended = await createTestTenant(db.owner, 'res-suspended');
-  await db.owner`update app.tenants set status = 'suspended' where id = ${suspended.id}`;
+  await db.owner`update app.tenants set status = 'suspended', suspended_at = now() where id = ${suspended.id}`;
   // acme's ADMIN is also a VIEWER in globex.
   await db.owner`insert into app.memberships (tenant_id, user_id, role) values (${globex.id}, ${acme.members.ADMIN.userId}, 'VIEWER')`;
 });
@@ -141,9 +141,9 @@ describe('tenant selection', () => {
   it('applies suspension, reactivation and revocation on the very next request', async () => {
     const token = acme.members.MEMBER.token;
     expect((await api.request(QUERY, { token })).status).toBe(200);
-    await db.owner`update app.tenants set status = 'suspended' where id = ${acme.id}`;
+    await db.owner`update app.tenants set status = 'suspended', suspended_at = now() where id = ${acme.id}`;
     expectRefused(await api.request(QUERY, { token }), 403, 'TENANT_SUSPENDED');
-    await db.owner`update app.tenants set status = 'active' where id = ${acme.id}`;
+    await db.owner`update app.tenants set status = 'active', suspended_at = null where id = ${acme.id}`;
     expect((await api.request(QUERY, { token })).status).toBe(200);
     await db.owner`update app.memberships set role = 'VIEWER' where tenant_id = ${acme.id} and user_id = ${acme.members.MEMBER.userId}`;
     expect((await api.request(QUERY, { token })).body.data).toEqual({ tenant: { slug: 'res-acme' }, viewer: { role: 'VIEWER' } });

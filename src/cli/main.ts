@@ -2,29 +2,46 @@
 // tenancy: the operator's command-line tool. Works on the database the server
 // uses (DATABASE_URL, or the embedded one in TENANCY_DATA_DIR, running or not)
 // through the owner connection, and prints JSON.
+import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import postgres from 'postgres';
 import { tokenSettings } from '../auth/settings.ts';
 import { signToken } from '../auth/tokens.ts';
 import { ConfigError, loadConfig, type Config } from '../config.ts';
 import { connectDatabase, runMigrations, type DatabaseUrls } from '../db/setup.ts';
-import { addMember, createTenant, createUser, findTenant, findUser, listTenants, OperatorError } from '../operator/repo.ts';
+import {
+  addMember,
+  createTenant,
+  createUser,
+  findTenant,
+  findUser,
+  listTenants,
+  OperatorError,
+  PLANS,
+  setOperator,
+  type Plan,
+} from '../operator/repo.ts';
 import { isRole } from '../tenancy/roles.ts';
 
 const USAGE = `usage: tenancy <command> [options]
 
   migrate                                         apply committed migrations
-  tenant create --slug <slug> --name <name>       create a tenant
+  tenant create --slug <slug> --name <name> [--plan free|team|enterprise]
+                                                  create a tenant (plan: free)
   tenant list                                     list tenants
   user create --email <email> [--name <name>]     create a user
   member add --tenant <slug|id> --user <email|id> --role <ADMIN|LEAD|MEMBER|VIEWER>
                                                   add a member (or change their role)
-  token --tenant <slug|id> --user <email|id> [--ttl 1h] [--role <ROLE>]
-                                                  sign a JWT with JWT_SECRET`;
+  token [--tenant <slug|id>] --user <email|id> [--ttl 1h] [--role <ROLE>]
+                                                  sign a JWT with JWT_SECRET (without --tenant:
+                                                  for operator work and accepting invitations)
+  operator grant --user <email|id> [--reason <text>]
+  operator revoke --user <email|id> [--reason <text>]
+                                                  the platform-operator capability (audited)`;
 
 class UsageError extends Error {}
 
-type Options = Partial<Record<'slug' | 'name' | 'email' | 'tenant' | 'user' | 'role' | 'ttl', string>>;
+type Options = Partial<Record<'slug' | 'name' | 'email' | 'tenant' | 'user' | 'role' | 'ttl' | 'plan' | 'reason', string>>;
 
 async function run(config: Config, argv: string[]): Promise<unknown> {
   const { positionals, values } = parseArgs({
@@ -38,11 +55,13 @@ async function run(config: Config, argv: string[]): Promise<unknown> {
       user: { type: 'string' },
       role: { type: 'string' },
       ttl: { type: 'string' },
+      plan: { type: 'string' },
+      reason: { type: 'string' },
     },
   });
   const command = positionals.join(' ');
   const options: Options = values;
-  const known = ['migrate', 'tenant create', 'tenant list', 'user create', 'member add', 'token'];
+  const known = ['migrate', 'tenant create', 'tenant list', 'user create', 'member add', 'token', 'operator grant', 'operator revoke'];
   if (!known.includes(command)) throw new UsageError(command ? `unknown command "${command}"` : 'no command');
 
   const db = await connectDatabase(config, () => {});
@@ -58,8 +77,11 @@ async function execute(config: Config, db: DatabaseUrls, sql: postgres.Sql, comm
     case 'migrate':
       await runMigrations(db.ownerUrl, db.appUrl, () => {});
       return { migrated: true };
-    case 'tenant create':
-      return createTenant(sql, required(options, 'slug'), required(options, 'name'));
+    case 'tenant create': {
+      const plan = options.plan ?? 'free';
+      if (!PLANS.includes(plan as Plan)) throw new UsageError('--plan must be free, team or enterprise');
+      return createTenant(sql, required(options, 'slug'), required(options, 'name'), plan as Plan);
+    }
     case 'tenant list':
       return listTenants(sql);
     case 'user create':
@@ -74,14 +96,21 @@ async function execute(config: Config, db: DatabaseUrls, sql: postgres.Sql, comm
     case 'token': {
       const roleCap = options.role?.toUpperCase();
       if (roleCap !== undefined && !isRole(roleCap)) throw new UsageError('--role must be ADMIN, LEAD, MEMBER or VIEWER');
-      const tenant = await findTenant(sql, required(options, 'tenant'));
+      const tenant = options.tenant ? await findTenant(sql, options.tenant) : undefined;
       const user = await findUser(sql, required(options, 'user'));
-      const [member] = await sql`select 1 from app.memberships where tenant_id = ${tenant.id} and user_id = ${user.id}`;
-      if (!member) throw new OperatorError(`${user.email} is not a member of ${tenant.slug}`);
+      if (tenant) {
+        const [member] = await sql`select 1 from app.memberships where tenant_id = ${tenant.id} and user_id = ${user.id}`;
+        if (!member) throw new OperatorError(`${user.email} is not a member of ${tenant.slug}`);
+      }
       const ttl = options.ttl ?? '1h';
       if (!/^\d+\s*[smhdw]$/.test(ttl)) throw new UsageError('--ttl is a number and a unit: 30s, 15m, 1h, 7d, 2w');
-      const token = await signToken(await tokenSettings(config), { userId: user.id, tenantId: tenant.id, role: roleCap, ttl });
-      return { token, tenant: tenant.slug, user: user.email, ttl };
+      const token = await signToken(await tokenSettings(config), { userId: user.id, tenantId: tenant?.id, role: roleCap, ttl });
+      return { token, tenant: tenant?.slug ?? null, user: user.email, ttl };
+    }
+    case 'operator grant':
+    case 'operator revoke': {
+      const user = await findUser(sql, required(options, 'user'));
+      return setOperator(sql, user, command === 'operator grant', `cli:${userInfo().username}`, options.reason);
     }
   }
   throw new UsageError(`unknown command "${command}"`);

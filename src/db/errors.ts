@@ -3,7 +3,7 @@
 import type { GraphQLError } from 'graphql';
 import { apiError, badUserInput, conflict, forbidden } from '../errors.ts';
 
-type PgError = { code?: string; constraint_name?: string };
+type PgError = { code?: string; constraint_name?: string; detail?: string };
 
 export function isPgError(error: unknown): error is PgError & Error {
   return error instanceof Error && typeof (error as PgError).code === 'string' && (error as PgError).code!.length === 5;
@@ -22,6 +22,7 @@ export function rethrowConstraint(error: unknown, known: Readonly<Record<string,
 export function errorForSqlState(error: unknown): GraphQLError | undefined {
   if (!isPgError(error)) return undefined;
   const code = error.code!;
+  if (code === 'TQ001') return quotaExceeded(error.detail);
   if (code === '23505') return conflict('That value is already in use');
   if (code === '23001') return conflict('Something else still uses it');
   if (code === '23503' || code === '23514' || code === '23502' || code.startsWith('22')) {
@@ -30,4 +31,19 @@ export function errorForSqlState(error: unknown): GraphQLError | undefined {
   if (code === '42501') return forbidden();
   if (code === '40001' || code === '40P01') return apiError('CONFLICT', 'Concurrent update: try again');
   return undefined;
+}
+
+const QUOTA_NAMES: Readonly<Record<string, string>> = {
+  active_sessions: 'activeSessions',
+  monthly_tokens: 'monthlyTokens',
+  agents: 'agents',
+  members: 'members',
+  context_bytes: 'contextBytes',
+};
+
+/** app_private.consume_quota's refusal: DETAIL is {"quota", "limit", "used", "requested"}. */
+function quotaExceeded(detail: string | undefined): GraphQLError {
+  const { quota, limit, used } = JSON.parse(detail ?? '{}') as { quota?: string; limit?: number; used?: number };
+  const name = QUOTA_NAMES[quota ?? ''] ?? 'unknown';
+  return apiError('QUOTA_EXCEEDED', `The tenant's ${name} quota is used up (${used} of ${limit})`, { quota: name, limit, used });
 }

@@ -1,17 +1,21 @@
 // The one way requests reach tenant data: a transaction whose first statement
-// (app_private.begin_request) checks the tenant and membership and sets the
-// transaction-local settings every RLS policy reads.
-import { tenantNotFound, tenantSuspended, unauthenticated } from '../errors.ts';
+// (app_private.begin_request and its API-key and platform variants) checks the
+// credentials, tenant and membership and sets the transaction-local settings
+// every RLS policy reads.
+import { tenantNotFound, tenantRequired, tenantSuspended, unauthenticated } from '../errors.ts';
 import type { Role } from '../tenancy/roles.ts';
 import type { Sql, Tx } from './pool.ts';
 
+/** Who is asking: a signed-in user (JWT), or an API key (by its SHA-256). */
+export type Credentials =
+  | { readonly kind: 'user'; readonly userId: string; /** A role claim: can only lower the membership's role. */ readonly roleCap: Role | undefined }
+  | { readonly kind: 'apiKey'; readonly secretHash: Buffer };
+
 /** What the credentials ask for; the database decides what they get. */
 export type TenantSelection = {
-  /** Tenant uuid or slug. */
-  readonly tenant: string;
-  readonly userId: string;
-  /** A role claim: can only lower the membership's role. */
-  readonly roleCap: Role | undefined;
+  readonly credentials: Credentials;
+  /** Tenant uuid or slug; undefined when the credentials name none. */
+  readonly tenant: string | undefined;
   /** ALLOWED_TENANTS: every other tenant reads as not found. */
   readonly allowedSlugs: readonly string[] | undefined;
 };
@@ -21,44 +25,70 @@ export type TenantContext = {
   readonly slug: string;
   readonly name: string;
   readonly status: 'active' | 'suspended';
-  /** The membership role, lowered to the role claim. */
+  /** The membership role, lowered to the role claim or the API key's role. */
   readonly role: Role;
 };
 
-type Opened = { readonly tx: Tx; readonly tenant: Promise<TenantContext> };
+/** The request as the database accepted it. */
+export type Principal = {
+  /** The signed-in user, or the user an API key acts for. */
+  readonly userId: string;
+  readonly apiKeyId: string | null;
+  /** A platform operator (read from the database, never from a claim). */
+  readonly operator: boolean;
+  /** Undefined in a platform transaction. */
+  readonly tenant: TenantContext | undefined;
+};
+
+/**
+ * `tenant`: the request works inside one tenant (the default).
+ * `platform`: it works outside any tenant (operator work, accepting an
+ * invitation): only the user is set, every tenant table reads as empty.
+ */
+export type TransactionMode = 'tenant' | 'platform';
+
+type Opened = { readonly tx: Tx; readonly principal: Promise<Principal> };
 
 const ROLLBACK = Symbol('rollback');
 
 /**
  * One transaction per GraphQL operation, opened on first use and ended once
- * by `end`. Queries run through `run` are pipelined behind the tenant check,
+ * by `end`. Queries run through `run` are pipelined behind the request check,
  * so the tenant context costs no extra round trip.
  */
 export class TenantTransaction {
   readonly #sql: Sql;
   readonly #selection: TenantSelection;
+  #mode: TransactionMode = 'tenant';
   #opened: Promise<Opened> | undefined;
   #finish: ((commit: boolean) => void) | undefined;
   #done: Promise<void> | undefined;
   #ended = false;
-  #known: TenantContext | undefined;
+  #known: Principal | undefined;
 
   constructor(sql: Sql, selection: TenantSelection) {
     this.#sql = sql;
     this.#selection = selection;
   }
 
-  /** The request's tenant and role, as checked by the database. */
-  async tenant(): Promise<TenantContext> {
-    return (await this.#open()).tenant;
+  /** Who the database accepted this request as. */
+  async principal(): Promise<Principal> {
+    return (await this.#open()).principal;
   }
 
-  /** Runs repository code inside the tenant transaction. */
+  /** The request's tenant and role, as checked by the database; TENANT_REQUIRED outside a tenant. */
+  async tenant(): Promise<TenantContext> {
+    const { tenant } = await this.principal();
+    if (!tenant) throw tenantRequired();
+    return tenant;
+  }
+
+  /** Runs repository code inside the request transaction. */
   async run<T>(query: (tx: Tx) => Promise<T>): Promise<T> {
-    const { tx, tenant } = await this.#open();
+    const { tx, principal } = await this.#open();
     const result = query(tx);
     try {
-      await tenant;
+      await principal;
     } catch (error) {
       result.catch(() => {}); // failed only because the transaction was aborted
       throw error;
@@ -66,13 +96,18 @@ export class TenantTransaction {
     return result;
   }
 
-  /** Starts the transaction now, so the tenant check overlaps with parsing work. */
-  start(): void {
+  /**
+   * Starts the transaction now, so the request check overlaps with other
+   * work. A platform transaction is only for signed-in users: an API key
+   * always works inside its tenant.
+   */
+  start(mode: TransactionMode = 'tenant'): void {
+    if (!this.#opened && this.#selection.credentials.kind === 'user') this.#mode = mode;
     this.#open().catch(() => {}); // the same failure reaches whoever awaits it
   }
 
-  /** The tenant once the database has accepted it (for log lines). */
-  get known(): TenantContext | undefined {
+  /** The principal once the database has accepted it (for log lines). */
+  get known(): Principal | undefined {
     return this.#known;
   }
 
@@ -87,13 +122,16 @@ export class TenantTransaction {
 
   #open(): Promise<Opened> {
     if (this.#ended) return Promise.reject(new Error('the request transaction has already ended'));
+    if (this.#mode === 'tenant' && this.#selection.credentials.kind === 'user' && !this.#selection.tenant) {
+      return Promise.reject(tenantRequired()); // no transaction needed to say so
+    }
     this.#opened ??= new Promise<Opened>((opened, failed) => {
       const finished = new Promise<boolean>((resolve) => (this.#finish = resolve));
       this.#done = this.#sql
         .begin(async (tx) => {
-          const tenant = beginRequest(tx, this.#selection);
-          tenant.then((known) => (this.#known = known), () => {}); // failures are observed by run() and tenant()
-          opened({ tx, tenant });
+          const principal = beginRequest(tx, this.#selection, this.#mode);
+          principal.then((known) => (this.#known = known), () => {}); // failures are observed by run() and principal()
+          opened({ tx, principal });
           if (!(await finished)) throw ROLLBACK;
         })
         .then(
@@ -114,30 +152,46 @@ type BeginRequestRow = {
   tenant_name: string;
   tenant_status: 'active' | 'suspended';
   role: Role;
+  acting_user_id: string;
+  api_key_id: string | null;
+  is_operator: boolean;
 };
 
-async function beginRequest(tx: Tx, selection: TenantSelection): Promise<TenantContext> {
+async function beginRequest(tx: Tx, selection: TenantSelection, mode: TransactionMode): Promise<Principal> {
+  const { credentials, tenant, allowedSlugs } = selection;
+  const allowed = allowedSlugs ? tx.array([...allowedSlugs]) : null;
   try {
-    const [row] = await tx<BeginRequestRow[]>`
-      select * from app_private.begin_request(
-        ${selection.tenant}, ${selection.userId}, ${selection.roleCap ?? null},
-        ${selection.allowedSlugs ? tx.array([...selection.allowedSlugs]) : null})`;
+    if (credentials.kind === 'user' && mode === 'platform') {
+      const [row] = await tx<{ is_operator: boolean }[]>`select * from app_private.begin_platform_request(${credentials.userId})`;
+      return { userId: credentials.userId, apiKeyId: null, operator: row!.is_operator, tenant: undefined };
+    }
+    const [row] =
+      credentials.kind === 'user'
+        ? await tx<BeginRequestRow[]>`
+            select * from app_private.begin_request(${tenant!}, ${credentials.userId}, ${credentials.roleCap ?? null}, ${allowed})`
+        : await tx<BeginRequestRow[]>`
+            select * from app_private.begin_api_key_request(${credentials.secretHash}, ${tenant ?? null}, ${allowed})`;
     if (!row) throw new Error('begin_request returned no row');
-    return { id: row.tenant_id, slug: row.tenant_slug, name: row.tenant_name, status: row.tenant_status, role: row.role };
+    return {
+      userId: row.acting_user_id,
+      apiKeyId: row.api_key_id,
+      operator: row.is_operator,
+      tenant: { id: row.tenant_id, slug: row.tenant_slug, name: row.tenant_name, status: row.tenant_status, role: row.role },
+    };
   } catch (error) {
-    throw tenantError(error) ?? error;
+    throw tenantError(error, credentials.kind) ?? error;
   }
 }
 
 /** The only place a database error becomes a tenant error (SQLSTATE class TN). */
-function tenantError(error: unknown) {
+function tenantError(error: unknown, kind: Credentials['kind']) {
   switch ((error as { code?: string }).code) {
     case 'TN404':
       return tenantNotFound();
     case 'TN423':
       return tenantSuspended();
     case 'TN401':
-      return unauthenticated('The role claim is not a tenant role');
+      return unauthenticated(kind === 'apiKey' ? 'Unknown, revoked or expired API key' : 'The credentials name no valid user or role');
     default:
       return undefined;
   }

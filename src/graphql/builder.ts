@@ -4,13 +4,22 @@ import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import ValidationPlugin from '@pothos/plugin-validation';
 import { badUserInput, forbidden } from '../errors.ts';
-import { roleAtLeast } from '../tenancy/roles.ts';
+import { roleAtLeast, type Role } from '../tenancy/roles.ts';
 import type { GraphQLContext } from './context.ts';
 import { decodeGlobalId, NODE_TYPES } from './global-id.ts';
 
 export const builder = new SchemaBuilder<{
   Context: GraphQLContext;
-  AuthScopes: { viewer: boolean; member: boolean; lead: boolean; admin: boolean };
+  AuthScopes: {
+    viewer: boolean;
+    member: boolean;
+    lead: boolean;
+    admin: boolean;
+    /** A platform operator (carried in the database). */
+    operator: boolean;
+    /** A signed-in user, not an API key: managing members and keys needs a person. */
+    person: boolean;
+  };
   Scalars: {
     DateTime: { Input: Date; Output: Date };
     ID: { Input: string; Output: string };
@@ -23,14 +32,17 @@ export const builder = new SchemaBuilder<{
   // scope-auth first: plugin hooks apply in reverse order.
   plugins: [ScopeAuthPlugin, ValidationPlugin, RelayPlugin, DataloaderPlugin],
   scopeAuth: {
-    // The role the database granted this request (membership, lowered by a role claim).
+    // The role the database granted this request (membership, lowered by a role claim or the key's role).
     authScopes: async (context) => {
-      const { role } = await context.db.tenant();
+      const { tenant, apiKeyId, operator } = await context.db.principal();
+      const atLeast = (required: Role) => tenant !== undefined && roleAtLeast(tenant.role, required);
       return {
-        viewer: roleAtLeast(role, 'VIEWER'),
-        member: roleAtLeast(role, 'MEMBER'),
-        lead: roleAtLeast(role, 'LEAD'),
-        admin: roleAtLeast(role, 'ADMIN'),
+        viewer: atLeast('VIEWER'),
+        member: atLeast('MEMBER'),
+        lead: atLeast('LEAD'),
+        admin: atLeast('ADMIN'),
+        operator,
+        person: apiKeyId === null,
       };
     },
     unauthorizedError: () => forbidden(),

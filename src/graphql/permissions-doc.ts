@@ -1,19 +1,41 @@
 // docs/permissions.md, generated from the schema's scope declarations (the
-// authScopes of each root field, and the `memberOwnsOnly` extension on fields
-// where a MEMBER may act only on what they created).
+// authScopes of each root field, the `memberOwnsOnly` / `ownOnlyBelow`
+// extensions on fields where lower roles act only on what they created, and
+// `platform` on fields that work outside any tenant).
 import type { GraphQLField, GraphQLObjectType, GraphQLSchema } from 'graphql';
 import { ROLES, roleAtLeast, type Role } from '../tenancy/roles.ts';
 
 const SCOPE_ROLE: Record<string, Role> = { viewer: 'VIEWER', member: 'MEMBER', lead: 'LEAD', admin: 'ADMIN' };
 
-type FieldExtensions = { pothosOptions?: { authScopes?: Record<string, boolean> }; memberOwnsOnly?: boolean };
+type Scopes = Record<string, boolean | Record<string, boolean>>;
+type FieldExtensions = {
+  pothosOptions?: { authScopes?: Scopes };
+  memberOwnsOnly?: boolean;
+  /** Roles below this one act only on what they created. */
+  ownOnlyBelow?: Role;
+  platform?: boolean;
+};
+
+/** The scopes a field requires: its own, or all of those in `$all`. */
+function scopesOf(field: GraphQLField<unknown, unknown>): Record<string, boolean> {
+  const scopes = (field.extensions as FieldExtensions).pothosOptions?.authScopes;
+  if (!scopes || typeof scopes !== 'object') return {};
+  const all = scopes.$all;
+  return typeof all === 'object' ? all : (scopes as Record<string, boolean>);
+}
 
 /** The lowest role a field's scopes admit. */
-function requiredRole(field: GraphQLField<unknown, unknown>): Role | undefined {
-  const scopes = (field.extensions as FieldExtensions).pothosOptions?.authScopes;
-  if (!scopes || typeof scopes !== 'object') return undefined;
+function requiredRole(scopes: Record<string, boolean>): Role | undefined {
   const roles = Object.entries(scopes).filter(([, on]) => on).map(([scope]) => SCOPE_ROLE[scope]).filter((role): role is Role => role !== undefined);
   return [...ROLES].reverse().find((role) => roles.includes(role));
+}
+
+function notes(scopes: Record<string, boolean>, extensions: FieldExtensions): string {
+  return [
+    scopes.operator ? 'platform operators only' : '',
+    scopes.person ? (requiredRole(scopes) ? 'not with an API key' : 'any signed-in user, not an API key') : '',
+    extensions.platform ? 'needs no tenant' : '',
+  ].filter(Boolean).join('; ');
 }
 
 function rows(type: GraphQLObjectType | null | undefined): string[] {
@@ -22,18 +44,20 @@ function rows(type: GraphQLObjectType | null | undefined): string[] {
     .filter((field) => field.name !== 'node')
     .sort((a, b) => a.name.localeCompare(b.name))
     .map((field) => {
-      const required = requiredRole(field);
-      const ownOnly = (field.extensions as FieldExtensions).memberOwnsOnly === true;
+      const extensions = field.extensions as FieldExtensions;
+      const scopes = scopesOf(field);
+      const required = requiredRole(scopes);
+      const ownOnlyBelow = extensions.ownOnlyBelow ?? (extensions.memberOwnsOnly ? 'LEAD' : undefined);
       const cells = [...ROLES].reverse().map((role) => {
         if (!required || !roleAtLeast(role, required)) return '-';
-        return ownOnly && role === 'MEMBER' ? 'own' : 'yes';
+        return ownOnlyBelow && !roleAtLeast(role, ownOnlyBelow) ? 'own' : 'yes';
       });
-      return `| \`${field.name}\` | ${cells.join(' | ')} |`;
+      return `| \`${field.name}\` | ${cells.join(' | ')} | ${notes(scopes, extensions)} |`;
     });
 }
 
 export function permissionsDoc(schema: GraphQLSchema): string {
-  const header = `| field | ${[...ROLES].reverse().join(' | ')} |\n| --- | --- | --- | --- | --- |`;
+  const header = `| field | ${[...ROLES].reverse().join(' | ')} | notes |\n| --- | --- | --- | --- | --- | --- |`;
   return [
     '# Permissions',
     '',
@@ -42,7 +66,10 @@ export function permissionsDoc(schema: GraphQLSchema): string {
     'may do it only to what they created. Every rule is enforced twice: by scope-auth',
     'in the API (FORBIDDEN before any SQL runs) and by the write policies in the database',
     '(`test/permissions.db.test.ts` attempts each action as each role in plain SQL).',
-    'Reads are always limited to the request\'s own tenant.',
+    'Reads are always limited to the request\'s own tenant. Platform operators are',
+    'users granted the capability with `tenancy operator grant`; it is read from the',
+    'database on every request and every use is audited. An API key acts for its',
+    'creator with the lower of its role and theirs.',
     '',
     '## Queries',
     '',

@@ -9,6 +9,9 @@ import '../modules/sessions/schema.ts';
 import '../modules/tasks/schema.ts';
 import '../modules/contexts/schema.ts';
 import '../modules/fine-tuning/schema.ts';
+import '../modules/members/schema.ts';
+import '../modules/api-keys/schema.ts';
+import '../modules/platform/schema.ts';
 
 builder.queryType({});
 builder.mutationType({});

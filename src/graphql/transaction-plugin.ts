@@ -1,7 +1,15 @@
 // Ends each operation's tenant transaction: commit when it succeeded, roll
 // back otherwise. A refused tenant refuses the whole request, and a mutation
 // with any error writes nothing and says so (data: null).
-import { getOperationAST, OperationTypeNode, type DocumentNode, type ExecutionResult } from 'graphql';
+import {
+  getOperationAST,
+  Kind,
+  OperationTypeNode,
+  type DocumentNode,
+  type ExecutionResult,
+  type GraphQLSchema,
+  type OperationDefinitionNode,
+} from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { errorForSqlState } from '../db/errors.ts';
 import { internal, isApiError } from '../errors.ts';
@@ -12,14 +20,14 @@ export function useTenantTransaction(log: Logger): Plugin<GraphQLContext> {
   return {
     onExecute({ args }) {
       const context = args.contextValue;
-      // Every operation checks its tenant, even one that reads no table.
-      context.db.start();
       const operation = getOperationAST(args.document as DocumentNode, args.operationName as string | undefined);
       const isMutation = operation?.operation === OperationTypeNode.MUTATION;
+      // Every operation checks its credentials and tenant, even one that reads no table.
+      context.db.start(operation && isPlatformOperation(args.schema as GraphQLSchema, operation) ? 'platform' : 'tenant');
       return {
         async onExecuteDone({ result, setResult }) {
           if (Symbol.asyncIterator in result) throw new Error('streamed results are not supported');
-          const refused = await context.db.tenant().then(
+          const refused = await context.db.principal().then(
             () => undefined,
             (error: unknown) => error,
           );
@@ -42,4 +50,21 @@ export function useTenantTransaction(log: Logger): Plugin<GraphQLContext> {
       };
     },
   };
+}
+
+/**
+ * True when every root field of the operation is marked `platform` (works
+ * outside any tenant): such an operation needs no tenant in the credentials.
+ */
+function isPlatformOperation(schema: GraphQLSchema, operation: OperationDefinitionNode): boolean {
+  const root = operation.operation === OperationTypeNode.MUTATION ? schema.getMutationType() : schema.getQueryType();
+  const fields = root?.getFields() ?? {};
+  let platform = false;
+  for (const selection of operation.selectionSet.selections) {
+    if (selection.kind !== Kind.FIELD) return false;
+    if (selection.name.value === '__typename') continue;
+    if (fields[selection.name.value]?.extensions.platform !== true) return false;
+    platform = true;
+  }
+  return platform;
 }

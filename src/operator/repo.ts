@@ -1,10 +1,13 @@
 // The operator's path to the database: the owner connection, used by the CLI
 // and the demo seed only. Never reachable from a GraphQL request.
+import type postgres from 'postgres';
 import type { Queryable } from '../db/pool.ts';
 import { isUuid } from '../auth/tokens.ts';
 import type { Role } from '../tenancy/roles.ts';
 
-export type TenantRecord = { id: string; slug: string; name: string; status: string; createdAt: Date };
+export type Plan = 'free' | 'team' | 'enterprise';
+export const PLANS: readonly Plan[] = ['free', 'team', 'enterprise'];
+export type TenantRecord = { id: string; slug: string; name: string; status: string; plan: Plan; createdAt: Date };
 export type UserRecord = { id: string; email: string; displayName: string };
 export type MembershipRecord = { tenantId: string; userId: string; role: Role };
 
@@ -12,12 +15,12 @@ export class OperatorError extends Error {
   override name = 'OperatorError';
 }
 
-const TENANT_COLUMNS = 'id, slug, name, status, created_at as "createdAt"';
+const TENANT_COLUMNS = 'id, slug, name, status, plan, created_at as "createdAt"';
 
-export async function createTenant(sql: Queryable, slug: string, name: string): Promise<TenantRecord> {
+export async function createTenant(sql: Queryable, slug: string, name: string, plan: Plan = 'free'): Promise<TenantRecord> {
   try {
     const [row] = await sql<TenantRecord[]>`
-      insert into app.tenants (slug, name) values (${slug}, ${name}) returning ${sql.unsafe(TENANT_COLUMNS)}`;
+      insert into app.tenants (slug, name, plan) values (${slug}, ${name}, ${plan}) returning ${sql.unsafe(TENANT_COLUMNS)}`;
     return row!;
   } catch (error) {
     throw describe(error, { tenants_slug_key: `a tenant with slug "${slug}" already exists` });
@@ -64,6 +67,27 @@ export async function addMember(sql: Queryable, tenantId: string, userId: string
     on conflict (tenant_id, user_id) do update set role = excluded.role
     returning tenant_id as "tenantId", user_id as "userId", role`;
   return row!;
+}
+
+export type OperatorGrant = { userId: string; email: string; operator: boolean };
+
+/**
+ * Grants or revokes the platform-operator capability, recorded in the
+ * operator audit log in the same transaction. `actor` names who ran it.
+ */
+export async function setOperator(sql: postgres.Sql, user: UserRecord, grant: boolean, actor: string, reason: string | undefined): Promise<OperatorGrant> {
+  return sql.begin(async (tx) => {
+    const changed = grant
+      ? await tx`insert into app_private.operators (user_id, granted_by, reason) values (${user.id}, ${actor}, ${reason ?? null})
+                 on conflict (user_id) do nothing returning user_id`
+      : await tx`delete from app_private.operators where user_id = ${user.id} returning user_id`;
+    if (changed.length > 0) {
+      await tx`insert into app_private.operator_audit_events (actor, action, reason, details)
+               values (${actor}, ${grant ? 'operator.grant' : 'operator.revoke'}, ${reason ?? null},
+                       ${tx.json({ userId: user.id, email: user.email })})`;
+    }
+    return { userId: user.id, email: user.email, operator: grant };
+  });
 }
 
 /** Constraint violations in operator words; anything else unchanged. */

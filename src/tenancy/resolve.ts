@@ -1,44 +1,58 @@
 // The only place a request's tenant is decided: credentials -> TenantSelection.
-// Whether the user may be in that tenant, and with which role, is the
+// Whether the credentials may be in that tenant, and with which role, is the
 // database's answer (app_private.begin_request), in the request transaction.
+import { apiKeyHash } from '../auth/secrets.ts';
 import { InvalidTokenError, isUuid, type TokenVerifier } from '../auth/tokens.ts';
 import type { Config } from '../config.ts';
-import type { TenantSelection } from '../db/tenant-transaction.ts';
-import { tenantNotFound, tenantRequired, unauthenticated } from '../errors.ts';
+import type { Credentials, TenantSelection } from '../db/tenant-transaction.ts';
+import { tenantNotFound, unauthenticated } from '../errors.ts';
 
 export type TenancySettings = Pick<Config, 'multiTenancy' | 'defaultTenant' | 'allowedTenants'>;
 
 const SLUG = /^[a-z][a-z0-9-]{1,61}[a-z0-9]$/;
 
+/**
+ * A selection without a tenant is refused with TENANT_REQUIRED when the
+ * operation needs one (see TenantTransaction.start).
+ */
 export async function resolveTenant(
   headers: Headers,
   verifyToken: TokenVerifier,
   settings: TenancySettings,
 ): Promise<TenantSelection> {
   const authorization = headers.get('authorization');
-  if (!authorization) throw unauthenticated('Missing credentials: send Authorization: Bearer <token>');
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
-  if (!match?.[1]) throw unauthenticated('Authorization must be "Bearer <token>"');
+  const apiKey = headers.get('x-api-key');
+  if (authorization && apiKey !== null) throw unauthenticated('Send either Authorization or X-Api-Key, not both');
 
-  let claims;
-  try {
-    claims = await verifyToken(match[1]);
-  } catch (error) {
-    if (error instanceof InvalidTokenError) throw unauthenticated();
-    throw error;
+  let credentials: Credentials;
+  let claimedTenant: string | undefined;
+  if (apiKey !== null) {
+    const secretHash = apiKeyHash(apiKey.trim());
+    if (!secretHash) throw unauthenticated('Unknown, revoked or expired API key');
+    credentials = { kind: 'apiKey', secretHash };
+  } else {
+    if (!authorization) throw unauthenticated('Missing credentials: send Authorization: Bearer <token> or X-Api-Key');
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+    if (!match?.[1]) throw unauthenticated('Authorization must be "Bearer <token>"');
+    let claims;
+    try {
+      claims = await verifyToken(match[1]);
+    } catch (error) {
+      if (error instanceof InvalidTokenError) throw unauthenticated();
+      throw error;
+    }
+    credentials = { kind: 'user', userId: claims.userId, roleCap: claims.roleCap };
+    claimedTenant = claims.tenantId;
   }
 
-  const tenant = settings.multiTenancy ? requestedTenant(headers, claims.tenantId) : settings.defaultTenant;
-  if (!tenant) throw tenantRequired();
   return {
-    tenant,
-    userId: claims.userId,
-    roleCap: claims.roleCap,
+    credentials,
+    tenant: settings.multiTenancy ? requestedTenant(headers, claimedTenant) : settings.defaultTenant,
     allowedSlugs: settings.allowedTenants,
   };
 }
 
-/** X-Tenant-ID (uuid or slug) selects among the user's tenants; else the tid claim. */
+/** X-Tenant-ID (uuid or slug) selects among the credentials' tenants; else the tid claim. */
 function requestedTenant(headers: Headers, claimedTenantId: string | undefined): string | undefined {
   const header = headers.get('x-tenant-id')?.trim();
   if (!header) return claimedTenantId;

@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { createTokenVerifier, signToken, type TokenSettings } from '../../src/auth/tokens.ts';
 import type { Config } from '../../src/config.ts';
 import type { Sql } from '../../src/db/pool.ts';
-import { addMember, createTenant, createUser } from '../../src/operator/repo.ts';
+import { addMember, createTenant, createUser, type Plan } from '../../src/operator/repo.ts';
 import { createApp, type App } from '../../src/server.ts';
 import { ROLES, type Role } from '../../src/tenancy/roles.ts';
 
@@ -58,8 +58,8 @@ export type Principal = { readonly tenantId: string; readonly tenantSlug: string
 export type TestTenant = { readonly id: string; readonly slug: string; readonly members: Record<Role, Principal> };
 
 /** A tenant with one member per role, each with a token for it. */
-export async function createTestTenant(owner: Sql, slug: string): Promise<TestTenant> {
-  const tenant = await createTenant(owner, slug, `Tenant ${slug}`);
+export async function createTestTenant(owner: Sql, slug: string, plan: Plan = 'enterprise'): Promise<TestTenant> {
+  const tenant = await createTenant(owner, slug, `Tenant ${slug}`, plan);
   const members = {} as Record<Role, Principal>;
   for (const role of ROLES) {
     const user = await createUser(owner, `${role.toLowerCase()}@${slug}.test`, `${slug} ${role}`);

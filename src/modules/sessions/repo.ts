@@ -41,6 +41,7 @@ const constraints = {
   sessions_agent_active: () => badUserInput('input.agentId', 'the agent is archived'),
   sessions_status_transition: () => badUserInput('input.id', 'the session has already ended'),
   sessions_metadata_object: () => badUserInput('input.metadata', 'must be a JSON object of at most 16 KiB'),
+  sessions_usage_when_active: () => badUserInput('input.sessionId', 'the session has already ended'),
 };
 
 export async function listSessions(tx: Tx, filter: SessionFilter, page: KeysetPage): Promise<SessionRow[]> {
@@ -84,6 +85,18 @@ export async function endSession(tx: Tx, id: string, status: Exclude<SessionStat
   try {
     const [row] = await tx<SessionRow[]>`
       update app.sessions set status = ${status}, ended_at = now() where id = ${id}
+      returning ${sessionColumns(tx)}`;
+    return row;
+  } catch (error) {
+    rethrowConstraint(error, constraints);
+  }
+}
+
+/** Adds tokens to the session and the tenant's monthly budget (QUOTA_EXCEEDED past it); undefined when not writable. */
+export async function recordUsage(tx: Tx, id: string, tokens: number): Promise<SessionRow | undefined> {
+  try {
+    const [row] = await tx<SessionRow[]>`
+      update app.sessions set tokens_used = tokens_used + ${tokens} where id = ${id}
       returning ${sessionColumns(tx)}`;
     return row;
   } catch (error) {

@@ -6,7 +6,16 @@ import { idOfType } from '../../graphql/global-id.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
 import { AgentRef } from '../agents/schema.ts';
 import { UserRef } from '../users/schema.ts';
-import { endSession, findSessions, listSessions, listSessionsOfAgents, startSession, type SessionFilter, type SessionRow } from './repo.ts';
+import {
+  endSession,
+  findSessions,
+  listSessions,
+  listSessionsOfAgents,
+  recordUsage,
+  startSession,
+  type SessionFilter,
+  type SessionRow,
+} from './repo.ts';
 
 export const SessionStatusEnum = builder.enumType('SessionStatus', {
   values: {
@@ -140,6 +149,13 @@ const EndSessionInput = builder.inputType('EndSessionInput', {
   }),
 });
 
+const RecordUsageInput = builder.inputType('RecordUsageInput', {
+  fields: (t) => ({
+    sessionId: t.id({ required: true }),
+    tokens: t.int({ required: true, validate: z.number().int().min(1, 'must be at least 1').max(100_000_000, 'must be at most 100000000') }),
+  }),
+});
+
 const SessionPayload = builder.objectRef<{ session: SessionRow }>('SessionPayload').implement({
   fields: (t) => ({ session: t.expose('session', { type: SessionRef }) }),
 });
@@ -171,6 +187,24 @@ builder.mutationFields((t) => ({
       const ended = await context.db.run((tx) => endSession(tx, session.id, input.status));
       if (!ended) throw notFound('Session');
       return { session: ended };
+    },
+  }),
+  recordUsage: t.field({
+    extensions: { memberOwnsOnly: true },
+    type: SessionPayload,
+    description:
+      "Adds tokens used outside any task to an active session. LEAD and above: any session; MEMBER: the sessions they started. QUOTA_EXCEEDED past the tenant's monthly token budget",
+    authScopes: { member: true },
+    args: { input: t.arg({ type: RecordUsageInput, required: true }) },
+    resolve: async (_root, { input }, context) => {
+      const id = idOfType(input.sessionId, 'Session');
+      const [session] = id ? await context.db.run((tx) => findSessions(tx, [id])) : [];
+      if (!session) throw notFound('Session');
+      await assertMayChange(context, session.startedBy, 'sessions');
+      if (session.status !== 'active') throw badUserInput('input.sessionId', 'the session has already ended');
+      const updated = await context.db.run((tx) => recordUsage(tx, session.id, input.tokens));
+      if (!updated) throw notFound('Session');
+      return { session: updated };
     },
   }),
 }));

@@ -25,6 +25,6 @@ builder.queryField('viewer', (t) =>
   t.field({
     type: ViewerRef,
     authScopes: { viewer: true },
-    resolve: (_root, _args, context) => ({ userId: context.userId }),
+    resolve: async (_root, _args, context) => ({ userId: (await context.db.principal()).userId }),
   }),
 );
