@@ -24,6 +24,7 @@ it('finds the SQL tests', () => {
   expect(files).toContain('roles.sql');
   expect(files).toContain('sessions_tasks.sql');
   expect(files).toContain('knowledge.sql');
+  expect(files).toContain('lifecycle.sql');
 });
 
 it.each(files)('%s passes', async (file) => {

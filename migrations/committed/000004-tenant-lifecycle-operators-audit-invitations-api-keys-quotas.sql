@@ -1,5 +1,5 @@
 --! Previous: sha1:06043b88d3e83b01157314c9a9958f760d4a1338
---! Hash: sha1:6f74e721a90b0fba77d6a5f3b1edae965e0bf7d5
+--! Hash: sha1:9a641eb10600af0c0c31dc8014a8603fdeeb86bb
 --! Message: tenant lifecycle operators audit invitations api keys quotas
 
 -- Tenant lifecycle, platform operators, audit records, invitations, API keys
@@ -648,7 +648,8 @@ begin
 
   perform set_config('app.tenant_id', found_tenant.id::text, true),
           set_config('app.user_id', begin_request.user_id::text, true),
-          set_config('app.role', member_role, true);
+          set_config('app.role', member_role, true),
+          set_config('app.api_key_id', '', true);
 
   return query select found_tenant.id, found_tenant.slug, found_tenant.name, found_tenant.status, member_role,
     begin_request.user_id, null::uuid, exists (select 1 from app_private.operators o where o.user_id = begin_request.user_id);
@@ -718,7 +719,10 @@ begin
   if not exists (select 1 from app.users u where u.id = begin_platform_request.user_id) then
     raise exception 'unknown user' using errcode = 'TN401';
   end if;
-  perform set_config('app.user_id', begin_platform_request.user_id::text, true);
+  perform set_config('app.user_id', begin_platform_request.user_id::text, true),
+          set_config('app.tenant_id', '', true),
+          set_config('app.role', '', true),
+          set_config('app.api_key_id', '', true);
   return query select exists (select 1 from app_private.operators o where o.user_id = begin_platform_request.user_id);
 end
 $$;
