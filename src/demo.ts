@@ -1,7 +1,7 @@
 // Demo data for a first run: two tenants, one user per role in each, a few
-// agents. Created only when the database has no tenant at all.
+// agents, and a platform operator. Created only when the database has no tenant at all.
 import type { Sql } from './db/pool.ts';
-import { addMember, createTenant, createUser } from './operator/repo.ts';
+import { addMember, createTenant, createUser, setOperator } from './operator/repo.ts';
 import { ROLES, type Role } from './tenancy/roles.ts';
 
 const DEMO = [
@@ -27,6 +27,7 @@ const DEMO = [
 export type DemoPrincipal = { tenantSlug: string; tenantId: string; role: Role; userId: string; email: string };
 
 const demoEmail = (slug: string, role: Role) => `${role.toLowerCase()}@${slug}.example`;
+const DEMO_OPERATOR = 'operator@platform.example';
 
 /** Seeds the demo when the database is empty; true when it did. */
 export async function seedDemo(owner: Sql): Promise<boolean> {
@@ -50,8 +51,18 @@ export async function seedDemo(owner: Sql): Promise<boolean> {
           values (${tenant.id}, ${agent.name}, ${agent.kind}, ${agent.description}, ${users.MEMBER!})`;
       }
     }
+    const operator = await createUser(tx, DEMO_OPERATOR, 'Platform Operator');
+    await setOperator(tx, operator, true, 'demo', 'demo data');
     return true;
   });
+}
+
+/** The demo's platform operator, when it still is one. */
+export async function demoOperator(owner: Sql): Promise<{ userId: string; email: string } | undefined> {
+  const [row] = await owner<{ userId: string; email: string }[]>`
+    select u.id as "userId", u.email from app.users u join app_private.operators o on o.user_id = u.id
+    where u.email = ${DEMO_OPERATOR}`;
+  return row;
 }
 
 /** The demo users that still exist, one per tenant and role. */

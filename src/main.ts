@@ -6,7 +6,7 @@ import { createTokenVerifier, signToken } from './auth/tokens.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { createPool } from './db/pool.ts';
 import { connectDatabase, runMigrations } from './db/setup.ts';
-import { demoPrincipals, seedDemo, type DemoPrincipal } from './demo.ts';
+import { demoOperator, demoPrincipals, seedDemo, type DemoPrincipal } from './demo.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { createApp, listen, type GraphiQLTab } from './server.ts';
 
@@ -16,14 +16,21 @@ const FIRST_QUERY = `query {
 }
 `;
 
+const OPERATOR_QUERY = `query {
+  platformTenants(first: 20) { edges { node { id slug status plan usage { quota used limit } } } }
+}
+`;
+
+type Demo = { principals: DemoPrincipal[]; operator: { userId: string; email: string } | undefined };
+
 async function main(config: Config, log: Logger): Promise<void> {
   const db = await connectDatabase(config, (message) => log.debug({ component: 'postgres' }, message));
   if (db.embedded) log.info({ dataDir: config.dataDir, port: db.embedded.port }, 'embedded PostgreSQL ready');
   await runMigrations(db.ownerUrl, db.appUrl, (message) => log.info({ component: 'migrate' }, message));
 
   const tokens = await tokenSettings(config);
-  const principals = config.demoData ? await prepareDemo(db.ownerUrl, log) : [];
-  const tabs = tokens.secret ? await demoTabs(principals, (principal) => signToken(tokens, principal)) : [];
+  const demo = config.demoData ? await prepareDemo(db.ownerUrl, log) : { principals: [], operator: undefined };
+  const tabs = tokens.secret ? await demoTabs(demo, (principal) => signToken(tokens, principal)) : [];
 
   const sql = createPool(db.appUrl, { max: config.dbPoolMax, prepare: config.dbPrepare });
   const app = createApp({ config, sql, verifyToken: createTokenVerifier(tokens), log, graphiqlTabs: tabs });
@@ -50,27 +57,36 @@ async function main(config: Config, log: Logger): Promise<void> {
   process.on('SIGTERM', () => void stop('SIGTERM'));
 }
 
-async function prepareDemo(ownerUrl: string, log: Logger): Promise<DemoPrincipal[]> {
+async function prepareDemo(ownerUrl: string, log: Logger): Promise<Demo> {
   const owner = postgres(ownerUrl, { max: 1, onnotice: () => {} });
   try {
-    if (await seedDemo(owner)) log.info('demo data created: tenants acme and globex');
-    return await demoPrincipals(owner);
+    if (await seedDemo(owner)) log.info('demo data created: tenants acme and globex, and a platform operator');
+    return { principals: await demoPrincipals(owner), operator: await demoOperator(owner) };
   } finally {
     await owner.end();
   }
 }
 
 async function demoTabs(
-  principals: readonly DemoPrincipal[],
-  sign: (request: { userId: string; tenantId: string; ttl: string }) => Promise<string>,
+  demo: Demo,
+  sign: (request: { userId: string; tenantId?: string; ttl: string }) => Promise<string>,
 ): Promise<GraphiQLTab[]> {
-  return Promise.all(
-    principals.map(async (principal) => ({
+  const tabs = await Promise.all(
+    demo.principals.map(async (principal) => ({
       title: `${principal.tenantSlug} as ${principal.role} (${principal.email})`,
       token: await sign({ userId: principal.userId, tenantId: principal.tenantId, ttl: '30d' }),
       query: FIRST_QUERY,
     })),
   );
+  if (demo.operator) {
+    // No tenant in this token: platform work happens outside any tenant.
+    tabs.push({
+      title: `platform operator (${demo.operator.email})`,
+      token: await sign({ userId: demo.operator.userId, ttl: '30d' }),
+      query: OPERATOR_QUERY,
+    });
+  }
+  return tabs;
 }
 
 function printWelcome(url: string, tabs: readonly GraphiQLTab[]): void {

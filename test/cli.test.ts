@@ -72,3 +72,28 @@ it('reports usage errors with exit 2', async () => {
     expect(result.stderr).toContain('usage: tenancy');
   }
 });
+
+it('grants the operator capability (audited), signs a token without a tenant for it, and revokes it', async () => {
+  await runCli(['tenant', 'create', '--slug', 'cli-paid', '--name', 'Paid', '--plan', 'team'], env);
+  await runCli(['user', 'create', '--email', 'root@cli.test'], env);
+  const granted = await runCli(['operator', 'grant', '--user', 'root@cli.test', '--reason', 'on call'], env);
+  expect(granted.code).toBe(0);
+  expect(granted.json).toMatchObject({ email: 'root@cli.test', operator: true });
+
+  const token = (await runCli(['token', '--user', 'root@cli.test'], env)).json as { token: string; tenant: string | null };
+  expect(token.tenant).toBeNull();
+  const QUERY = '{ platformTenants(status: ACTIVE) { edges { node { slug plan } } } }';
+  const listed = await api.request(QUERY, { token: token.token });
+  expect((listed.body.data as { platformTenants: { edges: { node: { slug: string; plan: string } }[] } }).platformTenants.edges).toContainEqual({
+    node: { slug: 'cli-paid', plan: 'TEAM' },
+  });
+
+  expect((await runCli(['operator', 'revoke', '--user', 'root@cli.test'], env)).json).toMatchObject({ operator: false });
+  expect(codes(await api.request(QUERY, { token: token.token }))).toEqual(['FORBIDDEN']);
+  const audit = await db.owner`select action, reason from app_private.operator_audit_events where details->>'email' = 'root@cli.test' order by id`;
+  expect(audit).toEqual([
+    { action: 'operator.grant', reason: 'on call' },
+    { action: 'operator.revoke', reason: null },
+  ]);
+  expect((await runCli(['tenant', 'create', '--slug', 'cli-x', '--name', 'X', '--plan', 'gold'], env)).code).toBe(2);
+});

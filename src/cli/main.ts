@@ -110,7 +110,7 @@ async function execute(config: Config, db: DatabaseUrls, sql: postgres.Sql, comm
     case 'operator grant':
     case 'operator revoke': {
       const user = await findUser(sql, required(options, 'user'));
-      return setOperator(sql, user, command === 'operator grant', `cli:${userInfo().username}`, options.reason);
+      return sql.begin((tx) => setOperator(tx, user, command === 'operator grant', `cli:${userInfo().username}`, options.reason));
     }
   }
   throw new UsageError(`unknown command "${command}"`);

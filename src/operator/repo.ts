@@ -1,6 +1,5 @@
 // The operator's path to the database: the owner connection, used by the CLI
 // and the demo seed only. Never reachable from a GraphQL request.
-import type postgres from 'postgres';
 import type { Queryable } from '../db/pool.ts';
 import { isUuid } from '../auth/tokens.ts';
 import type { Role } from '../tenancy/roles.ts';
@@ -72,22 +71,21 @@ export async function addMember(sql: Queryable, tenantId: string, userId: string
 export type OperatorGrant = { userId: string; email: string; operator: boolean };
 
 /**
- * Grants or revokes the platform-operator capability, recorded in the
- * operator audit log in the same transaction. `actor` names who ran it.
+ * Grants or revokes the platform-operator capability and records it in the
+ * operator audit log; pass a transaction to make both one change. `actor`
+ * names who ran it.
  */
-export async function setOperator(sql: postgres.Sql, user: UserRecord, grant: boolean, actor: string, reason: string | undefined): Promise<OperatorGrant> {
-  return sql.begin(async (tx) => {
-    const changed = grant
-      ? await tx`insert into app_private.operators (user_id, granted_by, reason) values (${user.id}, ${actor}, ${reason ?? null})
-                 on conflict (user_id) do nothing returning user_id`
-      : await tx`delete from app_private.operators where user_id = ${user.id} returning user_id`;
-    if (changed.length > 0) {
-      await tx`insert into app_private.operator_audit_events (actor, action, reason, details)
-               values (${actor}, ${grant ? 'operator.grant' : 'operator.revoke'}, ${reason ?? null},
-                       ${tx.json({ userId: user.id, email: user.email })})`;
-    }
-    return { userId: user.id, email: user.email, operator: grant };
-  });
+export async function setOperator(sql: Queryable, user: UserRecord, grant: boolean, actor: string, reason: string | undefined): Promise<OperatorGrant> {
+  const changed = grant
+    ? await sql`insert into app_private.operators (user_id, granted_by, reason) values (${user.id}, ${actor}, ${reason ?? null})
+                on conflict (user_id) do nothing returning user_id`
+    : await sql`delete from app_private.operators where user_id = ${user.id} returning user_id`;
+  if (changed.length > 0) {
+    await sql`insert into app_private.operator_audit_events (actor, action, reason, details)
+              values (${actor}, ${grant ? 'operator.grant' : 'operator.revoke'}, ${reason ?? null},
+                      ${sql.json({ userId: user.id, email: user.email })})`;
+  }
+  return { userId: user.id, email: user.email, operator: grant };
 }
 
 /** Constraint violations in operator words; anything else unchanged. */
