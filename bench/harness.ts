@@ -2,13 +2,14 @@
 // folder unless DATABASE_URL is set), the service in production mode as a
 // child process, tokens, and a clean stop.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import postgres from 'postgres';
 import { signToken } from '../src/auth/tokens.ts';
 import { openEmbeddedPostgres, type EmbeddedServer } from '../src/db/embedded.ts';
 import { ensureAppRole, runMigrations } from '../src/db/setup.ts';
+import type { Role } from '../src/tenancy/roles.ts';
 import { freePort } from '../test/helpers/local.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
@@ -36,16 +37,23 @@ export async function withOwner<T>(db: BenchDatabase, seed: (sql: postgres.Sql) 
   }
 }
 
-export function tokens(principals: readonly { userId: string; tenantId: string }[]): Promise<string[]> {
+/** Tokens with a tenant and, when given, a role claim (the limit server takes the role from it). */
+export function tokens(principals: readonly { userId: string; tenantId: string; role?: Role }[]): Promise<string[]> {
   const settings = { secret: SECRET, jwksUrl: undefined, issuer: undefined, audience: undefined };
-  return Promise.all(principals.map((p) => signToken(settings, { userId: p.userId, tenantId: p.tenantId, ttl: '2h' })));
+  return Promise.all(principals.map((p) => signToken(settings, { userId: p.userId, tenantId: p.tenantId, role: p.role, ttl: '2h' })));
 }
 
-export type Service = { url: string; child: ChildProcess };
+export type Service = { origin: string; url: string; child: ChildProcess };
 
-export async function startService(db: BenchDatabase): Promise<Service> {
+/**
+ * The service in production mode (its production logging included: one JSON
+ * line per request, written to bench/results/service.log). `env` adds settings.
+ */
+export async function startService(db: BenchDatabase, env: Record<string, string> = {}, nodeOptions: string[] = []): Promise<Service> {
   const port = await freePort();
-  const child = spawn(process.execPath, [path.join(ROOT, 'src/main.ts')], {
+  await mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
+  const log = await open(path.join(ROOT, 'bench/results/service.log'), 'a');
+  const child = spawn(process.execPath, [...nodeOptions, path.join(ROOT, 'src/main.ts')], {
     env: {
       PATH: process.env.PATH,
       NODE_ENV: 'production',
@@ -54,31 +62,62 @@ export async function startService(db: BenchDatabase): Promise<Service> {
       JWT_SECRET: SECRET,
       PORT: String(port),
       HOST: '127.0.0.1',
-      LOG_LEVEL: 'warn',
       TENANCY_DATA_DIR: db.dataDir,
+      ...env,
     },
-    stdio: ['ignore', 'inherit', 'inherit'],
+    stdio: ['ignore', log.fd, 'inherit'],
   });
-  const base = `http://127.0.0.1:${port}`;
-  for (let attempt = 0; attempt < 300; attempt++) {
-    if (await fetch(`${base}/ready`).then((r) => r.ok, () => false)) return { url: `${base}/graphql`, child };
+  child.once('exit', () => void log.close());
+  const origin = `http://127.0.0.1:${port}`;
+  await waitFor(`${origin}/ready`, child);
+  return { origin, url: `${origin}/graphql`, child };
+}
+
+/** bench/limit-server.ts: the same work without GraphQL. */
+export async function startLimitServer(db: BenchDatabase): Promise<Service> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [path.join(ROOT, 'bench/limit-server.ts')], {
+    env: { PATH: process.env.PATH, NODE_ENV: 'production', DATABASE_APP_URL: db.appUrl, JWT_SECRET: SECRET, PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`the limit server exited with ${code}`)));
+  });
+  const origin = `http://127.0.0.1:${port}`;
+  return { origin, url: origin, child };
+}
+
+async function waitFor(url: string, child: ChildProcess): Promise<void> {
+  for (let attempt = 0; attempt < 600; attempt++) {
+    if (child.exitCode !== null) throw new Error(`the service exited with ${child.exitCode}`);
+    if (await fetch(url).then((r) => r.ok, () => false)) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   throw new Error('the service did not become ready');
 }
 
-export async function stopAll(db: BenchDatabase, service: Service | undefined): Promise<void> {
-  if (service) {
-    service.child.kill('SIGTERM');
-    await new Promise((resolve) => service.child.once('exit', resolve));
-  }
+export async function stop(service: Service | undefined): Promise<void> {
+  if (!service || service.child.exitCode !== null) return;
+  const exited = new Promise((resolve) => service.child.once('exit', resolve));
+  service.child.kill('SIGTERM');
+  await exited;
+}
+
+export async function stopAll(db: BenchDatabase, ...services: (Service | undefined)[]): Promise<void> {
+  await Promise.all(services.map(stop));
   await db.embedded?.stop();
   await rm(db.dataDir, { recursive: true, force: true });
 }
 
-export async function graphql<T>(url: string, token: string, query: string): Promise<T> {
-  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ query }) });
-  const body = (await response.json()) as { data?: T; errors?: unknown };
-  if (!response.ok || body.errors || !body.data) throw new Error(`request failed: ${JSON.stringify(body).slice(0, 300)}`);
-  return body.data;
+export async function graphql<T>(url: string, token: string, query: string, variables?: Record<string, unknown>): Promise<T> {
+  return post<T>(url, token, JSON.stringify({ query, variables }));
+}
+
+/** POSTs a JSON body; the data of a response without errors, else throws. */
+export async function post<T>(url: string, token: string, body: string): Promise<T> {
+  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body });
+  const answer = (await response.json()) as { data?: T; errors?: unknown };
+  if (!response.ok || answer.errors || !answer.data) throw new Error(`request failed: ${JSON.stringify(answer).slice(0, 300)}`);
+  return answer.data;
 }

@@ -6,7 +6,7 @@ import ValidationPlugin from '@pothos/plugin-validation';
 import { badUserInput, forbidden } from '../errors.ts';
 import { roleAtLeast, type Role } from '../tenancy/roles.ts';
 import type { GraphQLContext } from './context.ts';
-import { decodeGlobalId, NODE_TYPES } from './global-id.ts';
+import { decodeGlobalId, encodeGlobalId, NODE_TYPES } from './global-id.ts';
 
 export const builder = new SchemaBuilder<{
   Context: GraphQLContext;
@@ -59,6 +59,8 @@ export const builder = new SchemaBuilder<{
     clientMutationId: 'omit',
     cursorType: 'String',
     // Any id a client sends is opaque: malformed or of an unknown type reads as "no such node".
+    // One format everywhere: base64url without padding (safe in URLs and headers).
+    encodeGlobalID: (typename, id) => encodeGlobalId(typename, String(id)),
     decodeGlobalID: (globalId) => decodeGlobalId(globalId) ?? { typename: '', id: '' },
     nodeQueryOptions: {
       resolve: (_root, { id }, _context, _info, resolveNode) => (NODE_TYPES.has(id.typename) ? resolveNode(id) : null),
