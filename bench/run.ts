@@ -9,7 +9,8 @@
 //
 // Settings (environment): BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_WARMUP (3),
 // BENCH_CONNECTIONS (32), BENCH_TENANTS (1000), BENCH_CASES (Q1,Q2,M1,Mix),
-// BENCH_SERVICE_ENV (extra service settings as JSON, e.g. {"WORKERS":"2"}).
+// BENCH_SERVICE_ENV (extra service settings as JSON, e.g. {"WORKERS":"2"}),
+// BENCH_SERVICE_NODE_OPTIONS (flags for the service's node, e.g. --cpu-prof).
 import { execFileSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
@@ -28,6 +29,8 @@ const WARMUP = env('BENCH_WARMUP', 3);
 const ROUNDS = env('BENCH_ROUNDS', 3);
 const CASES = (process.env.BENCH_CASES ?? 'Q1,Q2,M1,Mix').split(',') as CaseName[];
 const SERVICE_ENV = JSON.parse(process.env.BENCH_SERVICE_ENV ?? '{}') as Record<string, string>;
+// e.g. "--cpu-prof --cpu-prof-dir=bench/results/profile" (then: node bench/profile-summary.ts <file>)
+const SERVICE_NODE_OPTIONS = (process.env.BENCH_SERVICE_NODE_OPTIONS ?? '').split(' ').filter(Boolean);
 
 type CaseName = 'Q1' | 'Q2' | 'M1' | 'Mix';
 type Kind = 'Q1' | 'Q2' | 'M1';
@@ -134,7 +137,7 @@ const systems: Partial<Record<System, Service>> = {};
 try {
   const { principals, seconds: seedSeconds } = await seed();
   const tokens = await sign(principals.map((p) => ({ ...p, role: 'ADMIN' as const })));
-  systems.service = await startService(db, SERVICE_ENV);
+  systems.service = await startService(db, SERVICE_ENV, SERVICE_NODE_OPTIONS);
   systems.limit = await startLimitServer(db);
   await verify(systems as Record<System, Service>, principals, tokens);
   process.stdout.write(`seeded ${TENANTS} tenants in ${seedSeconds.toFixed(1)} s; answers verified for ${principals.length} tokens\n`);

@@ -1,6 +1,7 @@
 // Bearer JWTs: verification (HS256 secret or an identity provider's JWKS) and,
 // for development and the CLI, signing.
 import { createRemoteJWKSet, jwtVerify, SignJWT, type JWTVerifyGetKey } from 'jose';
+import { LRUCache } from 'lru-cache';
 import { isRole, type Role } from '../tenancy/roles.ts';
 
 export type TokenClaims = {
@@ -43,7 +44,7 @@ export function createTokenVerifier(settings: TokenSettings): TokenVerifier {
     ...(settings.audience ? { audience: settings.audience } : {}),
   };
 
-  return async (token) => {
+  const verify: TokenVerifier = async (token) => {
     let payload;
     try {
       ({ payload } = key instanceof Uint8Array ? await jwtVerify(token, key, options) : await jwtVerify(token, key, options));
@@ -56,6 +57,29 @@ export function createTokenVerifier(settings: TokenSettings): TokenVerifier {
     const roleCap = typeof role === 'string' ? role.toUpperCase() : role;
     if (roleCap !== undefined && !isRole(roleCap)) throw new InvalidTokenError('role must be ADMIN, LEAD, MEMBER or VIEWER');
     return { userId: sub.toLowerCase(), tenantId: tid?.toLowerCase(), roleCap, expiresAt: exp as number };
+  };
+  return cached(verify);
+}
+
+/** How many verified tokens are remembered, and for how long at most (a rotated-out key stops working within it). */
+const CACHE_SIZE = 10_000;
+const CACHE_TTL_MS = 5 * 60_000;
+
+/**
+ * Remembers verified tokens (a bounded LRU keyed by the token itself), never
+ * past their `exp`: a signature is checked once per token, not per request.
+ * Whether the user may act in a tenant is still the database's answer on
+ * every request. Failures are not remembered.
+ */
+function cached(verify: TokenVerifier): TokenVerifier {
+  const cache = new LRUCache<string, TokenClaims>({ max: CACHE_SIZE });
+  return async (token) => {
+    const now = Date.now();
+    const hit = cache.get(token);
+    if (hit && hit.expiresAt * 1000 > now) return hit;
+    const claims = await verify(token);
+    cache.set(token, claims, { ttl: Math.min(claims.expiresAt * 1000 - now, CACHE_TTL_MS) });
+    return claims;
   };
 }
 
