@@ -2,7 +2,8 @@
 import postgres from 'postgres';
 
 export type Sql = postgres.Sql;
-export type Tx = postgres.TransactionSql;
+/** The request transaction's connection, as repositories see it: queries only. */
+export type Tx = postgres.ISql;
 /** Either a pool or a transaction: for the operator's owner-side queries. */
 export type Queryable = postgres.ISql;
 

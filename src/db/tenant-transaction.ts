@@ -6,6 +6,8 @@ import { tenantNotFound, tenantRequired, tenantSuspended, unauthenticated } from
 import type { Role } from '../tenancy/roles.ts';
 import type { Sql, Tx } from './pool.ts';
 
+type Reserved = Awaited<ReturnType<Sql['reserve']>>;
+
 /** Who is asking: a signed-in user (JWT), or an API key (by its SHA-256). */
 export type Credentials =
   | { readonly kind: 'user'; readonly userId: string; /** A role claim: can only lower the membership's role. */ readonly roleCap: Role | undefined }
@@ -47,9 +49,7 @@ export type Principal = {
  */
 export type TransactionMode = 'tenant' | 'platform';
 
-type Opened = { readonly tx: Tx; readonly principal: Promise<Principal> };
-
-const ROLLBACK = Symbol('rollback');
+type Opened = { readonly tx: Reserved; readonly principal: Promise<Principal> };
 
 /**
  * One transaction per GraphQL operation, opened on first use and ended once
@@ -61,8 +61,6 @@ export class TenantTransaction {
   readonly #selection: TenantSelection;
   #mode: TransactionMode = 'tenant';
   #opened: Promise<Opened> | undefined;
-  #finish: ((commit: boolean) => void) | undefined;
-  #done: Promise<void> | undefined;
   #ended = false;
   #known: Principal | undefined;
 
@@ -111,13 +109,22 @@ export class TenantTransaction {
     return this.#known;
   }
 
-  /** Commits or rolls back; idempotent. A commit error is thrown. */
+  /** Commits or rolls back and returns the connection to the pool; idempotent. A commit error is thrown. */
   async end(commit: boolean): Promise<void> {
     if (this.#ended) return;
     this.#ended = true;
     if (!this.#opened) return;
-    this.#finish?.(commit);
-    await this.#done;
+    let tx: Reserved;
+    try {
+      ({ tx } = await this.#opened);
+    } catch {
+      return; // no connection was reserved
+    }
+    try {
+      await (commit ? tx`commit` : tx`rollback`);
+    } finally {
+      tx.release();
+    }
   }
 
   #open(): Promise<Opened> {
@@ -125,24 +132,23 @@ export class TenantTransaction {
     if (this.#mode === 'tenant' && this.#selection.credentials.kind === 'user' && !this.#selection.tenant) {
       return Promise.reject(tenantRequired()); // no transaction needed to say so
     }
-    this.#opened ??= new Promise<Opened>((opened, failed) => {
-      const finished = new Promise<boolean>((resolve) => (this.#finish = resolve));
-      this.#done = this.#sql
-        .begin(async (tx) => {
-          const principal = beginRequest(tx, this.#selection, this.#mode);
-          principal.then((known) => (this.#known = known), () => {}); // failures are observed by run() and principal()
-          opened({ tx, principal });
-          if (!(await finished)) throw ROLLBACK;
-        })
-        .then(
-          () => {},
-          (error: unknown) => {
-            if (error !== ROLLBACK) throw error;
-          },
-        );
-      this.#done.catch(failed); // BEGIN itself failed: nobody got a transaction
-    });
+    this.#opened ??= this.#begin();
     return this.#opened;
+  }
+
+  /**
+   * BEGIN, the request check and the first queries leave in one write to the
+   * server (postgres.js batches what is queued in the same tick on a reserved
+   * connection): one round trip for all of them, one more for COMMIT.
+   */
+  async #begin(): Promise<Opened> {
+    const tx = await this.#sql.reserve();
+    const begun = tx`begin`;
+    const checked = beginRequest(tx, this.#selection, this.#mode);
+    const principal = begun.then(() => checked);
+    checked.catch(() => {}); // observed through `principal`
+    principal.then((known) => (this.#known = known), () => {}); // failures are observed by run() and principal()
+    return { tx, principal };
   }
 }
 
