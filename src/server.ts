@@ -1,5 +1,6 @@
-// node:http + Yoga: the GraphQL endpoint, /health, /ready, request logging
-// and a draining shutdown.
+// node:http: JSON POSTs to /graphql take the fast path (http/graphql-post.ts),
+// everything else goes to Yoga (GraphiQL, GET, CORS, /health, /ready); request
+// logging and a draining shutdown.
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createYoga, useReadinessCheck, type YogaServerInstance } from 'graphql-yoga';
@@ -9,6 +10,7 @@ import type { Sql } from './db/pool.ts';
 import { TenantTransaction } from './db/tenant-transaction.ts';
 import type { GraphQLContext } from './graphql/context.ts';
 import { createMaskError } from './graphql/masking.ts';
+import { createPostHandler, isJsonPost, type RequestState } from './http/graphql-post.ts';
 import { schema } from './graphql/schema.ts';
 import { useTenantTransaction } from './graphql/transaction-plugin.ts';
 import type { Logger } from './logger.ts';
@@ -20,7 +22,7 @@ export type ServerContext = {
   res: ServerResponse;
   requestId: string;
   /** Filled in by the context factory (Yoga copies the server context, not this object); absent under yoga.fetch. */
-  state?: { userId?: string; tenant?: string; transaction?: TenantTransaction };
+  state?: RequestState;
 };
 
 export type GraphiQLTab = { readonly title: string; readonly token: string; readonly query: string };
@@ -42,13 +44,17 @@ const REQUEST_ID = /^[\w.:-]{1,100}$/;
 
 export function createApp(options: AppOptions): App {
   const { config, sql, verifyToken, log } = options;
+  const maskError = createMaskError(log);
+  const graphqlPost = createPostHandler({ schema, sql, verifyToken, tenancy: config, log, maskError });
   const yoga = createYoga<ServerContext, GraphQLContext>({
     schema,
     graphqlEndpoint: '/graphql',
     healthCheckEndpoint: '/health',
     landingPage: false,
     graphiql: config.graphiql ? graphiqlOptions(options.graphiqlTabs ?? []) : false,
-    maskedErrors: { maskError: createMaskError(log) },
+    maskedErrors: { maskError },
+    // Documents parsed and validated once per query text (Yoga's default is 1000 entries, stated here as a decision).
+    parserAndValidationCache: true,
     logging: {
       debug: (...args) => log.debug(args.map(String).join(' ')),
       info: (...args) => log.info(args.map(String).join(' ')),
@@ -79,7 +85,7 @@ export function createApp(options: AppOptions): App {
     const header = req.headers['x-request-id'];
     const requestId = typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID();
     res.setHeader('x-request-id', requestId);
-    const state: NonNullable<ServerContext['state']> = {};
+    const state: RequestState = {};
     const serverContext: ServerContext = { req, res, requestId, state };
     res.once('close', () => {
       log.info(
@@ -98,7 +104,8 @@ export function createApp(options: AppOptions): App {
       );
     });
     try {
-      await yoga(req, res, serverContext);
+      if (isJsonPost(req, req.url?.split('?')[0] ?? '')) await graphqlPost(req, res, requestId, state);
+      else await yoga(req, res, serverContext);
     } finally {
       // Normally ended by the plugin; this is the guarantee for any other exit path.
       await state.transaction?.end(false).catch(() => {});

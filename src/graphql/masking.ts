@@ -2,7 +2,7 @@
 // errors as their contract code, anything else as INTERNAL (logged in full).
 import { GraphQLError } from 'graphql';
 import { errorForSqlState } from '../db/errors.ts';
-import { badUserInput, internal, isApiError, isGraphQLError } from '../errors.ts';
+import { apiError, badUserInput, internal, isApiError, isGraphQLError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 
 export function createMaskError(log: Logger) {
@@ -12,6 +12,10 @@ export function createMaskError(log: Logger) {
     // Pothos rejects invalid arguments (a negative page size, say) with this error.
     if (original instanceof Error && original.name === 'PothosValidationError') {
       return withPath(badUserInput('arguments', original.message), error);
+    }
+    // graphql-js's own request errors (a variable of the wrong type, say): bad input, not a fault.
+    if (isGraphQLError(original) && !original.originalError) {
+      return withPath(apiError('BAD_USER_INPUT', original.message), error);
     }
     const mapped = errorForSqlState(original);
     if (mapped) return withPath(mapped, error);

@@ -9,6 +9,9 @@ import { tenantNotFound, unauthenticated } from '../errors.ts';
 
 export type TenancySettings = Pick<Config, 'multiTenancy' | 'defaultTenant' | 'allowedTenants'>;
 
+/** Request headers by (lowercase) name: a Fetch `Headers`, or a node request's through `nodeHeaders`. */
+export type HeaderSource = { get(name: string): string | null };
+
 const SLUG = /^[a-z][a-z0-9-]{1,61}[a-z0-9]$/;
 
 /**
@@ -16,7 +19,7 @@ const SLUG = /^[a-z][a-z0-9-]{1,61}[a-z0-9]$/;
  * operation needs one (see TenantTransaction.start).
  */
 export async function resolveTenant(
-  headers: Headers,
+  headers: HeaderSource,
   verifyToken: TokenVerifier,
   settings: TenancySettings,
 ): Promise<TenantSelection> {
@@ -53,7 +56,7 @@ export async function resolveTenant(
 }
 
 /** X-Tenant-ID (uuid or slug) selects among the credentials' tenants; else the tid claim. */
-function requestedTenant(headers: Headers, claimedTenantId: string | undefined): string | undefined {
+function requestedTenant(headers: HeaderSource, claimedTenantId: string | undefined): string | undefined {
   const header = headers.get('x-tenant-id')?.trim();
   if (!header) return claimedTenantId;
   if (isUuid(header)) return header.toLowerCase();

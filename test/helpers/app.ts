@@ -1,5 +1,9 @@
-// The service as tests see it: createApp over a test database, driven through
-// yoga.fetch, with tokens signed by a test secret.
+// The service as tests see it: createApp over a test database, listening on a
+// loopback port and driven over HTTP (the path real clients take), with
+// tokens signed by a test secret. `viaYoga` sends the same request through
+// Yoga's own path (yoga.fetch), which serves what the fast path leaves to it.
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { createTokenVerifier, signToken, type TokenSettings } from '../../src/auth/tokens.ts';
 import type { Config } from '../../src/config.ts';
@@ -25,9 +29,11 @@ export type GraphQLResponse = {
   };
 };
 
+type RequestOptions = { token?: string; variables?: Record<string, unknown>; headers?: Record<string, string>; viaYoga?: boolean };
+
 export type TestApp = {
   readonly app: App;
-  request(query: string, options?: { token?: string; variables?: Record<string, unknown>; headers?: Record<string, string> }): Promise<GraphQLResponse>;
+  request(query: string, options?: RequestOptions): Promise<GraphQLResponse>;
 };
 
 export function createTestApp(sql: Sql, tenancy: TenancyOptions = {}): TestApp {
@@ -37,10 +43,18 @@ export function createTestApp(sql: Sql, tenancy: TenancyOptions = {}): TestApp {
     verifyToken: createTokenVerifier(TEST_TOKENS),
     log: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
   });
+  let origin: Promise<string> | undefined;
+  const listening = () =>
+    (origin ??= new Promise<string>((resolve) => {
+      const server = createServer((req, res) => void app.handle(req, res));
+      server.unref(); // it ends with the test worker
+      server.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`));
+    }));
   return {
     app,
     async request(query, options = {}) {
-      const response = await app.yoga.fetch('http://tenancy.test/graphql', {
+      const send = options.viaYoga ? (url: string, init: RequestInit) => app.yoga.fetch(url, init) : fetch;
+      const response = await send(`${options.viaYoga ? 'http://tenancy.test' : await listening()}/graphql`, {
         method: 'POST',
         headers: {
           'content-type': 'application/json',
