@@ -1,8 +1,9 @@
 // The hot path: POST /graphql with a JSON body, straight from node:http to
-// graphql-js. Documents are parsed and validated once per query text (LRU);
-// the context, the transaction rules (graphql/operation.ts) and the error
-// masking are the same as on Yoga's path, which keeps everything else (GET,
-// GraphiQL, CORS, other media types). One write for the response.
+// the executor. Documents are parsed, validated and compiled (graphql-jit)
+// once per query text and operation (LRU); the context, the transaction rules
+// (graphql/operation.ts) and the error masking are the same as on Yoga's
+// path, which keeps everything else (GET, GraphiQL, CORS, other media types).
+// One write for the response.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   execute,
@@ -15,6 +16,7 @@ import {
   type ExecutionResult,
   type GraphQLSchema,
 } from 'graphql';
+import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
 import { LRUCache } from 'lru-cache';
 import type { TokenVerifier } from '../auth/tokens.ts';
 import type { Sql } from '../db/pool.ts';
@@ -52,15 +54,15 @@ export function createPostHandler(options: {
   maskError: (error: unknown) => Error;
 }): PostHandler {
   const { schema, sql, verifyToken, tenancy, log, maskError } = options;
-  const documents = new LRUCache<string, DocumentNode | readonly GraphQLError[]>({ max: DOCUMENTS });
+  const documents = new LRUCache<string, Prepared | readonly GraphQLError[]>({ max: DOCUMENTS });
 
-  function document(query: string): DocumentNode | readonly GraphQLError[] {
+  function prepare(query: string): Prepared | readonly GraphQLError[] {
     let cached = documents.get(query);
     if (!cached) {
       try {
-        const parsed = parse(query, { maxTokens: MAX_TOKENS });
-        const errors = validate(schema, parsed);
-        cached = errors.length > 0 ? errors : parsed;
+        const document = parse(query, { maxTokens: MAX_TOKENS });
+        const errors = validate(schema, document);
+        cached = errors.length > 0 ? errors : { document, compiled: new Map() };
       } catch (error) {
         cached = [isGraphQLError(error) ? error : new GraphQLError(String(error))];
       }
@@ -69,10 +71,22 @@ export function createPostHandler(options: {
     return cached;
   }
 
+  /** The operation compiled to a function, or null where graphql-jit declines (graphql-js runs it then). */
+  function compiled(prepared: Prepared, operationName: string | undefined): CompiledQuery | null {
+    let query = prepared.compiled.get(operationName ?? '');
+    if (query === undefined) {
+      const result = compileQuery(schema, prepared.document, operationName, { disablingCapturingStackErrors: true });
+      query = isCompiledQuery(result) ? result : null;
+      prepared.compiled.set(operationName ?? '', query);
+    }
+    return query;
+  }
+
   async function run(req: IncomingMessage, requestId: string, state: RequestState): Promise<ExecutionResult> {
     const params = parseParams(await readBody(req));
-    const doc = document(params.query);
-    if (!('kind' in doc)) return { errors: doc.map(asBadInput) };
+    const prepared = prepare(params.query);
+    if (!('document' in prepared)) return { errors: prepared.map(asBadInput) };
+    const doc = prepared.document;
     const operation = getOperationAST(doc, params.operationName);
     if (!operation) return { errors: [apiError('BAD_USER_INPUT', 'Name one operation of the document in operationName')] };
     if (operation.operation === OperationTypeNode.SUBSCRIPTION) return { errors: [apiError('BAD_USER_INPUT', 'Subscriptions are not served here')] };
@@ -82,7 +96,10 @@ export function createPostHandler(options: {
     Object.assign(state, { userId: selection.credentials.kind === 'user' ? selection.credentials.userId : undefined, tenant: selection.tenant, transaction: db });
     const context: GraphQLContext = { requestId, db };
     db.start(transactionMode(schema, operation));
-    const result = (await execute({ schema, document: doc, variableValues: params.variables, operationName: params.operationName, contextValue: context }));
+    const jit = compiled(prepared, params.operationName);
+    const result = jit
+      ? await jit.query(undefined, context, params.variables)
+      : await execute({ schema, document: doc, variableValues: params.variables, operationName: params.operationName, contextValue: context });
     return finishOperation(context, result, operation.operation === OperationTypeNode.MUTATION, log);
   }
 
@@ -97,6 +114,8 @@ export function createPostHandler(options: {
     send(res, statusOf(errors), { ...(errors ? { errors: errors.map(format) } : {}), ...('data' in result ? { data: result.data } : {}) });
   };
 }
+
+type Prepared = { readonly document: DocumentNode; readonly compiled: Map<string, CompiledQuery | null> };
 
 type Params = { query: string; variables: Record<string, unknown> | undefined; operationName: string | undefined };
 
