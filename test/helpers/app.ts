@@ -33,6 +33,8 @@ type RequestOptions = { token?: string; variables?: Record<string, unknown>; hea
 
 export type TestApp = {
   readonly app: App;
+  /** Where the app listens (started on first use). */
+  origin(): Promise<string>;
   request(query: string, options?: RequestOptions): Promise<GraphQLResponse>;
 };
 
@@ -52,6 +54,7 @@ export function createTestApp(sql: Sql, tenancy: TenancyOptions = {}): TestApp {
     }));
   return {
     app,
+    origin: listening,
     async request(query, options = {}) {
       const send = options.viaYoga ? (url: string, init: RequestInit) => app.yoga.fetch(url, init) : fetch;
       const response = await send(`${options.viaYoga ? 'http://tenancy.test' : await listening()}/graphql`, {
