@@ -14,6 +14,8 @@ export type Config = {
   readonly dataDir: string;
   readonly embeddedPgPort: number;
   readonly dbPoolMax: number;
+  /** HTTP worker processes (node:cluster) sharing the port; 1: the server runs in the main process. */
+  readonly workers: number;
   /** false behind PgBouncer in transaction mode. */
   readonly dbPrepare: boolean;
   readonly jwtSecret: string | undefined;
@@ -129,6 +131,7 @@ export function loadConfig(env: Env = process.env): Config {
     dataDir: path.resolve(text(env, 'TENANCY_DATA_DIR') ?? '.tenancy-data'),
     embeddedPgPort: integer(env, 'EMBEDDED_PG_PORT', 54329, 1, 65535),
     dbPoolMax: integer(env, 'DB_POOL_MAX', 10, 1, 1000),
+    workers: integer(env, 'WORKERS', 1, 1, 64),
     dbPrepare: boolean(env, 'DB_PREPARE', true),
     jwtSecret,
     jwksUrl,

@@ -1,5 +1,6 @@
 // Start: config -> database (embedded unless DATABASE_URL) -> migrations ->
 // demo data -> server. SIGINT/SIGTERM drain requests and stop cleanly.
+import cluster from 'node:cluster';
 import postgres from 'postgres';
 import { tokenSettings } from './auth/settings.ts';
 import { createTokenVerifier, signToken } from './auth/tokens.ts';
@@ -32,21 +33,87 @@ async function main(config: Config, log: Logger): Promise<void> {
   const demo = config.demoData ? await prepareDemo(db.ownerUrl, log) : { principals: [], operator: undefined };
   const tabs = tokens.secret ? await demoTabs(demo, (principal) => signToken(tokens, principal)) : [];
 
-  const sql = createPool(db.appUrl, { max: config.dbPoolMax, prepare: config.dbPrepare });
-  const app = createApp({ config, sql, verifyToken: createTokenVerifier(tokens), log, graphiqlTabs: tabs });
-  const server = await listen(app, config.host, config.port, config.shutdownTimeoutMs);
-  log.info({ url: `${server.url}/graphql` }, 'listening');
+  if (config.workers > 1) {
+    await supervise(config, log, { appUrl: db.appUrl, tabs }, () => db.embedded?.stop());
+    return;
+  }
+  const server = await serve(config, log, db.appUrl, tabs);
   if (config.graphiql) printWelcome(`${server.url}/graphql`, tabs);
+  onStopSignal(log, async () => {
+    await server.close();
+    await db.embedded?.stop();
+  });
+}
 
+/** The HTTP server and its connection pool, in this process; `close` drains both. */
+async function serve(config: Config, log: Logger, appUrl: string, tabs: readonly GraphiQLTab[]) {
+  const sql = createPool(appUrl, { max: config.dbPoolMax, prepare: config.dbPrepare });
+  const app = createApp({ config, sql, verifyToken: createTokenVerifier(await tokenSettings(config)), log, graphiqlTabs: tabs });
+  const server = await listen(app, config.host, config.port, config.shutdownTimeoutMs);
+  log.info({ pid: process.pid, url: `${server.url}/graphql` }, 'listening');
+  return {
+    url: server.url,
+    close: async () => {
+      await server.close();
+      await sql.end({ timeout: 5 });
+    },
+  };
+}
+
+type WorkerSetup = { appUrl: string; tabs: readonly GraphiQLTab[] };
+
+/**
+ * WORKERS > 1: this process keeps the database (embedded PostgreSQL, when it
+ * runs one) and forks the HTTP workers, which share the port (node:cluster).
+ * A worker that dies is replaced; a stop signal drains every worker first.
+ */
+async function supervise(config: Config, log: Logger, setup: WorkerSetup, stopDatabase: () => Promise<void> | undefined) {
   let stopping = false;
-  const stop = async (signal: string) => {
+  const fork = () => cluster.fork({ TENANCY_WORKER: JSON.stringify(setup) });
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) return;
+    log.error({ pid: worker.process.pid, code, signal }, 'worker exited: starting another');
+    fork();
+  });
+  const listening = new Promise<string>((resolve) => {
+    let count = 0;
+    cluster.on('listening', (_worker, address) => {
+      if (++count === config.workers) resolve(`http://${address.address === '0.0.0.0' || address.address === '::' || !address.address ? 'localhost' : address.address}:${address.port}`);
+    });
+  });
+  for (let i = 0; i < config.workers; i++) fork();
+  const url = await listening;
+  log.info({ workers: config.workers }, 'workers listening');
+  if (config.graphiql) printWelcome(`${url}/graphql`, setup.tabs);
+  onStopSignal(log, async () => {
+    stopping = true;
+    const workers = Object.values(cluster.workers ?? {}).filter((worker) => worker !== undefined);
+    await Promise.all(
+      workers.map((worker) => new Promise((resolve) => {
+        worker.once('exit', resolve);
+        worker.process.kill('SIGTERM');
+      })),
+    );
+    await stopDatabase();
+  });
+}
+
+/** In a worker: serve until the supervisor says stop. */
+async function work(config: Config, log: Logger): Promise<void> {
+  const setup = JSON.parse(process.env.TENANCY_WORKER!) as WorkerSetup;
+  const server = await serve(config, log, setup.appUrl, setup.tabs);
+  onStopSignal(log, () => server.close());
+}
+
+/** SIGINT/SIGTERM: run `stop` once (draining requests), then exit. */
+function onStopSignal(log: Logger, stop: () => Promise<unknown>): void {
+  let stopping = false;
+  const handle = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, 'shutting down: draining requests');
-    await server.close();
-    await sql.end({ timeout: 5 });
-    await db.embedded?.stop();
-    log.info('stopped');
+    log.info({ signal, pid: process.pid }, 'shutting down: draining requests');
+    await stop();
+    log.info({ pid: process.pid }, 'stopped');
     flushLogs();
     process.exit(0);
   };
@@ -54,8 +121,8 @@ async function main(config: Config, log: Logger): Promise<void> {
   // under in-flight requests: the server owns these signals and stops it last.
   process.removeAllListeners('SIGINT');
   process.removeAllListeners('SIGTERM');
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void handle('SIGINT'));
+  process.on('SIGTERM', () => void handle('SIGTERM'));
 }
 
 async function prepareDemo(ownerUrl: string, log: Logger): Promise<Demo> {
@@ -110,7 +177,7 @@ try {
   process.exit(2);
 }
 const log = createLogger(config.logLevel, { async: true });
-main(config, log).catch((error: unknown) => {
+(cluster.isWorker ? work(config, log) : main(config, log)).catch((error: unknown) => {
   log.fatal({ err: error }, 'failed to start');
   flushLogs();
   process.exit(1);

@@ -125,6 +125,21 @@ it('restarts on the same data, without seeding the demo twice, and honours earli
   expect(code, server.output()).toBe(0);
 });
 
+it('WORKERS=2 serves from two processes on one port and stops them all cleanly', async () => {
+  server = await startServer({ ...env, WORKERS: '2' });
+  const { body } = await graphql(server.url, adminToken, '{ tenant { slug } }');
+  expect(body).toEqual({ data: { tenant: { slug: 'acme' } } });
+  const started = Date.now();
+  while ((server.output().match(/"msg":"listening"/g) ?? []).length < 2 && Date.now() - started < 30_000) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const pids = new Set([...server.output().matchAll(/"pid":(\d+),"url":"[^"]+","msg":"listening"/g)].map((match) => match[1]));
+  expect(pids.size).toBe(2);
+  const code = await server.stop();
+  expect(code, server.output()).toBe(0);
+  expect(server.output().match(/"msg":"stopped"/g)?.length).toBe(3); // two workers, then the supervisor
+});
+
 it('refuses a bad configuration with a message naming the variable', async () => {
   const result = await runScript('src/main.ts', [], { ...env, PORT: 'eighty' });
   expect(result.code).toBe(2);
