@@ -11,7 +11,8 @@ export type ConnectionArgs = {
   before?: string | null;
 };
 
-const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+// A UTC timestamp as PostgreSQL prints it ("2026-01-01 10:00:00.000123"), or in ISO 8601 with T and Z.
+const TIMESTAMP = /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z?$/;
 
 export function encodeCursor(position: Position): string {
   return Buffer.from(`${position.at}|${position.id}`).toString('base64url');

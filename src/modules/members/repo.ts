@@ -1,5 +1,5 @@
 import { isPgError, rethrowConstraint } from '../../db/errors.ts';
-import { keysetConditions, keysetOrder, type KeysetPage } from '../../db/keyset.ts';
+import { keysetConditions, keysetOrder, positionColumn, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, conflict, notFound, tenantSuspended } from '../../errors.ts';
 import type { Role } from '../../tenancy/roles.ts';
@@ -32,8 +32,7 @@ const invitationConstraints = {
 
 // Members are listed in the order they joined; the user id is the row's id.
 const memberSelect = (tx: Tx) => tx`
-  select user_id as id, role, created_at as "joinedAt", created_at,
-         to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as position
+  select user_id as id, role, created_at as "joinedAt", created_at, ${positionColumn(tx, 'created_at')}
   from app.memberships`;
 
 export async function listMembers(tx: Tx, role: Role | undefined, page: KeysetPage): Promise<MemberRow[]> {
@@ -49,8 +48,7 @@ export async function updateMemberRole(tx: Tx, userId: string, role: Role): Prom
   try {
     const [row] = await tx<MemberRow[]>`
       update app.memberships set role = ${role} where user_id = ${userId}
-      returning user_id as id, role, created_at as "joinedAt",
-                to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as position`;
+      returning user_id as id, role, created_at as "joinedAt", ${positionColumn(tx, 'created_at')}`;
     return row;
   } catch (error) {
     rethrowConstraint(error, memberConstraints);
@@ -68,8 +66,7 @@ export async function removeMember(tx: Tx, userId: string): Promise<boolean> {
 
 const invitationColumns = (tx: Tx) => tx`
   id, email, role, invited_by as "invitedBy", created_at as "createdAt", expires_at as "expiresAt",
-  accepted_at as "acceptedAt", accepted_by as "acceptedBy", revoked_at as "revokedAt",
-  to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as position`;
+  accepted_at as "acceptedAt", accepted_by as "acceptedBy", revoked_at as "revokedAt", ${positionColumn(tx, 'created_at')}`;
 
 export async function listInvitations(tx: Tx, pendingOnly: boolean, page: KeysetPage): Promise<InvitationRow[]> {
   return tx<InvitationRow[]>`
