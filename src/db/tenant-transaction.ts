@@ -104,6 +104,16 @@ export class TenantTransaction {
     this.#open().catch(() => {}); // the same failure reaches whoever awaits it
   }
 
+  /** True unless the operation runs outside any tenant (known as soon as it starts). */
+  get inTenant(): boolean {
+    return this.#mode === 'tenant';
+  }
+
+  /** True for a signed-in user, false for an API key (known from the credentials). */
+  get byPerson(): boolean {
+    return this.#selection.credentials.kind === 'user';
+  }
+
   /** The principal once the database has accepted it (for log lines). */
   get known(): Principal | undefined {
     return this.#known;
