@@ -18,6 +18,7 @@ import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { encodeGlobalId } from '../src/graphql/global-id.ts';
 import { post, ROOT, startDatabase, startLimitServer, startService, stopAll, tokens as sign, withOwner, type Service } from './harness.ts';
+import { cpuNow } from './cpu.ts';
 import type { LoadRequest, LoadResult } from './load.ts';
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
@@ -130,7 +131,17 @@ function load(origin: string, requests: LoadRequest[], seconds: number): LoadRes
   return JSON.parse(execFileSync(process.execPath, [path.join(ROOT, 'bench/load.ts')], { input: spec, encoding: 'utf8', maxBuffer: 1 << 20 })) as LoadResult;
 }
 
-type Row = { round: number; case: CaseName; service: LoadResult; limit: LoadResult; ratio: number; p99Ratio: number };
+/** A load run's figures, with CPU microseconds per request in the server and in PostgreSQL. */
+type Measured = LoadResult & { serverCpuUs: number; postgresCpuUs: number };
+type Row = { round: number; case: CaseName; service: Measured; limit: Measured; ratio: number; p99Ratio: number };
+
+function measured(system: Service, requests: LoadRequest[]): Measured {
+  const before = cpuNow(system.child.pid!);
+  const result = load(system.origin, requests, SECONDS);
+  const after = cpuNow(system.child.pid!);
+  const per = (ms: number) => Math.round((ms * 1000) / Math.max(1, result.total));
+  return { ...result, serverCpuUs: per(after.server - before.server), postgresCpuUs: per(after.postgres - before.postgres) };
+}
 
 const db = await startDatabase();
 const systems: Partial<Record<System, Service>> = {};
@@ -145,13 +156,13 @@ try {
   const rows: Row[] = [];
   for (let round = 1; round <= ROUNDS; round++) {
     for (const name of CASES) {
-      const result = {} as Record<System, LoadResult>;
+      const result = {} as Record<System, Measured>;
       // Alternate which system goes first, so neither always runs on a warmer machine.
       const order: System[] = round % 2 === 1 ? ['service', 'limit'] : ['limit', 'service'];
       for (const system of order) {
         const requests = requestsFor(system, name, principals, tokens);
         load(systems[system]!.origin, requests, WARMUP);
-        result[system] = load(systems[system]!.origin, requests, SECONDS);
+        result[system] = measured(systems[system]!, requests);
       }
       const row = { round, case: name, ...result, ratio: result.service.requestsPerSecond / result.limit.requestsPerSecond, p99Ratio: result.service.p99 / Math.max(1, result.limit.p99) };
       rows.push(row);
@@ -183,21 +194,23 @@ try {
 process.exit(process.exitCode ?? 0);
 
 function line(row: Row): string {
-  const cell = (r: LoadResult) => `${r.requestsPerSecond.toFixed(0)} req/s p50 ${r.p50} p99 ${r.p99} err ${r.errors + r.non2xx}`;
+  const cell = (r: Measured) =>
+    `${r.requestsPerSecond.toFixed(0)} req/s p50 ${r.p50} p99 ${r.p99} err ${r.errors + r.non2xx} cpu/req ${r.serverCpuUs}+${r.postgresCpuUs} us`;
   return `round ${row.round} ${row.case.padEnd(3)}  service ${cell(row.service)} | limit ${cell(row.limit)} | ratio ${row.ratio.toFixed(2)}`;
 }
 
 function render(rows: Row[]): string {
-  const header = '| round | case | service req/s | p50 ms | p99 ms | errors | limit req/s | p50 ms | p99 ms | errors | ratio | p99 ratio |';
+  const header =
+    '| round | case | service req/s | p50 ms | p99 ms | errors | cpu/req node+pg µs | limit req/s | p50 ms | p99 ms | errors | cpu/req node+pg µs | ratio | p99 ratio |';
   const lines = rows.map((row) => {
     const s = row.service;
     const l = row.limit;
-    return `| ${row.round} | ${row.case} | ${s.requestsPerSecond.toFixed(0)} | ${s.p50} | ${s.p99} | ${s.errors + s.non2xx} | ${l.requestsPerSecond.toFixed(0)} | ${l.p50} | ${l.p99} | ${l.errors + l.non2xx} | ${row.ratio.toFixed(2)} | ${row.p99Ratio.toFixed(2)} |`;
+    return `| ${row.round} | ${row.case} | ${s.requestsPerSecond.toFixed(0)} | ${s.p50} | ${s.p99} | ${s.errors + s.non2xx} | ${s.serverCpuUs}+${s.postgresCpuUs} | ${l.requestsPerSecond.toFixed(0)} | ${l.p50} | ${l.p99} | ${l.errors + l.non2xx} | ${l.serverCpuUs}+${l.postgresCpuUs} | ${row.ratio.toFixed(2)} | ${row.p99Ratio.toFixed(2)} |`;
   });
   const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
   const summary = CASES.map((name) => {
     const ratios = rows.filter((row) => row.case === name).map((row) => row.ratio);
     return `${name} ${median(ratios).toFixed(2)} (${ratios.map((r) => r.toFixed(2)).join(', ')})`;
   });
-  return [header, '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |', ...lines, '', `median service/limit ratio: ${summary.join('; ')}`].join('\n');
+  return [header, `|${' --- |'.repeat(14)}`, ...lines, '', `median service/limit ratio: ${summary.join('; ')}`].join('\n');
 }

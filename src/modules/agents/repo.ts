@@ -1,4 +1,5 @@
 import { rethrowConstraint } from '../../db/errors.ts';
+import { idIn } from '../../db/ids.ts';
 import { keysetConditions, keysetOrder, positionColumn, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, conflict } from '../../errors.ts';
@@ -43,7 +44,7 @@ export async function listAgents(tx: Tx, filter: AgentFilter, page: KeysetPage):
 }
 
 export async function findAgents(tx: Tx, ids: readonly string[]): Promise<AgentRow[]> {
-  return tx<AgentRow[]>`select ${agentColumns(tx)} from app.agents where id = any(${tx.array([...ids], 2950)})`;
+  return tx<AgentRow[]>`select ${agentColumns(tx)} from app.agents where ${idIn(tx, 'id', ids)}`;
 }
 
 export async function createAgent(tx: Tx, input: AgentInput): Promise<AgentRow> {

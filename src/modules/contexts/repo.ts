@@ -1,4 +1,5 @@
 import { rethrowConstraint } from '../../db/errors.ts';
+import { idIn } from '../../db/ids.ts';
 import { keysetConditions, keysetOrder, positionColumn, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, conflict, notFound } from '../../errors.ts';
@@ -65,7 +66,7 @@ export async function listContexts(tx: Tx, filter: ContextFilter, page: KeysetPa
 }
 
 export async function findContexts(tx: Tx, ids: readonly string[]): Promise<ContextRow[]> {
-  return tx<ContextRow[]>`select ${contextColumns(tx)} from app.contexts where id = any(${tx.array([...ids], 2950)})`;
+  return tx<ContextRow[]>`select ${contextColumns(tx)} from app.contexts where ${idIn(tx, 'id', ids)}`;
 }
 
 export async function createContext(tx: Tx, context: NewContext): Promise<ContextRow> {

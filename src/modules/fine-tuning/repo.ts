@@ -1,4 +1,5 @@
 import { rethrowConstraint } from '../../db/errors.ts';
+import { idIn } from '../../db/ids.ts';
 import { keysetConditions, keysetOrder, positionColumn, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput } from '../../errors.ts';
@@ -40,14 +41,14 @@ export async function listFineTuningJobs(tx: Tx, status: FineTuningStatus | unde
 }
 
 export async function findFineTuningJobs(tx: Tx, ids: readonly string[]): Promise<FineTuningJobRow[]> {
-  return tx<FineTuningJobRow[]>`select ${jobColumns(tx)} from app.fine_tuning_jobs where id = any(${tx.array([...ids], 2950)})`;
+  return tx<FineTuningJobRow[]>`select ${jobColumns(tx)} from app.fine_tuning_jobs where ${idIn(tx, 'id', ids)}`;
 }
 
 /** The dataset context ids of each job, in one statement. */
 export async function datasetContextIds(tx: Tx, jobIds: readonly string[]): Promise<{ jobId: string; contextId: string }[]> {
   return tx<{ jobId: string; contextId: string }[]>`
     select job_id as "jobId", context_id as "contextId" from app.fine_tuning_job_contexts
-    where job_id = any(${tx.array([...jobIds], 2950)}) order by context_id`;
+    where ${idIn(tx, 'job_id', jobIds)} order by context_id`;
 }
 
 /** The job and its dataset in one statement: both or neither. */

@@ -1,4 +1,5 @@
 import { rethrowConstraint } from '../../db/errors.ts';
+import { idIn, parents } from '../../db/ids.ts';
 import { keysetConditions, keysetOrder, positionColumn, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, notFound } from '../../errors.ts';
@@ -55,7 +56,7 @@ export async function listSessions(tx: Tx, filter: SessionFilter, page: KeysetPa
 /** One page of sessions for each agent, in one statement. */
 export async function listSessionsOfAgents(tx: Tx, agentIds: readonly string[], filter: SessionFilter, page: KeysetPage): Promise<SessionRow[]> {
   return tx<SessionRow[]>`
-    select s.* from unnest(${tx.array([...agentIds], 2950)}::uuid[]) as parent(id)
+    select s.* from ${parents(tx, agentIds)}
     cross join lateral (
       select ${sessionColumns(tx)} from app.sessions
       where agent_id = parent.id ${filterConditions(tx, filter)} ${keysetConditions(tx, 'started_at', page)}
@@ -65,7 +66,7 @@ export async function listSessionsOfAgents(tx: Tx, agentIds: readonly string[], 
 }
 
 export async function findSessions(tx: Tx, ids: readonly string[]): Promise<SessionRow[]> {
-  return tx<SessionRow[]>`select ${sessionColumns(tx)} from app.sessions where id = any(${tx.array([...ids], 2950)})`;
+  return tx<SessionRow[]>`select ${sessionColumns(tx)} from app.sessions where ${idIn(tx, 'id', ids)}`;
 }
 
 export async function startSession(tx: Tx, agentId: string, metadata: Record<string, unknown>): Promise<SessionRow> {

@@ -1,4 +1,5 @@
 import { rethrowConstraint } from '../../db/errors.ts';
+import { idIn, parents } from '../../db/ids.ts';
 import { keysetConditions, keysetOrder, positionColumn, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, notFound } from '../../errors.ts';
@@ -56,7 +57,7 @@ export async function listTasks(tx: Tx, filter: TaskFilter, page: KeysetPage): P
 /** One page of tasks for each session, in one statement. */
 export async function listTasksOfSessions(tx: Tx, sessionIds: readonly string[], filter: TaskFilter, page: KeysetPage): Promise<TaskRow[]> {
   return tx<TaskRow[]>`
-    select t.* from unnest(${tx.array([...sessionIds], 2950)}::uuid[]) as parent(id)
+    select t.* from ${parents(tx, sessionIds)}
     cross join lateral (
       select ${taskColumns(tx)} from app.tasks
       where session_id = parent.id ${filterConditions(tx, filter)} ${keysetConditions(tx, 'created_at', page)}
@@ -66,7 +67,7 @@ export async function listTasksOfSessions(tx: Tx, sessionIds: readonly string[],
 }
 
 export async function findTasks(tx: Tx, ids: readonly string[]): Promise<TaskRow[]> {
-  return tx<TaskRow[]>`select ${taskColumns(tx)} from app.tasks where id = any(${tx.array([...ids], 2950)})`;
+  return tx<TaskRow[]>`select ${taskColumns(tx)} from app.tasks where ${idIn(tx, 'id', ids)}`;
 }
 
 export async function createTask(tx: Tx, task: NewTask): Promise<TaskRow> {
