@@ -33,6 +33,13 @@ export function keysetConditions(tx: Tx, column: string, page: KeysetPage) {
     ${page.before ? (newest ? tx`and ${key} > ${at(page.before)}` : tx`and ${key} < ${at(page.before)}`) : tx``}`;
 }
 
+/** `and …` bounds on a time column: from inclusive, to exclusive. */
+export function timeRange(tx: Tx, column: string, from: Date | undefined, to: Date | undefined) {
+  return tx`
+    ${from ? tx`and ${tx(column)} >= ${from}` : tx``}
+    ${to ? tx`and ${tx(column)} < ${to}` : tx``}`;
+}
+
 /** `order by …` fetching the rows the page needs first. */
 export function keysetOrder(tx: Tx, column: string, page: KeysetPage) {
   const descending = (page.newestFirst === true) !== page.inverted;

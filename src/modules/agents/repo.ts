@@ -1,6 +1,6 @@
 import { rethrowConstraint } from '../../db/errors.ts';
 import { idIn } from '../../db/ids.ts';
-import { keysetConditions, keysetOrder, positionColumn, type KeysetPage } from '../../db/keyset.ts';
+import { keysetConditions, keysetOrder, positionColumn, timeRange, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, conflict } from '../../errors.ts';
 
@@ -21,7 +21,7 @@ export type AgentRow = {
 };
 
 export type AgentInput = { name: string; kind: string; description: string; model: string; config: Record<string, unknown> };
-export type AgentFilter = { status?: AgentStatus | undefined };
+export type AgentFilter = { status?: AgentStatus | undefined; createdAfter?: Date | undefined; createdBefore?: Date | undefined };
 
 const agentColumns = (tx: Tx) => tx`
   id, name, kind, description, model, config, status, created_by as "createdBy",
@@ -32,12 +32,13 @@ const constraints = {
   agents_config_object: () => badUserInput('config', 'must be a JSON object of at most 16 KiB'),
 };
 
-/** A page of the tenant's agents in creation order (RLS keeps it to the tenant). */
+/** A page of the tenant's agents by creation time (RLS keeps it to the tenant). */
 export async function listAgents(tx: Tx, filter: AgentFilter, page: KeysetPage): Promise<AgentRow[]> {
   return tx<AgentRow[]>`
     select ${agentColumns(tx)} from app.agents
     where true
       ${filter.status ? tx`and status = ${filter.status}` : tx``}
+      ${timeRange(tx, 'created_at', filter.createdAfter, filter.createdBefore)}
       ${keysetConditions(tx, 'created_at', page)}
     ${keysetOrder(tx, 'created_at', page)}
     limit ${page.limit}`;

@@ -4,6 +4,7 @@ import { builder } from '../../graphql/builder.ts';
 import { keysetConnection } from '../../graphql/connection.ts';
 import type { GraphQLContext } from '../../graphql/context.ts';
 import { idOfType } from '../../graphql/global-id.ts';
+import { createdRangeFields, SortOrderEnum } from '../../graphql/lists.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
 import { UserRef } from '../users/schema.ts';
 import { createAgent, deleteAgent, findAgents, listAgents, updateAgent, type AgentRow } from './repo.ts';
@@ -37,18 +38,27 @@ export const AgentRef = builder.loadableNode('Agent', {
 });
 
 const AgentFilter = builder.inputType('AgentFilter', {
-  fields: (t) => ({ status: t.field({ type: AgentStatusEnum, required: false }) }),
+  fields: (t) => ({ status: t.field({ type: AgentStatusEnum, required: false }), ...createdRangeFields(t) }),
 });
 
 builder.queryFields((t) => ({
   agents: t.connection(
     {
       type: AgentRef,
-      description: "The tenant's agents, oldest first (at most 100 a page, 20 by default)",
+      description: "The tenant's agents by creation time (at most 100 a page, 20 by default)",
       authScopes: { viewer: true },
-      args: { filter: t.arg({ type: AgentFilter, required: false }) },
-      resolve: (_root, args, context) =>
-        keysetConnection(args, (page) => context.db.run((tx) => listAgents(tx, { status: args.filter?.status ?? undefined }, page))),
+      args: {
+        filter: t.arg({ type: AgentFilter, required: false }),
+        orderBy: t.arg({ type: SortOrderEnum, required: false, defaultValue: 'oldest' }),
+      },
+      resolve: (_root, args, context) => {
+        const filter = {
+          status: args.filter?.status ?? undefined,
+          createdAfter: args.filter?.createdAfter ?? undefined,
+          createdBefore: args.filter?.createdBefore ?? undefined,
+        };
+        return keysetConnection(args, (page) => context.db.run((tx) => listAgents(tx, filter, page)), args.orderBy === 'newest');
+      },
     },
     { name: 'AgentConnection' },
     { name: 'AgentEdge' },

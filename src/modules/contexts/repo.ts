@@ -1,6 +1,6 @@
 import { rethrowConstraint } from '../../db/errors.ts';
 import { idIn } from '../../db/ids.ts';
-import { keysetConditions, keysetOrder, positionColumn, type KeysetPage } from '../../db/keyset.ts';
+import { keysetConditions, keysetOrder, positionColumn, timeRange, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, conflict, notFound } from '../../errors.ts';
 
@@ -27,6 +27,8 @@ export type ContextFilter = {
   tag?: string | undefined;
   agentId?: string | undefined;
   sessionId?: string | undefined;
+  createdAfter?: Date | undefined;
+  createdBefore?: Date | undefined;
 };
 
 export type NewContext = {
@@ -60,6 +62,7 @@ export async function listContexts(tx: Tx, filter: ContextFilter, page: KeysetPa
       ${filter.tag ? tx`and tags @> array[${filter.tag}]::text[]` : tx``}
       ${filter.agentId ? tx`and agent_id = ${filter.agentId}` : tx``}
       ${filter.sessionId ? tx`and session_id = ${filter.sessionId}` : tx``}
+      ${timeRange(tx, 'created_at', filter.createdAfter, filter.createdBefore)}
       ${keysetConditions(tx, 'created_at', page)}
     ${keysetOrder(tx, 'created_at', page)}
     limit ${page.limit}`;

@@ -4,9 +4,10 @@ import { builder } from '../../graphql/builder.ts';
 import { keysetConnection } from '../../graphql/connection.ts';
 import type { GraphQLContext } from '../../graphql/context.ts';
 import { idOfType } from '../../graphql/global-id.ts';
+import { createdRangeFields, SortOrderEnum } from '../../graphql/lists.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
 import { AgentRef } from '../agents/schema.ts';
-import { SessionRef, SortOrderEnum } from '../sessions/schema.ts';
+import { SessionRef } from '../sessions/schema.ts';
 import { UserRef } from '../users/schema.ts';
 import { createContext, deleteContext, findContexts, listContexts, updateContext, type ContextFilter, type ContextRow } from './repo.ts';
 
@@ -42,6 +43,7 @@ const ContextFilterInput = builder.inputType('ContextFilter', {
     tag: t.string({ required: false }),
     agentId: t.id({ required: false }),
     sessionId: t.id({ required: false }),
+    ...createdRangeFields(t),
   }),
 });
 
@@ -66,6 +68,8 @@ builder.queryFields((t) => ({
         tag: args.filter?.tag ?? undefined,
         agentId,
         sessionId,
+        createdAfter: args.filter?.createdAfter ?? undefined,
+        createdBefore: args.filter?.createdBefore ?? undefined,
       };
       return keysetConnection(
         args,
@@ -97,6 +101,7 @@ const CreateContextInput = builder.inputType('CreateContextInput', {
     tags: t.stringList({ required: false, validate: tags }),
     agentId: t.id({ required: false }),
     sessionId: t.id({ required: false }),
+    ...createdRangeFields(t),
   }),
 });
 

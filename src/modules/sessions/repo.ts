@@ -1,6 +1,6 @@
 import { rethrowConstraint } from '../../db/errors.ts';
 import { idIn, parents } from '../../db/ids.ts';
-import { keysetConditions, keysetOrder, positionColumn, type KeysetPage } from '../../db/keyset.ts';
+import { keysetConditions, keysetOrder, positionColumn, timeRange, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, notFound } from '../../errors.ts';
 
@@ -34,8 +34,7 @@ const sessionColumns = (tx: Tx) => tx`
 const filterConditions = (tx: Tx, filter: SessionFilter) => tx`
   ${filter.status ? tx`and status = ${filter.status}` : tx``}
   ${filter.agentId ? tx`and agent_id = ${filter.agentId}` : tx``}
-  ${filter.startedAfter ? tx`and started_at >= ${filter.startedAfter}` : tx``}
-  ${filter.startedBefore ? tx`and started_at < ${filter.startedBefore}` : tx``}`;
+  ${timeRange(tx, 'started_at', filter.startedAfter, filter.startedBefore)}`;
 
 const constraints = {
   sessions_agent_fkey: () => notFound('Agent'),

@@ -3,6 +3,7 @@ import { badUserInput, notFound } from '../../errors.ts';
 import { builder } from '../../graphql/builder.ts';
 import { keysetConnection } from '../../graphql/connection.ts';
 import { idOfType } from '../../graphql/global-id.ts';
+import { SortOrderEnum } from '../../graphql/lists.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
 import { AgentRef } from '../agents/schema.ts';
 import { UserRef } from '../users/schema.ts';
@@ -28,10 +29,6 @@ export const SessionStatusEnum = builder.enumType('SessionStatus', {
 
 const EndedSessionStatusEnum = builder.enumType('EndedSessionStatus', {
   values: { COMPLETED: { value: 'completed' }, FAILED: { value: 'failed' }, CANCELLED: { value: 'cancelled' } } as const,
-});
-
-export const SortOrderEnum = builder.enumType('SortOrder', {
-  values: { OLDEST_FIRST: { value: 'oldest' }, NEWEST_FIRST: { value: 'newest' } } as const,
 });
 
 export const SessionRef = builder.loadableNode('Session', {

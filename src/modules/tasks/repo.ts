@@ -1,6 +1,6 @@
 import { rethrowConstraint } from '../../db/errors.ts';
 import { idIn, parents } from '../../db/ids.ts';
-import { keysetConditions, keysetOrder, positionColumn, type KeysetPage } from '../../db/keyset.ts';
+import { keysetConditions, keysetOrder, positionColumn, timeRange, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, notFound } from '../../errors.ts';
 
@@ -21,7 +21,15 @@ export type TaskRow = {
   position: string;
 };
 
-export type TaskFilter = { status?: TaskStatus | undefined; sessionId?: string | undefined; assigneeId?: string | undefined };
+export type TaskFilter = {
+  status?: TaskStatus | undefined;
+  sessionId?: string | undefined;
+  /** Tasks of this agent's sessions. */
+  agentId?: string | undefined;
+  assigneeId?: string | undefined;
+  createdAfter?: Date | undefined;
+  createdBefore?: Date | undefined;
+};
 export type NewTask = { sessionId: string; title: string; input: Record<string, unknown>; assigneeId: string | null };
 export type TaskProgress = { status: TaskStatus; output?: Record<string, unknown> | undefined; tokens?: number | undefined };
 
@@ -34,7 +42,9 @@ const taskColumns = (tx: Tx) => tx`
 const filterConditions = (tx: Tx, filter: TaskFilter) => tx`
   ${filter.status ? tx`and status = ${filter.status}` : tx``}
   ${filter.sessionId ? tx`and session_id = ${filter.sessionId}` : tx``}
-  ${filter.assigneeId ? tx`and assignee_id = ${filter.assigneeId}` : tx``}`;
+  ${filter.agentId ? tx`and session_id in (select id from app.sessions where agent_id = ${filter.agentId})` : tx``}
+  ${filter.assigneeId ? tx`and assignee_id = ${filter.assigneeId}` : tx``}
+  ${timeRange(tx, 'created_at', filter.createdAfter, filter.createdBefore)}`;
 
 const constraints = {
   tasks_session_fkey: () => notFound('Session'),

@@ -4,6 +4,7 @@ import { builder } from '../../graphql/builder.ts';
 import { keysetConnection } from '../../graphql/connection.ts';
 import type { GraphQLContext } from '../../graphql/context.ts';
 import { idOfType } from '../../graphql/global-id.ts';
+import { createdRangeFields, SortOrderEnum } from '../../graphql/lists.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
 import { isUuid } from '../../auth/tokens.ts';
 import { SessionRef } from '../sessions/schema.ts';
@@ -47,23 +48,42 @@ const TaskFilterInput = builder.inputType('TaskFilter', {
   fields: (t) => ({
     status: t.field({ type: TaskStatusEnum, required: false }),
     sessionId: t.id({ required: false }),
+    agentId: t.id({ required: false, description: "The tasks of this agent's sessions" }),
     assigneeId: t.id({ required: false, description: 'A user id' }),
+    ...createdRangeFields(t),
   }),
 });
 
 builder.queryFields((t) => ({
   tasks: t.field({
     type: TaskConnection,
-    description: "The tenant's tasks, oldest first (at most 100 a page, 20 by default)",
+    description: "The tenant's tasks by creation time (at most 100 a page, 20 by default)",
     authScopes: { viewer: true },
-    args: { ...t.arg.connectionArgs(), filter: t.arg({ type: TaskFilterInput, required: false }) },
+    args: {
+      ...t.arg.connectionArgs(),
+      filter: t.arg({ type: TaskFilterInput, required: false }),
+      orderBy: t.arg({ type: SortOrderEnum, required: false, defaultValue: 'oldest' }),
+    },
     resolve: (_root, args, context) => {
       const sessionId = args.filter?.sessionId ? idOfType(args.filter.sessionId, 'Session') : undefined;
+      const agentId = args.filter?.agentId ? idOfType(args.filter.agentId, 'Agent') : undefined;
       const assigneeId = args.filter?.assigneeId ?? undefined;
       // An id that names nothing of its kind matches no task.
-      const impossible = (args.filter?.sessionId && !sessionId) || (assigneeId !== undefined && !isUuid(assigneeId));
-      const filter: TaskFilter = { status: args.filter?.status ?? undefined, sessionId, assigneeId };
-      return keysetConnection(args, (page) => (impossible ? Promise.resolve([]) : context.db.run((tx) => listTasks(tx, filter, page))));
+      const impossible =
+        (args.filter?.sessionId && !sessionId) || (args.filter?.agentId && !agentId) || (assigneeId !== undefined && !isUuid(assigneeId));
+      const filter: TaskFilter = {
+        status: args.filter?.status ?? undefined,
+        sessionId,
+        agentId,
+        assigneeId,
+        createdAfter: args.filter?.createdAfter ?? undefined,
+        createdBefore: args.filter?.createdBefore ?? undefined,
+      };
+      return keysetConnection(
+        args,
+        (page) => (impossible ? Promise.resolve([]) : context.db.run((tx) => listTasks(tx, filter, page))),
+        args.orderBy === 'newest',
+      );
     },
   }),
   task: t.field({

@@ -1,0 +1,15 @@
+// What the tenant's lists share: the order argument and the creation-time range of their filters.
+import type { InputFieldBuilder } from '@pothos/core';
+import { builder } from './builder.ts';
+
+export const SortOrderEnum = builder.enumType('SortOrder', {
+  values: { OLDEST_FIRST: { value: 'oldest' }, NEWEST_FIRST: { value: 'newest' } } as const,
+});
+
+/** `createdAfter` (inclusive) and `createdBefore` (exclusive) for a filter input. */
+export function createdRangeFields(t: InputFieldBuilder<typeof builder.$inferSchemaTypes, 'InputObject'>) {
+  return {
+    createdAfter: t.field({ type: 'DateTime', required: false, description: 'Inclusive' }),
+    createdBefore: t.field({ type: 'DateTime', required: false, description: 'Exclusive' }),
+  };
+}
