@@ -22,6 +22,9 @@ export function positionColumn(tx: Tx, column: string) {
   return tx`(${tx(column)} at time zone 'UTC')::text as position`;
 }
 
+/** `positionColumn` as constant SQL text, for column groups (src/db/columns.ts). */
+export const positionSql = (column: 'created_at' | 'started_at') => `(${column} at time zone 'UTC')::text as position`;
+
 /** `and …` conditions for the page's cursors; compare with the list's display order. */
 export function keysetConditions(tx: Tx, column: string, page: KeysetPage) {
   const newest = page.newestFirst === true;

@@ -1,6 +1,7 @@
+import { columns, type ColumnGroup } from '../../db/columns.ts';
 import { rethrowConstraint } from '../../db/errors.ts';
 import { idIn } from '../../db/ids.ts';
-import { keysetConditions, keysetOrder, positionColumn, timeRange, type KeysetPage } from '../../db/keyset.ts';
+import { keysetConditions, keysetOrder, positionSql, timeRange, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, conflict } from '../../errors.ts';
 
@@ -20,22 +21,29 @@ export type AgentRow = {
   position: string;
 };
 
+/** An agent as a list may read it: these columns always, the others when asked for. */
+export type AgentNode = Pick<AgentRow, 'id' | 'name' | 'kind' | 'status' | 'position'> & Partial<AgentRow>;
+
 export type AgentInput = { name: string; kind: string; description: string; model: string; config: Record<string, unknown> };
 export type AgentFilter = { status?: AgentStatus | undefined; createdAfter?: Date | undefined; createdBefore?: Date | undefined };
 
-const agentColumns = (tx: Tx) => tx`
-  id, name, kind, description, model, config, status, created_by as "createdBy",
-  created_at as "createdAt", updated_at as "updatedAt", ${positionColumn(tx, 'created_at')}`;
+const agentGroups: readonly ColumnGroup[] = [
+  { fields: ['id', 'name', 'kind', 'status', 'sessions'], sql: `id, name, kind, status, ${positionSql('created_at')}` },
+  { fields: ['createdAt', 'updatedAt'], sql: `created_at as "createdAt", updated_at as "updatedAt"` },
+  { fields: ['createdBy'], sql: `created_by as "createdBy"` },
+  { fields: ['description', 'model', 'config'], sql: `description, model, config` },
+];
+const agentColumns = (tx: Tx) => columns(tx, agentGroups);
 
 const constraints = {
   agents_name_key: () => conflict('An agent with this name already exists in the tenant'),
   agents_config_object: () => badUserInput('config', 'must be a JSON object of at most 16 KiB'),
 };
 
-/** A page of the tenant's agents by creation time (RLS keeps it to the tenant). */
-export async function listAgents(tx: Tx, filter: AgentFilter, page: KeysetPage): Promise<AgentRow[]> {
-  return tx<AgentRow[]>`
-    select ${agentColumns(tx)} from app.agents
+/** A page of the tenant's agents by creation time (RLS keeps it to the tenant), with the columns `fields` need. */
+export async function listAgents(tx: Tx, filter: AgentFilter, page: KeysetPage, fields: ReadonlySet<string>): Promise<AgentNode[]> {
+  return tx<AgentNode[]>`
+    select ${columns(tx, agentGroups, fields)} from app.agents
     where true
       ${filter.status ? tx`and status = ${filter.status}` : tx``}
       ${timeRange(tx, 'created_at', filter.createdAfter, filter.createdBefore)}

@@ -5,9 +5,10 @@ import { keysetConnection } from '../../graphql/connection.ts';
 import type { GraphQLContext } from '../../graphql/context.ts';
 import { idOfType } from '../../graphql/global-id.ts';
 import { createdRangeFields, SortOrderEnum } from '../../graphql/lists.ts';
+import { column, connectionNodeFields } from '../../graphql/selection.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
 import { UserRef } from '../users/schema.ts';
-import { createAgent, deleteAgent, findAgents, listAgents, updateAgent, type AgentRow } from './repo.ts';
+import { createAgent, deleteAgent, findAgents, listAgents, updateAgent, type AgentNode, type AgentRow } from './repo.ts';
 
 export const AgentStatusEnum = builder.enumType('AgentStatus', {
   values: { ACTIVE: { value: 'active' }, ARCHIVED: { value: 'archived' } } as const,
@@ -15,27 +16,33 @@ export const AgentStatusEnum = builder.enumType('AgentStatus', {
 
 export const AgentRef = builder.loadableNode('Agent', {
   description: 'An AI agent configured by the tenant',
-  id: { resolve: (agent: AgentRow) => agent.id },
-  load: (ids: string[], context) => context.db.run((tx) => findAgents(tx, ids)),
-  toKey: (agent: AgentRow) => agent.id,
+  id: { resolve: (agent: AgentNode) => agent.id },
+  load: (ids: string[], context): Promise<AgentNode[]> => context.db.run((tx) => findAgents(tx, ids)),
+  toKey: (agent: AgentNode) => agent.id,
   sort: true,
   fields: (t) => ({
     name: t.exposeString('name'),
     kind: t.exposeString('kind', { description: 'What the agent does, e.g. "assistant" or "coder"' }),
-    description: t.exposeString('description'),
-    model: t.exposeString('model', { description: 'The model the agent runs on' }),
-    config: t.expose('config', { type: 'JSONObject' }),
+    description: t.string({ resolve: (agent, _args, context) => detail(agent, 'description', context) }),
+    model: t.string({ description: 'The model the agent runs on', resolve: (agent, _args, context) => detail(agent, 'model', context) }),
+    config: t.field({ type: 'JSONObject', resolve: (agent, _args, context) => detail(agent, 'config', context) }),
     status: t.expose('status', { type: AgentStatusEnum, description: 'Archived agents start no sessions' }),
     createdBy: t.field({
       type: UserRef,
       nullable: true,
       description: 'Null once the creator has left the tenant',
-      resolve: (agent) => agent.createdBy,
+      resolve: (agent, _args, context) => detail(agent, 'createdBy', context),
     }),
-    createdAt: t.expose('createdAt', { type: 'DateTime' }),
-    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+    createdAt: t.field({ type: 'DateTime', resolve: (agent, _args, context) => detail(agent, 'createdAt', context) }),
+    updatedAt: t.field({ type: 'DateTime', resolve: (agent, _args, context) => detail(agent, 'updatedAt', context) }),
   }),
 });
+
+/** A column a list may have left out (see `column`). */
+function detail<K extends keyof AgentRow>(agent: AgentNode, key: K, context: GraphQLContext): AgentRow[K] | Promise<AgentRow[K]> {
+  // The loader reads whole rows (findAgents).
+  return column<AgentRow, K>(agent, key, () => AgentRef.getDataloader(context).load(agent.id) as Promise<AgentRow>);
+}
 
 const AgentFilter = builder.inputType('AgentFilter', {
   fields: (t) => ({ status: t.field({ type: AgentStatusEnum, required: false }), ...createdRangeFields(t) }),
@@ -51,13 +58,14 @@ builder.queryFields((t) => ({
         filter: t.arg({ type: AgentFilter, required: false }),
         orderBy: t.arg({ type: SortOrderEnum, required: false, defaultValue: 'oldest' }),
       },
-      resolve: (_root, args, context) => {
+      resolve: (_root, args, context, info) => {
         const filter = {
           status: args.filter?.status ?? undefined,
           createdAfter: args.filter?.createdAfter ?? undefined,
           createdBefore: args.filter?.createdBefore ?? undefined,
         };
-        return keysetConnection(args, (page) => context.db.run((tx) => listAgents(tx, filter, page)), args.orderBy === 'newest');
+        const fields = connectionNodeFields(info);
+        return keysetConnection(args, (page) => context.db.run((tx) => listAgents(tx, filter, page, fields)), args.orderBy === 'newest');
       },
     },
     { name: 'AgentConnection' },

@@ -1,6 +1,7 @@
+import { columns, type ColumnGroup } from '../../db/columns.ts';
 import { rethrowConstraint } from '../../db/errors.ts';
 import { idIn } from '../../db/ids.ts';
-import { keysetConditions, keysetOrder, positionColumn, timeRange, type KeysetPage } from '../../db/keyset.ts';
+import { keysetConditions, keysetOrder, positionSql, timeRange, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, conflict, notFound } from '../../errors.ts';
 
@@ -20,6 +21,10 @@ export type ContextRow = {
   contentBytes: number;
   position: string;
 };
+
+/** A context as a list may read it: these columns always, the others when asked for. */
+export type ContextNode = Pick<ContextRow, 'id' | 'kind' | 'title' | 'contentBytes' | 'tags' | 'agentId' | 'sessionId' | 'position'> &
+  Partial<ContextRow>;
 
 export type ContextFilter = {
   search?: string | undefined;
@@ -42,9 +47,18 @@ export type NewContext = {
 
 export type ContextPatch = Partial<Pick<NewContext, 'title' | 'content' | 'tags'>>;
 
-const contextColumns = (tx: Tx) => tx`
-  id, kind, title, content, tags, agent_id as "agentId", session_id as "sessionId", created_by as "createdBy",
-  created_at as "createdAt", updated_at as "updatedAt", content_bytes as "contentBytes", ${positionColumn(tx, 'created_at')}`;
+const contextGroups: readonly ColumnGroup[] = [
+  {
+    fields: ['id', 'kind', 'title', 'contentBytes', 'tags', 'agent', 'session'],
+    sql: `
+      id, kind, title, content_bytes as "contentBytes", tags, agent_id as "agentId", session_id as "sessionId",
+      ${positionSql('created_at')}`,
+  },
+  { fields: ['createdAt', 'updatedAt'], sql: `created_at as "createdAt", updated_at as "updatedAt"` },
+  { fields: ['createdBy'], sql: `created_by as "createdBy"` },
+  { fields: ['content'], sql: `content` },
+];
+const contextColumns = (tx: Tx) => columns(tx, contextGroups);
 
 const constraints = {
   contexts_agent_fkey: () => notFound('Agent'),
@@ -53,9 +67,10 @@ const constraints = {
   fine_tuning_job_contexts_context_fkey: () => conflict('A fine-tuning job uses this context'),
 };
 
-export async function listContexts(tx: Tx, filter: ContextFilter, page: KeysetPage): Promise<ContextRow[]> {
-  return tx<ContextRow[]>`
-    select ${contextColumns(tx)} from app.contexts
+/** A page of the tenant's contexts, with the columns `fields` need (a list of titles leaves the content out). */
+export async function listContexts(tx: Tx, filter: ContextFilter, page: KeysetPage, fields: ReadonlySet<string>): Promise<ContextNode[]> {
+  return tx<ContextNode[]>`
+    select ${columns(tx, contextGroups, fields)} from app.contexts
     where true
       ${filter.search ? tx`and search @@ websearch_to_tsquery('english', ${filter.search})` : tx``}
       ${filter.kind ? tx`and kind = ${filter.kind}` : tx``}

@@ -5,11 +5,12 @@ import { keysetConnection } from '../../graphql/connection.ts';
 import type { GraphQLContext } from '../../graphql/context.ts';
 import { idOfType } from '../../graphql/global-id.ts';
 import { createdRangeFields, SortOrderEnum } from '../../graphql/lists.ts';
+import { column, connectionNodeFields } from '../../graphql/selection.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
 import { AgentRef } from '../agents/schema.ts';
 import { SessionRef } from '../sessions/schema.ts';
 import { UserRef } from '../users/schema.ts';
-import { createContext, deleteContext, findContexts, listContexts, updateContext, type ContextFilter, type ContextRow } from './repo.ts';
+import { createContext, deleteContext, findContexts, listContexts, updateContext, type ContextFilter, type ContextNode, type ContextRow } from './repo.ts';
 
 const ContextKindEnum = builder.enumType('ContextKind', {
   values: { DOCUMENT: { value: 'document' }, MEMORY: { value: 'memory' }, NOTE: { value: 'note' } } as const,
@@ -17,23 +18,29 @@ const ContextKindEnum = builder.enumType('ContextKind', {
 
 export const ContextRef = builder.loadableNode('Context', {
   description: "An item of the tenant's knowledge store or an agent's memory",
-  id: { resolve: (context: ContextRow) => context.id },
-  load: (ids: string[], context) => context.db.run((tx) => findContexts(tx, ids)),
-  toKey: (context: ContextRow) => context.id,
+  id: { resolve: (context: ContextNode) => context.id },
+  load: (ids: string[], context): Promise<ContextNode[]> => context.db.run((tx) => findContexts(tx, ids)),
+  toKey: (context: ContextNode) => context.id,
   sort: true,
   fields: (t) => ({
     kind: t.expose('kind', { type: ContextKindEnum }),
     title: t.exposeString('title'),
-    content: t.exposeString('content'),
+    content: t.string({ resolve: (item, _args, context) => detail(item, 'content', context) }),
     contentBytes: t.exposeInt('contentBytes'),
     tags: t.exposeStringList('tags'),
-    agent: t.field({ type: AgentRef, nullable: true, resolve: (context) => context.agentId }),
-    session: t.field({ type: SessionRef, nullable: true, resolve: (context) => context.sessionId }),
-    createdBy: t.field({ type: UserRef, nullable: true, resolve: (context) => context.createdBy }),
-    createdAt: t.expose('createdAt', { type: 'DateTime' }),
-    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+    agent: t.field({ type: AgentRef, nullable: true, resolve: (item) => item.agentId }),
+    session: t.field({ type: SessionRef, nullable: true, resolve: (item) => item.sessionId }),
+    createdBy: t.field({ type: UserRef, nullable: true, resolve: (item, _args, context) => detail(item, 'createdBy', context) }),
+    createdAt: t.field({ type: 'DateTime', resolve: (item, _args, context) => detail(item, 'createdAt', context) }),
+    updatedAt: t.field({ type: 'DateTime', resolve: (item, _args, context) => detail(item, 'updatedAt', context) }),
   }),
 });
+
+/** A column a list may have left out (see `column`). */
+function detail<K extends keyof ContextRow>(item: ContextNode, key: K, context: GraphQLContext): ContextRow[K] | Promise<ContextRow[K]> {
+  // The loader reads whole rows (findContexts).
+  return column<ContextRow, K>(item, key, () => ContextRef.getDataloader(context).load(item.id) as Promise<ContextRow>);
+}
 
 const ContextConnection = builder.connectionObject({ type: ContextRef, name: 'ContextConnection' }, { name: 'ContextEdge' });
 
@@ -58,7 +65,7 @@ builder.queryFields((t) => ({
       filter: t.arg({ type: ContextFilterInput, required: false }),
       orderBy: t.arg({ type: SortOrderEnum, required: false, defaultValue: 'oldest' }),
     },
-    resolve: (_root, args, context) => {
+    resolve: (_root, args, context, info) => {
       const agentId = args.filter?.agentId ? idOfType(args.filter.agentId, 'Agent') : undefined;
       const sessionId = args.filter?.sessionId ? idOfType(args.filter.sessionId, 'Session') : undefined;
       const impossible = (args.filter?.agentId && !agentId) || (args.filter?.sessionId && !sessionId);
@@ -71,9 +78,10 @@ builder.queryFields((t) => ({
         createdAfter: args.filter?.createdAfter ?? undefined,
         createdBefore: args.filter?.createdBefore ?? undefined,
       };
+      const fields = connectionNodeFields(info);
       return keysetConnection(
         args,
-        (page) => (impossible ? Promise.resolve([]) : context.db.run((tx) => listContexts(tx, filter, page))),
+        (page) => (impossible ? Promise.resolve([]) : context.db.run((tx) => listContexts(tx, filter, page, fields))),
         args.orderBy === 'newest',
       );
     },

@@ -1,6 +1,7 @@
+import { columns, type ColumnGroup } from '../../db/columns.ts';
 import { rethrowConstraint } from '../../db/errors.ts';
 import { idIn, parents } from '../../db/ids.ts';
-import { keysetConditions, keysetOrder, positionColumn, timeRange, type KeysetPage } from '../../db/keyset.ts';
+import { keysetConditions, keysetOrder, positionSql, timeRange, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, notFound } from '../../errors.ts';
 
@@ -18,6 +19,9 @@ export type SessionRow = {
   position: string;
 };
 
+/** A session as a list may read it: these columns always, the others when asked for. */
+export type SessionNode = Pick<SessionRow, 'id' | 'agentId' | 'status' | 'tokensUsed' | 'position'> & Partial<SessionRow>;
+
 export type SessionFilter = {
   status?: SessionStatus | undefined;
   agentId?: string | undefined;
@@ -27,9 +31,16 @@ export type SessionFilter = {
 
 type Json = Parameters<Tx['json']>[0];
 
-const sessionColumns = (tx: Tx) => tx`
-  id, agent_id as "agentId", status, started_by as "startedBy", started_at as "startedAt", ended_at as "endedAt",
-  tokens_used::float8 as "tokensUsed", metadata, ${positionColumn(tx, 'started_at')}`;
+const sessionGroups: readonly ColumnGroup[] = [
+  {
+    fields: ['id', 'agent', 'status', 'tokensUsed', 'tasks'],
+    sql: `id, agent_id as "agentId", status, tokens_used::float8 as "tokensUsed", ${positionSql('started_at')}`,
+  },
+  { fields: ['startedAt', 'endedAt'], sql: `started_at as "startedAt", ended_at as "endedAt"` },
+  { fields: ['startedBy'], sql: `started_by as "startedBy"` },
+  { fields: ['metadata'], sql: `metadata` },
+];
+const sessionColumns = (tx: Tx) => columns(tx, sessionGroups);
 
 const filterConditions = (tx: Tx, filter: SessionFilter) => tx`
   ${filter.status ? tx`and status = ${filter.status}` : tx``}
@@ -44,20 +55,27 @@ const constraints = {
   sessions_usage_when_active: () => badUserInput('input.sessionId', 'the session has already ended'),
 };
 
-export async function listSessions(tx: Tx, filter: SessionFilter, page: KeysetPage): Promise<SessionRow[]> {
-  return tx<SessionRow[]>`
-    select ${sessionColumns(tx)} from app.sessions
+/** A page of the tenant's sessions, with the columns `fields` need. */
+export async function listSessions(tx: Tx, filter: SessionFilter, page: KeysetPage, fields: ReadonlySet<string>): Promise<SessionNode[]> {
+  return tx<SessionNode[]>`
+    select ${columns(tx, sessionGroups, fields)} from app.sessions
     where true ${filterConditions(tx, filter)} ${keysetConditions(tx, 'started_at', page)}
     ${keysetOrder(tx, 'started_at', page)}
     limit ${page.limit}`;
 }
 
-/** One page of sessions for each agent, in one statement. */
-export async function listSessionsOfAgents(tx: Tx, agentIds: readonly string[], filter: SessionFilter, page: KeysetPage): Promise<SessionRow[]> {
-  return tx<SessionRow[]>`
+/** One page of sessions for each agent, in one statement, with the columns `fields` need. */
+export async function listSessionsOfAgents(
+  tx: Tx,
+  agentIds: readonly string[],
+  filter: SessionFilter,
+  page: KeysetPage,
+  fields: ReadonlySet<string>,
+): Promise<SessionNode[]> {
+  return tx<SessionNode[]>`
     select s.* from ${parents(tx, agentIds)}
     cross join lateral (
-      select ${sessionColumns(tx)} from app.sessions
+      select ${columns(tx, sessionGroups, fields)} from app.sessions
       where agent_id = parent.id ${filterConditions(tx, filter)} ${keysetConditions(tx, 'started_at', page)}
       ${keysetOrder(tx, 'started_at', page)}
       limit ${page.limit}

@@ -2,8 +2,10 @@ import { z } from 'zod';
 import { badUserInput, notFound } from '../../errors.ts';
 import { builder } from '../../graphql/builder.ts';
 import { keysetConnection } from '../../graphql/connection.ts';
+import type { GraphQLContext } from '../../graphql/context.ts';
 import { idOfType } from '../../graphql/global-id.ts';
 import { SortOrderEnum } from '../../graphql/lists.ts';
+import { column, connectionNodeFields } from '../../graphql/selection.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
 import { AgentRef } from '../agents/schema.ts';
 import { UserRef } from '../users/schema.ts';
@@ -15,6 +17,7 @@ import {
   recordUsage,
   startSession,
   type SessionFilter,
+  type SessionNode,
   type SessionRow,
 } from './repo.ts';
 
@@ -33,20 +36,26 @@ const EndedSessionStatusEnum = builder.enumType('EndedSessionStatus', {
 
 export const SessionRef = builder.loadableNode('Session', {
   description: 'One run of an agent',
-  id: { resolve: (session: SessionRow) => session.id },
-  load: (ids: string[], context) => context.db.run((tx) => findSessions(tx, ids)),
-  toKey: (session: SessionRow) => session.id,
+  id: { resolve: (session: SessionNode) => session.id },
+  load: (ids: string[], context): Promise<SessionNode[]> => context.db.run((tx) => findSessions(tx, ids)),
+  toKey: (session: SessionNode) => session.id,
   sort: true,
   fields: (t) => ({
     agent: t.field({ type: AgentRef, resolve: (session) => session.agentId }),
     status: t.expose('status', { type: SessionStatusEnum }),
-    startedBy: t.field({ type: UserRef, nullable: true, resolve: (session) => session.startedBy }),
-    startedAt: t.expose('startedAt', { type: 'DateTime' }),
-    endedAt: t.expose('endedAt', { type: 'DateTime', nullable: true }),
+    startedBy: t.field({ type: UserRef, nullable: true, resolve: (session, _args, context) => detail(session, 'startedBy', context) }),
+    startedAt: t.field({ type: 'DateTime', resolve: (session, _args, context) => detail(session, 'startedAt', context) }),
+    endedAt: t.field({ type: 'DateTime', nullable: true, resolve: (session, _args, context) => detail(session, 'endedAt', context) }),
     tokensUsed: t.exposeFloat('tokensUsed', { description: "The sum of its tasks' tokens" }),
-    metadata: t.expose('metadata', { type: 'JSONObject' }),
+    metadata: t.field({ type: 'JSONObject', resolve: (session, _args, context) => detail(session, 'metadata', context) }),
   }),
 });
+
+/** A column a list may have left out (see `column`). */
+function detail<K extends keyof SessionRow>(session: SessionNode, key: K, context: GraphQLContext): SessionRow[K] | Promise<SessionRow[K]> {
+  // The loader reads whole rows (findSessions).
+  return column<SessionRow, K>(session, key, () => SessionRef.getDataloader(context).load(session.id) as Promise<SessionRow>);
+}
 
 export const SessionConnection = builder.connectionObject({ type: SessionRef, name: 'SessionConnection' }, { name: 'SessionEdge' });
 
@@ -83,11 +92,12 @@ builder.queryFields((t) => ({
       filter: t.arg({ type: SessionFilterInput, required: false }),
       orderBy: t.arg({ type: SortOrderEnum, required: false, defaultValue: 'oldest' }),
     },
-    resolve: (_root, args, context) => {
+    resolve: (_root, args, context, info) => {
       const filter = sessionFilter(args.filter);
+      const fields = connectionNodeFields(info);
       return keysetConnection(
         args,
-        (page) => (filter ? context.db.run((tx) => listSessions(tx, filter, page)) : Promise.resolve([])),
+        (page) => (filter ? context.db.run((tx) => listSessions(tx, filter, page, fields)) : Promise.resolve([])),
         args.orderBy === 'newest',
       );
     },
@@ -111,14 +121,15 @@ builder.objectFields(AgentRef, (t) => ({
       status: t.arg({ type: SessionStatusEnum, required: false }),
       orderBy: t.arg({ type: SortOrderEnum, required: false, defaultValue: 'oldest' }),
     },
-    load: (agentIds: string[], context, args) => {
-      let rows: Promise<SessionRow[]> | undefined;
+    load: (agentIds: string[], context, args, info) => {
+      const fields = connectionNodeFields(info);
+      let rows: Promise<SessionNode[]> | undefined;
       return Promise.all(
         agentIds.map((agentId) =>
           keysetConnection(
             args,
             async (page) => {
-              rows ??= context.db.run((tx) => listSessionsOfAgents(tx, agentIds, { status: args.status ?? undefined }, page));
+              rows ??= context.db.run((tx) => listSessionsOfAgents(tx, agentIds, { status: args.status ?? undefined }, page, fields));
               return (await rows).filter((row) => row.agentId === agentId);
             },
             args.orderBy === 'newest',

@@ -1,6 +1,7 @@
+import { columns, type ColumnGroup } from '../../db/columns.ts';
 import { rethrowConstraint } from '../../db/errors.ts';
 import { idIn, parents } from '../../db/ids.ts';
-import { keysetConditions, keysetOrder, positionColumn, timeRange, type KeysetPage } from '../../db/keyset.ts';
+import { keysetConditions, keysetOrder, positionSql, timeRange, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, notFound } from '../../errors.ts';
 
@@ -21,6 +22,9 @@ export type TaskRow = {
   position: string;
 };
 
+/** A task as a list may read it: these columns always, the others when asked for. */
+export type TaskNode = Pick<TaskRow, 'id' | 'sessionId' | 'title' | 'status' | 'tokens' | 'position'> & Partial<TaskRow>;
+
 export type TaskFilter = {
   status?: TaskStatus | undefined;
   sessionId?: string | undefined;
@@ -35,9 +39,16 @@ export type TaskProgress = { status: TaskStatus; output?: Record<string, unknown
 
 type Json = Parameters<Tx['json']>[0];
 
-const taskColumns = (tx: Tx) => tx`
-  id, session_id as "sessionId", title, status, input, output, tokens::float8 as tokens, assignee_id as "assigneeId",
-  created_by as "createdBy", created_at as "createdAt", updated_at as "updatedAt", ${positionColumn(tx, 'created_at')}`;
+const taskGroups: readonly ColumnGroup[] = [
+  {
+    fields: ['id', 'session', 'title', 'status', 'tokens'],
+    sql: `id, session_id as "sessionId", title, status, tokens::float8 as tokens, ${positionSql('created_at')}`,
+  },
+  { fields: ['createdAt', 'updatedAt'], sql: `created_at as "createdAt", updated_at as "updatedAt"` },
+  { fields: ['assignee', 'createdBy'], sql: `assignee_id as "assigneeId", created_by as "createdBy"` },
+  { fields: ['input', 'output'], sql: `input, output` },
+];
+const taskColumns = (tx: Tx) => columns(tx, taskGroups);
 
 const filterConditions = (tx: Tx, filter: TaskFilter) => tx`
   ${filter.status ? tx`and status = ${filter.status}` : tx``}
@@ -56,20 +67,27 @@ const constraints = {
   tasks_output_size: () => badUserInput('input.output', 'must be at most 64 KiB'),
 };
 
-export async function listTasks(tx: Tx, filter: TaskFilter, page: KeysetPage): Promise<TaskRow[]> {
-  return tx<TaskRow[]>`
-    select ${taskColumns(tx)} from app.tasks
+/** A page of the tenant's tasks, with the columns `fields` need. */
+export async function listTasks(tx: Tx, filter: TaskFilter, page: KeysetPage, fields: ReadonlySet<string>): Promise<TaskNode[]> {
+  return tx<TaskNode[]>`
+    select ${columns(tx, taskGroups, fields)} from app.tasks
     where true ${filterConditions(tx, filter)} ${keysetConditions(tx, 'created_at', page)}
     ${keysetOrder(tx, 'created_at', page)}
     limit ${page.limit}`;
 }
 
-/** One page of tasks for each session, in one statement. */
-export async function listTasksOfSessions(tx: Tx, sessionIds: readonly string[], filter: TaskFilter, page: KeysetPage): Promise<TaskRow[]> {
-  return tx<TaskRow[]>`
+/** One page of tasks for each session, in one statement, with the columns `fields` need. */
+export async function listTasksOfSessions(
+  tx: Tx,
+  sessionIds: readonly string[],
+  filter: TaskFilter,
+  page: KeysetPage,
+  fields: ReadonlySet<string>,
+): Promise<TaskNode[]> {
+  return tx<TaskNode[]>`
     select t.* from ${parents(tx, sessionIds)}
     cross join lateral (
-      select ${taskColumns(tx)} from app.tasks
+      select ${columns(tx, taskGroups, fields)} from app.tasks
       where session_id = parent.id ${filterConditions(tx, filter)} ${keysetConditions(tx, 'created_at', page)}
       ${keysetOrder(tx, 'created_at', page)}
       limit ${page.limit}

@@ -5,11 +5,12 @@ import { keysetConnection } from '../../graphql/connection.ts';
 import type { GraphQLContext } from '../../graphql/context.ts';
 import { idOfType } from '../../graphql/global-id.ts';
 import { createdRangeFields, SortOrderEnum } from '../../graphql/lists.ts';
+import { column, connectionNodeFields } from '../../graphql/selection.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
 import { isUuid } from '../../auth/tokens.ts';
 import { SessionRef } from '../sessions/schema.ts';
 import { UserRef } from '../users/schema.ts';
-import { assignTask, createTask, findTasks, listTasks, listTasksOfSessions, updateTaskStatus, type TaskFilter, type TaskRow } from './repo.ts';
+import { assignTask, createTask, findTasks, listTasks, listTasksOfSessions, updateTaskStatus, type TaskFilter, type TaskNode, type TaskRow } from './repo.ts';
 
 export const TaskStatusEnum = builder.enumType('TaskStatus', {
   description: 'pending -> running | cancelled; running -> succeeded | failed | cancelled',
@@ -24,23 +25,29 @@ export const TaskStatusEnum = builder.enumType('TaskStatus', {
 
 export const TaskRef = builder.loadableNode('Task', {
   description: 'A unit of work inside a session',
-  id: { resolve: (task: TaskRow) => task.id },
-  load: (ids: string[], context) => context.db.run((tx) => findTasks(tx, ids)),
-  toKey: (task: TaskRow) => task.id,
+  id: { resolve: (task: TaskNode) => task.id },
+  load: (ids: string[], context): Promise<TaskNode[]> => context.db.run((tx) => findTasks(tx, ids)),
+  toKey: (task: TaskNode) => task.id,
   sort: true,
   fields: (t) => ({
     session: t.field({ type: SessionRef, resolve: (task) => task.sessionId }),
     title: t.exposeString('title'),
     status: t.expose('status', { type: TaskStatusEnum }),
-    input: t.expose('input', { type: 'JSONObject' }),
-    output: t.expose('output', { type: 'JSONObject', nullable: true }),
+    input: t.field({ type: 'JSONObject', resolve: (task, _args, context) => detail(task, 'input', context) }),
+    output: t.field({ type: 'JSONObject', nullable: true, resolve: (task, _args, context) => detail(task, 'output', context) }),
     tokens: t.exposeFloat('tokens'),
-    assignee: t.field({ type: UserRef, nullable: true, resolve: (task) => task.assigneeId }),
-    createdBy: t.field({ type: UserRef, nullable: true, resolve: (task) => task.createdBy }),
-    createdAt: t.expose('createdAt', { type: 'DateTime' }),
-    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+    assignee: t.field({ type: UserRef, nullable: true, resolve: (task, _args, context) => detail(task, 'assigneeId', context) }),
+    createdBy: t.field({ type: UserRef, nullable: true, resolve: (task, _args, context) => detail(task, 'createdBy', context) }),
+    createdAt: t.field({ type: 'DateTime', resolve: (task, _args, context) => detail(task, 'createdAt', context) }),
+    updatedAt: t.field({ type: 'DateTime', resolve: (task, _args, context) => detail(task, 'updatedAt', context) }),
   }),
 });
+
+/** A column a list may have left out (see `column`). */
+function detail<K extends keyof TaskRow>(task: TaskNode, key: K, context: GraphQLContext): TaskRow[K] | Promise<TaskRow[K]> {
+  // The loader reads whole rows (findTasks).
+  return column<TaskRow, K>(task, key, () => TaskRef.getDataloader(context).load(task.id) as Promise<TaskRow>);
+}
 
 const TaskConnection = builder.connectionObject({ type: TaskRef, name: 'TaskConnection' }, { name: 'TaskEdge' });
 
@@ -64,7 +71,7 @@ builder.queryFields((t) => ({
       filter: t.arg({ type: TaskFilterInput, required: false }),
       orderBy: t.arg({ type: SortOrderEnum, required: false, defaultValue: 'oldest' }),
     },
-    resolve: (_root, args, context) => {
+    resolve: (_root, args, context, info) => {
       const sessionId = args.filter?.sessionId ? idOfType(args.filter.sessionId, 'Session') : undefined;
       const agentId = args.filter?.agentId ? idOfType(args.filter.agentId, 'Agent') : undefined;
       const assigneeId = args.filter?.assigneeId ?? undefined;
@@ -79,9 +86,10 @@ builder.queryFields((t) => ({
         createdAfter: args.filter?.createdAfter ?? undefined,
         createdBefore: args.filter?.createdBefore ?? undefined,
       };
+      const fields = connectionNodeFields(info);
       return keysetConnection(
         args,
-        (page) => (impossible ? Promise.resolve([]) : context.db.run((tx) => listTasks(tx, filter, page))),
+        (page) => (impossible ? Promise.resolve([]) : context.db.run((tx) => listTasks(tx, filter, page, fields))),
         args.orderBy === 'newest',
       );
     },
@@ -101,12 +109,13 @@ builder.objectFields(SessionRef, (t) => ({
     description: "This session's tasks, oldest first; batched across sessions",
     byPath: true,
     args: { ...t.arg.connectionArgs(), status: t.arg({ type: TaskStatusEnum, required: false }) },
-    load: (sessionIds: string[], context, args) => {
-      let rows: Promise<TaskRow[]> | undefined;
+    load: (sessionIds: string[], context, args, info) => {
+      const fields = connectionNodeFields(info);
+      let rows: Promise<TaskNode[]> | undefined;
       return Promise.all(
         sessionIds.map((sessionId) =>
           keysetConnection(args, async (page) => {
-            rows ??= context.db.run((tx) => listTasksOfSessions(tx, sessionIds, { status: args.status ?? undefined }, page));
+            rows ??= context.db.run((tx) => listTasksOfSessions(tx, sessionIds, { status: args.status ?? undefined }, page, fields));
             return (await rows).filter((row) => row.sessionId === sessionId);
           }),
         ),

@@ -1,0 +1,40 @@
+// What a request asks of a connection's nodes, so a list selects only the
+// columns those fields need (src/db/columns.ts).
+import { Kind, type GraphQLResolveInfo, type SelectionSetNode } from 'graphql';
+
+/**
+ * Every field name selected on the nodes of the connection being resolved
+ * (`edges { node { … } }`), through fragments and across every selection of
+ * the same field merged into one. @skip/@include are ignored: a superset of
+ * what is needed is always safe.
+ */
+export function connectionNodeFields(info: GraphQLResolveInfo): ReadonlySet<string> {
+  const names = new Set<string>();
+  const fieldsOf = (selectionSet: SelectionSetNode | undefined, visit: (name: string, set: SelectionSetNode | undefined) => void) => {
+    for (const selection of selectionSet?.selections ?? []) {
+      if (selection.kind === Kind.FIELD) visit(selection.name.value, selection.selectionSet);
+      else if (selection.kind === Kind.INLINE_FRAGMENT) fieldsOf(selection.selectionSet, visit);
+      else fieldsOf(info.fragments[selection.name.value]?.selectionSet, visit);
+    }
+  };
+  for (const field of info.fieldNodes) {
+    fieldsOf(field.selectionSet, (edges, edgesSet) => {
+      if (edges !== 'edges') return;
+      fieldsOf(edgesSet, (node, nodeSet) => {
+        if (node === 'node') fieldsOf(nodeSet, (name) => names.add(name));
+      });
+    });
+  }
+  return names;
+}
+
+/**
+ * A column of a row a list read in part, or, when the list left it out, the
+ * same column of the whole row (loaded by id, batched). The lists read what
+ * `connectionNodeFields` finds, so the fallback only guards against a field
+ * the analysis did not see: a cost, never a wrong answer.
+ */
+export function column<Row, K extends keyof Row>(row: Partial<Row>, key: K, whole: () => Promise<Row>): Row[K] | Promise<Row[K]> {
+  const value = row[key];
+  return value === undefined ? whole().then((full) => full[key]) : value;
+}
