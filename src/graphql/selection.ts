@@ -1,6 +1,7 @@
 // What a request asks of a connection's nodes, so a list selects only the
 // columns those fields need (src/db/columns.ts).
 import { Kind, type GraphQLResolveInfo, type SelectionSetNode } from 'graphql';
+import type { GraphQLContext } from './context.ts';
 
 /**
  * Every field name selected on the nodes of the connection being resolved
@@ -37,4 +38,10 @@ export function connectionNodeFields(info: GraphQLResolveInfo): ReadonlySet<stri
 export function column<Row, K extends keyof Row>(row: Partial<Row>, key: K, whole: () => Promise<Row>): Row[K] | Promise<Row[K]> {
   const value = row[key];
   return value === undefined ? whole().then((full) => full[key]) : value;
+}
+
+/** `column` for one type, reading whole rows through `whole` (its by-id loader). */
+export function detailColumns<Row extends { id: string }>(whole: (context: GraphQLContext, id: string) => Promise<Row>) {
+  return <K extends keyof Row>(row: Partial<Row> & { id: string }, key: K, context: GraphQLContext): Row[K] | Promise<Row[K]> =>
+    column<Row, K>(row, key, () => whole(context, row.id));
 }

@@ -5,7 +5,7 @@ import { keysetConnection } from '../../graphql/connection.ts';
 import type { GraphQLContext } from '../../graphql/context.ts';
 import { idOfType } from '../../graphql/global-id.ts';
 import { createdRangeFields, SortOrderEnum } from '../../graphql/lists.ts';
-import { column, connectionNodeFields } from '../../graphql/selection.ts';
+import { connectionNodeFields, detailColumns } from '../../graphql/selection.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
 import { UserRef } from '../users/schema.ts';
 import { createAgent, deleteAgent, findAgents, listAgents, updateAgent, type AgentNode, type AgentRow } from './repo.ts';
@@ -38,11 +38,8 @@ export const AgentRef = builder.loadableNode('Agent', {
   }),
 });
 
-/** A column a list may have left out (see `column`). */
-function detail<K extends keyof AgentRow>(agent: AgentNode, key: K, context: GraphQLContext): AgentRow[K] | Promise<AgentRow[K]> {
-  // The loader reads whole rows (findAgents).
-  return column<AgentRow, K>(agent, key, () => AgentRef.getDataloader(context).load(agent.id) as Promise<AgentRow>);
-}
+/** A column a list may have left out (see `column`); the loader reads whole rows (findAgents). */
+const detail = detailColumns<AgentRow>((context, id): Promise<AgentRow> => AgentRef.getDataloader(context).load(id) as Promise<AgentRow>);
 
 const AgentFilter = builder.inputType('AgentFilter', {
   fields: (t) => ({ status: t.field({ type: AgentStatusEnum, required: false }), ...createdRangeFields(t) }),

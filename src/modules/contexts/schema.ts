@@ -5,7 +5,7 @@ import { keysetConnection } from '../../graphql/connection.ts';
 import type { GraphQLContext } from '../../graphql/context.ts';
 import { idOfType } from '../../graphql/global-id.ts';
 import { createdRangeFields, SortOrderEnum } from '../../graphql/lists.ts';
-import { column, connectionNodeFields } from '../../graphql/selection.ts';
+import { connectionNodeFields, detailColumns } from '../../graphql/selection.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
 import { AgentRef } from '../agents/schema.ts';
 import { SessionRef } from '../sessions/schema.ts';
@@ -36,11 +36,8 @@ export const ContextRef = builder.loadableNode('Context', {
   }),
 });
 
-/** A column a list may have left out (see `column`). */
-function detail<K extends keyof ContextRow>(item: ContextNode, key: K, context: GraphQLContext): ContextRow[K] | Promise<ContextRow[K]> {
-  // The loader reads whole rows (findContexts).
-  return column<ContextRow, K>(item, key, () => ContextRef.getDataloader(context).load(item.id) as Promise<ContextRow>);
-}
+/** A column a list may have left out (see `column`); the loader reads whole rows (findContexts). */
+const detail = detailColumns<ContextRow>((context, id): Promise<ContextRow> => ContextRef.getDataloader(context).load(id) as Promise<ContextRow>);
 
 const ContextConnection = builder.connectionObject({ type: ContextRef, name: 'ContextConnection' }, { name: 'ContextEdge' });
 

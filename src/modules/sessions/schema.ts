@@ -2,10 +2,9 @@ import { z } from 'zod';
 import { badUserInput, notFound } from '../../errors.ts';
 import { builder } from '../../graphql/builder.ts';
 import { keysetConnection } from '../../graphql/connection.ts';
-import type { GraphQLContext } from '../../graphql/context.ts';
 import { idOfType } from '../../graphql/global-id.ts';
 import { SortOrderEnum } from '../../graphql/lists.ts';
-import { column, connectionNodeFields } from '../../graphql/selection.ts';
+import { connectionNodeFields, detailColumns } from '../../graphql/selection.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
 import { AgentRef } from '../agents/schema.ts';
 import { UserRef } from '../users/schema.ts';
@@ -51,11 +50,8 @@ export const SessionRef = builder.loadableNode('Session', {
   }),
 });
 
-/** A column a list may have left out (see `column`). */
-function detail<K extends keyof SessionRow>(session: SessionNode, key: K, context: GraphQLContext): SessionRow[K] | Promise<SessionRow[K]> {
-  // The loader reads whole rows (findSessions).
-  return column<SessionRow, K>(session, key, () => SessionRef.getDataloader(context).load(session.id) as Promise<SessionRow>);
-}
+/** A column a list may have left out (see `column`); the loader reads whole rows (findSessions). */
+const detail = detailColumns<SessionRow>((context, id): Promise<SessionRow> => SessionRef.getDataloader(context).load(id) as Promise<SessionRow>);
 
 export const SessionConnection = builder.connectionObject({ type: SessionRef, name: 'SessionConnection' }, { name: 'SessionEdge' });
 

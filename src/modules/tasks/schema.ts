@@ -5,7 +5,7 @@ import { keysetConnection } from '../../graphql/connection.ts';
 import type { GraphQLContext } from '../../graphql/context.ts';
 import { idOfType } from '../../graphql/global-id.ts';
 import { createdRangeFields, SortOrderEnum } from '../../graphql/lists.ts';
-import { column, connectionNodeFields } from '../../graphql/selection.ts';
+import { connectionNodeFields, detailColumns } from '../../graphql/selection.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
 import { isUuid } from '../../auth/tokens.ts';
 import { SessionRef } from '../sessions/schema.ts';
@@ -43,11 +43,8 @@ export const TaskRef = builder.loadableNode('Task', {
   }),
 });
 
-/** A column a list may have left out (see `column`). */
-function detail<K extends keyof TaskRow>(task: TaskNode, key: K, context: GraphQLContext): TaskRow[K] | Promise<TaskRow[K]> {
-  // The loader reads whole rows (findTasks).
-  return column<TaskRow, K>(task, key, () => TaskRef.getDataloader(context).load(task.id) as Promise<TaskRow>);
-}
+/** A column a list may have left out (see `column`); the loader reads whole rows (findTasks). */
+const detail = detailColumns<TaskRow>((context, id): Promise<TaskRow> => TaskRef.getDataloader(context).load(id) as Promise<TaskRow>);
 
 const TaskConnection = builder.connectionObject({ type: TaskRef, name: 'TaskConnection' }, { name: 'TaskEdge' });
 
