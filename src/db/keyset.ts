@@ -1,5 +1,19 @@
 // Keyset pagination over (time column, id) in either direction, as SQL fragments.
+import type postgres from 'postgres';
 import type { Tx } from './pool.ts';
+
+type Fragment = postgres.PendingQuery<postgres.Row[]>;
+
+/**
+ * The `and …` conditions present, as one value for a statement template.
+ * postgres.js builds every fragment on every call, so an absent condition
+ * should cost nothing: a list with no filter and no cursor carries one empty
+ * fragment per helper instead of one per possible condition.
+ */
+export function conditions(tx: Tx, ...present: (Fragment | readonly Fragment[] | false | '' | null | undefined)[]): Fragment | Fragment[] {
+  const fragments = present.flat().filter((fragment): fragment is Fragment => Boolean(fragment));
+  return fragments.length > 0 ? fragments : tx.unsafe('');
+}
 
 /** A row's place in a list: its time column to the microsecond (UTC, PostgreSQL's ISO text), and its id. */
 export type Position = { readonly at: string; readonly id: string };
@@ -28,19 +42,19 @@ export const positionSql = (column: 'created_at' | 'started_at') => `(${column} 
 /** `and …` conditions for the page's cursors; compare with the list's display order. */
 export function keysetConditions(tx: Tx, column: string, page: KeysetPage) {
   const newest = page.newestFirst === true;
-  const key = tx`(${tx(column)}, id)`;
   // ::text first: a parameter typed timestamp would go through a JS Date and lose the microseconds.
   const at = (position: Position) => tx`(${position.at}::text::timestamp at time zone 'UTC', ${position.id}::uuid)`;
-  return tx`
-    ${page.after ? (newest ? tx`and ${key} < ${at(page.after)}` : tx`and ${key} > ${at(page.after)}`) : tx``}
-    ${page.before ? (newest ? tx`and ${key} > ${at(page.before)}` : tx`and ${key} < ${at(page.before)}`) : tx``}`;
+  const key = () => tx`(${tx(column)}, id)`;
+  return conditions(
+    tx,
+    page.after && (newest ? tx`and ${key()} < ${at(page.after)}` : tx`and ${key()} > ${at(page.after)}`),
+    page.before && (newest ? tx`and ${key()} > ${at(page.before)}` : tx`and ${key()} < ${at(page.before)}`),
+  );
 }
 
-/** `and …` bounds on a time column: from inclusive, to exclusive. */
-export function timeRange(tx: Tx, column: string, from: Date | undefined, to: Date | undefined) {
-  return tx`
-    ${from ? tx`and ${tx(column)} >= ${from}` : tx``}
-    ${to ? tx`and ${tx(column)} < ${to}` : tx``}`;
+/** `and …` bounds on a time column, from inclusive, to exclusive: for `conditions`. */
+export function timeRange(tx: Tx, column: string, from: Date | undefined, to: Date | undefined): Fragment[] {
+  return [from && tx`and ${tx(column)} >= ${from}`, to && tx`and ${tx(column)} < ${to}`].filter((fragment) => fragment !== undefined);
 }
 
 /** `order by …` fetching the rows the page needs first. */

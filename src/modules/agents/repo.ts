@@ -1,7 +1,7 @@
 import { columns, type ColumnGroup } from '../../db/columns.ts';
 import { rethrowConstraint } from '../../db/errors.ts';
 import { idIn } from '../../db/ids.ts';
-import { keysetConditions, keysetOrder, positionSql, timeRange, type KeysetPage } from '../../db/keyset.ts';
+import { conditions, keysetConditions, keysetOrder, positionSql, timeRange, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, conflict } from '../../errors.ts';
 
@@ -45,8 +45,7 @@ export async function listAgents(tx: Tx, filter: AgentFilter, page: KeysetPage, 
   return tx<AgentNode[]>`
     select ${columns(tx, agentGroups, fields)} from app.agents
     where true
-      ${filter.status ? tx`and status = ${filter.status}` : tx``}
-      ${timeRange(tx, 'created_at', filter.createdAfter, filter.createdBefore)}
+      ${conditions(tx, filter.status && tx`and status = ${filter.status}`, timeRange(tx, 'created_at', filter.createdAfter, filter.createdBefore))}
       ${keysetConditions(tx, 'created_at', page)}
     ${keysetOrder(tx, 'created_at', page)}
     limit ${page.limit}`;

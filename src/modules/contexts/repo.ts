@@ -1,7 +1,7 @@
 import { columns, type ColumnGroup } from '../../db/columns.ts';
 import { rethrowConstraint } from '../../db/errors.ts';
 import { idIn } from '../../db/ids.ts';
-import { keysetConditions, keysetOrder, positionSql, timeRange, type KeysetPage } from '../../db/keyset.ts';
+import { conditions, keysetConditions, keysetOrder, positionSql, timeRange, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, conflict, notFound } from '../../errors.ts';
 
@@ -72,12 +72,15 @@ export async function listContexts(tx: Tx, filter: ContextFilter, page: KeysetPa
   return tx<ContextNode[]>`
     select ${columns(tx, contextGroups, fields)} from app.contexts
     where true
-      ${filter.search ? tx`and search @@ websearch_to_tsquery('english', ${filter.search})` : tx``}
-      ${filter.kind ? tx`and kind = ${filter.kind}` : tx``}
-      ${filter.tag ? tx`and tags @> array[${filter.tag}]::text[]` : tx``}
-      ${filter.agentId ? tx`and agent_id = ${filter.agentId}` : tx``}
-      ${filter.sessionId ? tx`and session_id = ${filter.sessionId}` : tx``}
-      ${timeRange(tx, 'created_at', filter.createdAfter, filter.createdBefore)}
+      ${conditions(
+        tx,
+        filter.search && tx`and search @@ websearch_to_tsquery('english', ${filter.search})`,
+        filter.kind && tx`and kind = ${filter.kind}`,
+        filter.tag && tx`and tags @> array[${filter.tag}]::text[]`,
+        filter.agentId && tx`and agent_id = ${filter.agentId}`,
+        filter.sessionId && tx`and session_id = ${filter.sessionId}`,
+        timeRange(tx, 'created_at', filter.createdAfter, filter.createdBefore),
+      )}
       ${keysetConditions(tx, 'created_at', page)}
     ${keysetOrder(tx, 'created_at', page)}
     limit ${page.limit}`;

@@ -1,6 +1,6 @@
 import { rethrowConstraint } from '../../db/errors.ts';
 import { idIn } from '../../db/ids.ts';
-import { keysetConditions, keysetOrder, positionColumn, type KeysetPage } from '../../db/keyset.ts';
+import { conditions, keysetConditions, keysetOrder, positionColumn, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput } from '../../errors.ts';
 
@@ -35,7 +35,7 @@ const constraints = {
 export async function listFineTuningJobs(tx: Tx, status: FineTuningStatus | undefined, page: KeysetPage): Promise<FineTuningJobRow[]> {
   return tx<FineTuningJobRow[]>`
     select ${jobColumns(tx)} from app.fine_tuning_jobs
-    where true ${status ? tx`and status = ${status}` : tx``} ${keysetConditions(tx, 'created_at', page)}
+    where true ${conditions(tx, status && tx`and status = ${status}`)} ${keysetConditions(tx, 'created_at', page)}
     ${keysetOrder(tx, 'created_at', page)}
     limit ${page.limit}`;
 }

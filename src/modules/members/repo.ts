@@ -1,5 +1,5 @@
 import { isPgError, rethrowConstraint } from '../../db/errors.ts';
-import { keysetConditions, keysetOrder, positionColumn, type KeysetPage } from '../../db/keyset.ts';
+import { conditions, keysetConditions, keysetOrder, positionColumn, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, conflict, notFound, tenantSuspended } from '../../errors.ts';
 import type { Role } from '../../tenancy/roles.ts';
@@ -38,7 +38,7 @@ const memberSelect = (tx: Tx) => tx`
 export async function listMembers(tx: Tx, role: Role | undefined, page: KeysetPage): Promise<MemberRow[]> {
   return tx<MemberRow[]>`
     select id, role, "joinedAt", position from (${memberSelect(tx)}) m
-    where true ${role ? tx`and role = ${role}` : tx``} ${keysetConditions(tx, 'created_at', page)}
+    where true ${conditions(tx, role && tx`and role = ${role}`)} ${keysetConditions(tx, 'created_at', page)}
     ${keysetOrder(tx, 'created_at', page)}
     limit ${page.limit}`;
 }

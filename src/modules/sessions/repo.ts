@@ -1,7 +1,7 @@
 import { columns, type ColumnGroup } from '../../db/columns.ts';
 import { rethrowConstraint } from '../../db/errors.ts';
 import { idIn, parents } from '../../db/ids.ts';
-import { keysetConditions, keysetOrder, positionSql, timeRange, type KeysetPage } from '../../db/keyset.ts';
+import { conditions, keysetConditions, keysetOrder, positionSql, timeRange, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, notFound } from '../../errors.ts';
 
@@ -42,10 +42,13 @@ const sessionGroups: readonly ColumnGroup[] = [
 ];
 const sessionColumns = (tx: Tx) => columns(tx, sessionGroups);
 
-const filterConditions = (tx: Tx, filter: SessionFilter) => tx`
-  ${filter.status ? tx`and status = ${filter.status}` : tx``}
-  ${filter.agentId ? tx`and agent_id = ${filter.agentId}` : tx``}
-  ${timeRange(tx, 'started_at', filter.startedAfter, filter.startedBefore)}`;
+const filterConditions = (tx: Tx, filter: SessionFilter) =>
+  conditions(
+    tx,
+    filter.status && tx`and status = ${filter.status}`,
+    filter.agentId && tx`and agent_id = ${filter.agentId}`,
+    timeRange(tx, 'started_at', filter.startedAfter, filter.startedBefore),
+  );
 
 const constraints = {
   sessions_agent_fkey: () => notFound('Agent'),

@@ -1,7 +1,7 @@
 import { columns, type ColumnGroup } from '../../db/columns.ts';
 import { rethrowConstraint } from '../../db/errors.ts';
 import { idIn, parents } from '../../db/ids.ts';
-import { keysetConditions, keysetOrder, positionSql, timeRange, type KeysetPage } from '../../db/keyset.ts';
+import { conditions, keysetConditions, keysetOrder, positionSql, timeRange, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, notFound } from '../../errors.ts';
 
@@ -50,12 +50,15 @@ const taskGroups: readonly ColumnGroup[] = [
 ];
 const taskColumns = (tx: Tx) => columns(tx, taskGroups);
 
-const filterConditions = (tx: Tx, filter: TaskFilter) => tx`
-  ${filter.status ? tx`and status = ${filter.status}` : tx``}
-  ${filter.sessionId ? tx`and session_id = ${filter.sessionId}` : tx``}
-  ${filter.agentId ? tx`and session_id in (select id from app.sessions where agent_id = ${filter.agentId})` : tx``}
-  ${filter.assigneeId ? tx`and assignee_id = ${filter.assigneeId}` : tx``}
-  ${timeRange(tx, 'created_at', filter.createdAfter, filter.createdBefore)}`;
+const filterConditions = (tx: Tx, filter: TaskFilter) =>
+  conditions(
+    tx,
+    filter.status && tx`and status = ${filter.status}`,
+    filter.sessionId && tx`and session_id = ${filter.sessionId}`,
+    filter.agentId && tx`and session_id in (select id from app.sessions where agent_id = ${filter.agentId})`,
+    filter.assigneeId && tx`and assignee_id = ${filter.assigneeId}`,
+    timeRange(tx, 'created_at', filter.createdAfter, filter.createdBefore),
+  );
 
 const constraints = {
   tasks_session_fkey: () => notFound('Session'),
