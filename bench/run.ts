@@ -201,6 +201,7 @@ process.exit(process.exitCode ?? 0);
 /** Mix at the service for SOAK_SECONDS in 30-second slices, its RSS read after each. */
 function runSoak(service: Service, requests: LoadRequest[]) {
   const slices = Math.max(1, Math.round(SOAK_SECONDS / 30));
+  const atRest = rssMiB(service.child.pid!);
   load(service.origin, requests, WARMUP);
   const samples: { seconds: number; rssMiB: number; requestsPerSecond: number; errors: number }[] = [];
   for (let i = 1; i <= slices; i++) {
@@ -211,8 +212,8 @@ function runSoak(service: Service, requests: LoadRequest[]) {
   const first = samples[0]!.rssMiB;
   const growth = (100 * (Math.max(...samples.map((sample) => sample.rssMiB)) - first)) / first;
   const errors = samples.reduce((sum, sample) => sum + sample.errors, 0);
-  const summary = `soak: Mix for ${slices * 30} s, RSS ${samples.map((sample) => sample.rssMiB).join(' -> ')} MiB; max ${growth.toFixed(1)}% above the first sample; errors ${errors}`;
-  return { samples, growthPercent: Number(growth.toFixed(1)), errors, summary };
+  const summary = `soak: Mix for ${slices * 30} s, RSS ${atRest} MiB at rest, then ${samples.map((sample) => sample.rssMiB).join(' -> ')} MiB; max ${growth.toFixed(1)}% above the first sample; errors ${errors}`;
+  return { atRestMiB: atRest, samples, growthPercent: Number(growth.toFixed(1)), errors, summary };
 }
 
 function rssMiB(pid: number): number {
