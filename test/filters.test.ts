@@ -2,7 +2,9 @@
 // exclusive), tasks by agent, newest-first walks with cursors, and filters
 // that name another tenant's rows matching nothing.
 import { beforeAll, describe, expect, it } from 'vitest';
+import { isInputObjectType } from 'graphql';
 import { encodeGlobalId } from '../src/graphql/global-id.ts';
+import { schema } from '../src/graphql/schema.ts';
 import { createTestApp, createTestTenant, insertAgents, type GraphQLResponse, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 
@@ -71,6 +73,14 @@ describe('creation-time ranges', () => {
     expect(response.body.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
     expect(response.body.data ?? null).toBeNull();
   });
+});
+
+it('only filter inputs take a creation range (no create or update input does)', () => {
+  const withRange = Object.values(schema.getTypeMap())
+    .filter((type) => isInputObjectType(type) && 'createdAfter' in type.getFields())
+    .map((type) => type.name)
+    .sort();
+  expect(withRange).toEqual(['AgentFilter', 'ContextFilter', 'TaskFilter']);
 });
 
 describe('tasks by agent', () => {

@@ -6,10 +6,15 @@ export const SortOrderEnum = builder.enumType('SortOrder', {
   values: { OLDEST_FIRST: { value: 'oldest' }, NEWEST_FIRST: { value: 'newest' } } as const,
 });
 
-/** `createdAfter` (inclusive) and `createdBefore` (exclusive) for a filter input. */
+/** `createdAfter` (inclusive) and `createdBefore` (exclusive) for a filter input; `createdRange` reads them. */
 export function createdRangeFields(t: InputFieldBuilder<typeof builder.$inferSchemaTypes, 'InputObject'>) {
   return {
     createdAfter: t.field({ type: 'DateTime', required: false, description: 'Inclusive' }),
     createdBefore: t.field({ type: 'DateTime', required: false, description: 'Exclusive' }),
   };
+}
+
+/** The creation-time range a filter argument asks for, in repository terms. */
+export function createdRange(filter: { createdAfter?: Date | null; createdBefore?: Date | null } | null | undefined) {
+  return { createdAfter: filter?.createdAfter ?? undefined, createdBefore: filter?.createdBefore ?? undefined };
 }

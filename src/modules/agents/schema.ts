@@ -4,7 +4,7 @@ import { builder } from '../../graphql/builder.ts';
 import { keysetConnection } from '../../graphql/connection.ts';
 import type { GraphQLContext } from '../../graphql/context.ts';
 import { idOfType } from '../../graphql/global-id.ts';
-import { createdRangeFields, SortOrderEnum } from '../../graphql/lists.ts';
+import { createdRange, createdRangeFields, SortOrderEnum } from '../../graphql/lists.ts';
 import { connectionNodeFields, detailColumns } from '../../graphql/selection.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
 import { UserRef } from '../users/schema.ts';
@@ -56,11 +56,7 @@ builder.queryFields((t) => ({
         orderBy: t.arg({ type: SortOrderEnum, required: false, defaultValue: 'oldest' }),
       },
       resolve: (_root, args, context, info) => {
-        const filter = {
-          status: args.filter?.status ?? undefined,
-          createdAfter: args.filter?.createdAfter ?? undefined,
-          createdBefore: args.filter?.createdBefore ?? undefined,
-        };
+        const filter = { status: args.filter?.status ?? undefined, ...createdRange(args.filter) };
         const fields = connectionNodeFields(info);
         return keysetConnection(args, (page) => context.db.run((tx) => listAgents(tx, filter, page, fields)), args.orderBy === 'newest');
       },

@@ -4,7 +4,7 @@ import { builder } from '../../graphql/builder.ts';
 import { keysetConnection } from '../../graphql/connection.ts';
 import type { GraphQLContext } from '../../graphql/context.ts';
 import { idOfType } from '../../graphql/global-id.ts';
-import { createdRangeFields, SortOrderEnum } from '../../graphql/lists.ts';
+import { createdRange, createdRangeFields, SortOrderEnum } from '../../graphql/lists.ts';
 import { connectionNodeFields, detailColumns } from '../../graphql/selection.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
 import { AgentRef } from '../agents/schema.ts';
@@ -72,8 +72,7 @@ builder.queryFields((t) => ({
         tag: args.filter?.tag ?? undefined,
         agentId,
         sessionId,
-        createdAfter: args.filter?.createdAfter ?? undefined,
-        createdBefore: args.filter?.createdBefore ?? undefined,
+        ...createdRange(args.filter),
       };
       const fields = connectionNodeFields(info);
       return keysetConnection(
@@ -106,7 +105,6 @@ const CreateContextInput = builder.inputType('CreateContextInput', {
     tags: t.stringList({ required: false, validate: tags }),
     agentId: t.id({ required: false }),
     sessionId: t.id({ required: false }),
-    ...createdRangeFields(t),
   }),
 });
 

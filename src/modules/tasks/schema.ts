@@ -4,7 +4,7 @@ import { builder } from '../../graphql/builder.ts';
 import { keysetConnection } from '../../graphql/connection.ts';
 import type { GraphQLContext } from '../../graphql/context.ts';
 import { idOfType } from '../../graphql/global-id.ts';
-import { createdRangeFields, SortOrderEnum } from '../../graphql/lists.ts';
+import { createdRange, createdRangeFields, SortOrderEnum } from '../../graphql/lists.ts';
 import { connectionNodeFields, detailColumns } from '../../graphql/selection.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
 import { isUuid } from '../../auth/tokens.ts';
@@ -80,8 +80,7 @@ builder.queryFields((t) => ({
         sessionId,
         agentId,
         assigneeId,
-        createdAfter: args.filter?.createdAfter ?? undefined,
-        createdBefore: args.filter?.createdBefore ?? undefined,
+        ...createdRange(args.filter),
       };
       const fields = connectionNodeFields(info);
       return keysetConnection(
