@@ -9,7 +9,7 @@ import type { GraphQLContext } from './context.ts';
  * the same field merged into one. @skip/@include are ignored: a superset of
  * what is needed is always safe.
  */
-export function connectionNodeFields(info: GraphQLResolveInfo): ReadonlySet<string> {
+export function connectionNodeFields(info: Pick<GraphQLResolveInfo, 'fieldNodes' | 'fragments'>): ReadonlySet<string> {
   const names = new Set<string>();
   const fieldsOf = (selectionSet: SelectionSetNode | undefined, visit: (name: string, set: SelectionSetNode | undefined) => void) => {
     for (const selection of selectionSet?.selections ?? []) {

@@ -6,6 +6,8 @@ import { idOfType } from '../../graphql/global-id.ts';
 import { SortOrderEnum } from '../../graphql/lists.ts';
 import { connectionNodeFields, detailColumns } from '../../graphql/selection.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
+import { prefetchChildren, prefetched, registerPrefetch } from '../../graphql/prefetch.ts';
+import { findAgentOfSession, type AgentRow } from '../agents/repo.ts';
 import { AgentRef } from '../agents/schema.ts';
 import { UserRef } from '../users/schema.ts';
 import {
@@ -40,7 +42,11 @@ export const SessionRef = builder.loadableNode('Session', {
   toKey: (session: SessionNode) => session.id,
   sort: true,
   fields: (t) => ({
-    agent: t.field({ type: AgentRef, resolve: (session) => session.agentId }),
+    agent: t.field({
+      type: AgentRef,
+      resolve: (session, _args, context, info) =>
+        prefetched<AgentRow | undefined>(context, info, session.id)?.then((agent) => agent ?? session.agentId) ?? session.agentId,
+    }),
     status: t.expose('status', { type: SessionStatusEnum }),
     startedBy: t.field({ type: UserRef, nullable: true, resolve: (session, _args, context) => detail(session, 'startedBy', context) }),
     startedAt: t.field({ type: 'DateTime', resolve: (session, _args, context) => detail(session, 'startedAt', context) }),
@@ -103,9 +109,16 @@ builder.queryFields((t) => ({
     nullable: true,
     authScopes: { viewer: true },
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_root, args) => idOfType(args.id, 'Session') ?? null,
+    resolve: (_root, args, context, info) => {
+      const id = idOfType(args.id, 'Session');
+      if (id) prefetchChildren(context, info, 'Session', id);
+      return id ?? null;
+    },
   }),
 }));
+
+// `session(id) { agent }`: read with the session (src/graphql/prefetch.ts).
+registerPrefetch('Session', 'agent', (context, sessionId) => context.db.run((tx) => findAgentOfSession(tx, sessionId)));
 
 builder.objectFields(AgentRef, (t) => ({
   sessions: t.loadable({

@@ -1,12 +1,14 @@
 import { z } from 'zod';
 import { notFound } from '../../errors.ts';
 import { builder } from '../../graphql/builder.ts';
-import { keysetConnection } from '../../graphql/connection.ts';
+import { pathDataloaderGetter } from '@pothos/plugin-dataloader';
+import { keysetConnection, type ConnectionArgs } from '../../graphql/connection.ts';
 import type { GraphQLContext } from '../../graphql/context.ts';
 import { idOfType } from '../../graphql/global-id.ts';
 import { createdRange, createdRangeFields, SortOrderEnum } from '../../graphql/lists.ts';
 import { connectionNodeFields, detailColumns } from '../../graphql/selection.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
+import { prefetched, registerPrefetch } from '../../graphql/prefetch.ts';
 import { isUuid } from '../../auth/tokens.ts';
 import { SessionRef } from '../sessions/schema.ts';
 import { UserRef } from '../users/schema.ts';
@@ -99,25 +101,44 @@ builder.queryFields((t) => ({
   }),
 }));
 
+type SessionTasksArgs = ConnectionArgs & { status?: TaskRow['status'] | null };
+
+/** One page of tasks for each session, in one statement, with the columns `fields` need. */
+function tasksOfSessions(context: GraphQLContext, sessionIds: readonly string[], args: SessionTasksArgs, fields: ReadonlySet<string>) {
+  let rows: Promise<TaskNode[]> | undefined;
+  return Promise.all(
+    sessionIds.map((sessionId) =>
+      keysetConnection(args, async (page) => {
+        rows ??= context.db.run((tx) => listTasksOfSessions(tx, sessionIds, { status: args.status ?? undefined }, page, fields));
+        return (await rows).filter((row) => row.sessionId === sessionId);
+      }),
+    ),
+  );
+}
+
+/** Batched across the sessions at one path of the query (each path has its own arguments). */
+const sessionTasksLoader = pathDataloaderGetter(
+  undefined,
+  (sessionIds: string[], context, args: SessionTasksArgs, info) => tasksOfSessions(context as GraphQLContext, sessionIds, args, connectionNodeFields(info)),
+  undefined,
+  false,
+  true,
+);
+
+// `session(id) { tasks }`: read with the session (src/graphql/prefetch.ts).
+registerPrefetch('Session', 'tasks', async (context, sessionId, child) => {
+  const [connection] = await tasksOfSessions(context, [sessionId], child.args, connectionNodeFields(child));
+  return connection;
+});
+
 builder.objectFields(SessionRef, (t) => ({
-  tasks: t.loadable({
+  tasks: t.field({
     type: TaskConnection,
     description: "This session's tasks, oldest first; batched across sessions",
-    byPath: true,
     args: { ...t.arg.connectionArgs(), status: t.arg({ type: TaskStatusEnum, required: false }) },
-    load: (sessionIds: string[], context, args, info) => {
-      const fields = connectionNodeFields(info);
-      let rows: Promise<TaskNode[]> | undefined;
-      return Promise.all(
-        sessionIds.map((sessionId) =>
-          keysetConnection(args, async (page) => {
-            rows ??= context.db.run((tx) => listTasksOfSessions(tx, sessionIds, { status: args.status ?? undefined }, page, fields));
-            return (await rows).filter((row) => row.sessionId === sessionId);
-          }),
-        ),
-      );
-    },
-    resolve: (session) => session.id,
+    resolve: (session, args, context, info) =>
+      prefetched<Awaited<ReturnType<typeof tasksOfSessions>>[number]>(context, info, session.id) ??
+      sessionTasksLoader(args, context, info).load(session.id),
   }),
 }));
 

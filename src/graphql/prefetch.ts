@@ -1,0 +1,85 @@
+// Lookahead for root fields that name one row by id. GraphQL resolves a level
+// at a time, so `session(id) { agent tasks }` would read the session in one
+// round trip and its agent and tasks in the next. The children that only need
+// the row's id (a session's tasks, its agent) can be read with the row: the
+// root field starts them in the same tick, and the child fields pick up what
+// was started for their path instead of loading again. Everything runs in the
+// request's transaction under RLS: a prefetch for a row that turns out not to
+// exist (or to be another tenant's) reads nothing and is never used.
+import { createContextCache } from '@pothos/core';
+import {
+  getArgumentValues,
+  isObjectType,
+  Kind,
+  type FieldNode,
+  type FragmentDefinitionNode,
+  type GraphQLResolveInfo,
+  type SelectionSetNode,
+} from 'graphql';
+import type { GraphQLContext } from './context.ts';
+
+/** What a child field needs to start its read: its arguments and its own selection. */
+export type ChildSelection = {
+  readonly args: Record<string, unknown>;
+  readonly fieldNodes: readonly FieldNode[];
+  readonly fragments: Record<string, FragmentDefinitionNode>;
+};
+
+type Prefetch = (context: GraphQLContext, parentId: string, child: ChildSelection) => Promise<unknown>;
+
+/** By `Type.field`: how to start that child from its parent's id. Schema configuration, set once at start-up. */
+const prefetches = new Map<string, Prefetch>();
+
+/** Per request: what was started, by response path and parent id. */
+const started = createContextCache(() => new Map<string, Promise<unknown>>());
+
+/** Declares that `typeName.fieldName` can be read from the parent's id alone (see `prefetched`). */
+export function registerPrefetch(typeName: string, fieldName: string, prefetch: Prefetch): void {
+  prefetches.set(`${typeName}.${fieldName}`, prefetch);
+}
+
+/**
+ * From a field resolving one `typeName` row by `id`: starts every selected
+ * child that has a registered prefetch. Selections are followed through
+ * fragments; @skip/@include are ignored (an unused read costs, never misleads).
+ */
+export function prefetchChildren(context: GraphQLContext, info: GraphQLResolveInfo, typeName: string, id: string): void {
+  const type = info.schema.getType(typeName);
+  if (!isObjectType(type)) return;
+  const path = pathKey(info.path);
+  for (const [responseKey, fieldNodes] of selectedFields(info.fieldNodes, info.fragments)) {
+    const name = fieldNodes[0]!.name.value;
+    const prefetch = prefetches.get(`${typeName}.${name}`);
+    const field = type.getFields()[name];
+    if (!prefetch || !field) continue;
+    const args = getArgumentValues(field, fieldNodes[0]!, info.variableValues);
+    const promise = prefetch(context, id, { args, fieldNodes, fragments: info.fragments });
+    promise.catch(() => {}); // observed by the child field, if it runs
+    started(context).set(`${path}.${responseKey}|${id}`, promise);
+  }
+}
+
+/** What `prefetchChildren` started for the field being resolved on the row `parentId`, if anything. */
+export function prefetched<T>(context: GraphQLContext, info: GraphQLResolveInfo, parentId: string): Promise<T> | undefined {
+  return started(context).get(`${pathKey(info.path)}|${parentId}`) as Promise<T> | undefined;
+}
+
+/** The response keys selected under `fieldNodes` (merged, through fragments), each with its field nodes. */
+function selectedFields(fieldNodes: readonly FieldNode[], fragments: Record<string, FragmentDefinitionNode>): Map<string, FieldNode[]> {
+  const fields = new Map<string, FieldNode[]>();
+  const collect = (selectionSet: SelectionSetNode | undefined) => {
+    for (const selection of selectionSet?.selections ?? []) {
+      if (selection.kind === Kind.FIELD) {
+        const key = selection.alias?.value ?? selection.name.value;
+        fields.set(key, [...(fields.get(key) ?? []), selection]);
+      } else if (selection.kind === Kind.INLINE_FRAGMENT) collect(selection.selectionSet);
+      else collect(fragments[selection.name.value]?.selectionSet);
+    }
+  };
+  for (const node of fieldNodes) collect(node.selectionSet);
+  return fields;
+}
+
+function pathKey(path: GraphQLResolveInfo['path'] | undefined): string {
+  return path ? (path.prev ? `${pathKey(path.prev)}.${path.key}` : String(path.key)) : '';
+}

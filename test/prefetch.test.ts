@@ -1,0 +1,125 @@
+// A row by id is read together with the children that need only its id
+// (src/graphql/prefetch.ts): `session(id) { agent tasks }` answers exactly
+// what the same selection answers through `node(id)` (which reads level by
+// level), through arguments, aliases, fragments, variables and cursors, on the
+// fast path and through Yoga; each child is read once; another tenant's id
+// reads as null.
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { encodeGlobalId } from '../src/graphql/global-id.ts';
+import { createTestApp, createTestTenant, insertAgents, type TestApp, type TestTenant } from './helpers/app.ts';
+import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
+
+let db: TestDatabase;
+let api: TestApp;
+let tenant: TestTenant;
+let other: TestTenant;
+let sessionId: string;
+let foreignSessionId: string;
+const statements: string[] = [];
+
+async function insertSession(owner: TestDatabase['owner'], of: TestTenant, name: string): Promise<string> {
+  const { userId } = of.members.MEMBER;
+  const [agentId] = await insertAgents(owner, of.id, userId, [name]);
+  const [session] = await owner<{ id: string }[]>`
+    insert into app.sessions (tenant_id, agent_id, started_by) values (${of.id}, ${agentId!}, ${userId}) returning id`;
+  await owner`
+    insert into app.tasks (tenant_id, session_id, title, created_by, created_at)
+    select ${of.id}, ${session!.id}, 'task ' || g, ${userId}, '2026-01-01'::timestamptz + g * interval '1 second' from generate_series(1, 5) g`;
+  await owner`update app.tasks set status = 'running' where session_id = ${session!.id} and title in ('task 2', 'task 4')`;
+  return encodeGlobalId('Session', session!.id);
+}
+
+beforeAll(async () => {
+  db = await useTestDatabase();
+  api = createTestApp(db.appPool(2, (query) => statements.push(query)));
+  tenant = await createTestTenant(db.owner, 'prefetch-a');
+  other = await createTestTenant(db.owner, 'prefetch-b');
+  sessionId = await insertSession(db.owner, tenant, 'runner');
+  foreignSessionId = await insertSession(db.owner, other, 'foreign runner');
+});
+
+beforeEach(() => {
+  statements.length = 0;
+});
+
+const SELECTIONS = {
+  'agent and tasks': '{ id status agent { id name kind } tasks(first: 10) { edges { cursor node { id title status } } pageInfo { hasNextPage endCursor } } }',
+  'arguments and aliases': `{
+    agent { name }
+    running: tasks(status: RUNNING) { edges { node { title } } }
+    firstTwo: tasks(first: 2) { edges { node { title } } pageInfo { hasNextPage } }
+    lastOne: tasks(last: 1) { edges { node { title } } pageInfo { hasPreviousPage } }
+  }`,
+  'fragments and merged fields': `{
+    ...withAgent
+    ... on Session { tasks(first: 3) { edges { node { id } } } }
+    tasks(first: 3) { edges { node { title } } }
+  }`,
+  'a skipped child': '{ id tasks(first: 2) @skip(if: true) { edges { node { id } } } agent @include(if: false) { id } }',
+};
+const FRAGMENTS = 'fragment withAgent on Session { agent { id name } }';
+
+/** The same selection on `session(id)` (prefetched) and on `node(id)` (level by level). */
+async function bothWays(selection: string, variables: Record<string, unknown>, viaYoga = false) {
+  const token = tenant.members.VIEWER.token;
+  const fragments = selection.includes('...withAgent') ? FRAGMENTS : '';
+  const byField = await api.request(`query($id: ID!) { row: session(id: $id) ${selection} } ${fragments}`, { token, variables, viaYoga });
+  const byNode = await api.request(`query($id: ID!) { row: node(id: $id) { ... on Session ${selection} } } ${fragments}`, {
+    token,
+    variables,
+    viaYoga,
+  });
+  return { byField, byNode };
+}
+
+describe.each([false, true])('through Yoga: %s', (viaYoga) => {
+  it.each(Object.entries(SELECTIONS))('%s: the same answer as level by level', async (_name, selection) => {
+    const { byField, byNode } = await bothWays(selection, { id: sessionId }, viaYoga);
+    expect(byField.body.errors).toBeUndefined();
+    expect(byField.body.data?.row).toBeTruthy();
+    expect(byField.body).toEqual(byNode.body);
+  });
+});
+
+it('arguments from variables and a cursor page read the same rows', async () => {
+  const selection = '{ tasks(first: $first, after: $after) { edges { node { title } } } }';
+  const query = (field: string) => `query($id: ID!, $first: Int, $after: String) { ${field} }`;
+  const token = tenant.members.VIEWER.token;
+  const first = await api.request(`query($id: ID!) { session(id: $id) { tasks(first: 2) { edges { cursor } } } }`, { token, variables: { id: sessionId } });
+  const edges = (first.body.data!.session as { tasks: { edges: { cursor: string }[] } }).tasks.edges;
+  const variables = { id: sessionId, first: 2, after: edges[1]!.cursor };
+  const byField = await api.request(query(`row: session(id: $id) ${selection}`), { token, variables });
+  const byNode = await api.request(query(`row: node(id: $id) { ... on Session ${selection} }`), { token, variables });
+  expect(byField.body).toEqual({ data: { row: { tasks: { edges: [{ node: { title: 'task 3' } }, { node: { title: 'task 4' } }] } } } });
+  expect(byField.body).toEqual(byNode.body);
+});
+
+it.each([
+  ['agent and tasks', 1],
+  ['arguments and aliases', 3],
+] as const)('%s: each child is read once, with the row', async (name, taskLists) => {
+  const response = await api.request(`query($id: ID!) { session(id: $id) ${SELECTIONS[name]} }`, {
+    token: tenant.members.VIEWER.token,
+    variables: { id: sessionId },
+  });
+  expect(response.body.errors).toBeUndefined();
+  expect(statements.filter((text) => /from app\.tasks\b/.test(text))).toHaveLength(taskLists);
+  expect(statements.filter((text) => /from app\.agents\b/.test(text))).toHaveLength(1);
+  expect(statements.filter((text) => /from app\.sessions\b/.test(text))).toHaveLength(2); // the row, and the agent's subquery
+});
+
+it("another tenant's session reads as null, as one that does not exist", async () => {
+  const token = tenant.members.VIEWER.token;
+  const query = `query($id: ID!) { session(id: $id) ${SELECTIONS['agent and tasks']} }`;
+  const foreign = await api.request(query, { token, variables: { id: foreignSessionId } });
+  const missing = await api.request(query, { token, variables: { id: encodeGlobalId('Session', '00000000-0000-4000-8000-000000000000') } });
+  expect(foreign.body).toEqual({ data: { session: null } });
+  expect(missing.body).toEqual(foreign.body);
+});
+
+it('a bad argument of a prefetched child is the same error as level by level', async () => {
+  const { byField, byNode } = await bothWays('{ tasks(first: 2, after: "not-a-cursor") { edges { node { id } } } }', { id: sessionId });
+  expect(byField.body.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+  expect(byField.body.errors?.[0]?.message).toBe(byNode.body.errors?.[0]?.message);
+  expect(byField.body.data).toEqual({ row: null });
+});
