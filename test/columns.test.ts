@@ -138,6 +138,37 @@ describe('what a list reads', () => {
     }
   });
 
+  it('reads positions only when a cursor is asked for', async () => {
+    const reads = async (selection: string) => listStatement(await sentFor(`{ agents(first: 2) ${selection} }`), 'agents');
+    expect(await reads('{ edges { node { name } } pageInfo { hasNextPage } }')).not.toMatch(/as position/);
+    for (const asks of ['{ edges { cursor } }', '{ pageInfo { endCursor } }', '{ pageInfo { startCursor } }', '{ ...on AgentConnection { edges { cursor } } }']) {
+      expect(await reads(asks), asks).toMatch(/as position/);
+    }
+  });
+
+  it.each(LISTS.map((entry) => [`${entry.type} via ${entry.path.join('.')}`, entry] as const))(
+    '%s: cursors alone are the cursors read with every field, and page on',
+    async (_name, entry) => {
+      const variables = { s: encodeGlobalId('Session', sessionId) };
+      const request = async (query: string) => {
+        const response = await api.request(query, { token: tenant.members.VIEWER.token, variables });
+        expect(response.body.errors, JSON.stringify(response.body.errors)).toBeUndefined();
+        return entry.path.reduce<unknown>((value, key) => (value as Record<string | number, unknown>)[key], response.body.data) as {
+          edges: { cursor: string }[];
+          pageInfo: { endCursor: string };
+        };
+      };
+      const withCursors = (selection: string) => entry.query(selection).replace(/(list: [^{]+\{ )edges \{/, '$1pageInfo { endCursor } edges { cursor');
+      const alone = await request(withCursors(''));
+      const all = await request(withCursors(fieldsOf(entry.type).map(selectionOf).join(' ')));
+      expect(alone.edges.length).toBeGreaterThan(0);
+      expect(alone.edges.map((edge) => edge.cursor)).toEqual(all.edges.map((edge) => edge.cursor));
+      expect(alone.pageInfo.endCursor).toBe(alone.edges.at(-1)!.cursor);
+      const next = await request(entry.query('').replace(/list: (\w+)/, `list: $1(after: "${alone.edges[0]!.cursor}")`));
+      expect(next.edges.length).toBe(alone.edges.length - 1);
+    },
+  );
+
   it('a column a row lacks is read from the whole row; one it has is not', async () => {
     type Row = { id: string; config: Record<string, unknown> };
     const whole = (): Promise<Row> => Promise.resolve({ id: 'x', config: { loaded: true } });

@@ -1,5 +1,5 @@
 // Relay connections over keyset pages: cursors are opaque positions.
-import { resolveCursorConnection } from '@pothos/plugin-relay';
+import { parseCursorConnectionArgs } from '@pothos/core';
 import { isUuid } from '../auth/tokens.ts';
 import type { KeysetPage, Position } from '../db/keyset.ts';
 import { badUserInput } from '../errors.ts';
@@ -27,15 +27,45 @@ export function decodeCursor(cursor: string | null | undefined, argument: string
   return { at, id };
 }
 
-/** A page of at most 100 (20 by default) rows fetched by `load`, as a Relay connection. */
-export function keysetConnection<Row extends { id: string; position: string }>(
-  args: ConnectionArgs,
-  load: (page: KeysetPage) => Promise<Row[]>,
-  newestFirst = false,
-) {
-  return resolveCursorConnection<Promise<Row[]>>(
-    { args, toCursor: (row) => encodeCursor({ at: row.position, id: row.id }), defaultSize: 20, maxSize: 100 },
-    ({ before, after, limit, inverted }) =>
-      load({ after: decodeCursor(after, 'after'), before: decodeCursor(before, 'before'), limit, inverted, newestFirst }),
-  );
+/** A row of a keyset list: `position` is read only when the request asks for a cursor (see `connectionNodeFields`). */
+export type KeysetRow = { readonly id: string; readonly position?: string | undefined };
+
+/** An edge whose cursor is encoded only if the request asks for it. */
+class Edge<Row extends KeysetRow> {
+  readonly node: Row;
+  constructor(node: Row) {
+    this.node = node;
+  }
+  get cursor(): string {
+    const { position, id } = this.node;
+    if (position === undefined) throw new Error('a cursor was asked of a row read without its position');
+    return encodeCursor({ at: position, id });
+  }
+}
+
+/**
+ * A page of at most 100 (20 by default) rows fetched by `load`, as a Relay
+ * connection (the argument rules of Pothos' resolveCursorConnection, whose
+ * edges encode every cursor up front: here only the cursors asked for are).
+ */
+export async function keysetConnection<Row extends KeysetRow>(args: ConnectionArgs, load: (page: KeysetPage) => Promise<Row[]>, newestFirst = false) {
+  const { before, after, limit, inverted, expectedSize, hasPreviousPage, hasNextPage } = parseCursorConnectionArgs({ args, defaultSize: 20, maxSize: 100 });
+  const rows = await load({ after: decodeCursor(after, 'after'), before: decodeCursor(before, 'before'), limit, inverted, newestFirst });
+  const page = rows.slice(0, expectedSize);
+  if (inverted) page.reverse();
+  const edges = page.map((row) => new Edge(row));
+  const empty = args.after ?? args.before ?? '';
+  return {
+    edges,
+    pageInfo: {
+      get startCursor() {
+        return edges[0]?.cursor ?? empty;
+      },
+      get endCursor() {
+        return edges.at(-1)?.cursor ?? empty;
+      },
+      hasPreviousPage: hasPreviousPage(rows.length),
+      hasNextPage: hasNextPage(rows.length),
+    },
+  };
 }

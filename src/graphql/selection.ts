@@ -6,7 +6,9 @@ import type { GraphQLContext } from './context.ts';
 /**
  * Every field name selected on the nodes of the connection being resolved
  * (`edges { node { … } }`), through fragments and across every selection of
- * the same field merged into one. @skip/@include are ignored: a superset of
+ * the same field merged into one, and `cursor` when the request asks for a
+ * cursor (`edges { cursor }`, `pageInfo { startCursor endCursor }`): the rows'
+ * positions are read only then. @skip/@include are ignored: a superset of
  * what is needed is always safe.
  */
 export function connectionNodeFields(info: Pick<GraphQLResolveInfo, 'fieldNodes' | 'fragments'>): ReadonlySet<string> {
@@ -19,11 +21,17 @@ export function connectionNodeFields(info: Pick<GraphQLResolveInfo, 'fieldNodes'
     }
   };
   for (const field of info.fieldNodes) {
-    fieldsOf(field.selectionSet, (edges, edgesSet) => {
-      if (edges !== 'edges') return;
-      fieldsOf(edgesSet, (node, nodeSet) => {
-        if (node === 'node') fieldsOf(nodeSet, (name) => names.add(name));
-      });
+    fieldsOf(field.selectionSet, (name, set) => {
+      if (name === 'edges') {
+        fieldsOf(set, (edge, nodeSet) => {
+          if (edge === 'node') fieldsOf(nodeSet, (nodeField) => names.add(nodeField));
+          else if (edge === 'cursor') names.add('cursor');
+        });
+      } else if (name === 'pageInfo') {
+        fieldsOf(set, (pageField) => {
+          if (pageField === 'startCursor' || pageField === 'endCursor') names.add('cursor');
+        });
+      }
     });
   }
   return names;

@@ -22,16 +22,17 @@ export type AgentRow = {
 };
 
 /** An agent as a list may read it: these columns always, the others when asked for. */
-export type AgentNode = Pick<AgentRow, 'id' | 'name' | 'kind' | 'status' | 'position'> & Partial<AgentRow>;
+export type AgentNode = Pick<AgentRow, 'id' | 'name' | 'kind' | 'status'> & Partial<AgentRow>;
 
 export type AgentInput = { name: string; kind: string; description: string; model: string; config: Record<string, unknown> };
 export type AgentFilter = { status?: AgentStatus | undefined; createdAfter?: Date | undefined; createdBefore?: Date | undefined };
 
 const agentGroups: readonly ColumnGroup[] = [
-  { fields: ['id', 'name', 'kind', 'status', 'sessions'], sql: `id, name, kind, status, ${positionSql('created_at')}` },
+  { fields: ['id', 'name', 'kind', 'status', 'sessions'], sql: `id, name, kind, status` },
   { fields: ['createdAt', 'updatedAt'], sql: `created_at as "createdAt", updated_at as "updatedAt"` },
   { fields: ['createdBy'], sql: `created_by as "createdBy"` },
   { fields: ['description', 'model', 'config'], sql: `description, model, config` },
+  { fields: ['cursor'], sql: positionSql('created_at') },
 ];
 const agentColumns = (tx: Tx) => columns(tx, agentGroups);
 

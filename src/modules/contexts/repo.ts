@@ -23,7 +23,7 @@ export type ContextRow = {
 };
 
 /** A context as a list may read it: these columns always, the others when asked for. */
-export type ContextNode = Pick<ContextRow, 'id' | 'kind' | 'title' | 'contentBytes' | 'tags' | 'agentId' | 'sessionId' | 'position'> &
+export type ContextNode = Pick<ContextRow, 'id' | 'kind' | 'title' | 'contentBytes' | 'tags' | 'agentId' | 'sessionId'> &
   Partial<ContextRow>;
 
 export type ContextFilter = {
@@ -51,12 +51,12 @@ const contextGroups: readonly ColumnGroup[] = [
   {
     fields: ['id', 'kind', 'title', 'contentBytes', 'tags', 'agent', 'session'],
     sql: `
-      id, kind, title, content_bytes as "contentBytes", tags, agent_id as "agentId", session_id as "sessionId",
-      ${positionSql('created_at')}`,
+      id, kind, title, content_bytes as "contentBytes", tags, agent_id as "agentId", session_id as "sessionId"`,
   },
   { fields: ['createdAt', 'updatedAt'], sql: `created_at as "createdAt", updated_at as "updatedAt"` },
   { fields: ['createdBy'], sql: `created_by as "createdBy"` },
   { fields: ['content'], sql: `content` },
+  { fields: ['cursor'], sql: positionSql('created_at') },
 ];
 const contextColumns = (tx: Tx) => columns(tx, contextGroups);
 

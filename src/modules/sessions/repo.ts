@@ -20,7 +20,7 @@ export type SessionRow = {
 };
 
 /** A session as a list may read it: these columns always, the others when asked for. */
-export type SessionNode = Pick<SessionRow, 'id' | 'agentId' | 'status' | 'tokensUsed' | 'position'> & Partial<SessionRow>;
+export type SessionNode = Pick<SessionRow, 'id' | 'agentId' | 'status' | 'tokensUsed'> & Partial<SessionRow>;
 
 export type SessionFilter = {
   status?: SessionStatus | undefined;
@@ -32,13 +32,11 @@ export type SessionFilter = {
 type Json = Parameters<Tx['json']>[0];
 
 const sessionGroups: readonly ColumnGroup[] = [
-  {
-    fields: ['id', 'agent', 'status', 'tokensUsed', 'tasks'],
-    sql: `id, agent_id as "agentId", status, tokens_used::float8 as "tokensUsed", ${positionSql('started_at')}`,
-  },
+  { fields: ['id', 'agent', 'status', 'tokensUsed', 'tasks'], sql: `id, agent_id as "agentId", status, tokens_used::float8 as "tokensUsed"` },
   { fields: ['startedAt', 'endedAt'], sql: `started_at as "startedAt", ended_at as "endedAt"` },
   { fields: ['startedBy'], sql: `started_by as "startedBy"` },
   { fields: ['metadata'], sql: `metadata` },
+  { fields: ['cursor'], sql: positionSql('started_at') },
 ];
 const sessionColumns = (tx: Tx) => columns(tx, sessionGroups);
 

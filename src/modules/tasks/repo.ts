@@ -23,7 +23,7 @@ export type TaskRow = {
 };
 
 /** A task as a list may read it: these columns always, the others when asked for. */
-export type TaskNode = Pick<TaskRow, 'id' | 'sessionId' | 'title' | 'status' | 'tokens' | 'position'> & Partial<TaskRow>;
+export type TaskNode = Pick<TaskRow, 'id' | 'sessionId' | 'title' | 'status' | 'tokens'> & Partial<TaskRow>;
 
 export type TaskFilter = {
   status?: TaskStatus | undefined;
@@ -40,13 +40,11 @@ export type TaskProgress = { status: TaskStatus; output?: Record<string, unknown
 type Json = Parameters<Tx['json']>[0];
 
 const taskGroups: readonly ColumnGroup[] = [
-  {
-    fields: ['id', 'session', 'title', 'status', 'tokens'],
-    sql: `id, session_id as "sessionId", title, status, tokens::float8 as tokens, ${positionSql('created_at')}`,
-  },
+  { fields: ['id', 'session', 'title', 'status', 'tokens'], sql: `id, session_id as "sessionId", title, status, tokens::float8 as tokens` },
   { fields: ['createdAt', 'updatedAt'], sql: `created_at as "createdAt", updated_at as "updatedAt"` },
   { fields: ['assignee', 'createdBy'], sql: `assignee_id as "assigneeId", created_by as "createdBy"` },
   { fields: ['input', 'output'], sql: `input, output` },
+  { fields: ['cursor'], sql: positionSql('created_at') },
 ];
 const taskColumns = (tx: Tx) => columns(tx, taskGroups);
 
