@@ -146,6 +146,7 @@ describe('roles', () => {
       'app_private.begin_api_key_request',
       'app_private.begin_platform_request',
       'app_private.begin_request',
+      'app_private.is_operator',
       'app_private.my_memberships',
       'app_private.operator_create_tenant',
       'app_private.operator_invite',

@@ -47,7 +47,7 @@ async function plansOf(query: string, match: RegExp): Promise<string[]> {
   for (const statement of statements) {
     await sql.begin(async (tx) => {
       await tx`set local role tenancy_app`;
-      await tx`select app_private.begin_request(${tenant.slug}, ${tenant.members.VIEWER.userId})`;
+      await tx`select app_private.begin_request(null, ${tenant.slug}, ${tenant.members.VIEWER.userId})`;
       const rows = await tx.unsafe(`explain ${statement.query}`, statement.parameters as postgres.ParameterOrJSON<never>[]);
       plans.push(rows.map((row) => String(row['QUERY PLAN'])).join('\n'));
     });

@@ -66,6 +66,17 @@ describe('the operator capability', () => {
     await db.owner`delete from app.memberships where tenant_id = ${acme.id} and user_id = ${operatorId}`;
   });
 
+  it('inside a tenant, is asked of the database only when a field needs it', async () => {
+    await db.owner`insert into app.memberships (tenant_id, user_id, role) values (${acme.id}, ${operatorId}, 'VIEWER')`;
+    const MIXED = '{ viewer { role } platformTenants(first: 1) { edges { node { slug } } } }';
+    const asOperator = await api.request(MIXED, { token: await tokenFor(operatorId, acme.id) });
+    expect(asOperator.body.errors).toBeUndefined();
+    expect(asOperator.body.data).toEqual({ viewer: { role: 'VIEWER' }, platformTenants: { edges: [{ node: { slug: 'life-acme' } }] } });
+    const asAdmin = await api.request(MIXED, { token: acme.members.ADMIN.token });
+    await db.owner`delete from app.memberships where tenant_id = ${acme.id} and user_id = ${operatorId}`;
+    expect(codes(asAdmin)).toEqual(['FORBIDDEN']);
+  });
+
   it('creates a tenant with a plan and invites its first ADMIN; the invited user joins and works in it', async () => {
     const created = data<{ tenant: { id: string; slug: string; plan: string; status: string; usage: { quota: string; used: number; limit: number | null }[] }; adminInvitationToken: string }>(
       await api.request(

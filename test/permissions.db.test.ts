@@ -62,7 +62,7 @@ async function attempt(role: Role, action: Action): Promise<boolean> {
     .begin(async (tx) => {
       await seedOthers(tx, role);
       await tx`set local role tenancy_app`;
-      await tx`select app_private.begin_request(${tenant.slug}, ${tenant.members[role].userId})`;
+      await tx`select app_private.begin_request(null, ${tenant.slug}, ${tenant.members[role].userId})`;
       const changed = await tx.savepoint((sp) => action.attempt(sp, role)).catch((error: { code?: string }) => {
         if (error.code === '42501') return 0; // refused by a policy, a grant or a role trigger
         throw error;

@@ -2,6 +2,7 @@
 // (app_private.begin_request and its API-key and platform variants) checks the
 // credentials, tenant and membership and sets the transaction-local settings
 // every RLS policy reads.
+import { isUuid } from '../auth/tokens.ts';
 import { tenantNotFound, tenantRequired, tenantSuspended, unauthenticated } from '../errors.ts';
 import type { Role } from '../tenancy/roles.ts';
 import type { Sql, Tx } from './pool.ts';
@@ -36,8 +37,8 @@ export type Principal = {
   /** The signed-in user, or the user an API key acts for. */
   readonly userId: string;
   readonly apiKeyId: string | null;
-  /** A platform operator (read from the database, never from a claim). */
-  readonly operator: boolean;
+  /** Known from the start of platform and API-key transactions; otherwise see TenantTransaction.isOperator. */
+  readonly operator?: boolean;
   /** Undefined in a platform transaction. */
   readonly tenant: TenantContext | undefined;
 };
@@ -63,6 +64,7 @@ export class TenantTransaction {
   #opened: Promise<Opened> | undefined;
   #ended = false;
   #known: Principal | undefined;
+  #operator: Promise<boolean> | undefined;
 
   constructor(sql: Sql, selection: TenantSelection) {
     this.#sql = sql;
@@ -79,6 +81,18 @@ export class TenantTransaction {
     const { tenant } = await this.principal();
     if (!tenant) throw tenantRequired();
     return tenant;
+  }
+
+  /**
+   * Whether the user is a platform operator (read from the database, never
+   * from a claim; an API key never is). A signed-in user's tenant transaction
+   * asks only when a field needs to know, so other requests do not pay for it.
+   */
+  isOperator(): Promise<boolean> {
+    this.#operator ??= this.principal().then(
+      ({ operator }) => operator ?? this.run(async (tx) => (await tx<{ yes: boolean }[]>`select app_private.is_operator() as yes`)[0]!.yes),
+    );
+    return this.#operator;
   }
 
   /** Runs repository code inside the request transaction. */
@@ -162,38 +176,39 @@ export class TenantTransaction {
   }
 }
 
-type BeginRequestRow = {
+type TenantRow = {
   tenant_id: string;
   tenant_slug: string;
   tenant_name: string;
   tenant_status: 'active' | 'suspended';
   role: Role;
-  acting_user_id: string;
-  api_key_id: string | null;
-  is_operator: boolean;
 };
 
 async function beginRequest(tx: Tx, selection: TenantSelection, mode: TransactionMode): Promise<Principal> {
   const { credentials, tenant, allowedSlugs } = selection;
   const allowed = allowedSlugs ? tx.array([...allowedSlugs]) : null;
+  const tenantOf = (row: TenantRow): TenantContext => ({
+    id: row.tenant_id,
+    slug: row.tenant_slug,
+    name: row.tenant_name,
+    status: row.tenant_status,
+    role: row.role,
+  });
   try {
-    if (credentials.kind === 'user' && mode === 'platform') {
+    if (credentials.kind === 'apiKey') {
+      const [row] = await tx<(TenantRow & { acting_user_id: string; api_key_id: string })[]>`
+        select * from app_private.begin_api_key_request(${credentials.secretHash}, ${tenant ?? null}, ${allowed})`;
+      return { userId: row!.acting_user_id, apiKeyId: row!.api_key_id, operator: false, tenant: tenantOf(row!) };
+    }
+    if (mode === 'platform') {
       const [row] = await tx<{ is_operator: boolean }[]>`select * from app_private.begin_platform_request(${credentials.userId})`;
       return { userId: credentials.userId, apiKeyId: null, operator: row!.is_operator, tenant: undefined };
     }
-    const [row] =
-      credentials.kind === 'user'
-        ? await tx<BeginRequestRow[]>`
-            select * from app_private.begin_request(${tenant!}, ${credentials.userId}, ${credentials.roleCap ?? null}, ${allowed})`
-        : await tx<BeginRequestRow[]>`
-            select * from app_private.begin_api_key_request(${credentials.secretHash}, ${tenant ?? null}, ${allowed})`;
-    if (!row) throw new Error('begin_request returned no row');
-    return {
-      userId: row.acting_user_id,
-      apiKeyId: row.api_key_id,
-      operator: row.is_operator,
-      tenant: { id: row.tenant_id, slug: row.tenant_slug, name: row.tenant_name, status: row.tenant_status, role: row.role },
-    };
+    // The server knows whether it holds an id or a slug; the function need not find out.
+    const [row] = await tx<TenantRow[]>`
+      select * from app_private.begin_request(${isUuid(tenant) ? tenant : null}::uuid, ${isUuid(tenant) ? null : tenant!},
+                                              ${credentials.userId}, ${credentials.roleCap ?? null}, ${allowed})`;
+    return { userId: credentials.userId, apiKeyId: null, tenant: tenantOf(row!) };
   } catch (error) {
     throw tenantError(error, credentials.kind) ?? error;
   }

@@ -47,7 +47,7 @@ export const builder = new SchemaBuilder<{
         member: atLeast('MEMBER'),
         lead: atLeast('LEAD'),
         admin: atLeast('ADMIN'),
-        operator: async () => (await context.db.principal()).operator,
+        operator: () => context.db.isOperator(),
         person: context.db.byPerson,
       };
     },

@@ -57,7 +57,7 @@ end
 $$;
 
 -- 2. As tenant B's ADMIN, set exactly as the server sets it.
-select tenant_slug from app_private.begin_request('sql-tenant-b', 'b0000000-0000-4000-8000-0000000000b1');
+select tenant_slug from app_private.begin_request(null, 'sql-tenant-b', 'b0000000-0000-4000-8000-0000000000b1');
 
 do $$
 declare
@@ -134,11 +134,11 @@ declare
   missing_state text;
 begin
   begin
-    perform app_private.begin_request('sql-tenant-a', 'b0000000-0000-4000-8000-0000000000b1');
+    perform app_private.begin_request(null, 'sql-tenant-a', 'b0000000-0000-4000-8000-0000000000b1');
   exception when others then foreign_state := sqlstate;
   end;
   begin
-    perform app_private.begin_request('no-such-tenant', 'b0000000-0000-4000-8000-0000000000b1');
+    perform app_private.begin_request(null, 'no-such-tenant', 'b0000000-0000-4000-8000-0000000000b1');
   exception when others then missing_state := sqlstate;
   end;
   assert foreign_state = 'TN404' and missing_state = 'TN404', 'foreign and missing tenants answer differently';

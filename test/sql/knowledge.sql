@@ -34,7 +34,7 @@ begin
 end
 $$;
 
-select tenant_slug from app_private.begin_request('sql-know-b', 'e0000000-0000-4000-8000-0000000000b1');
+select tenant_slug from app_private.begin_request(null, 'sql-know-b', 'e0000000-0000-4000-8000-0000000000b1');
 do $$
 declare
   changed int;
@@ -83,7 +83,7 @@ end
 $$;
 
 -- A MEMBER creates no fine-tuning job.
-select role from app_private.begin_request('sql-know-b', 'e0000000-0000-4000-8000-0000000000b2');
+select role from app_private.begin_request(null, 'sql-know-b', 'e0000000-0000-4000-8000-0000000000b2');
 do $$
 begin
   begin
@@ -96,7 +96,7 @@ end
 $$;
 
 -- A's LEAD: the context a job uses cannot be deleted; a finished job does not move again.
-select role from app_private.begin_request('sql-know-a', 'e0000000-0000-4000-8000-0000000000a1');
+select role from app_private.begin_request(null, 'sql-know-a', 'e0000000-0000-4000-8000-0000000000a1');
 do $$
 begin
   begin

@@ -57,7 +57,7 @@ end
 $$;
 
 -- 2. Tenant B's ADMIN: none of A's rows, no writes into A.
-select tenant_slug from app_private.begin_request('sql-life-b', 'b1000000-0000-4000-8000-0000000000b1');
+select tenant_slug from app_private.begin_request(null, 'sql-life-b', 'b1000000-0000-4000-8000-0000000000b1');
 do $$
 declare
   changed int;
@@ -114,7 +114,7 @@ end
 $$;
 
 -- 3. Tenant A: LEAD invites MEMBER or VIEWER only; MEMBER invites nobody.
-select role from app_private.begin_request('sql-life-a', 'a1000000-0000-4000-8000-0000000000a2');
+select role from app_private.begin_request(null, 'sql-life-a', 'a1000000-0000-4000-8000-0000000000a2');
 do $$
 begin
   insert into app.invitations (tenant_id, email, role, token_hash, invited_by, expires_at)
@@ -135,7 +135,7 @@ begin
 end
 $$;
 
-select role from app_private.begin_request('sql-life-a', 'a1000000-0000-4000-8000-0000000000a3');
+select role from app_private.begin_request(null, 'sql-life-a', 'a1000000-0000-4000-8000-0000000000a3');
 do $$
 begin
   begin

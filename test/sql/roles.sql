@@ -25,7 +25,7 @@ insert into app.agents (tenant_id, id, name, kind, created_by) values
 set local role tenancy_app;
 
 -- VIEWER: reads, writes nothing.
-select role from app_private.begin_request('sql-roles', 'c0000000-0000-4000-8000-0000000000c5');
+select role from app_private.begin_request(null, 'sql-roles', 'c0000000-0000-4000-8000-0000000000c5');
 do $$
 declare
   changed int;
@@ -47,7 +47,7 @@ end
 $$;
 
 -- MEMBER: creates as itself, changes only its own.
-select role from app_private.begin_request('sql-roles', 'c0000000-0000-4000-8000-0000000000c3');
+select role from app_private.begin_request(null, 'sql-roles', 'c0000000-0000-4000-8000-0000000000c3');
 do $$
 declare
   changed int;
@@ -78,7 +78,7 @@ end
 $$;
 
 -- ADMIN with a VIEWER role claim: the claim wins, it only lowers.
-select role from app_private.begin_request('sql-roles', 'c0000000-0000-4000-8000-0000000000c1', 'VIEWER');
+select role from app_private.begin_request(null, 'sql-roles', 'c0000000-0000-4000-8000-0000000000c1', 'VIEWER');
 do $$
 begin
   assert app.current_member_role() = 'VIEWER', 'role claim did not lower the role';
@@ -92,7 +92,7 @@ end
 $$;
 
 -- VIEWER with an ADMIN role claim: still VIEWER.
-select role from app_private.begin_request('sql-roles', 'c0000000-0000-4000-8000-0000000000c5', 'ADMIN');
+select role from app_private.begin_request(null, 'sql-roles', 'c0000000-0000-4000-8000-0000000000c5', 'ADMIN');
 do $$
 begin
   assert app.current_member_role() = 'VIEWER', 'role claim raised the role';
@@ -100,7 +100,7 @@ end
 $$;
 
 -- LEAD: changes and deletes anyone's agents, not memberships.
-select role from app_private.begin_request('sql-roles', 'c0000000-0000-4000-8000-0000000000c2');
+select role from app_private.begin_request(null, 'sql-roles', 'c0000000-0000-4000-8000-0000000000c2');
 do $$
 declare
   changed int;
@@ -118,7 +118,7 @@ end
 $$;
 
 -- ADMIN: changes memberships.
-select role from app_private.begin_request('sql-roles', 'c0000000-0000-4000-8000-0000000000c1');
+select role from app_private.begin_request(null, 'sql-roles', 'c0000000-0000-4000-8000-0000000000c1');
 do $$
 declare
   changed int;

@@ -48,7 +48,7 @@ end
 $$;
 
 -- Tenant B's ADMIN against A.
-select tenant_slug from app_private.begin_request('sql-runs-b', 'd0000000-0000-4000-8000-0000000000b1');
+select tenant_slug from app_private.begin_request(null, 'sql-runs-b', 'd0000000-0000-4000-8000-0000000000b1');
 do $$
 declare
   changed int;
@@ -102,7 +102,7 @@ end
 $$;
 
 -- Tenant A: roles and state machines.
-select role from app_private.begin_request('sql-runs-a', 'd0000000-0000-4000-8000-0000000000a2');
+select role from app_private.begin_request(null, 'sql-runs-a', 'd0000000-0000-4000-8000-0000000000a2');
 do $$
 declare
   changed int;
@@ -120,7 +120,7 @@ begin
 end
 $$;
 
-select role from app_private.begin_request('sql-runs-a', 'd0000000-0000-4000-8000-0000000000a1');
+select role from app_private.begin_request(null, 'sql-runs-a', 'd0000000-0000-4000-8000-0000000000a1');
 do $$
 begin
   begin
@@ -164,7 +164,7 @@ begin
 end
 $$;
 
-select role from app_private.begin_request('sql-runs-a', 'd0000000-0000-4000-8000-0000000000a3');
+select role from app_private.begin_request(null, 'sql-runs-a', 'd0000000-0000-4000-8000-0000000000a3');
 do $$
 declare
   changed int;
