@@ -55,6 +55,7 @@ const SELECTIONS = {
     ... on Session { tasks(first: 3) { edges { node { id } } } }
     tasks(first: 3) { edges { node { title } } }
   }`,
+  'every agent field': '{ agent { id name kind status description model config createdBy { email } createdAt updatedAt } }',
   'a skipped child': '{ id tasks(first: 2) @skip(if: true) { edges { node { id } } } agent @include(if: false) { id } }',
 };
 const FRAGMENTS = 'fragment withAgent on Session { agent { id name } }';
@@ -97,6 +98,7 @@ it('arguments from variables and a cursor page read the same rows', async () => 
 it.each([
   ['agent and tasks', 1],
   ['arguments and aliases', 3],
+  ['every agent field', 0],
 ] as const)('%s: each child is read once, with the row', async (name, taskLists) => {
   const response = await api.request(`query($id: ID!) { session(id: $id) ${SELECTIONS[name]} }`, {
     token: tenant.members.VIEWER.token,
@@ -106,6 +108,16 @@ it.each([
   expect(statements.filter((text) => /from app\.tasks\b/.test(text))).toHaveLength(taskLists);
   expect(statements.filter((text) => /from app\.agents\b/.test(text))).toHaveLength(1);
   expect(statements.filter((text) => /from app\.sessions\b/.test(text))).toHaveLength(2); // the row, and the agent's subquery
+});
+
+it("the agent is read with the columns its fields need", async () => {
+  const agentStatement = async (selection: string) => {
+    statements.length = 0;
+    await api.request(`query($id: ID!) { session(id: $id) { agent ${selection} } }`, { token: tenant.members.VIEWER.token, variables: { id: sessionId } });
+    return statements.find((text) => /from app\.agents\b/.test(text))!;
+  };
+  expect(await agentStatement('{ name }')).not.toMatch(/config|created_by|created_at/);
+  expect(await agentStatement('{ ... on Agent { config } }')).toMatch(/config/);
 });
 
 it("another tenant's session reads as null, as one that does not exist", async () => {

@@ -1,5 +1,5 @@
-// What a request asks of a connection's nodes, so a list selects only the
-// columns those fields need (src/db/columns.ts).
+// What a request asks of a connection's nodes or of an object, so a
+// statement selects only the columns those fields need (src/db/columns.ts).
 import { Kind, type GraphQLResolveInfo, type SelectionSetNode } from 'graphql';
 import type { GraphQLContext } from './context.ts';
 
@@ -11,15 +11,9 @@ import type { GraphQLContext } from './context.ts';
  * positions are read only then. @skip/@include are ignored: a superset of
  * what is needed is always safe.
  */
-export function connectionNodeFields(info: Pick<GraphQLResolveInfo, 'fieldNodes' | 'fragments'>): ReadonlySet<string> {
+export function connectionNodeFields(info: Selected): ReadonlySet<string> {
   const names = new Set<string>();
-  const fieldsOf = (selectionSet: SelectionSetNode | undefined, visit: (name: string, set: SelectionSetNode | undefined) => void) => {
-    for (const selection of selectionSet?.selections ?? []) {
-      if (selection.kind === Kind.FIELD) visit(selection.name.value, selection.selectionSet);
-      else if (selection.kind === Kind.INLINE_FRAGMENT) fieldsOf(selection.selectionSet, visit);
-      else fieldsOf(info.fragments[selection.name.value]?.selectionSet, visit);
-    }
-  };
+  const fieldsOf = walker(info);
   for (const field of info.fieldNodes) {
     fieldsOf(field.selectionSet, (name, set) => {
       if (name === 'edges') {
@@ -35,6 +29,28 @@ export function connectionNodeFields(info: Pick<GraphQLResolveInfo, 'fieldNodes'
     });
   }
   return names;
+}
+
+/** Every field name selected on the object being resolved, as `connectionNodeFields` sees a list's nodes. */
+export function objectFields(info: Selected): ReadonlySet<string> {
+  const names = new Set<string>();
+  const fieldsOf = walker(info);
+  for (const field of info.fieldNodes) fieldsOf(field.selectionSet, (name) => names.add(name));
+  return names;
+}
+
+type Selected = Pick<GraphQLResolveInfo, 'fieldNodes' | 'fragments'>;
+
+/** Visits the fields of a selection set, through inline fragments and fragment spreads. */
+function walker(info: Selected) {
+  const fieldsOf = (selectionSet: SelectionSetNode | undefined, visit: (name: string, set: SelectionSetNode | undefined) => void) => {
+    for (const selection of selectionSet?.selections ?? []) {
+      if (selection.kind === Kind.FIELD) visit(selection.name.value, selection.selectionSet);
+      else if (selection.kind === Kind.INLINE_FRAGMENT) fieldsOf(selection.selectionSet, visit);
+      else fieldsOf(info.fragments[selection.name.value]?.selectionSet, visit);
+    }
+  };
+  return fieldsOf;
 }
 
 /**

@@ -56,10 +56,10 @@ export async function findAgents(tx: Tx, ids: readonly string[]): Promise<AgentR
   return tx<AgentRow[]>`select ${agentColumns(tx)} from app.agents where ${idIn(tx, 'id', ids)}`;
 }
 
-/** The agent a session runs, read by the session's id. */
-export async function findAgentOfSession(tx: Tx, sessionId: string): Promise<AgentRow | undefined> {
-  const [row] = await tx<AgentRow[]>`
-    select ${agentColumns(tx)} from app.agents where id = (select agent_id from app.sessions where id = ${sessionId}::uuid)`;
+/** The agent a session runs, read by the session's id, with the columns `fields` need. */
+export async function findAgentOfSession(tx: Tx, sessionId: string, fields: ReadonlySet<string>): Promise<AgentNode | undefined> {
+  const [row] = await tx<AgentNode[]>`
+    select ${columns(tx, agentGroups, fields)} from app.agents where id = (select agent_id from app.sessions where id = ${sessionId}::uuid)`;
   return row;
 }
 

@@ -4,10 +4,10 @@ import { builder } from '../../graphql/builder.ts';
 import { keysetConnection } from '../../graphql/connection.ts';
 import { idOfType } from '../../graphql/global-id.ts';
 import { SortOrderEnum } from '../../graphql/lists.ts';
-import { connectionNodeFields, detailColumns } from '../../graphql/selection.ts';
+import { connectionNodeFields, detailColumns, objectFields } from '../../graphql/selection.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
 import { prefetchChildren, prefetched, registerPrefetch } from '../../graphql/prefetch.ts';
-import { findAgentOfSession, type AgentRow } from '../agents/repo.ts';
+import { findAgentOfSession, type AgentNode } from '../agents/repo.ts';
 import { AgentRef } from '../agents/schema.ts';
 import { UserRef } from '../users/schema.ts';
 import {
@@ -45,7 +45,7 @@ export const SessionRef = builder.loadableNode('Session', {
     agent: t.field({
       type: AgentRef,
       resolve: (session, _args, context, info) =>
-        prefetched<AgentRow | undefined>(context, info, session.id)?.then((agent) => agent ?? session.agentId) ?? session.agentId,
+        prefetched<AgentNode | undefined>(context, info, session.id)?.then((agent) => agent ?? session.agentId) ?? session.agentId,
     }),
     status: t.expose('status', { type: SessionStatusEnum }),
     startedBy: t.field({ type: UserRef, nullable: true, resolve: (session, _args, context) => detail(session, 'startedBy', context) }),
@@ -118,7 +118,7 @@ builder.queryFields((t) => ({
 }));
 
 // `session(id) { agent }`: read with the session (src/graphql/prefetch.ts).
-registerPrefetch('Session', 'agent', (context, sessionId) => context.db.run((tx) => findAgentOfSession(tx, sessionId)));
+registerPrefetch('Session', 'agent', (context, sessionId, child) => context.db.run((tx) => findAgentOfSession(tx, sessionId, objectFields(child))));
 
 builder.objectFields(AgentRef, (t) => ({
   sessions: t.loadable({
