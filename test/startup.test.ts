@@ -66,7 +66,8 @@ it('boots on an empty data folder and serves /health, /ready, GraphiQL and Graph
   const created = await graphql(server.url, adminToken, 'mutation { createAgent(input: { name: "survives restarts", kind: "assistant" }) { agent { name } } }');
   expect(created.body.errors).toBeUndefined();
   // Request lines are written within a second (src/logger.ts); they carry no token.
-  const logLines = () => server.output().split('\n').filter((line) => line.startsWith('{'));
+  const { output } = server;
+  const logLines = () => output().split('\n').filter((line) => line.startsWith('{'));
   const requestLine = (line: string) => line.includes('"msg":"request"') && line.includes('"tenantId"') && line.includes('"userId"');
   await expect.poll(() => logLines().some(requestLine), { timeout: 3_000 }).toBe(true);
   expect(logLines().join('\n')).not.toContain(adminToken);

@@ -52,8 +52,12 @@ export function prefetchChildren(context: GraphQLContext, info: GraphQLResolveIn
     const prefetch = prefetches.get(`${typeName}.${name}`);
     const field = type.getFields()[name];
     if (!prefetch || !field) continue;
-    const args = getArgumentValues(field, fieldNodes[0]!, info.variableValues);
-    const promise = prefetch(context, id, { args, fieldNodes, fragments: info.fragments });
+    let promise: Promise<unknown>;
+    try {
+      promise = prefetch(context, id, { args: getArgumentValues(field, fieldNodes[0]!, info.variableValues), fieldNodes, fragments: info.fragments });
+    } catch {
+      continue; // arguments the child field will refuse itself, with its own error
+    }
     promise.catch(() => {}); // observed by the child field, if it runs
     started(context).set(`${path}.${responseKey}|${id}`, promise);
   }
