@@ -14,10 +14,11 @@ let api: TestApp;
 let tenant: TestTenant;
 let other: TestTenant;
 let sessionId: string;
+let agentId: string;
 let foreignSessionId: string;
 const statements: string[] = [];
 
-async function insertSession(owner: TestDatabase['owner'], of: TestTenant, name: string): Promise<string> {
+async function insertSession(owner: TestDatabase['owner'], of: TestTenant, name: string): Promise<{ session: string; agent: string }> {
   const { userId } = of.members.MEMBER;
   const [agentId] = await insertAgents(owner, of.id, userId, [name]);
   const [session] = await owner<{ id: string }[]>`
@@ -26,7 +27,13 @@ async function insertSession(owner: TestDatabase['owner'], of: TestTenant, name:
     insert into app.tasks (tenant_id, session_id, title, created_by, created_at)
     select ${of.id}, ${session!.id}, 'task ' || g, ${userId}, '2026-01-01'::timestamptz + g * interval '1 second' from generate_series(1, 5) g`;
   await owner`update app.tasks set status = 'running' where session_id = ${session!.id} and title in ('task 2', 'task 4')`;
-  return encodeGlobalId('Session', session!.id);
+  // Two more sessions of the same agent, one of them ended.
+  const [, ended] = await owner<{ id: string }[]>`
+    insert into app.sessions (tenant_id, agent_id, started_by, started_at)
+    values (${of.id}, ${agentId!}, ${userId}, now() + interval '1 minute'), (${of.id}, ${agentId!}, ${userId}, now() + interval '2 minutes')
+    returning id`;
+  await owner`update app.sessions set status = 'completed', ended_at = now() where id = ${ended!.id}`;
+  return { session: encodeGlobalId('Session', session!.id), agent: encodeGlobalId('Agent', agentId!) };
 }
 
 beforeAll(async () => {
@@ -34,8 +41,8 @@ beforeAll(async () => {
   api = createTestApp(db.appPool(2, (query) => statements.push(query)));
   tenant = await createTestTenant(db.owner, 'prefetch-a');
   other = await createTestTenant(db.owner, 'prefetch-b');
-  sessionId = await insertSession(db.owner, tenant, 'runner');
-  foreignSessionId = await insertSession(db.owner, other, 'foreign runner');
+  ({ session: sessionId, agent: agentId } = await insertSession(db.owner, tenant, 'runner'));
+  ({ session: foreignSessionId } = await insertSession(db.owner, other, 'foreign runner'));
 });
 
 beforeEach(() => {
@@ -134,4 +141,28 @@ it('a bad argument of a prefetched child is the same error as level by level', a
   expect(byField.body.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
   expect(byField.body.errors?.[0]?.message).toBe(byNode.body.errors?.[0]?.message);
   expect(byField.body.data).toEqual({ row: null });
+});
+
+describe('agent(id) { sessions }', () => {
+  const AGENT_SELECTIONS = {
+    'sessions with their tasks': '{ name sessions(first: 5) { edges { cursor node { id status tasks(first: 2) { edges { node { title } } } } } } }',
+    'arguments and aliases': `{
+      newest: sessions(first: 1, orderBy: NEWEST_FIRST) { edges { node { status } } pageInfo { hasNextPage } }
+      ended: sessions(status: COMPLETED) { edges { node { status } } }
+      lastOne: sessions(last: 1) { edges { node { id } } }
+    }`,
+  };
+
+  it.each(Object.entries(AGENT_SELECTIONS))('%s: the same answer as level by level, each list read once', async (_name, selection) => {
+    const token = tenant.members.VIEWER.token;
+    const variables = { id: agentId };
+    const byField = await api.request(`query($id: ID!) { row: agent(id: $id) ${selection} }`, { token, variables });
+    const sent = [...statements];
+    const byNode = await api.request(`query($id: ID!) { row: node(id: $id) { ... on Agent ${selection} } }`, { token, variables });
+    expect(byField.body.errors).toBeUndefined();
+    expect(byField.body.data?.row).toBeTruthy();
+    expect(byField.body).toEqual(byNode.body);
+    const sessionLists = sent.filter((text) => /from app\.sessions\b/.test(text) && !/where "?id"? =/.test(text));
+    expect(sessionLists).toHaveLength(Object.keys(selection.match(/sessions\(/g) ?? []).length);
+  });
 });

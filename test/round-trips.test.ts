@@ -15,6 +15,7 @@ let db: TestDatabase;
 let api: TestApp;
 let tenant: TestTenant;
 let sessionId: string;
+let agentId: string;
 const databasePort = () => Number(new URL(db.appUrl).port);
 
 beforeAll(async () => {
@@ -25,6 +26,7 @@ beforeAll(async () => {
   const [session] = await db.owner<{ id: string }[]>`
     insert into app.sessions (tenant_id, agent_id, started_by) values (${tenant.id}, ${agent!}, ${tenant.members.MEMBER.userId}) returning id`;
   sessionId = encodeGlobalId('Session', session!.id);
+  agentId = encodeGlobalId('Agent', agent!);
 });
 
 // eslint-disable-next-line @typescript-eslint/unbound-method -- restored as the prototype's method, called with its own `this`
@@ -69,11 +71,10 @@ it('a nested list adds one per level of nesting, never one per row', async () =>
   expect(await writesPerRequest(nested)).toBe(3);
 });
 
-it('a row by id is read with its agent and tasks: 2, like a simple read', async () => {
-  const byId = () =>
-    api.request('query($id: ID!) { session(id: $id) { id agent { name } tasks(first: 10) { edges { node { title } } } } }', {
-      token: tenant.members.VIEWER.token,
-      variables: { id: sessionId },
-    });
+it.each([
+  ['a session with its agent and tasks', 'query($id: ID!) { session(id: $id) { id agent { name } tasks(first: 10) { edges { node { title } } } } }', () => sessionId],
+  ['an agent with its sessions', 'query($id: ID!) { agent(id: $id) { name sessions(first: 10) { edges { node { status } } } } }', () => agentId],
+])('a row by id is read with its children: %s, 2 like a simple read', async (_name, query, id) => {
+  const byId = () => api.request(query, { token: tenant.members.VIEWER.token, variables: { id: id() } });
   expect(await writesPerRequest(byId)).toBe(2);
 });

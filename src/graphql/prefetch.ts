@@ -7,6 +7,7 @@
 // request's transaction under RLS: a prefetch for a row that turns out not to
 // exist (or to be another tenant's) reads nothing and is never used.
 import { createContextCache } from '@pothos/core';
+import { pathDataloaderGetter } from '@pothos/plugin-dataloader';
 import {
   getArgumentValues,
   isObjectType,
@@ -17,6 +18,7 @@ import {
   type SelectionSetNode,
 } from 'graphql';
 import type { GraphQLContext } from './context.ts';
+import { connectionNodeFields } from './selection.ts';
 
 /** What a child field needs to start its read: its arguments and its own selection. */
 export type ChildSelection = {
@@ -66,6 +68,30 @@ export function prefetchChildren(context: GraphQLContext, info: GraphQLResolveIn
 /** What `prefetchChildren` started for the field being resolved on the row `parentId`, if anything. */
 export function prefetched<T>(context: GraphQLContext, info: GraphQLResolveInfo, parentId: string): Promise<T> | undefined {
   return started(context).get(`${pathKey(info.path)}|${parentId}`) as Promise<T> | undefined;
+}
+
+/**
+ * A list field keyed by its parent's id (`Session.tasks`, `Agent.sessions`):
+ * batched across the parents at one path of the query (each path has its own
+ * arguments), and read with the parent when a by-id root field prefetches it.
+ * `load` reads one page per parent, in order, with the columns `fields` need.
+ * Returns the field's resolver.
+ */
+export function childList<Args extends object, Page>(
+  typeName: string,
+  fieldName: string,
+  load: (context: GraphQLContext, parentIds: readonly string[], args: Args, fields: ReadonlySet<string>) => Promise<Page[]>,
+) {
+  const loader = pathDataloaderGetter(
+    undefined,
+    (parentIds: string[], context, args: Args, info) => load(context as GraphQLContext, parentIds, args, connectionNodeFields(info)),
+    undefined,
+    false,
+    true,
+  );
+  registerPrefetch(typeName, fieldName, async (context, parentId, child) => (await load(context, [parentId], child.args as Args, connectionNodeFields(child)))[0]);
+  return (parentId: string, args: Args, context: GraphQLContext, info: GraphQLResolveInfo): Promise<Page> =>
+    prefetched<Page>(context, info, parentId) ?? loader(args, context, info).load(parentId);
 }
 
 /** The response keys selected under `fieldNodes` (merged, through fragments), each with its field nodes. */

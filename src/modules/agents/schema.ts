@@ -7,6 +7,7 @@ import { idOfType } from '../../graphql/global-id.ts';
 import { createdRange, createdRangeFields, SortOrderEnum } from '../../graphql/lists.ts';
 import { connectionNodeFields, detailColumns } from '../../graphql/selection.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
+import { prefetchChildren } from '../../graphql/prefetch.ts';
 import { UserRef } from '../users/schema.ts';
 import { createAgent, deleteAgent, findAgents, listAgents, updateAgent, type AgentNode, type AgentRow } from './repo.ts';
 
@@ -69,7 +70,11 @@ builder.queryFields((t) => ({
     nullable: true,
     authScopes: { viewer: true },
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_root, args) => idOfType(args.id, 'Agent') ?? null,
+    resolve: (_root, args, context, info) => {
+      const id = idOfType(args.id, 'Agent');
+      if (id) prefetchChildren(context, info, 'Agent', id);
+      return id ?? null;
+    },
   }),
 }));
 

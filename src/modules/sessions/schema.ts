@@ -1,12 +1,13 @@
 import { z } from 'zod';
 import { badUserInput, notFound } from '../../errors.ts';
 import { builder } from '../../graphql/builder.ts';
-import { keysetConnection } from '../../graphql/connection.ts';
+import { keysetConnection, type ConnectionArgs } from '../../graphql/connection.ts';
+import type { GraphQLContext } from '../../graphql/context.ts';
 import { idOfType } from '../../graphql/global-id.ts';
 import { SortOrderEnum } from '../../graphql/lists.ts';
 import { connectionNodeFields, detailColumns, objectFields } from '../../graphql/selection.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
-import { prefetchChildren, prefetched, registerPrefetch } from '../../graphql/prefetch.ts';
+import { childList, prefetchChildren, prefetched, registerPrefetch } from '../../graphql/prefetch.ts';
 import { findAgentOfSession, type AgentNode } from '../agents/repo.ts';
 import { AgentRef } from '../agents/schema.ts';
 import { UserRef } from '../users/schema.ts';
@@ -120,33 +121,37 @@ builder.queryFields((t) => ({
 // `session(id) { agent }`: read with the session (src/graphql/prefetch.ts).
 registerPrefetch('Session', 'agent', (context, sessionId, child) => context.db.run((tx) => findAgentOfSession(tx, sessionId, objectFields(child))));
 
+type AgentSessionsArgs = ConnectionArgs & { status?: SessionRow['status'] | null; orderBy?: 'oldest' | 'newest' | null };
+
+/** One page of sessions for each agent, in one statement, with the columns `fields` need. */
+function sessionsOfAgents(context: GraphQLContext, agentIds: readonly string[], args: AgentSessionsArgs, fields: ReadonlySet<string>) {
+  let rows: Promise<SessionNode[]> | undefined;
+  return Promise.all(
+    agentIds.map((agentId) =>
+      keysetConnection(
+        args,
+        async (page) => {
+          rows ??= context.db.run((tx) => listSessionsOfAgents(tx, agentIds, { status: args.status ?? undefined }, page, fields));
+          return (await rows).filter((row) => row.agentId === agentId);
+        },
+        args.orderBy === 'newest',
+      ),
+    ),
+  );
+}
+
+const agentSessions = childList('Agent', 'sessions', sessionsOfAgents);
+
 builder.objectFields(AgentRef, (t) => ({
-  sessions: t.loadable({
+  sessions: t.field({
     type: SessionConnection,
     description: "This agent's sessions by start time; batched across agents",
-    byPath: true,
     args: {
       ...t.arg.connectionArgs(),
       status: t.arg({ type: SessionStatusEnum, required: false }),
       orderBy: t.arg({ type: SortOrderEnum, required: false, defaultValue: 'oldest' }),
     },
-    load: (agentIds: string[], context, args, info) => {
-      const fields = connectionNodeFields(info);
-      let rows: Promise<SessionNode[]> | undefined;
-      return Promise.all(
-        agentIds.map((agentId) =>
-          keysetConnection(
-            args,
-            async (page) => {
-              rows ??= context.db.run((tx) => listSessionsOfAgents(tx, agentIds, { status: args.status ?? undefined }, page, fields));
-              return (await rows).filter((row) => row.agentId === agentId);
-            },
-            args.orderBy === 'newest',
-          ),
-        ),
-      );
-    },
-    resolve: (agent) => agent.id,
+    resolve: (agent, args, context, info) => agentSessions(agent.id, args, context, info),
   }),
 }));
 

@@ -1,14 +1,13 @@
 import { z } from 'zod';
 import { notFound } from '../../errors.ts';
 import { builder } from '../../graphql/builder.ts';
-import { pathDataloaderGetter } from '@pothos/plugin-dataloader';
 import { keysetConnection, type ConnectionArgs } from '../../graphql/connection.ts';
 import type { GraphQLContext } from '../../graphql/context.ts';
 import { idOfType } from '../../graphql/global-id.ts';
 import { createdRange, createdRangeFields, SortOrderEnum } from '../../graphql/lists.ts';
 import { connectionNodeFields, detailColumns } from '../../graphql/selection.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
-import { prefetched, registerPrefetch } from '../../graphql/prefetch.ts';
+import { childList } from '../../graphql/prefetch.ts';
 import { isUuid } from '../../auth/tokens.ts';
 import { SessionRef } from '../sessions/schema.ts';
 import { UserRef } from '../users/schema.ts';
@@ -116,29 +115,14 @@ function tasksOfSessions(context: GraphQLContext, sessionIds: readonly string[],
   );
 }
 
-/** Batched across the sessions at one path of the query (each path has its own arguments). */
-const sessionTasksLoader = pathDataloaderGetter(
-  undefined,
-  (sessionIds: string[], context, args: SessionTasksArgs, info) => tasksOfSessions(context as GraphQLContext, sessionIds, args, connectionNodeFields(info)),
-  undefined,
-  false,
-  true,
-);
-
-// `session(id) { tasks }`: read with the session (src/graphql/prefetch.ts).
-registerPrefetch('Session', 'tasks', async (context, sessionId, child) => {
-  const [connection] = await tasksOfSessions(context, [sessionId], child.args, connectionNodeFields(child));
-  return connection;
-});
+const sessionTasks = childList('Session', 'tasks', tasksOfSessions);
 
 builder.objectFields(SessionRef, (t) => ({
   tasks: t.field({
     type: TaskConnection,
     description: "This session's tasks, oldest first; batched across sessions",
     args: { ...t.arg.connectionArgs(), status: t.arg({ type: TaskStatusEnum, required: false }) },
-    resolve: (session, args, context, info) =>
-      prefetched<Awaited<ReturnType<typeof tasksOfSessions>>[number]>(context, info, session.id) ??
-      sessionTasksLoader(args, context, info).load(session.id),
+    resolve: (session, args, context, info) => sessionTasks(session.id, args, context, info),
   }),
 }));
 
