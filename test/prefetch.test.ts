@@ -144,6 +144,16 @@ it('a bad argument of a prefetched child is the same error as level by level', a
 });
 
 describe('agent(id) { sessions }', () => {
+  it("another tenant's agent reads as null, as one that does not exist", async () => {
+    const { agent: foreignAgentId } = await insertSession(db.owner, other, 'another foreign runner');
+    const query = 'query($id: ID!) { agent(id: $id) { name sessions { edges { node { id tasks { edges { node { title } } } } } } } }';
+    const token = tenant.members.VIEWER.token;
+    const foreign = await api.request(query, { token, variables: { id: foreignAgentId } });
+    const missing = await api.request(query, { token, variables: { id: encodeGlobalId('Agent', '00000000-0000-4000-8000-000000000000') } });
+    expect(foreign.body).toEqual({ data: { agent: null } });
+    expect(missing.body).toEqual(foreign.body);
+  });
+
   const AGENT_SELECTIONS = {
     'sessions with their tasks': '{ name sessions(first: 5) { edges { cursor node { id status tasks(first: 2) { edges { node { title } } } } } } }',
     'arguments and aliases': `{

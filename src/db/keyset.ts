@@ -28,16 +28,15 @@ export type KeysetPage = {
 };
 
 /**
- * The column as a cursor position: text, because a JS Date would lose the
+ * The column as a cursor position, as constant SQL text (column groups take
+ * it as it is: src/db/columns.ts): text, because a JS Date would lose the
  * microseconds. The plain text output of a UTC timestamp costs a third of
  * to_char's formatting, which showed in every list query (bench: 21 rows).
  */
-export function positionColumn(tx: Tx, column: string) {
-  return tx`(${tx(column)} at time zone 'UTC')::text as position`;
-}
-
-/** `positionColumn` as constant SQL text, for column groups (src/db/columns.ts). */
 export const positionSql = (column: 'created_at' | 'started_at') => `(${column} at time zone 'UTC')::text as position`;
+
+/** `positionSql` as a fragment, for statements written out in full. */
+export const positionColumn = (tx: Tx, column: 'created_at' | 'started_at') => tx.unsafe(positionSql(column));
 
 /** `and …` conditions for the page's cursors; compare with the list's display order. */
 export function keysetConditions(tx: Tx, column: string, page: KeysetPage) {

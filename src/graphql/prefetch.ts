@@ -9,17 +9,12 @@
 // and is never used.
 import { createContextCache } from '@pothos/core';
 import { pathDataloaderGetter } from '@pothos/plugin-dataloader';
-import {
-  getArgumentValues,
-  isObjectType,
-  Kind,
-  type FieldNode,
-  type FragmentDefinitionNode,
-  type GraphQLResolveInfo,
-  type SelectionSetNode,
-} from 'graphql';
+import { getArgumentValues, isObjectType, type FieldNode, type FragmentDefinitionNode, type GraphQLResolveInfo } from 'graphql';
+import type { KeysetPage } from '../db/keyset.ts';
+import type { Tx } from '../db/pool.ts';
+import { keysetConnection, type ConnectionArgs, type KeysetRow } from './connection.ts';
 import type { GraphQLContext } from './context.ts';
-import { connectionNodeFields } from './selection.ts';
+import { connectionNodeFields, eachField } from './selection.ts';
 
 /** What a child field needs to start its read: its arguments and its own selection. */
 export type ChildSelection = {
@@ -71,26 +66,46 @@ export function prefetched<T>(context: GraphQLContext, info: GraphQLResolveInfo,
   return started(context).get(`${pathKey(info.path)}|${parentId}`) as Promise<T> | undefined;
 }
 
+/** How a list keyed by its parent's id is read: `childList`. */
+export type ChildRows<Args extends ConnectionArgs, Row extends KeysetRow> = {
+  /** One page for each parent, in one statement, with the columns `fields` need. */
+  readonly rows: (tx: Tx, parentIds: readonly string[], args: Args, page: KeysetPage, fields: ReadonlySet<string>) => Promise<Row[]>;
+  /** The parent a row belongs to. */
+  readonly parentOf: (row: Row) => string;
+  readonly newestFirst?: (args: Args) => boolean;
+};
+
 /**
  * A list field keyed by its parent's id (`Session.tasks`, `Agent.sessions`):
  * batched across the parents at one path of the query (each path has its own
  * arguments), and read with the parent when a by-id root field prefetches it.
- * `load` reads one page per parent, in order, with the columns `fields` need.
  * Returns the field's resolver.
  */
-export function childList<Args extends object, Page>(
-  typeName: string,
-  fieldName: string,
-  load: (context: GraphQLContext, parentIds: readonly string[], args: Args, fields: ReadonlySet<string>) => Promise<Page[]>,
-) {
+export function childList<Args extends ConnectionArgs, Row extends KeysetRow>(typeName: string, fieldName: string, read: ChildRows<Args, Row>) {
+  const pages = (context: GraphQLContext, parentIds: readonly string[], args: Args, fields: ReadonlySet<string>) => {
+    let rows: Promise<Row[]> | undefined;
+    return Promise.all(
+      parentIds.map((parentId) =>
+        keysetConnection(
+          args,
+          async (page) => {
+            rows ??= context.db.run((tx) => read.rows(tx, parentIds, args, page, fields));
+            return (await rows).filter((row) => read.parentOf(row) === parentId);
+          },
+          read.newestFirst?.(args),
+        ),
+      ),
+    );
+  };
+  type Page = Awaited<ReturnType<typeof pages>>[number];
   const loader = pathDataloaderGetter(
     undefined,
-    (parentIds: string[], context, args: Args, info) => load(context as GraphQLContext, parentIds, args, connectionNodeFields(info)),
+    (parentIds: string[], context, args: Args, info) => pages(context as GraphQLContext, parentIds, args, connectionNodeFields(info)),
     undefined,
     false,
     true,
   );
-  registerPrefetch(typeName, fieldName, async (context, parentId, child) => (await load(context, [parentId], child.args as Args, connectionNodeFields(child)))[0]);
+  registerPrefetch(typeName, fieldName, async (context, parentId, child) => (await pages(context, [parentId], child.args as Args, connectionNodeFields(child)))[0]);
   return (parentId: string, args: Args, context: GraphQLContext, info: GraphQLResolveInfo): Promise<Page> =>
     prefetched<Page>(context, info, parentId) ?? loader(args, context, info).load(parentId);
 }
@@ -98,16 +113,12 @@ export function childList<Args extends object, Page>(
 /** The response keys selected under `fieldNodes` (merged, through fragments), each with its field nodes. */
 function selectedFields(fieldNodes: readonly FieldNode[], fragments: Record<string, FragmentDefinitionNode>): Map<string, FieldNode[]> {
   const fields = new Map<string, FieldNode[]>();
-  const collect = (selectionSet: SelectionSetNode | undefined) => {
-    for (const selection of selectionSet?.selections ?? []) {
-      if (selection.kind === Kind.FIELD) {
-        const key = selection.alias?.value ?? selection.name.value;
-        fields.set(key, [...(fields.get(key) ?? []), selection]);
-      } else if (selection.kind === Kind.INLINE_FRAGMENT) collect(selection.selectionSet);
-      else collect(fragments[selection.name.value]?.selectionSet);
-    }
-  };
-  for (const node of fieldNodes) collect(node.selectionSet);
+  for (const node of fieldNodes) {
+    eachField(node.selectionSet, fragments, (field) => {
+      const key = field.alias?.value ?? field.name.value;
+      fields.set(key, [...(fields.get(key) ?? []), field]);
+    });
+  }
   return fields;
 }
 

@@ -1,6 +1,6 @@
 // What a request asks of a connection's nodes or of an object, so a
 // statement selects only the columns those fields need (src/db/columns.ts).
-import { Kind, type GraphQLResolveInfo, type SelectionSetNode } from 'graphql';
+import { Kind, type FieldNode, type FragmentDefinitionNode, type GraphQLResolveInfo, type SelectionSetNode } from 'graphql';
 import type { GraphQLContext } from './context.ts';
 
 /**
@@ -13,17 +13,17 @@ import type { GraphQLContext } from './context.ts';
  */
 export function connectionNodeFields(info: Selected): ReadonlySet<string> {
   const names = new Set<string>();
-  const fieldsOf = walker(info);
+  const fieldsOf = (set: SelectionSetNode | undefined, visit: (field: FieldNode) => void) => eachField(set, info.fragments, visit);
   for (const field of info.fieldNodes) {
-    fieldsOf(field.selectionSet, (name, set) => {
-      if (name === 'edges') {
-        fieldsOf(set, (edge, nodeSet) => {
-          if (edge === 'node') fieldsOf(nodeSet, (nodeField) => names.add(nodeField));
-          else if (edge === 'cursor') names.add('cursor');
+    fieldsOf(field.selectionSet, ({ name, selectionSet }) => {
+      if (name.value === 'edges') {
+        fieldsOf(selectionSet, (edge) => {
+          if (edge.name.value === 'node') fieldsOf(edge.selectionSet, (nodeField) => names.add(nodeField.name.value));
+          else if (edge.name.value === 'cursor') names.add('cursor');
         });
-      } else if (name === 'pageInfo') {
-        fieldsOf(set, (pageField) => {
-          if (pageField === 'startCursor' || pageField === 'endCursor') names.add('cursor');
+      } else if (name.value === 'pageInfo') {
+        fieldsOf(selectionSet, (pageField) => {
+          if (pageField.name.value === 'startCursor' || pageField.name.value === 'endCursor') names.add('cursor');
         });
       }
     });
@@ -34,23 +34,23 @@ export function connectionNodeFields(info: Selected): ReadonlySet<string> {
 /** Every field name selected on the object being resolved, as `connectionNodeFields` sees a list's nodes. */
 export function objectFields(info: Selected): ReadonlySet<string> {
   const names = new Set<string>();
-  const fieldsOf = walker(info);
-  for (const field of info.fieldNodes) fieldsOf(field.selectionSet, (name) => names.add(name));
+  for (const field of info.fieldNodes) eachField(field.selectionSet, info.fragments, (selected) => names.add(selected.name.value));
   return names;
 }
 
 type Selected = Pick<GraphQLResolveInfo, 'fieldNodes' | 'fragments'>;
 
 /** Visits the fields of a selection set, through inline fragments and fragment spreads. */
-function walker(info: Selected) {
-  const fieldsOf = (selectionSet: SelectionSetNode | undefined, visit: (name: string, set: SelectionSetNode | undefined) => void) => {
-    for (const selection of selectionSet?.selections ?? []) {
-      if (selection.kind === Kind.FIELD) visit(selection.name.value, selection.selectionSet);
-      else if (selection.kind === Kind.INLINE_FRAGMENT) fieldsOf(selection.selectionSet, visit);
-      else fieldsOf(info.fragments[selection.name.value]?.selectionSet, visit);
-    }
-  };
-  return fieldsOf;
+export function eachField(
+  selectionSet: SelectionSetNode | undefined,
+  fragments: Record<string, FragmentDefinitionNode>,
+  visit: (field: FieldNode) => void,
+): void {
+  for (const selection of selectionSet?.selections ?? []) {
+    if (selection.kind === Kind.FIELD) visit(selection);
+    else if (selection.kind === Kind.INLINE_FRAGMENT) eachField(selection.selectionSet, fragments, visit);
+    else eachField(fragments[selection.name.value]?.selectionSet, fragments, visit);
+  }
 }
 
 /**

@@ -2,7 +2,6 @@ import { z } from 'zod';
 import { badUserInput, notFound } from '../../errors.ts';
 import { builder } from '../../graphql/builder.ts';
 import { keysetConnection, type ConnectionArgs } from '../../graphql/connection.ts';
-import type { GraphQLContext } from '../../graphql/context.ts';
 import { idOfType } from '../../graphql/global-id.ts';
 import { SortOrderEnum } from '../../graphql/lists.ts';
 import { connectionNodeFields, detailColumns, objectFields } from '../../graphql/selection.ts';
@@ -123,24 +122,11 @@ registerPrefetch('Session', 'agent', (context, sessionId, child) => context.db.r
 
 type AgentSessionsArgs = ConnectionArgs & { status?: SessionRow['status'] | null; orderBy?: 'oldest' | 'newest' | null };
 
-/** One page of sessions for each agent, in one statement, with the columns `fields` need. */
-function sessionsOfAgents(context: GraphQLContext, agentIds: readonly string[], args: AgentSessionsArgs, fields: ReadonlySet<string>) {
-  let rows: Promise<SessionNode[]> | undefined;
-  return Promise.all(
-    agentIds.map((agentId) =>
-      keysetConnection(
-        args,
-        async (page) => {
-          rows ??= context.db.run((tx) => listSessionsOfAgents(tx, agentIds, { status: args.status ?? undefined }, page, fields));
-          return (await rows).filter((row) => row.agentId === agentId);
-        },
-        args.orderBy === 'newest',
-      ),
-    ),
-  );
-}
-
-const agentSessions = childList('Agent', 'sessions', sessionsOfAgents);
+const agentSessions = childList('Agent', 'sessions', {
+  rows: (tx, agentIds, args: AgentSessionsArgs, page, fields) => listSessionsOfAgents(tx, agentIds, { status: args.status ?? undefined }, page, fields),
+  parentOf: (session) => session.agentId,
+  newestFirst: (args) => args.orderBy === 'newest',
+});
 
 builder.objectFields(AgentRef, (t) => ({
   sessions: t.field({

@@ -102,20 +102,10 @@ builder.queryFields((t) => ({
 
 type SessionTasksArgs = ConnectionArgs & { status?: TaskRow['status'] | null };
 
-/** One page of tasks for each session, in one statement, with the columns `fields` need. */
-function tasksOfSessions(context: GraphQLContext, sessionIds: readonly string[], args: SessionTasksArgs, fields: ReadonlySet<string>) {
-  let rows: Promise<TaskNode[]> | undefined;
-  return Promise.all(
-    sessionIds.map((sessionId) =>
-      keysetConnection(args, async (page) => {
-        rows ??= context.db.run((tx) => listTasksOfSessions(tx, sessionIds, { status: args.status ?? undefined }, page, fields));
-        return (await rows).filter((row) => row.sessionId === sessionId);
-      }),
-    ),
-  );
-}
-
-const sessionTasks = childList('Session', 'tasks', tasksOfSessions);
+const sessionTasks = childList('Session', 'tasks', {
+  rows: (tx, sessionIds, args: SessionTasksArgs, page, fields) => listTasksOfSessions(tx, sessionIds, { status: args.status ?? undefined }, page, fields),
+  parentOf: (task) => task.sessionId,
+});
 
 builder.objectFields(SessionRef, (t) => ({
   tasks: t.field({
