@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'NOT_FOUND'
   | 'CONFLICT'
   | 'RATE_LIMITED'
+  | 'UNAVAILABLE'
   | 'INTERNAL';
 
 /** Codes that refuse the whole request, with their HTTP status. */
@@ -21,6 +22,7 @@ const REQUEST_STATUS: Partial<Record<ErrorCode, number>> = {
   TENANT_NOT_FOUND: 403,
   TENANT_SUSPENDED: 403,
   RATE_LIMITED: 429,
+  UNAVAILABLE: 503,
   INTERNAL: 500,
 };
 
@@ -43,6 +45,9 @@ export const badUserInput = (field: string, message: string) =>
   apiError('BAD_USER_INPUT', `${field}: ${message}`, { field });
 export const conflict = (message: string) => apiError('CONFLICT', message);
 export const internal = () => apiError('INTERNAL', 'Internal server error');
+/** The database is down, out of connections, or the request ran past its deadline; the client may retry. */
+export const unavailable = (reason: string, message = 'The service is temporarily unavailable: try again shortly') =>
+  apiError('UNAVAILABLE', message, { reason });
 
 /**
  * By shape, not instanceof: graphql can be loaded twice (its ESM and CJS

@@ -9,7 +9,8 @@ import { createPool } from './db/pool.ts';
 import { connectDatabase, runMigrations } from './db/setup.ts';
 import { demoOperator, demoPrincipals, seedDemo, type DemoPrincipal } from './demo.ts';
 import { createLogger, flushLogs, type Logger } from './logger.ts';
-import { createApp, listen, type GraphiQLTab } from './server.ts';
+import type { GraphiQLTab } from './http/graphiql.ts';
+import { createApp, listen } from './server.ts';
 
 const FIRST_QUERY = `query {
   viewer { user { email } role tenant { slug name } }

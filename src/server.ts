@@ -10,6 +10,7 @@ import type { Sql } from './db/pool.ts';
 import { TenantTransaction } from './db/tenant-transaction.ts';
 import type { GraphQLContext } from './graphql/context.ts';
 import { createMaskError } from './graphql/masking.ts';
+import { graphiqlOptions, type GraphiQLTab } from './http/graphiql.ts';
 import { createPostHandler, isJsonPost, type RequestState } from './http/graphql-post.ts';
 import { schema } from './graphql/schema.ts';
 import { useTenantTransaction } from './graphql/transaction-plugin.ts';
@@ -24,8 +25,6 @@ export type ServerContext = {
   /** Filled in by the context factory (Yoga copies the server context, not this object); absent under yoga.fetch. */
   state?: RequestState;
 };
-
-export type GraphiQLTab = { readonly title: string; readonly token: string; readonly query: string };
 
 export type AppOptions = {
   readonly config: Pick<Config, 'multiTenancy' | 'defaultTenant' | 'allowedTenants' | 'graphiql'>;
@@ -113,17 +112,6 @@ export function createApp(options: AppOptions): App {
   };
 
   return { yoga, handle };
-}
-
-function graphiqlOptions(tabs: readonly GraphiQLTab[]) {
-  return {
-    title: 'Tenancy',
-    shouldPersistHeaders: true,
-    defaultTabs: tabs.map((tab) => ({
-      query: `# ${tab.title}\n${tab.query}`,
-      headers: JSON.stringify({ Authorization: `Bearer ${tab.token}` }, null, 2),
-    })),
-  };
 }
 
 export type RunningServer = {
