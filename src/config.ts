@@ -28,6 +28,30 @@ export type Config = {
   readonly demoData: boolean;
   readonly graphiql: boolean;
   readonly shutdownTimeoutMs: number;
+  /** What one request may cost, on every transport (README: Limits). */
+  readonly http: HttpSettings;
+  /** `.example.com`: the host `acme.example.com` selects the tenant `acme` (like X-Tenant-ID). */
+  readonly tenantHostSuffix: string | undefined;
+};
+
+export type HttpSettings = {
+  readonly maxBodyBytes: number;
+  readonly maxResponseBytes: number;
+  readonly limits: {
+    readonly documentBytes: number;
+    readonly tokens: number;
+    readonly depth: number;
+    readonly aliases: number;
+    readonly directives: number;
+    readonly fields: number;
+    readonly cost: number;
+  };
+  readonly documentCacheBytes: number;
+  readonly documentCacheEntries: number;
+  readonly introspection: boolean;
+  readonly suggestions: boolean;
+  /** Origins browsers may call from; `*` any. */
+  readonly corsOrigins: readonly string[];
 };
 
 export class ConfigError extends Error {
@@ -75,6 +99,45 @@ function url(env: Env, name: string, protocols: readonly string[]): string | und
 }
 
 const SLUG = /^[a-z][a-z0-9-]{1,61}[a-z0-9]$/;
+
+const MiB = 1 << 20;
+
+function httpSettings(env: Env, production: boolean): HttpSettings {
+  const corsRaw = text(env, 'CORS_ORIGINS');
+  const corsOrigins = corsRaw === undefined ? (production ? [] : ['*']) : corsRaw.split(',').map((origin) => origin.trim()).filter((origin) => origin !== '');
+  for (const origin of corsOrigins) {
+    if (origin !== '*' && !/^https?:\/\/[a-z0-9.-]+(:\d{1,5})?$/i.test(origin)) {
+      throw new ConfigError(`CORS_ORIGINS must list origins such as https://app.example.com, or * (got "${origin}")`);
+    }
+  }
+  return {
+    // Above the largest input the schema accepts (1 MiB of context content, up to 4 bytes a character, JSON-escaped).
+    maxBodyBytes: integer(env, 'MAX_BODY_BYTES', 5 * MiB, 1024, 64 * MiB),
+    maxResponseBytes: integer(env, 'MAX_RESPONSE_BYTES', 10 * MiB, 1024, 256 * MiB),
+    limits: {
+      documentBytes: integer(env, 'MAX_DOCUMENT_BYTES', 64 * 1024, 256, 4 * MiB),
+      tokens: integer(env, 'MAX_TOKENS', 5_000, 100, 1_000_000),
+      depth: integer(env, 'MAX_DEPTH', 15, 2, 1_000),
+      aliases: integer(env, 'MAX_ALIASES', 30, 0, 100_000),
+      directives: integer(env, 'MAX_DIRECTIVES', 50, 0, 100_000),
+      fields: integer(env, 'MAX_FIELDS', 1_000, 10, 1_000_000),
+      cost: integer(env, 'MAX_COST', 25_000, 10, 100_000_000),
+    },
+    documentCacheBytes: integer(env, 'DOCUMENT_CACHE_BYTES', 32 * MiB, 0, 4096 * MiB),
+    documentCacheEntries: integer(env, 'DOCUMENT_CACHE_ENTRIES', 1_000, 1, 1_000_000),
+    introspection: boolean(env, 'INTROSPECTION', !production),
+    suggestions: boolean(env, 'SUGGESTIONS', !production),
+    corsOrigins,
+  };
+}
+
+function hostSuffix(env: Env): string | undefined {
+  const suffix = text(env, 'TENANT_HOST_SUFFIX')?.toLowerCase();
+  if (suffix !== undefined && !/^\.[a-z0-9-]+(\.[a-z0-9-]+)*$/.test(suffix)) {
+    throw new ConfigError(`TENANT_HOST_SUFFIX must be a domain suffix starting with a dot, such as .example.com (got "${suffix}")`);
+  }
+  return suffix;
+}
 
 export function loadConfig(env: Env = process.env): Config {
   const nodeEnvRaw = text(env, 'NODE_ENV') ?? 'development';
@@ -143,5 +206,7 @@ export function loadConfig(env: Env = process.env): Config {
     demoData: boolean(env, 'DEMO_DATA', !production),
     graphiql: boolean(env, 'GRAPHIQL', !production),
     shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+    http: httpSettings(env, production),
+    tenantHostSuffix: hostSuffix(env),
   };
 }

@@ -1,19 +1,22 @@
 // The closed list of error codes a client can see (DESIGN.md section 5).
 import { GraphQLError } from 'graphql';
 
-export type ErrorCode =
-  | 'UNAUTHENTICATED'
-  | 'TENANT_REQUIRED'
-  | 'TENANT_NOT_FOUND'
-  | 'TENANT_SUSPENDED'
-  | 'FORBIDDEN'
-  | 'QUOTA_EXCEEDED'
-  | 'BAD_USER_INPUT'
-  | 'NOT_FOUND'
-  | 'CONFLICT'
-  | 'RATE_LIMITED'
-  | 'UNAVAILABLE'
-  | 'INTERNAL';
+export const ERROR_CODES = [
+  'UNAUTHENTICATED',
+  'TENANT_REQUIRED',
+  'TENANT_NOT_FOUND',
+  'TENANT_SUSPENDED',
+  'FORBIDDEN',
+  'QUOTA_EXCEEDED',
+  'BAD_USER_INPUT',
+  'NOT_FOUND',
+  'CONFLICT',
+  'RATE_LIMITED',
+  'UNAVAILABLE',
+  'INTERNAL',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
 
 /** Codes that refuse the whole request, with their HTTP status. */
 const REQUEST_STATUS: Partial<Record<ErrorCode, number>> = {

@@ -1,41 +1,42 @@
-// node:http: JSON POSTs to /graphql take the fast path (http/graphql-post.ts),
-// everything else goes to Yoga (GraphiQL, GET, CORS, /health, /ready); request
-// logging and a draining shutdown.
+// node:http: every POST /graphql takes the JSON transport (http/graphql-post.ts);
+// GET /graphql, CORS preflights, GraphiQL, /health and /ready go to Yoga.
+// Both transports hand GraphQL requests to the one request pipeline
+// (http/pipeline.ts). Request ids, the request log line, a draining shutdown.
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createYoga, useReadinessCheck, type YogaServerInstance } from 'graphql-yoga';
+import { GraphQLError } from 'graphql';
+import { createYoga, useReadinessCheck, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { TokenVerifier } from './auth/tokens.ts';
 import type { Config } from './config.ts';
 import type { Sql } from './db/pool.ts';
-import { TenantTransaction } from './db/tenant-transaction.ts';
-import type { GraphQLContext } from './graphql/context.ts';
-import { createMaskError } from './graphql/masking.ts';
-import { graphiqlOptions, type GraphiQLTab } from './http/graphiql.ts';
-import { createPostHandler, isJsonPost, type RequestState } from './http/graphql-post.ts';
 import { schema } from './graphql/schema.ts';
-import { useTenantTransaction } from './graphql/transaction-plugin.ts';
+import { graphiqlOptions, renderGraphiQL, type GraphiQLTab } from './http/graphiql.ts';
+import { createPostHandler } from './http/graphql-post.ts';
+import type { RequestGuard } from './http/guard.ts';
+import { createPipeline, type Pipeline, type RequestState } from './http/pipeline.ts';
+import { ERROR_CODES } from './errors.ts';
 import type { Logger } from './logger.ts';
-import { resolveTenant } from './tenancy/resolve.ts';
 
-/** Per HTTP request, shared by the context factory and the request log line. */
+/** Per HTTP request, shared by the transports and the request log line. */
 export type ServerContext = {
   req: IncomingMessage;
   res: ServerResponse;
   requestId: string;
-  /** Filled in by the context factory (Yoga copies the server context, not this object); absent under yoga.fetch. */
-  state?: RequestState;
+  state: RequestState;
 };
 
 export type AppOptions = {
-  readonly config: Pick<Config, 'multiTenancy' | 'defaultTenant' | 'allowedTenants' | 'graphiql'>;
+  readonly config: Pick<Config, 'multiTenancy' | 'defaultTenant' | 'allowedTenants' | 'graphiql' | 'http' | 'tenantHostSuffix'>;
   readonly sql: Sql;
   readonly verifyToken: TokenVerifier;
   readonly log: Logger;
   readonly graphiqlTabs?: readonly GraphiQLTab[];
+  /** Rate limits and fair share, in order (http/guard.ts). */
+  readonly guards?: readonly RequestGuard[];
 };
 
 export type App = {
-  readonly yoga: YogaServerInstance<ServerContext, GraphQLContext>;
+  readonly yoga: YogaServerInstance<ServerContext, Record<string, never>>;
   readonly handle: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 };
 
@@ -43,32 +44,46 @@ const REQUEST_ID = /^[\w.:-]{1,100}$/;
 
 export function createApp(options: AppOptions): App {
   const { config, sql, verifyToken, log } = options;
-  const maskError = createMaskError(log);
-  const graphqlPost = createPostHandler({ schema, sql, verifyToken, tenancy: config, log, maskError });
-  const yoga = createYoga<ServerContext, GraphQLContext>({
+  const { http } = config;
+  const pipeline = createPipeline({
+    schema,
+    sql,
+    verifyToken,
+    tenancy: config,
+    log,
+    documents: {
+      limits: http.limits,
+      introspection: http.introspection,
+      suggestions: http.suggestions,
+      cacheBytes: http.documentCacheBytes,
+      cacheEntries: http.documentCacheEntries,
+    },
+    maxCost: http.limits.cost,
+    maxResponseBytes: http.maxResponseBytes,
+    guards: options.guards ?? [],
+  });
+  const graphqlPost = createPostHandler({ pipeline, maxBodyBytes: http.maxBodyBytes, corsOrigins: http.corsOrigins });
+  const yoga = createYoga<ServerContext, Record<string, never>>({
     schema,
     graphqlEndpoint: '/graphql',
     healthCheckEndpoint: '/health',
     landingPage: false,
     graphiql: config.graphiql ? graphiqlOptions(options.graphiqlTabs ?? []) : false,
-    maskedErrors: { maskError },
-    // Documents parsed and validated once per query text (Yoga's default is 1000 entries, stated here as a decision).
-    parserAndValidationCache: true,
+    renderGraphiQL, // the whole page from the service, no CDN
+    cors: http.corsOrigins.includes('*')
+      ? { origin: '*', credentials: false, allowedHeaders: CORS_HEADERS }
+      : { origin: [...http.corsOrigins], credentials: false, allowedHeaders: CORS_HEADERS },
+    // The pipeline parses, validates and caches documents; Yoga's cache would hold texts before authentication.
+    parserAndValidationCache: false,
+    maskedErrors: { maskError: (error) => closedListError(error) },
     logging: {
       debug: (...args) => log.debug(args.map(String).join(' ')),
       info: (...args) => log.info(args.map(String).join(' ')),
       warn: (...args) => log.warn(args.map(String).join(' ')),
       error: (...args) => log.error(args.map(String).join(' ')),
     },
-    context: async ({ request, requestId, state }) => {
-      const selection = await resolveTenant(request.headers, verifyToken, config);
-      const db = new TenantTransaction(sql, selection);
-      const userId = selection.credentials.kind === 'user' ? selection.credentials.userId : undefined;
-      if (state) Object.assign(state, { userId, tenant: selection.tenant, transaction: db });
-      return { requestId, db };
-    },
     plugins: [
-      useTenantTransaction(log),
+      usePipeline(pipeline),
       useReadinessCheck({
         endpoint: '/ready',
         check: async () => {
@@ -85,14 +100,16 @@ export function createApp(options: AppOptions): App {
     const requestId = typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID();
     res.setHeader('x-request-id', requestId);
     const state: RequestState = {};
-    const serverContext: ServerContext = { req, res, requestId, state };
     res.once('close', () => {
       log.info(
         {
           requestId,
           method: req.method,
           path: req.url?.split('?')[0],
-          status: res.statusCode,
+          // A response cut off before it was written is not a 200.
+          status: res.writableFinished ? res.statusCode : undefined,
+          aborted: res.writableFinished ? undefined : true,
+          refused: state.refused,
           ms: Number(process.hrtime.bigint() - started) / 1e6,
           tenantId: state.transaction?.known?.tenant?.id,
           tenantRequested: state.tenant,
@@ -102,17 +119,52 @@ export function createApp(options: AppOptions): App {
         'request',
       );
     });
-    try {
-      if (isJsonPost(req, req.url?.split('?')[0] ?? '')) await graphqlPost(req, res, requestId, state);
-      else await yoga(req, res, serverContext);
-    } finally {
-      // Normally ended by the plugin; this is the guarantee for any other exit path.
-      await state.transaction?.end(false).catch(() => {});
-    }
+    if (req.method === 'POST' && req.url?.split('?')[0] === '/graphql') await graphqlPost(req, res, requestId, state);
+    else await yoga(req, res, { req, res, requestId, state });
   };
 
   return { yoga, handle };
 }
+
+const CORS_HEADERS = ['authorization', 'content-type', 'x-api-key', 'x-tenant-id', 'x-request-id'];
+
+/**
+ * Yoga's GraphQL requests (GET, and POSTs under yoga.fetch) go through the
+ * pipeline: Yoga decodes the HTTP request and encodes the answer, nothing more.
+ */
+function usePipeline(pipeline: Pipeline): Plugin<Record<string, never>, ServerContext> {
+  return {
+    onParams({ setParamsHandler }) {
+      setParamsHandler(async ({ request, params, context }) => {
+        const state = context.state ?? {};
+        const response = await pipeline({
+          params,
+          headers: request.headers,
+          readOnly: request.method === 'GET',
+          requestId: context.requestId ?? randomUUID(),
+          state,
+        });
+        // Yoga sets the status and headers from the errors' `http` extension; headers of a success are set here.
+        for (const [name, value] of Object.entries(response.headers)) context.res?.setHeader(name, value);
+        return response.errors ? { errors: response.errors, data: response.data } : { data: response.data };
+      });
+    },
+  };
+}
+
+/** Yoga's own refusals (a wrong method, an unreadable request) in the closed list: BAD_USER_INPUT with their status. */
+function closedListError(error: unknown): Error {
+  const original = error instanceof GraphQLError ? error : undefined;
+  const code = original?.extensions.code;
+  if (typeof code === 'string' && CLOSED_CODES.has(code)) return error as Error;
+  const status = (original?.extensions.http)?.status;
+  if (status && status >= 400 && status < 500) {
+    return new GraphQLError(original?.message ?? 'Bad request', { extensions: { code: 'BAD_USER_INPUT', http: { status } } });
+  }
+  return new GraphQLError('Internal server error', { extensions: { code: 'INTERNAL', http: { status: 500 } } });
+}
+
+const CLOSED_CODES = new Set<string>(ERROR_CODES);
 
 export type RunningServer = {
   readonly server: Server;

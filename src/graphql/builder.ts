@@ -1,4 +1,5 @@
 import SchemaBuilder from '@pothos/core';
+import ComplexityPlugin from '@pothos/plugin-complexity';
 import DataloaderPlugin from '@pothos/plugin-dataloader';
 import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
@@ -7,6 +8,7 @@ import { badUserInput, forbidden } from '../errors.ts';
 import { roleAtLeast, type Role } from '../tenancy/roles.ts';
 import type { GraphQLContext } from './context.ts';
 import { decodeGlobalId, encodeGlobalId, NODE_TYPES } from './global-id.ts';
+import { fieldPrice } from './prices.ts';
 
 export const builder = new SchemaBuilder<{
   Context: GraphQLContext;
@@ -30,7 +32,9 @@ export const builder = new SchemaBuilder<{
 }>({
   defaultFieldNullability: false,
   // scope-auth first: plugin hooks apply in reverse order.
-  plugins: [ScopeAuthPlugin, ValidationPlugin, RelayPlugin, DataloaderPlugin],
+  plugins: [ScopeAuthPlugin, ValidationPlugin, RelayPlugin, DataloaderPlugin, ComplexityPlugin],
+  // Prices only: the request pipeline checks the cost before execution (graphql/limits.ts), not a resolver wrapper.
+  complexity: { disabled: true, fieldComplexity: fieldPrice },
   scopeAuth: {
     // The role the database granted this request (membership, lowered by a role claim or the key's role).
     // `viewer` (any member) does not wait for the database: the request's first

@@ -1,6 +1,5 @@
-// How an operation ends, whichever HTTP path ran it (the JSON fast path in
-// src/http/graphql-post.ts or Yoga's, through the plugin in
-// transaction-plugin.ts): commit when it succeeded, roll back otherwise. A
+// How an operation ends (the request pipeline, src/http/pipeline.ts, calls
+// it whichever transport carried the request): commit when it succeeded, roll back otherwise. A
 // refused request (credentials, tenant) replaces the whole result, and a
 // mutation with any error writes nothing and says so (data: null).
 import { Kind, OperationTypeNode, type ExecutionResult, type GraphQLSchema, type OperationDefinitionNode } from 'graphql';

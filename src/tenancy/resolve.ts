@@ -7,7 +7,7 @@ import type { Config } from '../config.ts';
 import type { Credentials, TenantSelection } from '../db/tenant-transaction.ts';
 import { tenantNotFound, unauthenticated } from '../errors.ts';
 
-export type TenancySettings = Pick<Config, 'multiTenancy' | 'defaultTenant' | 'allowedTenants'>;
+export type TenancySettings = Pick<Config, 'multiTenancy' | 'defaultTenant' | 'allowedTenants' | 'tenantHostSuffix'>;
 
 /** Request headers by (lowercase) name: a Fetch `Headers`, or a node request's through `nodeHeaders`. */
 export type HeaderSource = { get(name: string): string | null };
@@ -50,16 +50,29 @@ export async function resolveTenant(
 
   return {
     credentials,
-    tenant: settings.multiTenancy ? requestedTenant(headers, claimedTenant) : settings.defaultTenant,
+    tenant: settings.multiTenancy ? requestedTenant(headers, claimedTenant, settings.tenantHostSuffix) : settings.defaultTenant,
     allowedSlugs: settings.allowedTenants,
   };
 }
 
-/** X-Tenant-ID (uuid or slug) selects among the credentials' tenants; else the tid claim. */
-function requestedTenant(headers: HeaderSource, claimedTenantId: string | undefined): string | undefined {
+/**
+ * X-Tenant-ID (uuid or slug) selects among the credentials' tenants; else the
+ * host name under TENANT_HOST_SUFFIX (`acme.example.com` -> `acme`); else the tid claim.
+ */
+function requestedTenant(headers: HeaderSource, claimedTenantId: string | undefined, hostSuffix: string | undefined): string | undefined {
   const header = headers.get('x-tenant-id')?.trim();
-  if (!header) return claimedTenantId;
-  if (isUuid(header)) return header.toLowerCase();
-  if (SLUG.test(header)) return header;
-  throw tenantNotFound(); // no tenant can have that id
+  if (header) {
+    if (isUuid(header)) return header.toLowerCase();
+    if (SLUG.test(header)) return header;
+    throw tenantNotFound(); // no tenant can have that id
+  }
+  if (hostSuffix) {
+    const host = headers.get('host')?.toLowerCase().replace(/:\d+$/, '');
+    if (host?.endsWith(hostSuffix)) {
+      const slug = host.slice(0, -hostSuffix.length);
+      if (!SLUG.test(slug)) throw tenantNotFound();
+      return slug;
+    }
+  }
+  return claimedTenantId;
 }

@@ -6,7 +6,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { createTokenVerifier, signToken, type TokenSettings } from '../../src/auth/tokens.ts';
-import type { Config } from '../../src/config.ts';
+import { loadConfig, type Config } from '../../src/config.ts';
 import type { Sql } from '../../src/db/pool.ts';
 import { addMember, createTenant, createUser, type Plan } from '../../src/operator/repo.ts';
 import { createApp, type App } from '../../src/server.ts';
@@ -19,7 +19,10 @@ export const TEST_TOKENS: TokenSettings = {
   audience: undefined,
 };
 
-export type TenancyOptions = Partial<Pick<Config, 'multiTenancy' | 'defaultTenant' | 'allowedTenants'>>;
+export type TenancyOptions = Partial<Pick<Config, 'multiTenancy' | 'defaultTenant' | 'allowedTenants' | 'tenantHostSuffix' | 'http'>>;
+
+/** The settings a service started with NODE_ENV=test and nothing else would have. */
+export const TEST_HTTP = loadConfig({ NODE_ENV: 'test' }).http;
 
 export type GraphQLResponse = {
   status: number;
@@ -40,7 +43,7 @@ export type TestApp = {
 
 export function createTestApp(sql: Sql, tenancy: TenancyOptions = {}): TestApp {
   const app = createApp({
-    config: { multiTenancy: true, defaultTenant: undefined, allowedTenants: undefined, graphiql: false, ...tenancy },
+    config: { multiTenancy: true, defaultTenant: undefined, allowedTenants: undefined, graphiql: false, tenantHostSuffix: undefined, http: TEST_HTTP, ...tenancy },
     sql,
     verifyToken: createTokenVerifier(TEST_TOKENS),
     log: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),

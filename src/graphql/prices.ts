@@ -1,0 +1,32 @@
+// What each field costs in the operation cost (graphql/limits.ts): 1 a field,
+// and a list multiplies what it selects by how many items it may return.
+// Every multiplier is an upper bound, so the cost bounds the rows a request reads.
+import { getNullableType, isListType, type GraphQLField } from 'graphql';
+
+/** The default and the largest page of a connection (graphql/connection.ts). */
+const DEFAULT_PAGE = 20;
+const MAX_PAGE = 100;
+
+/** Lists that are not connections, by field name, with their bound; any other list counts as 100. */
+const LIST_BOUNDS: Readonly<Record<string, number>> = {
+  // A connection's edges: the connection field already multiplied by its page.
+  edges: 1,
+  // One row per quota kind.
+  usage: 5,
+  // CreateFineTuningJobInput.datasetContextIds allows 1000.
+  datasetContexts: 1000,
+};
+const OTHER_LIST = 100;
+
+export function fieldPrice(args: Record<string, unknown>, _context: unknown, field: Pick<GraphQLField<unknown, never>, 'name' | 'type'>) {
+  if ('first' in args || 'last' in args) {
+    const asked = Math.max(pageSize(args.first), pageSize(args.last));
+    return { field: 1, multiplier: asked === 0 ? DEFAULT_PAGE : Math.min(asked, MAX_PAGE) };
+  }
+  if (isListType(getNullableType(field.type))) return { field: 1, multiplier: LIST_BOUNDS[field.name] ?? OTHER_LIST };
+  return 1;
+}
+
+function pageSize(value: unknown): number {
+  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : 0;
+}

@@ -1,0 +1,180 @@
+// What happens to a GraphQL request, whichever transport carried it (the JSON
+// POST path in http/graphql-post.ts, Yoga's GET path in server.ts): the
+// credentials and tenant selection, the request guards (rate limits, fair
+// share), the document and its limits, the transaction, execution, masking
+// and the response ceiling. A limit, a guard or a metric is added here, once.
+import { execute, GraphQLError, OperationTypeNode, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import type { TokenVerifier } from '../auth/tokens.ts';
+import type { Sql } from '../db/pool.ts';
+import { TenantTransaction } from '../db/tenant-transaction.ts';
+import { apiError } from '../errors.ts';
+import type { GraphQLContext } from '../graphql/context.ts';
+import { createDocumentCache, type DocumentOptions } from '../graphql/documents.ts';
+import { operationCost, refuseCost } from '../graphql/limits.ts';
+import { createMaskError } from '../graphql/masking.ts';
+import { finishOperation, transactionMode } from '../graphql/operation.ts';
+import type { Logger } from '../logger.ts';
+import { resolveTenant, type HeaderSource, type TenancySettings } from '../tenancy/resolve.ts';
+import type { Admission, RequestGuard } from './guard.ts';
+
+/** What the request log line reports, filled in as the request goes. */
+export type RequestState = { userId?: string; tenant?: string; transaction?: TenantTransaction; refused?: string };
+
+export type PipelineRequest = {
+  /** The request's GraphQL parameters as the transport decoded them (unchecked). */
+  readonly params: unknown;
+  readonly headers: HeaderSource;
+  /** A GET may only read (GraphQL over HTTP): a mutation is refused with 405. */
+  readonly readOnly: boolean;
+  readonly requestId: string;
+  readonly state: RequestState;
+};
+
+export type PipelineResponse = {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  /** The body as sent: the result with masked errors and no internal extensions. */
+  readonly json: string;
+  /** The same errors, masked, with their `http` extension (for Yoga, which sets the status from them). */
+  readonly errors: readonly GraphQLError[] | undefined;
+  readonly data: ExecutionResult['data'];
+};
+
+export type PipelineOptions = {
+  readonly schema: GraphQLSchema;
+  readonly sql: Sql;
+  readonly verifyToken: TokenVerifier;
+  readonly tenancy: TenancySettings;
+  readonly log: Logger;
+  readonly documents: DocumentOptions;
+  /** Largest operation cost (graphql/limits.ts). */
+  readonly maxCost: number;
+  /** Largest response body in bytes; past it the request answers BAD_USER_INPUT instead. */
+  readonly maxResponseBytes: number;
+  readonly guards?: readonly RequestGuard[];
+};
+
+export type Pipeline = (request: PipelineRequest) => Promise<PipelineResponse>;
+
+type Params = { query: string; variables: Record<string, unknown> | undefined; operationName: string | undefined };
+
+export function createPipeline(options: PipelineOptions): Pipeline {
+  const { schema, sql, verifyToken, tenancy, log, maxCost, maxResponseBytes } = options;
+  const guards = options.guards ?? [];
+  const documents = createDocumentCache(schema, options.documents);
+  const maskError = createMaskError(log);
+
+  async function run(request: PipelineRequest, admissions: Admission[]): Promise<ExecutionResult> {
+    const params = checkParams(request.params);
+    // Credentials first: a caller without them gets no parsing, no cache entry, no guard state.
+    const selection = await resolveTenant(request.headers, verifyToken, tenancy);
+    Object.assign(request.state, { userId: selection.credentials.kind === 'user' ? selection.credentials.userId : undefined, tenant: selection.tenant });
+    for (const guard of guards) admissions.push(await guard.admit({ selection, requestId: request.requestId }));
+
+    const found = documents.check(params.query);
+    if ('errors' in found) return { errors: [...found.errors] };
+    const { key, checked } = found;
+    const operation = documents.operation(checked, params.operationName);
+    if (!operation) throw badRequest('Name one operation of the document in operationName');
+    const kind = operation.definition.operation;
+    if (kind === OperationTypeNode.SUBSCRIPTION) throw badRequest('Subscriptions are not served here');
+    if (kind === OperationTypeNode.MUTATION && request.readOnly) {
+      throw apiError('BAD_USER_INPUT', 'Mutations need a POST request', { http: { status: 405, headers: { allow: 'POST' } } });
+    }
+    refuseCost(operationCost(schema, operation.priced, params.variables), maxCost);
+
+    const db = new TenantTransaction(sql, selection);
+    request.state.transaction = db;
+    const context: GraphQLContext = { requestId: request.requestId, db };
+    db.start(transactionMode(schema, operation.definition));
+    const jit = documents.compiled(operation, checked, params.operationName);
+    const result = jit
+      ? await jit.query(undefined, context, params.variables)
+      : await execute({ schema, document: checked.document, variableValues: params.variables, operationName: params.operationName, contextValue: context });
+    const finished = await finishOperation(context, result, kind === OperationTypeNode.MUTATION, log);
+    if (db.known) documents.remember(key, checked, params.query); // the database accepted the caller
+    return finished;
+  }
+
+  return async (request) => {
+    const admissions: Admission[] = [];
+    let result: ExecutionResult;
+    try {
+      result = await run(request, admissions);
+    } catch (error) {
+      result = { errors: [error as GraphQLError] }; // masked below: coded errors pass, anything else is INTERNAL
+    } finally {
+      await request.state.transaction?.end(false).catch(() => {}); // normally ended by finishOperation
+      for (const admission of admissions) admission.release?.();
+    }
+    const headers: Record<string, string> = {};
+    for (const admission of admissions) Object.assign(headers, admission.headers);
+    let response = respond(result, headers);
+    if (Buffer.byteLength(response.json) > maxResponseBytes) {
+      response = respond({ errors: [tooLargeResponse(maxResponseBytes)] }, headers);
+    }
+    if (response.status !== 200 && response.errors) request.state.refused = String(response.errors[0]?.extensions.code);
+    return response;
+  };
+
+  function respond(result: ExecutionResult, headers: Record<string, string>): PipelineResponse {
+    const errors = result.errors?.map((error) => maskError(error) as GraphQLError);
+    const status = statusOf(errors);
+    for (const error of errors ?? []) Object.assign(headers, httpOf(error).headers);
+    if (status === 429 || status === 503) headers['retry-after'] ??= String(retryAfter(errors));
+    const body = { ...(errors ? { errors: errors.map(format) } : {}), ...('data' in result ? { data: result.data } : {}) };
+    return { status, headers, json: JSON.stringify(body), errors, data: result.data };
+  }
+}
+
+function checkParams(params: unknown): Params {
+  if (typeof params !== 'object' || params === null || Array.isArray(params)) {
+    throw badRequest(Array.isArray(params) ? 'Batched requests are not supported: send one operation a request' : 'The body must be a JSON object');
+  }
+  const { query, variables, operationName } = params as Record<string, unknown>;
+  if (typeof query !== 'string') throw badRequest('The request needs a "query" string');
+  if (variables != null && (typeof variables !== 'object' || Array.isArray(variables))) throw badRequest('"variables" must be an object');
+  if (operationName != null && typeof operationName !== 'string') throw badRequest('"operationName" must be a string');
+  return { query, variables: (variables ?? undefined) as Record<string, unknown> | undefined, operationName: operationName ?? undefined };
+}
+
+export const badRequest = (message: string, status = 400) => apiError('BAD_USER_INPUT', message, { http: { status } });
+
+const tooLargeResponse = (max: number) =>
+  apiError('BAD_USER_INPUT', `The response would be larger than ${max} bytes: ask for fewer rows or fields`, {
+    limit: 'responseBytes',
+    max,
+    http: { status: 400 },
+  });
+
+type HttpExtension = { status?: number; headers?: Record<string, string> };
+
+function httpOf(error: GraphQLError): HttpExtension {
+  return (error.extensions.http) ?? {};
+}
+
+/** The highest status any error asks for (a refused request), else 200. */
+function statusOf(errors: readonly GraphQLError[] | undefined): number {
+  let status = 200;
+  for (const error of errors ?? []) {
+    const asked = httpOf(error).status;
+    if (asked && (status === 200 || asked > status)) status = asked;
+  }
+  return status;
+}
+
+function retryAfter(errors: readonly GraphQLError[] | undefined): number {
+  const asked = errors?.map((error) => Number(error.extensions.retryAfter)).find((seconds) => Number.isFinite(seconds) && seconds > 0);
+  return Math.ceil(asked ?? 1);
+}
+
+/** The error as clients see it: no `http` extension, nothing else internal. */
+function format(error: GraphQLError) {
+  const { http: _http, ...extensions } = error.extensions;
+  return {
+    message: error.message,
+    ...(error.locations ? { locations: error.locations } : {}),
+    ...(error.path ? { path: error.path } : {}),
+    ...(Object.keys(extensions).length > 0 ? { extensions } : {}),
+  };
+}
