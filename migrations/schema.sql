@@ -1,0 +1,1410 @@
+-- The database schema as the committed migrations leave it (schemas app, app_private).
+-- For reading and reviewing, not for running: the migrations build databases.
+-- Written by `npm run db:dump`; test/schema-dump.test.ts fails when it is stale.
+-- :DATABASE_OWNER is the role that runs the migrations, :DATABASE_APP the request role.
+
+--------------------------------------------------------------------------------
+-- Schemas and extensions
+
+CREATE SCHEMA app;
+GRANT USAGE ON SCHEMA app TO :DATABASE_APP;
+CREATE SCHEMA app_private;
+GRANT USAGE ON SCHEMA app_private TO :DATABASE_APP;
+CREATE EXTENSION IF NOT EXISTS btree_gin WITH SCHEMA public;
+
+--------------------------------------------------------------------------------
+-- Types
+
+CREATE TYPE app_private.tenant_summary_row AS (
+  id uuid,
+  slug text,
+  name text,
+  status text,
+  plan text,
+  created_at timestamp with time zone,
+  suspended_at timestamp with time zone,
+  suspended_reason text,
+  cursor_at text,
+  usage jsonb
+);
+
+--------------------------------------------------------------------------------
+-- Table app.agents
+
+CREATE TABLE app.agents (
+  tenant_id uuid NOT NULL,
+  id uuid DEFAULT gen_random_uuid() NOT NULL,
+  name text NOT NULL,
+  kind text NOT NULL,
+  description text DEFAULT ''::text NOT NULL,
+  created_by uuid,
+  created_at timestamp with time zone DEFAULT now() NOT NULL,
+  updated_at timestamp with time zone DEFAULT now() NOT NULL,
+  model text DEFAULT 'default'::text NOT NULL,
+  config jsonb DEFAULT '{}'::jsonb NOT NULL,
+  status text DEFAULT 'active'::text NOT NULL,
+  CONSTRAINT agents_pkey PRIMARY KEY (tenant_id, id),
+  CONSTRAINT agents_name_key UNIQUE (tenant_id, name),
+  CONSTRAINT agents_created_by_fkey FOREIGN KEY (tenant_id, created_by) REFERENCES app.memberships(tenant_id, user_id) ON DELETE SET NULL (created_by),
+  CONSTRAINT agents_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES app.tenants(id) ON DELETE CASCADE,
+  CONSTRAINT agents_config_object CHECK (jsonb_typeof(config) = 'object'::text AND pg_column_size(config) <= 16384),
+  CONSTRAINT agents_description_length CHECK (char_length(description) <= 2000),
+  CONSTRAINT agents_kind_format CHECK (kind ~ '^[a-z][a-z0-9_-]{0,39}$'::text),
+  CONSTRAINT agents_model_length CHECK (char_length(model) >= 1 AND char_length(model) <= 200),
+  CONSTRAINT agents_name_length CHECK (char_length(name) >= 1 AND char_length(name) <= 100),
+  CONSTRAINT agents_status CHECK (status = ANY (ARRAY['active'::text, 'archived'::text]))
+);
+
+CREATE INDEX agents_tenant_created_idx ON app.agents USING btree (tenant_id, created_at, id);
+CREATE INDEX agents_tenant_status_created_idx ON app.agents USING btree (tenant_id, status, created_at, id);
+
+CREATE TRIGGER agents_check_update BEFORE UPDATE ON app.agents FOR EACH ROW EXECUTE FUNCTION app_private.check_agent_update();
+CREATE TRIGGER agents_count_delete AFTER DELETE ON app.agents REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_agents();
+CREATE TRIGGER agents_count_insert AFTER INSERT ON app.agents REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_agents();
+CREATE TRIGGER agents_updated_at BEFORE UPDATE ON app.agents FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
+
+ALTER TABLE app.agents ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app.agents FORCE ROW LEVEL SECURITY;
+CREATE POLICY agents_delete ON app.agents FOR DELETE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))))));
+CREATE POLICY agents_insert ON app.agents FOR INSERT
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))));
+CREATE POLICY agents_owner ON app.agents TO :DATABASE_OWNER
+  USING (true)
+  WITH CHECK (true);
+CREATE POLICY agents_select ON app.agents FOR SELECT
+  USING ((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY agents_update ON app.agents FOR UPDATE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))))))
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))))));
+
+GRANT INSERT (tenant_id, name, kind, description, created_by, model, config) ON TABLE app.agents TO :DATABASE_APP;
+GRANT SELECT, DELETE ON TABLE app.agents TO :DATABASE_APP;
+GRANT UPDATE (name, kind, description, model, config, status) ON TABLE app.agents TO :DATABASE_APP;
+
+--------------------------------------------------------------------------------
+-- Table app.api_keys
+
+CREATE TABLE app.api_keys (
+  tenant_id uuid NOT NULL,
+  id uuid DEFAULT gen_random_uuid() NOT NULL,
+  name text NOT NULL,
+  prefix text NOT NULL,
+  secret_hash bytea NOT NULL,
+  role text NOT NULL,
+  created_by uuid,
+  created_at timestamp with time zone DEFAULT now() NOT NULL,
+  expires_at timestamp with time zone,
+  last_used_at timestamp with time zone,
+  revoked_at timestamp with time zone,
+  CONSTRAINT api_keys_pkey PRIMARY KEY (tenant_id, id),
+  CONSTRAINT api_keys_secret_hash_key UNIQUE (secret_hash),
+  CONSTRAINT api_keys_created_by_fkey FOREIGN KEY (tenant_id, created_by) REFERENCES app.memberships(tenant_id, user_id) ON DELETE SET NULL (created_by),
+  CONSTRAINT api_keys_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES app.tenants(id) ON DELETE CASCADE,
+  CONSTRAINT api_keys_expiry CHECK (expires_at IS NULL OR expires_at > created_at),
+  CONSTRAINT api_keys_name_length CHECK (char_length(name) >= 1 AND char_length(name) <= 100),
+  CONSTRAINT api_keys_prefix_format CHECK (prefix ~ '^tnk_[A-Za-z0-9_-]{8}$'::text),
+  CONSTRAINT api_keys_role CHECK (role = ANY (ARRAY['ADMIN'::text, 'LEAD'::text, 'MEMBER'::text, 'VIEWER'::text])),
+  CONSTRAINT api_keys_secret_hash_length CHECK (octet_length(secret_hash) = 32)
+);
+
+CREATE INDEX api_keys_tenant_created_idx ON app.api_keys USING btree (tenant_id, created_at, id);
+
+CREATE TRIGGER api_keys_audit AFTER INSERT OR UPDATE OF revoked_at ON app.api_keys FOR EACH ROW EXECUTE FUNCTION app_private.audit_api_key();
+
+ALTER TABLE app.api_keys ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app.api_keys FORCE ROW LEVEL SECURITY;
+CREATE POLICY api_keys_delete ON app.api_keys FOR DELETE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false));
+CREATE POLICY api_keys_insert ON app.api_keys FOR INSERT
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('MEMBER'::text) AS has_role) AND (( SELECT app.current_api_key_id() AS current_api_key_id) IS NULL) AND (created_by = ( SELECT app.current_user_id() AS current_user_id)) AND (app.role_rank(role) <= app.role_rank(( SELECT app.current_member_role() AS current_member_role)))));
+CREATE POLICY api_keys_owner ON app.api_keys TO :DATABASE_OWNER
+  USING (true)
+  WITH CHECK (true);
+CREATE POLICY api_keys_select ON app.api_keys FOR SELECT
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('ADMIN'::text) AS has_role) OR (created_by = ( SELECT app.current_user_id() AS current_user_id)))));
+CREATE POLICY api_keys_update ON app.api_keys FOR UPDATE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.current_api_key_id() AS current_api_key_id) IS NULL) AND (( SELECT app.has_role('ADMIN'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))))))
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('ADMIN'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))))));
+
+GRANT INSERT (tenant_id, name, prefix, secret_hash, role, created_by, expires_at) ON TABLE app.api_keys TO :DATABASE_APP;
+GRANT SELECT (tenant_id, id, name, prefix, role, created_by, created_at, expires_at, last_used_at, revoked_at) ON TABLE app.api_keys TO :DATABASE_APP;
+GRANT UPDATE (revoked_at) ON TABLE app.api_keys TO :DATABASE_APP;
+
+--------------------------------------------------------------------------------
+-- Table app.audit_events
+
+CREATE TABLE app.audit_events (
+  tenant_id uuid NOT NULL,
+  id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
+  occurred_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+  actor_kind text NOT NULL,
+  actor_user_id uuid,
+  actor_api_key_id uuid,
+  action text NOT NULL,
+  target_type text NOT NULL,
+  target_id text NOT NULL,
+  reason text,
+  details jsonb DEFAULT '{}'::jsonb NOT NULL,
+  CONSTRAINT audit_events_pkey PRIMARY KEY (tenant_id, id),
+  CONSTRAINT audit_events_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES app.tenants(id) ON DELETE CASCADE,
+  CONSTRAINT audit_events_actor_kind CHECK (actor_kind = ANY (ARRAY['user'::text, 'api_key'::text, 'operator'::text, 'system'::text]))
+);
+
+CREATE INDEX audit_events_tenant_occurred_idx ON app.audit_events USING btree (tenant_id, occurred_at, id);
+
+ALTER TABLE app.audit_events ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app.audit_events FORCE ROW LEVEL SECURITY;
+CREATE POLICY audit_events_delete ON app.audit_events FOR DELETE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false));
+CREATE POLICY audit_events_insert ON app.audit_events FOR INSERT
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false));
+CREATE POLICY audit_events_owner ON app.audit_events TO :DATABASE_OWNER
+  USING (true)
+  WITH CHECK (true);
+CREATE POLICY audit_events_select ON app.audit_events FOR SELECT
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('ADMIN'::text) AS has_role)));
+CREATE POLICY audit_events_update ON app.audit_events FOR UPDATE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false))
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false));
+
+GRANT SELECT ON TABLE app.audit_events TO :DATABASE_APP;
+
+--------------------------------------------------------------------------------
+-- Table app.contexts
+
+CREATE TABLE app.contexts (
+  tenant_id uuid NOT NULL,
+  id uuid DEFAULT gen_random_uuid() NOT NULL,
+  kind text NOT NULL,
+  title text NOT NULL,
+  content text DEFAULT ''::text NOT NULL,
+  tags text[] DEFAULT '{}'::text[] NOT NULL,
+  agent_id uuid,
+  session_id uuid,
+  created_by uuid,
+  created_at timestamp with time zone DEFAULT now() NOT NULL,
+  updated_at timestamp with time zone DEFAULT now() NOT NULL,
+  content_bytes integer GENERATED ALWAYS AS (octet_length(content)) STORED,
+  search tsvector GENERATED ALWAYS AS (setweight(to_tsvector('english'::regconfig, title), 'A'::"char") || setweight(to_tsvector('english'::regconfig, content), 'B'::"char")) STORED,
+  CONSTRAINT contexts_pkey PRIMARY KEY (tenant_id, id),
+  CONSTRAINT contexts_agent_fkey FOREIGN KEY (tenant_id, agent_id) REFERENCES app.agents(tenant_id, id) ON DELETE SET NULL (agent_id),
+  CONSTRAINT contexts_created_by_fkey FOREIGN KEY (tenant_id, created_by) REFERENCES app.memberships(tenant_id, user_id) ON DELETE SET NULL (created_by),
+  CONSTRAINT contexts_session_fkey FOREIGN KEY (tenant_id, session_id) REFERENCES app.sessions(tenant_id, id) ON DELETE SET NULL (session_id),
+  CONSTRAINT contexts_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES app.tenants(id) ON DELETE CASCADE,
+  CONSTRAINT contexts_content_size CHECK (octet_length(content) <= 1048576),
+  CONSTRAINT contexts_kind CHECK (kind = ANY (ARRAY['document'::text, 'memory'::text, 'note'::text])),
+  CONSTRAINT contexts_tags CHECK (cardinality(tags) <= 32 AND array_position(tags, NULL::text) IS NULL),
+  CONSTRAINT contexts_title_length CHECK (char_length(title) >= 1 AND char_length(title) <= 300)
+);
+
+CREATE INDEX contexts_tenant_agent_idx ON app.contexts USING btree (tenant_id, agent_id) WHERE agent_id IS NOT NULL;
+CREATE INDEX contexts_tenant_created_idx ON app.contexts USING btree (tenant_id, created_at, id);
+CREATE INDEX contexts_tenant_search_idx ON app.contexts USING gin (tenant_id, search);
+CREATE INDEX contexts_tenant_session_idx ON app.contexts USING btree (tenant_id, session_id) WHERE session_id IS NOT NULL;
+CREATE INDEX contexts_tenant_tags_idx ON app.contexts USING gin (tenant_id, tags);
+
+CREATE TRIGGER contexts_count_delete AFTER DELETE ON app.contexts REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_context_bytes();
+CREATE TRIGGER contexts_count_insert AFTER INSERT ON app.contexts REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_context_bytes();
+CREATE TRIGGER contexts_count_update AFTER UPDATE ON app.contexts REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_context_bytes();
+CREATE TRIGGER contexts_updated_at BEFORE UPDATE ON app.contexts FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
+
+ALTER TABLE app.contexts ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app.contexts FORCE ROW LEVEL SECURITY;
+CREATE POLICY contexts_delete ON app.contexts FOR DELETE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))))));
+CREATE POLICY contexts_insert ON app.contexts FOR INSERT
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))));
+CREATE POLICY contexts_owner ON app.contexts TO :DATABASE_OWNER
+  USING (true)
+  WITH CHECK (true);
+CREATE POLICY contexts_select ON app.contexts FOR SELECT
+  USING ((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY contexts_update ON app.contexts FOR UPDATE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))))))
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))))));
+
+GRANT INSERT (tenant_id, kind, title, content, tags, agent_id, session_id, created_by) ON TABLE app.contexts TO :DATABASE_APP;
+GRANT SELECT, DELETE ON TABLE app.contexts TO :DATABASE_APP;
+GRANT UPDATE (title, content, tags, agent_id, session_id) ON TABLE app.contexts TO :DATABASE_APP;
+
+--------------------------------------------------------------------------------
+-- Table app.fine_tuning_job_contexts
+
+CREATE TABLE app.fine_tuning_job_contexts (
+  tenant_id uuid NOT NULL,
+  job_id uuid NOT NULL,
+  context_id uuid NOT NULL,
+  CONSTRAINT fine_tuning_job_contexts_pkey PRIMARY KEY (tenant_id, job_id, context_id),
+  CONSTRAINT fine_tuning_job_contexts_context_fkey FOREIGN KEY (tenant_id, context_id) REFERENCES app.contexts(tenant_id, id) ON DELETE RESTRICT,
+  CONSTRAINT fine_tuning_job_contexts_job_fkey FOREIGN KEY (tenant_id, job_id) REFERENCES app.fine_tuning_jobs(tenant_id, id) ON DELETE CASCADE
+);
+
+CREATE INDEX fine_tuning_job_contexts_context_idx ON app.fine_tuning_job_contexts USING btree (tenant_id, context_id);
+
+ALTER TABLE app.fine_tuning_job_contexts ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app.fine_tuning_job_contexts FORCE ROW LEVEL SECURITY;
+CREATE POLICY fine_tuning_job_contexts_delete ON app.fine_tuning_job_contexts FOR DELETE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('LEAD'::text) AS has_role)));
+CREATE POLICY fine_tuning_job_contexts_insert ON app.fine_tuning_job_contexts FOR INSERT
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('LEAD'::text) AS has_role)));
+CREATE POLICY fine_tuning_job_contexts_owner ON app.fine_tuning_job_contexts TO :DATABASE_OWNER
+  USING (true)
+  WITH CHECK (true);
+CREATE POLICY fine_tuning_job_contexts_select ON app.fine_tuning_job_contexts FOR SELECT
+  USING ((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY fine_tuning_job_contexts_update ON app.fine_tuning_job_contexts FOR UPDATE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('LEAD'::text) AS has_role)))
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('LEAD'::text) AS has_role)));
+
+GRANT INSERT (tenant_id, job_id, context_id) ON TABLE app.fine_tuning_job_contexts TO :DATABASE_APP;
+GRANT SELECT ON TABLE app.fine_tuning_job_contexts TO :DATABASE_APP;
+
+--------------------------------------------------------------------------------
+-- Table app.fine_tuning_jobs
+
+CREATE TABLE app.fine_tuning_jobs (
+  tenant_id uuid NOT NULL,
+  id uuid DEFAULT gen_random_uuid() NOT NULL,
+  base_model text NOT NULL,
+  hyperparameters jsonb DEFAULT '{}'::jsonb NOT NULL,
+  status text DEFAULT 'queued'::text NOT NULL,
+  result_model text,
+  created_by uuid,
+  created_at timestamp with time zone DEFAULT now() NOT NULL,
+  updated_at timestamp with time zone DEFAULT now() NOT NULL,
+  finished_at timestamp with time zone,
+  CONSTRAINT fine_tuning_jobs_pkey PRIMARY KEY (tenant_id, id),
+  CONSTRAINT fine_tuning_jobs_created_by_fkey FOREIGN KEY (tenant_id, created_by) REFERENCES app.memberships(tenant_id, user_id) ON DELETE SET NULL (created_by),
+  CONSTRAINT fine_tuning_jobs_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES app.tenants(id) ON DELETE CASCADE,
+  CONSTRAINT fine_tuning_jobs_base_model_length CHECK (char_length(base_model) >= 1 AND char_length(base_model) <= 200),
+  CONSTRAINT fine_tuning_jobs_hyperparameters_object CHECK (jsonb_typeof(hyperparameters) = 'object'::text AND pg_column_size(hyperparameters) <= 16384),
+  CONSTRAINT fine_tuning_jobs_result_model_length CHECK (char_length(result_model) <= 200),
+  CONSTRAINT fine_tuning_jobs_status CHECK (status = ANY (ARRAY['queued'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'cancelled'::text]))
+);
+
+CREATE INDEX fine_tuning_jobs_tenant_created_idx ON app.fine_tuning_jobs USING btree (tenant_id, created_at, id);
+CREATE INDEX fine_tuning_jobs_tenant_status_idx ON app.fine_tuning_jobs USING btree (tenant_id, status, created_at, id);
+
+CREATE TRIGGER fine_tuning_jobs_check_write BEFORE INSERT OR UPDATE ON app.fine_tuning_jobs FOR EACH ROW EXECUTE FUNCTION app_private.check_fine_tuning_job_write();
+CREATE TRIGGER fine_tuning_jobs_updated_at BEFORE UPDATE ON app.fine_tuning_jobs FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
+
+ALTER TABLE app.fine_tuning_jobs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app.fine_tuning_jobs FORCE ROW LEVEL SECURITY;
+CREATE POLICY fine_tuning_jobs_delete ON app.fine_tuning_jobs FOR DELETE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('LEAD'::text) AS has_role)));
+CREATE POLICY fine_tuning_jobs_insert ON app.fine_tuning_jobs FOR INSERT
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('LEAD'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))));
+CREATE POLICY fine_tuning_jobs_owner ON app.fine_tuning_jobs TO :DATABASE_OWNER
+  USING (true)
+  WITH CHECK (true);
+CREATE POLICY fine_tuning_jobs_select ON app.fine_tuning_jobs FOR SELECT
+  USING ((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY fine_tuning_jobs_update ON app.fine_tuning_jobs FOR UPDATE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('LEAD'::text) AS has_role)))
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('LEAD'::text) AS has_role)));
+
+GRANT INSERT (tenant_id, base_model, hyperparameters, created_by) ON TABLE app.fine_tuning_jobs TO :DATABASE_APP;
+GRANT SELECT ON TABLE app.fine_tuning_jobs TO :DATABASE_APP;
+GRANT UPDATE (status) ON TABLE app.fine_tuning_jobs TO :DATABASE_APP;
+
+--------------------------------------------------------------------------------
+-- Table app.invitations
+
+CREATE TABLE app.invitations (
+  tenant_id uuid NOT NULL,
+  id uuid DEFAULT gen_random_uuid() NOT NULL,
+  email text NOT NULL,
+  role text NOT NULL,
+  token_hash bytea NOT NULL,
+  invited_by uuid,
+  created_at timestamp with time zone DEFAULT now() NOT NULL,
+  expires_at timestamp with time zone NOT NULL,
+  accepted_at timestamp with time zone,
+  accepted_by uuid,
+  revoked_at timestamp with time zone,
+  CONSTRAINT invitations_pkey PRIMARY KEY (tenant_id, id),
+  CONSTRAINT invitations_token_hash_key UNIQUE (token_hash),
+  CONSTRAINT invitations_invited_by_fkey FOREIGN KEY (tenant_id, invited_by) REFERENCES app.memberships(tenant_id, user_id) ON DELETE SET NULL (invited_by),
+  CONSTRAINT invitations_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES app.tenants(id) ON DELETE CASCADE,
+  CONSTRAINT invitations_email_format CHECK (char_length(email) <= 320 AND email ~ '^[^@\s]+@[^@\s]+$'::text),
+  CONSTRAINT invitations_expiry CHECK (expires_at > created_at),
+  CONSTRAINT invitations_one_outcome CHECK (accepted_at IS NULL OR revoked_at IS NULL),
+  CONSTRAINT invitations_role CHECK (role = ANY (ARRAY['ADMIN'::text, 'LEAD'::text, 'MEMBER'::text, 'VIEWER'::text])),
+  CONSTRAINT invitations_token_hash_length CHECK (octet_length(token_hash) = 32)
+);
+
+CREATE INDEX invitations_tenant_created_idx ON app.invitations USING btree (tenant_id, created_at, id);
+
+CREATE TRIGGER invitations_audit AFTER INSERT OR UPDATE ON app.invitations FOR EACH ROW EXECUTE FUNCTION app_private.audit_invitation();
+CREATE TRIGGER invitations_check_update BEFORE UPDATE ON app.invitations FOR EACH ROW EXECUTE FUNCTION app_private.check_invitation_update();
+
+ALTER TABLE app.invitations ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app.invitations FORCE ROW LEVEL SECURITY;
+CREATE POLICY invitations_delete ON app.invitations FOR DELETE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false));
+CREATE POLICY invitations_insert ON app.invitations FOR INSERT
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('LEAD'::text) AS has_role) AND (( SELECT app.current_api_key_id() AS current_api_key_id) IS NULL) AND (invited_by = ( SELECT app.current_user_id() AS current_user_id)) AND (( SELECT app.has_role('ADMIN'::text) AS has_role) OR (app.role_rank(role) <= app.role_rank('MEMBER'::text)))));
+CREATE POLICY invitations_owner ON app.invitations TO :DATABASE_OWNER
+  USING (true)
+  WITH CHECK (true);
+CREATE POLICY invitations_select ON app.invitations FOR SELECT
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('LEAD'::text) AS has_role)));
+CREATE POLICY invitations_update ON app.invitations FOR UPDATE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.current_api_key_id() AS current_api_key_id) IS NULL) AND (( SELECT app.has_role('ADMIN'::text) AS has_role) OR (( SELECT app.has_role('LEAD'::text) AS has_role) AND (invited_by = ( SELECT app.current_user_id() AS current_user_id))))))
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('ADMIN'::text) AS has_role) OR (( SELECT app.has_role('LEAD'::text) AS has_role) AND (invited_by = ( SELECT app.current_user_id() AS current_user_id))))));
+
+GRANT INSERT (tenant_id, email, role, token_hash, invited_by, expires_at) ON TABLE app.invitations TO :DATABASE_APP;
+GRANT SELECT ON TABLE app.invitations TO :DATABASE_APP;
+GRANT UPDATE (revoked_at) ON TABLE app.invitations TO :DATABASE_APP;
+
+--------------------------------------------------------------------------------
+-- Table app.memberships
+
+CREATE TABLE app.memberships (
+  tenant_id uuid NOT NULL,
+  user_id uuid NOT NULL,
+  role text NOT NULL,
+  created_at timestamp with time zone DEFAULT now() NOT NULL,
+  updated_at timestamp with time zone DEFAULT now() NOT NULL,
+  CONSTRAINT memberships_pkey PRIMARY KEY (tenant_id, user_id),
+  CONSTRAINT memberships_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES app.tenants(id) ON DELETE CASCADE,
+  CONSTRAINT memberships_user_id_fkey FOREIGN KEY (user_id) REFERENCES app.users(id) ON DELETE CASCADE,
+  CONSTRAINT memberships_role CHECK (role = ANY (ARRAY['ADMIN'::text, 'LEAD'::text, 'MEMBER'::text, 'VIEWER'::text]))
+);
+
+CREATE INDEX memberships_user_idx ON app.memberships USING btree (user_id);
+
+CREATE TRIGGER memberships_audit AFTER INSERT OR DELETE OR UPDATE OF role ON app.memberships FOR EACH ROW EXECUTE FUNCTION app_private.audit_membership();
+CREATE TRIGGER memberships_count_delete AFTER DELETE ON app.memberships REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_members();
+CREATE TRIGGER memberships_count_insert AFTER INSERT ON app.memberships REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_members();
+CREATE TRIGGER memberships_keep_an_admin BEFORE DELETE OR UPDATE OF role ON app.memberships FOR EACH ROW EXECUTE FUNCTION app_private.keep_an_admin();
+CREATE TRIGGER memberships_updated_at BEFORE UPDATE ON app.memberships FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
+
+ALTER TABLE app.memberships ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app.memberships FORCE ROW LEVEL SECURITY;
+CREATE POLICY memberships_delete ON app.memberships FOR DELETE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('ADMIN'::text) AS has_role)));
+CREATE POLICY memberships_insert ON app.memberships FOR INSERT
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('ADMIN'::text) AS has_role)));
+CREATE POLICY memberships_owner ON app.memberships TO :DATABASE_OWNER
+  USING (true)
+  WITH CHECK (true);
+CREATE POLICY memberships_select ON app.memberships FOR SELECT
+  USING ((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY memberships_update ON app.memberships FOR UPDATE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('ADMIN'::text) AS has_role)))
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('ADMIN'::text) AS has_role)));
+
+GRANT SELECT, INSERT, DELETE ON TABLE app.memberships TO :DATABASE_APP;
+GRANT UPDATE (role) ON TABLE app.memberships TO :DATABASE_APP;
+
+--------------------------------------------------------------------------------
+-- Table app.plan_limits
+
+CREATE TABLE app.plan_limits (
+  plan text NOT NULL,
+  quota text NOT NULL,
+  max_value bigint,
+  CONSTRAINT plan_limits_pkey PRIMARY KEY (plan, quota),
+  CONSTRAINT plan_limits_max_value CHECK (max_value >= 0),
+  CONSTRAINT plan_limits_plan CHECK (plan = ANY (ARRAY['free'::text, 'team'::text, 'enterprise'::text]))
+);
+
+ALTER TABLE app.plan_limits ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app.plan_limits FORCE ROW LEVEL SECURITY;
+CREATE POLICY plan_limits_owner ON app.plan_limits TO :DATABASE_OWNER
+  USING (true)
+  WITH CHECK (true);
+CREATE POLICY plan_limits_select ON app.plan_limits FOR SELECT
+  USING (true);
+
+GRANT SELECT ON TABLE app.plan_limits TO :DATABASE_APP;
+
+--------------------------------------------------------------------------------
+-- Table app.quotas
+
+CREATE TABLE app.quotas (
+  tenant_id uuid NOT NULL,
+  quota text NOT NULL,
+  used bigint DEFAULT 0 NOT NULL,
+  period date,
+  limit_override bigint,
+  updated_at timestamp with time zone DEFAULT now() NOT NULL,
+  CONSTRAINT quotas_pkey PRIMARY KEY (tenant_id, quota),
+  CONSTRAINT quotas_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES app.tenants(id) ON DELETE CASCADE,
+  CONSTRAINT quotas_limit_override CHECK (limit_override >= 0),
+  CONSTRAINT quotas_quota CHECK (quota = ANY (ARRAY['active_sessions'::text, 'monthly_tokens'::text, 'agents'::text, 'members'::text, 'context_bytes'::text])),
+  CONSTRAINT quotas_used CHECK (used >= 0)
+);
+
+CREATE TRIGGER quotas_updated_at BEFORE UPDATE ON app.quotas FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
+
+ALTER TABLE app.quotas ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app.quotas FORCE ROW LEVEL SECURITY;
+CREATE POLICY quotas_delete ON app.quotas FOR DELETE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false));
+CREATE POLICY quotas_insert ON app.quotas FOR INSERT
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false));
+CREATE POLICY quotas_owner ON app.quotas TO :DATABASE_OWNER
+  USING (true)
+  WITH CHECK (true);
+CREATE POLICY quotas_select ON app.quotas FOR SELECT
+  USING ((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY quotas_update ON app.quotas FOR UPDATE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false))
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false));
+
+GRANT SELECT ON TABLE app.quotas TO :DATABASE_APP;
+
+--------------------------------------------------------------------------------
+-- Table app.sessions
+
+CREATE TABLE app.sessions (
+  tenant_id uuid NOT NULL,
+  id uuid DEFAULT gen_random_uuid() NOT NULL,
+  agent_id uuid NOT NULL,
+  status text DEFAULT 'active'::text NOT NULL,
+  started_by uuid,
+  started_at timestamp with time zone DEFAULT now() NOT NULL,
+  ended_at timestamp with time zone,
+  tokens_used bigint DEFAULT 0 NOT NULL,
+  metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
+  updated_at timestamp with time zone DEFAULT now() NOT NULL,
+  CONSTRAINT sessions_pkey PRIMARY KEY (tenant_id, id),
+  CONSTRAINT sessions_agent_fkey FOREIGN KEY (tenant_id, agent_id) REFERENCES app.agents(tenant_id, id) ON DELETE CASCADE,
+  CONSTRAINT sessions_started_by_fkey FOREIGN KEY (tenant_id, started_by) REFERENCES app.memberships(tenant_id, user_id) ON DELETE SET NULL (started_by),
+  CONSTRAINT sessions_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES app.tenants(id) ON DELETE CASCADE,
+  CONSTRAINT sessions_ended_when_not_active CHECK ((status = 'active'::text) = (ended_at IS NULL)),
+  CONSTRAINT sessions_metadata_object CHECK (jsonb_typeof(metadata) = 'object'::text AND pg_column_size(metadata) <= 16384),
+  CONSTRAINT sessions_status CHECK (status = ANY (ARRAY['active'::text, 'completed'::text, 'failed'::text, 'cancelled'::text])),
+  CONSTRAINT sessions_tokens_used CHECK (tokens_used >= 0)
+);
+
+CREATE INDEX sessions_tenant_agent_started_idx ON app.sessions USING btree (tenant_id, agent_id, started_at, id);
+CREATE INDEX sessions_tenant_started_idx ON app.sessions USING btree (tenant_id, started_at, id);
+CREATE INDEX sessions_tenant_status_started_idx ON app.sessions USING btree (tenant_id, status, started_at, id);
+
+CREATE TRIGGER sessions_check_tokens BEFORE UPDATE OF tokens_used ON app.sessions FOR EACH ROW EXECUTE FUNCTION app_private.check_session_tokens();
+CREATE TRIGGER sessions_check_write BEFORE INSERT OR UPDATE ON app.sessions FOR EACH ROW EXECUTE FUNCTION app_private.check_session_write();
+CREATE TRIGGER sessions_count_delete AFTER DELETE ON app.sessions REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_sessions();
+CREATE TRIGGER sessions_count_insert AFTER INSERT ON app.sessions REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_sessions();
+CREATE TRIGGER sessions_count_update AFTER UPDATE ON app.sessions REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_sessions();
+CREATE TRIGGER sessions_updated_at BEFORE UPDATE ON app.sessions FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
+
+ALTER TABLE app.sessions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app.sessions FORCE ROW LEVEL SECURITY;
+CREATE POLICY sessions_delete ON app.sessions FOR DELETE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (started_by = ( SELECT app.current_user_id() AS current_user_id))))));
+CREATE POLICY sessions_insert ON app.sessions FOR INSERT
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('MEMBER'::text) AS has_role) AND (started_by = ( SELECT app.current_user_id() AS current_user_id))));
+CREATE POLICY sessions_owner ON app.sessions TO :DATABASE_OWNER
+  USING (true)
+  WITH CHECK (true);
+CREATE POLICY sessions_select ON app.sessions FOR SELECT
+  USING ((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY sessions_update ON app.sessions FOR UPDATE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (started_by = ( SELECT app.current_user_id() AS current_user_id))))))
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (started_by = ( SELECT app.current_user_id() AS current_user_id))))));
+
+GRANT INSERT (tenant_id, agent_id, started_by, metadata) ON TABLE app.sessions TO :DATABASE_APP;
+GRANT SELECT, DELETE ON TABLE app.sessions TO :DATABASE_APP;
+GRANT UPDATE (status, ended_at, tokens_used, metadata) ON TABLE app.sessions TO :DATABASE_APP;
+
+--------------------------------------------------------------------------------
+-- Table app.tasks
+
+CREATE TABLE app.tasks (
+  tenant_id uuid NOT NULL,
+  id uuid DEFAULT gen_random_uuid() NOT NULL,
+  session_id uuid NOT NULL,
+  title text NOT NULL,
+  status text DEFAULT 'pending'::text NOT NULL,
+  input jsonb DEFAULT '{}'::jsonb NOT NULL,
+  output jsonb,
+  tokens bigint DEFAULT 0 NOT NULL,
+  assignee_id uuid,
+  created_by uuid,
+  created_at timestamp with time zone DEFAULT now() NOT NULL,
+  updated_at timestamp with time zone DEFAULT now() NOT NULL,
+  CONSTRAINT tasks_pkey PRIMARY KEY (tenant_id, id),
+  CONSTRAINT tasks_assignee_fkey FOREIGN KEY (tenant_id, assignee_id) REFERENCES app.memberships(tenant_id, user_id) ON DELETE SET NULL (assignee_id),
+  CONSTRAINT tasks_created_by_fkey FOREIGN KEY (tenant_id, created_by) REFERENCES app.memberships(tenant_id, user_id) ON DELETE SET NULL (created_by),
+  CONSTRAINT tasks_session_fkey FOREIGN KEY (tenant_id, session_id) REFERENCES app.sessions(tenant_id, id) ON DELETE CASCADE,
+  CONSTRAINT tasks_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES app.tenants(id) ON DELETE CASCADE,
+  CONSTRAINT tasks_input_size CHECK (pg_column_size(input) <= 65536),
+  CONSTRAINT tasks_output_size CHECK (pg_column_size(output) <= 65536),
+  CONSTRAINT tasks_status CHECK (status = ANY (ARRAY['pending'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'cancelled'::text])),
+  CONSTRAINT tasks_title_length CHECK (char_length(title) >= 1 AND char_length(title) <= 300),
+  CONSTRAINT tasks_tokens CHECK (tokens >= 0)
+);
+
+CREATE INDEX tasks_tenant_assignee_idx ON app.tasks USING btree (tenant_id, assignee_id) WHERE assignee_id IS NOT NULL;
+CREATE INDEX tasks_tenant_created_idx ON app.tasks USING btree (tenant_id, created_at, id);
+CREATE INDEX tasks_tenant_session_created_idx ON app.tasks USING btree (tenant_id, session_id, created_at, id);
+
+CREATE TRIGGER tasks_check_write BEFORE INSERT OR UPDATE ON app.tasks FOR EACH ROW EXECUTE FUNCTION app_private.check_task_write();
+CREATE TRIGGER tasks_tokens_to_session AFTER INSERT OR UPDATE OF tokens ON app.tasks FOR EACH ROW EXECUTE FUNCTION app_private.add_task_tokens_to_session();
+CREATE TRIGGER tasks_updated_at BEFORE UPDATE ON app.tasks FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
+
+ALTER TABLE app.tasks ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app.tasks FORCE ROW LEVEL SECURITY;
+CREATE POLICY tasks_delete ON app.tasks FOR DELETE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))))));
+CREATE POLICY tasks_insert ON app.tasks FOR INSERT
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))));
+CREATE POLICY tasks_owner ON app.tasks TO :DATABASE_OWNER
+  USING (true)
+  WITH CHECK (true);
+CREATE POLICY tasks_select ON app.tasks FOR SELECT
+  USING ((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY tasks_update ON app.tasks FOR UPDATE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))))))
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))))));
+
+GRANT INSERT (tenant_id, session_id, title, input, tokens, assignee_id, created_by) ON TABLE app.tasks TO :DATABASE_APP;
+GRANT SELECT, DELETE ON TABLE app.tasks TO :DATABASE_APP;
+GRANT UPDATE (title, status, output, tokens, assignee_id) ON TABLE app.tasks TO :DATABASE_APP;
+
+--------------------------------------------------------------------------------
+-- Table app.tenants
+
+CREATE TABLE app.tenants (
+  id uuid DEFAULT gen_random_uuid() NOT NULL,
+  slug text NOT NULL,
+  name text NOT NULL,
+  status text DEFAULT 'active'::text NOT NULL,
+  created_at timestamp with time zone DEFAULT now() NOT NULL,
+  updated_at timestamp with time zone DEFAULT now() NOT NULL,
+  plan text DEFAULT 'free'::text NOT NULL,
+  suspended_at timestamp with time zone,
+  suspended_reason text,
+  CONSTRAINT tenants_pkey PRIMARY KEY (id),
+  CONSTRAINT tenants_slug_key UNIQUE (slug),
+  CONSTRAINT tenants_name_length CHECK (char_length(name) >= 1 AND char_length(name) <= 200),
+  CONSTRAINT tenants_plan CHECK (plan = ANY (ARRAY['free'::text, 'team'::text, 'enterprise'::text])),
+  CONSTRAINT tenants_slug_format CHECK (slug ~ '^[a-z][a-z0-9-]{1,61}[a-z0-9]$'::text),
+  CONSTRAINT tenants_slug_not_uuid CHECK (slug !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'::text),
+  CONSTRAINT tenants_status CHECK (status = ANY (ARRAY['active'::text, 'suspended'::text])),
+  CONSTRAINT tenants_suspended_reason_length CHECK (char_length(suspended_reason) <= 500),
+  CONSTRAINT tenants_suspension CHECK ((status = 'suspended'::text) = (suspended_at IS NOT NULL))
+);
+
+CREATE TRIGGER tenants_create_quotas AFTER INSERT ON app.tenants REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.create_tenant_quotas();
+CREATE TRIGGER tenants_updated_at BEFORE UPDATE ON app.tenants FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
+
+ALTER TABLE app.tenants ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app.tenants FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenants_owner ON app.tenants TO :DATABASE_OWNER
+  USING (true)
+  WITH CHECK (true);
+CREATE POLICY tenants_select ON app.tenants FOR SELECT
+  USING ((id = ( SELECT app.current_tenant_id() AS current_tenant_id)));
+
+GRANT SELECT ON TABLE app.tenants TO :DATABASE_APP;
+
+--------------------------------------------------------------------------------
+-- Table app.users
+
+CREATE TABLE app.users (
+  id uuid DEFAULT gen_random_uuid() NOT NULL,
+  email text NOT NULL,
+  display_name text DEFAULT ''::text NOT NULL,
+  created_at timestamp with time zone DEFAULT now() NOT NULL,
+  updated_at timestamp with time zone DEFAULT now() NOT NULL,
+  CONSTRAINT users_pkey PRIMARY KEY (id),
+  CONSTRAINT users_display_name_length CHECK (char_length(display_name) <= 200),
+  CONSTRAINT users_email_format CHECK (char_length(email) <= 320 AND email ~ '^[^@\s]+@[^@\s]+$'::text)
+);
+
+CREATE UNIQUE INDEX users_email_key ON app.users USING btree (lower(email));
+
+CREATE TRIGGER users_updated_at BEFORE UPDATE ON app.users FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
+
+ALTER TABLE app.users ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app.users FORCE ROW LEVEL SECURITY;
+CREATE POLICY users_owner ON app.users TO :DATABASE_OWNER
+  USING (true)
+  WITH CHECK (true);
+CREATE POLICY users_select ON app.users FOR SELECT
+  USING (((id = ( SELECT app.current_user_id() AS current_user_id)) OR (EXISTS ( SELECT 1
+   FROM app.memberships m
+  WHERE ((m.tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (m.user_id = users.id))))));
+
+GRANT SELECT ON TABLE app.users TO :DATABASE_APP;
+
+--------------------------------------------------------------------------------
+-- Table app_private.operator_audit_events
+
+CREATE TABLE app_private.operator_audit_events (
+  id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
+  occurred_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+  actor_user_id uuid,
+  actor text NOT NULL,
+  action text NOT NULL,
+  target_tenant_id uuid,
+  reason text,
+  details jsonb DEFAULT '{}'::jsonb NOT NULL,
+  CONSTRAINT operator_audit_events_pkey PRIMARY KEY (id)
+);
+
+ALTER TABLE app_private.operator_audit_events ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app_private.operator_audit_events FORCE ROW LEVEL SECURITY;
+CREATE POLICY operator_audit_events_owner ON app_private.operator_audit_events TO :DATABASE_OWNER
+  USING (true)
+  WITH CHECK (true);
+
+--------------------------------------------------------------------------------
+-- Table app_private.operators
+
+CREATE TABLE app_private.operators (
+  user_id uuid NOT NULL,
+  granted_at timestamp with time zone DEFAULT now() NOT NULL,
+  granted_by text NOT NULL,
+  reason text,
+  CONSTRAINT operators_pkey PRIMARY KEY (user_id),
+  CONSTRAINT operators_user_id_fkey FOREIGN KEY (user_id) REFERENCES app.users(id) ON DELETE CASCADE
+);
+
+ALTER TABLE app_private.operators ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app_private.operators FORCE ROW LEVEL SECURITY;
+CREATE POLICY operators_owner ON app_private.operators TO :DATABASE_OWNER
+  USING (true)
+  WITH CHECK (true);
+
+--------------------------------------------------------------------------------
+-- Functions in app
+
+CREATE OR REPLACE FUNCTION app.current_api_key_id()
+ RETURNS uuid
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$ select nullif(current_setting('app.api_key_id', true), '')::uuid $function$;
+GRANT EXECUTE ON FUNCTION app.current_api_key_id() TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app.current_member_role()
+ RETURNS text
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$ select nullif(current_setting('app.role', true), '') $function$;
+GRANT EXECUTE ON FUNCTION app.current_member_role() TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app.current_tenant_id()
+ RETURNS uuid
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$ select nullif(current_setting('app.tenant_id', true), '')::uuid $function$;
+GRANT EXECUTE ON FUNCTION app.current_tenant_id() TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app.current_user_id()
+ RETURNS uuid
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$ select nullif(current_setting('app.user_id', true), '')::uuid $function$;
+GRANT EXECUTE ON FUNCTION app.current_user_id() TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app.has_role(required text)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$ select app.role_rank(app.current_member_role()) >= app.role_rank(required) and app.role_rank(required) > 0 $function$;
+GRANT EXECUTE ON FUNCTION app.has_role(text) TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app.role_rank(role text)
+ RETURNS integer
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$ select case role when 'ADMIN' then 4 when 'LEAD' then 3 when 'MEMBER' then 2 when 'VIEWER' then 1 else 0 end $function$;
+GRANT EXECUTE ON FUNCTION app.role_rank(text) TO :DATABASE_APP;
+
+--------------------------------------------------------------------------------
+-- Functions in app_private
+
+CREATE OR REPLACE FUNCTION app_private.accept_invitation(token_hash bytea)
+ RETURNS TABLE(tenant_id uuid, tenant_slug text, tenant_name text, role text)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  invitation app.invitations;
+  tenant app.tenants;
+  me uuid := app.current_user_id();
+begin
+  select * into invitation from app.invitations i where i.token_hash = accept_invitation.token_hash for update;
+  if invitation.id is null or not exists (select 1 from app.users u where u.id = me and lower(u.email) = lower(invitation.email)) then
+    raise exception 'no such invitation' using errcode = 'TI404';
+  end if;
+  if invitation.revoked_at is not null then
+    raise exception 'was revoked' using errcode = 'TI410';
+  elsif invitation.accepted_at is not null then
+    raise exception 'has already been used' using errcode = 'TI410';
+  elsif invitation.expires_at <= now() then
+    raise exception 'has expired' using errcode = 'TI410';
+  end if;
+  select * into tenant from app.tenants t where t.id = invitation.tenant_id;
+  if tenant.status <> 'active' then
+    raise exception 'tenant suspended' using errcode = 'TI423';
+  end if;
+  if exists (select 1 from app.memberships m where m.tenant_id = tenant.id and m.user_id = me) then
+    raise exception 'already a member' using errcode = 'TI409';
+  end if;
+  insert into app.memberships (tenant_id, user_id, role) values (tenant.id, me, invitation.role);
+  update app.invitations i set accepted_at = now(), accepted_by = me where i.tenant_id = tenant.id and i.id = invitation.id;
+  return query select tenant.id, tenant.slug, tenant.name, invitation.role;
+end
+$function$;
+GRANT EXECUTE ON FUNCTION app_private.accept_invitation(bytea) TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app_private.add_task_tokens_to_session()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  delta bigint := coalesce(new.tokens, 0) - case when tg_op = 'UPDATE' then old.tokens else 0 end;
+begin
+  if delta <> 0 then
+    update app.sessions set tokens_used = tokens_used + delta
+      where tenant_id = new.tenant_id and id = new.session_id;
+  end if;
+  return null;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION app_private.assert_operator()
+ RETURNS uuid
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  if not exists (select 1 from app_private.operators o where o.user_id = app.current_user_id()) then
+    raise exception 'not a platform operator' using errcode = 'TO403';
+  end if;
+  return app.current_user_id();
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION app_private.audit_api_key()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  if tg_op = 'INSERT' then
+    perform app_private.record_audit(new.tenant_id, 'api_key.create', 'api_key', new.id::text,
+                                     jsonb_build_object('name', new.name, 'prefix', new.prefix, 'role', new.role));
+  elsif new.revoked_at is not null and old.revoked_at is null then
+    perform app_private.record_audit(new.tenant_id, 'api_key.revoke', 'api_key', new.id::text, jsonb_build_object('prefix', new.prefix));
+  end if;
+  return null;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION app_private.audit_invitation()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  if tg_op = 'INSERT' then
+    perform app_private.record_audit(new.tenant_id, 'invitation.create', 'invitation', new.id::text,
+                                     jsonb_build_object('email', new.email, 'role', new.role, 'expiresAt', new.expires_at));
+  elsif new.revoked_at is not null and old.revoked_at is null then
+    perform app_private.record_audit(new.tenant_id, 'invitation.revoke', 'invitation', new.id::text, '{}');
+  elsif new.accepted_at is not null and old.accepted_at is null then
+    perform app_private.record_audit(new.tenant_id, 'invitation.accept', 'invitation', new.id::text,
+                                     jsonb_build_object('userId', new.accepted_by, 'role', new.role));
+  end if;
+  return null;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION app_private.audit_membership()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  if tg_op = 'INSERT' then
+    perform app_private.record_audit(new.tenant_id, 'member.add', 'user', new.user_id::text, jsonb_build_object('role', new.role));
+  elsif tg_op = 'UPDATE' then
+    perform app_private.record_audit(new.tenant_id, 'member.role_change', 'user', new.user_id::text,
+                                     jsonb_build_object('from', old.role, 'to', new.role));
+  else
+    perform app_private.record_audit(old.tenant_id, 'member.remove', 'user', old.user_id::text, jsonb_build_object('role', old.role));
+  end if;
+  return null;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION app_private.begin_api_key_request(secret_hash bytea, tenant text DEFAULT NULL::text, allowed_slugs text[] DEFAULT NULL::text[])
+ RETURNS TABLE(tenant_id uuid, tenant_slug text, tenant_name text, tenant_status text, role text, acting_user_id uuid, api_key_id uuid, is_operator boolean)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  key app.api_keys;
+  found_tenant app.tenants;
+  member_role text;
+begin
+  select * into key from app.api_keys k where k.secret_hash = begin_api_key_request.secret_hash;
+  if key.id is not null then
+    select m.role into member_role from app.memberships m where m.tenant_id = key.tenant_id and m.user_id = key.created_by;
+  end if;
+  if member_role is null or key.revoked_at is not null or (key.expires_at is not null and key.expires_at <= now()) then
+    raise exception 'invalid api key' using errcode = 'TN401';
+  end if;
+  select * into found_tenant from app.tenants t where t.id = key.tenant_id;
+  if (tenant is not null and tenant <> found_tenant.id::text and tenant <> found_tenant.slug)
+     or (allowed_slugs is not null and not (found_tenant.slug = any (allowed_slugs))) then
+    raise exception 'tenant not found' using errcode = 'TN404';
+  end if;
+  if found_tenant.status <> 'active' then
+    raise exception 'tenant suspended' using errcode = 'TN423';
+  end if;
+  if app.role_rank(key.role) < app.role_rank(member_role) then
+    member_role := key.role;
+  end if;
+
+  update app.api_keys k set last_used_at = now()
+    where (k.tenant_id, k.id) in (select l.tenant_id, l.id from app.api_keys l
+                                  where l.tenant_id = key.tenant_id and l.id = key.id
+                                    and (l.last_used_at is null or l.last_used_at < now() - interval '1 minute')
+                                  for update skip locked);
+
+  perform set_config('app.tenant_id', found_tenant.id::text, true),
+          set_config('app.user_id', key.created_by::text, true),
+          set_config('app.role', member_role, true),
+          set_config('app.api_key_id', key.id::text, true);
+
+  return query select found_tenant.id, found_tenant.slug, found_tenant.name, found_tenant.status, member_role,
+    key.created_by, key.id, false;
+end
+$function$;
+GRANT EXECUTE ON FUNCTION app_private.begin_api_key_request(bytea,text,text[]) TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app_private.begin_platform_request(user_id uuid)
+ RETURNS TABLE(is_operator boolean)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  if not exists (select 1 from app.users u where u.id = begin_platform_request.user_id) then
+    raise exception 'unknown user' using errcode = 'TN401';
+  end if;
+  perform set_config('app.user_id', begin_platform_request.user_id::text, true),
+          set_config('app.tenant_id', '', true),
+          set_config('app.role', '', true),
+          set_config('app.api_key_id', '', true);
+  return query select exists (select 1 from app_private.operators o where o.user_id = begin_platform_request.user_id);
+end
+$function$;
+GRANT EXECUTE ON FUNCTION app_private.begin_platform_request(uuid) TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app_private.begin_request(by_id uuid, by_slug text, user_id uuid, role_cap text DEFAULT NULL::text, allowed_slugs text[] DEFAULT NULL::text[], OUT tenant_id uuid, OUT tenant_slug text, OUT tenant_name text, OUT tenant_status text, OUT role text)
+ RETURNS record
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  if by_id is not null then
+    select t.id, t.slug, t.name, t.status, m.role
+      into tenant_id, tenant_slug, tenant_name, tenant_status, role
+      from app.tenants t join app.memberships m on m.tenant_id = t.id and m.user_id = begin_request.user_id
+      where t.id = by_id;
+  else
+    select t.id, t.slug, t.name, t.status, m.role
+      into tenant_id, tenant_slug, tenant_name, tenant_status, role
+      from app.tenants t join app.memberships m on m.tenant_id = t.id and m.user_id = begin_request.user_id
+      where t.slug = by_slug;
+  end if;
+
+  if role is null or (allowed_slugs is not null and not (tenant_slug = any (allowed_slugs))) then
+    raise exception 'tenant not found' using errcode = 'TN404';
+  end if;
+  if tenant_status <> 'active' then
+    raise exception 'tenant suspended' using errcode = 'TN423';
+  end if;
+  if role_cap is not null then
+    if app.role_rank(role_cap) = 0 then
+      raise exception 'invalid role cap' using errcode = 'TN401';
+    end if;
+    if app.role_rank(role_cap) < app.role_rank(role) then
+      role := role_cap;
+    end if;
+  end if;
+
+  perform set_config('app.tenant_id', tenant_id::text, true),
+          set_config('app.user_id', begin_request.user_id::text, true),
+          set_config('app.role', role, true),
+          set_config('app.api_key_id', '', true);
+end
+$function$;
+GRANT EXECUTE ON FUNCTION app_private.begin_request(uuid,text,uuid,text,text[]) TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app_private.check_agent_update()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+begin
+  if new.status is distinct from old.status
+     and app.current_member_role() is not null and not app.has_role('LEAD') then
+    raise exception 'only LEAD and ADMIN archive agents' using errcode = 'insufficient_privilege';
+  end if;
+  return new;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION app_private.check_fine_tuning_job_write()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+begin
+  if tg_op = 'INSERT' then
+    if new.status <> 'queued' or new.result_model is not null or new.finished_at is not null then
+      raise exception 'a job starts queued' using errcode = 'check_violation', constraint = 'fine_tuning_jobs_start_state';
+    end if;
+  elsif new.status is distinct from old.status then
+    if not (old.status = 'queued' and new.status in ('running', 'cancelled'))
+       and not (old.status = 'running' and new.status in ('succeeded', 'failed', 'cancelled')) then
+      raise exception 'a job cannot go from % to %', old.status, new.status
+        using errcode = 'check_violation', constraint = 'fine_tuning_jobs_status_transition';
+    end if;
+    if new.status in ('succeeded', 'failed', 'cancelled') then
+      new.finished_at := now();
+    end if;
+  end if;
+  return new;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION app_private.check_invitation_update()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+begin
+  if old.accepted_at is not null or old.revoked_at is not null then
+    raise exception 'the invitation is no longer pending' using errcode = 'check_violation', constraint = 'invitations_pending';
+  end if;
+  return new;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION app_private.check_session_tokens()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+begin
+  if new.tokens_used <> old.tokens_used and old.status <> 'active' then
+    raise exception 'the session has ended' using errcode = 'check_violation', constraint = 'sessions_usage_when_active';
+  end if;
+  return new;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION app_private.check_session_write()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+begin
+  if tg_op = 'INSERT' then
+    if new.status <> 'active' or new.ended_at is not null or new.tokens_used <> 0 then
+      raise exception 'a session starts active, with no tokens used'
+        using errcode = 'check_violation', constraint = 'sessions_start_state';
+    end if;
+    -- An agent the request cannot see reads as missing, exactly like the foreign key would say.
+    case (select a.status from app.agents a where a.tenant_id = new.tenant_id and a.id = new.agent_id)
+      when 'active' then null;
+      when 'archived' then
+        raise exception 'the agent is archived' using errcode = 'check_violation', constraint = 'sessions_agent_active';
+      else
+        raise exception 'no such agent' using errcode = 'foreign_key_violation', constraint = 'sessions_agent_fkey';
+    end case;
+  elsif new.status is distinct from old.status and old.status <> 'active' then
+    raise exception 'the session has already ended' using errcode = 'check_violation', constraint = 'sessions_status_transition';
+  end if;
+  return new;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION app_private.check_task_write()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+begin
+  if tg_op = 'INSERT' then
+    if new.status <> 'pending' then
+      raise exception 'a task starts pending' using errcode = 'check_violation', constraint = 'tasks_start_state';
+    end if;
+    case (select s.status from app.sessions s where s.tenant_id = new.tenant_id and s.id = new.session_id)
+      when 'active' then null;
+      when 'completed', 'failed', 'cancelled' then
+        raise exception 'the session is not active' using errcode = 'check_violation', constraint = 'tasks_session_active';
+      else
+        raise exception 'no such session' using errcode = 'foreign_key_violation', constraint = 'tasks_session_fkey';
+    end case;
+  elsif new.status is distinct from old.status
+        and not (old.status = 'pending' and new.status in ('running', 'cancelled'))
+        and not (old.status = 'running' and new.status in ('succeeded', 'failed', 'cancelled')) then
+    raise exception 'a task cannot go from % to %', old.status, new.status
+      using errcode = 'check_violation', constraint = 'tasks_status_transition';
+  end if;
+  return new;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION app_private.consume_quota(tenant uuid, quota text, amount bigint)
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  month date := case when quota = 'monthly_tokens' then date_trunc('month', now() at time zone 'UTC')::date end;
+  cap bigint;
+  used_now bigint;
+begin
+  if amount = 0 then
+    return;
+  elsif amount < 0 then
+    update app.quotas q set used = greatest(q.used + amount, 0)
+      where q.tenant_id = tenant and q.quota = consume_quota.quota and q.period is not distinct from month;
+    return;
+  end if;
+  cap := app_private.quota_limit(tenant, quota);
+  -- The row lock serializes concurrent consumers; the WHERE is re-checked on
+  -- the row as committed by whoever held the lock before.
+  update app.quotas q
+    set used = (case when q.period is distinct from month then 0 else q.used end) + amount, period = month
+    where q.tenant_id = tenant and q.quota = consume_quota.quota
+      and (cap is null or (case when q.period is distinct from month then 0 else q.used end) + amount <= cap);
+  if not found then
+    select case when q.period is distinct from month then 0 else q.used end into used_now
+      from app.quotas q where q.tenant_id = tenant and q.quota = consume_quota.quota;
+    if used_now is null and not exists (select 1 from app.tenants t where t.id = tenant) then
+      return; -- the tenant is being deleted
+    end if;
+    raise exception 'quota % exceeded', quota using errcode = 'TQ001',
+      detail = json_build_object('quota', quota, 'limit', cap, 'used', coalesce(used_now, 0), 'requested', amount)::text;
+  end if;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION app_private.count_agents()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  if tg_op = 'INSERT' then
+    perform app_private.consume_quota(d.tenant_id, 'agents', d.n)
+      from (select tenant_id, count(*) as n from new_rows group by tenant_id order by tenant_id) d;
+  else
+    perform app_private.consume_quota(d.tenant_id, 'agents', -d.n)
+      from (select tenant_id, count(*) as n from old_rows group by tenant_id order by tenant_id) d;
+  end if;
+  return null;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION app_private.count_context_bytes()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  if tg_op = 'INSERT' then
+    perform app_private.consume_quota(d.tenant_id, 'context_bytes', d.n)
+      from (select tenant_id, sum(content_bytes)::bigint as n from new_rows group by tenant_id order by tenant_id) d;
+  elsif tg_op = 'UPDATE' then
+    perform app_private.consume_quota(d.tenant_id, 'context_bytes', d.n)
+      from (select tenant_id, sum(n)::bigint as n
+            from (select tenant_id, content_bytes::bigint as n from new_rows
+                  union all select tenant_id, -content_bytes::bigint from old_rows) c
+            group by tenant_id order by tenant_id) d;
+  else
+    perform app_private.consume_quota(d.tenant_id, 'context_bytes', -d.n)
+      from (select tenant_id, sum(content_bytes)::bigint as n from old_rows group by tenant_id order by tenant_id) d;
+  end if;
+  return null;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION app_private.count_members()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  if tg_op = 'INSERT' then
+    perform app_private.consume_quota(d.tenant_id, 'members', d.n)
+      from (select tenant_id, count(*) as n from new_rows group by tenant_id order by tenant_id) d;
+  else
+    perform app_private.consume_quota(d.tenant_id, 'members', -d.n)
+      from (select tenant_id, count(*) as n from old_rows group by tenant_id order by tenant_id) d;
+  end if;
+  return null;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION app_private.count_sessions()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  if tg_op = 'INSERT' then
+    perform app_private.consume_quota(d.tenant_id, 'active_sessions', d.n)
+      from (select tenant_id, count(*) as n from new_rows where status = 'active' group by tenant_id order by tenant_id) d;
+  elsif tg_op = 'UPDATE' then
+    perform app_private.consume_quota(d.tenant_id, 'active_sessions', d.n)
+      from (select tenant_id, sum(n)::bigint as n
+            from (select tenant_id, 1 as n from new_rows where status = 'active'
+                  union all select tenant_id, -1 from old_rows where status = 'active') c
+            group by tenant_id order by tenant_id) d;
+    perform app_private.consume_quota(d.tenant_id, 'monthly_tokens', d.n)
+      from (select n.tenant_id, sum(n.tokens_used - o.tokens_used)::bigint as n
+            from new_rows n join old_rows o on o.tenant_id = n.tenant_id and o.id = n.id
+            where n.tokens_used > o.tokens_used
+            group by n.tenant_id order by n.tenant_id) d;
+  else
+    perform app_private.consume_quota(d.tenant_id, 'active_sessions', -d.n)
+      from (select tenant_id, count(*) as n from old_rows where status = 'active' group by tenant_id order by tenant_id) d;
+  end if;
+  return null;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION app_private.create_tenant_quotas()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  insert into app.quotas (tenant_id, quota, period)
+  select n.id, q.quota, case when q.quota = 'monthly_tokens' then date_trunc('month', now() at time zone 'UTC')::date end
+  from new_rows n, unnest(array['active_sessions', 'monthly_tokens', 'agents', 'members', 'context_bytes']) q (quota);
+  return null;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION app_private.is_operator()
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$ select exists (select 1 from app_private.operators o where o.user_id = app.current_user_id()) $function$;
+GRANT EXECUTE ON FUNCTION app_private.is_operator() TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app_private.keep_an_admin()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  if old.role = 'ADMIN' and (tg_op = 'DELETE' or new.role <> 'ADMIN') then
+    perform 1 from app.tenants t where t.id = old.tenant_id for no key update;
+    if found and not exists (select 1 from app.memberships m
+                             where m.tenant_id = old.tenant_id and m.role = 'ADMIN' and m.user_id <> old.user_id) then
+      raise exception 'a tenant needs an ADMIN' using errcode = 'check_violation', constraint = 'memberships_keep_an_admin';
+    end if;
+  end if;
+  return case when tg_op = 'DELETE' then old else new end;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION app_private.my_memberships()
+ RETURNS TABLE(tenant_id uuid, tenant_slug text, tenant_name text, tenant_status text, role text)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+    select t.id, t.slug, t.name, t.status, m.role
+    from app.memberships m join app.tenants t on t.id = m.tenant_id
+    where m.user_id = app.current_user_id()
+    order by t.slug
+  $function$;
+GRANT EXECUTE ON FUNCTION app_private.my_memberships() TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app_private.operator_audit(action text, target uuid, reason text, details jsonb DEFAULT '{}'::jsonb)
+ RETURNS void
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+    insert into app_private.operator_audit_events (actor_user_id, actor, action, target_tenant_id, reason, details)
+    values (app_private.assert_operator(), 'user:' || app.current_user_id(), action, target, reason, details)
+  $function$;
+
+CREATE OR REPLACE FUNCTION app_private.operator_create_tenant(slug text, name text, plan text, reason text)
+ RETURNS SETOF app_private.tenant_summary_row
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  created uuid;
+begin
+  perform app_private.assert_operator();
+  insert into app.tenants (slug, name, plan) values (slug, name, plan) returning id into created;
+  perform app_private.operator_audit('tenant.create', created, reason, jsonb_build_object('slug', slug, 'plan', plan));
+  perform app_private.record_audit(created, 'tenant.create', 'tenant', created::text, jsonb_build_object('plan', plan), reason, 'operator');
+  return query select * from app_private.tenant_summary(created, null, null, null, null, null, 1, false);
+end
+$function$;
+GRANT EXECUTE ON FUNCTION app_private.operator_create_tenant(text,text,text,text) TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app_private.operator_invite(tenant uuid, email text, role text, token_hash bytea, expires_at timestamp with time zone)
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  perform app_private.assert_operator();
+  perform app_private.operator_audit('invitation.create', tenant, null, jsonb_build_object('email', email, 'role', role));
+  insert into app.invitations (tenant_id, email, role, token_hash, expires_at)
+    values (tenant, email, role, token_hash, expires_at);
+end
+$function$;
+GRANT EXECUTE ON FUNCTION app_private.operator_invite(uuid,text,text,bytea,timestamp with time zone) TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app_private.operator_set_tenant_limits(tenant uuid, plan text, limits jsonb, reason text)
+ RETURNS SETOF app_private.tenant_summary_row
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  new_plan text;
+begin
+  perform app_private.assert_operator();
+  update app.tenants t set plan = coalesce(operator_set_tenant_limits.plan, t.plan) where t.id = tenant returning t.plan into new_plan;
+  if new_plan is null then
+    raise exception 'no such tenant' using errcode = 'P0002';
+  end if;
+  update app.quotas q set limit_override = (limits ->> q.quota)::bigint
+    where q.tenant_id = tenant and limits ? q.quota;
+  perform app_private.operator_audit('tenant.set_limits', tenant, reason, jsonb_build_object('plan', plan, 'limits', limits));
+  perform app_private.record_audit(tenant, 'tenant.set_limits', 'tenant', tenant::text,
+                                   jsonb_build_object('plan', new_plan, 'limits', limits), reason, 'operator');
+  return query select * from app_private.tenant_summary(tenant, null, null, null, null, null, 1, false);
+end
+$function$;
+GRANT EXECUTE ON FUNCTION app_private.operator_set_tenant_limits(uuid,text,jsonb,text) TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app_private.operator_set_tenant_status(tenant uuid, status text, reason text)
+ RETURNS SETOF app_private.tenant_summary_row
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  current_status text;
+begin
+  perform app_private.assert_operator();
+  select t.status into current_status from app.tenants t where t.id = tenant for no key update;
+  if current_status is null then
+    raise exception 'no such tenant' using errcode = 'P0002';
+  elsif current_status = status then
+    raise exception 'the tenant is already %', status using errcode = 'TO409';
+  end if;
+  update app.tenants t
+    set status = operator_set_tenant_status.status,
+        suspended_at = case when operator_set_tenant_status.status = 'suspended' then now() end,
+        suspended_reason = case when operator_set_tenant_status.status = 'suspended' then reason end
+    where t.id = tenant;
+  perform app_private.operator_audit(case when status = 'suspended' then 'tenant.suspend' else 'tenant.reactivate' end, tenant, reason);
+  perform app_private.record_audit(tenant, case when status = 'suspended' then 'tenant.suspend' else 'tenant.reactivate' end,
+                                   'tenant', tenant::text, '{}', reason, 'operator');
+  return query select * from app_private.tenant_summary(tenant, null, null, null, null, null, 1, false);
+end
+$function$;
+GRANT EXECUTE ON FUNCTION app_private.operator_set_tenant_status(uuid,text,text) TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app_private.operator_tenants(status_filter text, after_at text, after_id uuid, before_at text, before_id uuid, page_size integer, inverted boolean)
+ RETURNS SETOF app_private.tenant_summary_row
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  perform app_private.operator_audit('tenant.list', null, null, jsonb_build_object('status', status_filter));
+  return query select * from app_private.tenant_summary(null, status_filter, after_at, after_id, before_at, before_id, page_size, inverted);
+end
+$function$;
+GRANT EXECUTE ON FUNCTION app_private.operator_tenants(text,text,uuid,text,uuid,integer,boolean) TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app_private.quota_limit(tenant uuid, quota text)
+ RETURNS bigint
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+    select coalesce(q.limit_override, p.max_value)
+    from app.quotas q join app.tenants t on t.id = q.tenant_id
+    left join app.plan_limits p on p.plan = t.plan and p.quota = q.quota
+    where q.tenant_id = tenant and q.quota = quota_limit.quota
+  $function$;
+
+CREATE OR REPLACE FUNCTION app_private.record_audit(tenant uuid, action text, target_type text, target_id text, details jsonb DEFAULT '{}'::jsonb, reason text DEFAULT NULL::text, actor_kind text DEFAULT NULL::text)
+ RETURNS void
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+    insert into app.audit_events (tenant_id, actor_kind, actor_user_id, actor_api_key_id, action, target_type, target_id, reason, details)
+    select tenant,
+           coalesce(actor_kind, case when app.current_api_key_id() is not null then 'api_key'
+                                     when app.current_user_id() is not null then 'user' else 'system' end),
+           app.current_user_id(), app.current_api_key_id(), action, target_type, target_id, reason, details
+    -- A cascade from a tenant being deleted has nobody left to tell.
+    where exists (select 1 from app.tenants t where t.id = tenant)
+  $function$;
+
+CREATE OR REPLACE FUNCTION app_private.tenant_summary(tenant_filter uuid, status_filter text, after_at text, after_id uuid, before_at text, before_id uuid, page_size integer, inverted boolean)
+ RETURNS SETOF app_private.tenant_summary_row
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+    select t.id, t.slug, t.name, t.status, t.plan, t.created_at, t.suspended_at, t.suspended_reason,
+           to_char(t.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+           (select jsonb_agg(jsonb_build_object(
+                     'quota', q.quota,
+                     'used', case when q.period is distinct from
+                                   (case when q.quota = 'monthly_tokens' then date_trunc('month', now() at time zone 'UTC')::date end)
+                              then 0 else q.used end,
+                     'limit', coalesce(q.limit_override, p.max_value),
+                     'overridden', q.limit_override is not null) order by q.quota)
+            from app.quotas q left join app.plan_limits p on p.plan = t.plan and p.quota = q.quota
+            where q.tenant_id = t.id)
+    from app.tenants t
+    where (tenant_filter is null or t.id = tenant_filter)
+      and (status_filter is null or t.status = status_filter)
+      and (after_at is null or (t.created_at, t.id) > (after_at::timestamptz, after_id))
+      and (before_at is null or (t.created_at, t.id) < (before_at::timestamptz, before_id))
+    order by case when inverted then t.created_at end desc, case when inverted then t.id end desc,
+             t.created_at, t.id
+    limit page_size
+  $function$;
+
+CREATE OR REPLACE FUNCTION app_private.touch_updated_at()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$ begin new.updated_at := now(); return new; end $function$;
