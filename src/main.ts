@@ -12,16 +12,15 @@ import { createLogger, flushLogs, type Logger } from './logger.ts';
 import type { GraphiQLTab } from './http/graphiql.ts';
 import { createApp, listen } from './server.ts';
 
-const FIRST_QUERY = `query {
+// GraphiQL names each tab's operation after its principal and pretty-prints it (http/graphiql.ts).
+const FIRST_QUERY = `{
   viewer { user { email } role tenant { slug name } }
   agents(first: 20) { edges { node { id name kind createdBy { email } } } }
-}
-`;
+}`;
 
-const OPERATOR_QUERY = `query {
+const OPERATOR_QUERY = `{
   platformTenants(first: 20) { edges { node { id slug status plan usage { quota used limit } } } }
-}
-`;
+}`;
 
 type Demo = { principals: DemoPrincipal[]; operator: { userId: string; email: string } | undefined };
 
@@ -52,6 +51,7 @@ async function serve(config: Config, log: Logger, appUrl: string, tabs: readonly
   const app = createApp({ config, sql, verifyToken: createTokenVerifier(await tokenSettings(config)), log, graphiqlTabs: tabs });
   const server = await listen(app, config.host, config.port, config.shutdownTimeoutMs);
   log.info({ pid: process.pid, url: `${server.url}/graphql` }, 'listening');
+  flushLogs(); // before the supervisor's banner, in a worker
   return {
     url: server.url,
     close: async () => {
@@ -143,6 +143,7 @@ async function demoTabs(
   const tabs = await Promise.all(
     demo.principals.map(async (principal) => ({
       title: `${principal.tenantSlug} as ${principal.role} (${principal.email})`,
+      operationName: `${principal.tenantSlug.replaceAll('-', '_')}_${principal.role}`,
       token: await sign({ userId: principal.userId, tenantId: principal.tenantId, ttl: '30d' }),
       query: FIRST_QUERY,
     })),
@@ -151,6 +152,7 @@ async function demoTabs(
     // No tenant in this token: platform work happens outside any tenant.
     tabs.push({
       title: `platform operator (${demo.operator.email})`,
+      operationName: 'platform_operator',
       token: await sign({ userId: demo.operator.userId, ttl: '30d' }),
       query: OPERATOR_QUERY,
     });
@@ -158,12 +160,21 @@ async function demoTabs(
   return tabs;
 }
 
+/**
+ * The banner, after the log lines it follows from. Tokens only on a terminal:
+ * standard output is the service's log wherever it is not (containers,
+ * journald, a file), and logs never hold tokens.
+ */
 function printWelcome(url: string, tabs: readonly GraphiQLTab[]): void {
+  flushLogs();
+  const [first] = tabs;
+  const showTokens = process.stdout.isTTY && first !== undefined;
   const lines = [
     '',
     `  Tenancy is running. GraphiQL: ${url}`,
-    tabs.length > 0 ? '  Each GraphiQL tab is one demo principal (tenant x role). Dev tokens (30 days):' : '',
-    ...tabs.map((tab) => `\n  ${tab.title}\n  Authorization: Bearer ${tab.token}`),
+    ...(first ? ['  Each GraphiQL tab is one demo principal (tenant x role), with its token.'] : []),
+    ...(showTokens ? ['  Dev tokens (30 days):', ...tabs.map((tab) => `\n  ${tab.title}\n  Authorization: Bearer ${tab.token}`)] : []),
+    ...(first && !showTokens ? ['  A token for curl: npm run -s tenancy -- token --tenant acme --user admin@acme.example'] : []),
     '',
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
