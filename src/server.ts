@@ -38,6 +38,7 @@ export type AppOptions = {
 export type App = {
   readonly yoga: YogaServerInstance<ServerContext, Record<string, never>>;
   readonly handle: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+  readonly pipeline: Pipeline;
 };
 
 const REQUEST_ID = /^[\w.:-]{1,100}$/;
@@ -123,7 +124,7 @@ export function createApp(options: AppOptions): App {
     else await yoga(req, res, { req, res, requestId, state });
   };
 
-  return { yoga, handle };
+  return { yoga, handle, pipeline };
 }
 
 const CORS_HEADERS = ['authorization', 'content-type', 'x-api-key', 'x-tenant-id', 'x-request-id'];
@@ -134,10 +135,20 @@ const CORS_HEADERS = ['authorization', 'content-type', 'x-api-key', 'x-tenant-id
  */
 function usePipeline(pipeline: Pipeline): Plugin<Record<string, never>, ServerContext> {
   return {
+    // Yoga answers some refusals itself with an empty body (415, 405): give them the contract's body.
+    onResponse(payload) {
+      const { response, fetchAPI } = payload;
+      if (response.status < 400 || response.headers.get('content-type')?.includes('json')) return;
+      const error = { message: response.status === 415 ? 'Send the request as application/json' : response.statusText || 'Bad request', extensions: { code: response.status >= 500 ? 'INTERNAL' : response.status === 404 ? 'NOT_FOUND' : 'BAD_USER_INPUT' } };
+      const headers = new fetchAPI.Headers(response.headers);
+      headers.set('content-type', 'application/json; charset=utf-8');
+      headers.delete('content-length');
+      payload.setResponse(new fetchAPI.Response(JSON.stringify({ errors: [error] }), { status: response.status, headers }));
+    },
     onParams({ setParamsHandler }) {
       setParamsHandler(async ({ request, params, context }) => {
         const state = context.state ?? {};
-        const response = await pipeline({
+        const response = await pipeline.execute({
           params,
           headers: request.headers,
           readOnly: request.method === 'GET',

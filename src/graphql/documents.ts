@@ -60,6 +60,8 @@ export type DocumentCache = {
   operation(checked: CheckedDocument, operationName: string | undefined): CheckedOperation | undefined;
   /** The compiled function once the operation has been used twice (documents run once are not worth compiling). */
   compiled(operation: CheckedOperation, checked: CheckedDocument, operationName: string | undefined): CompiledQuery | null;
+  /** What the cache holds now (tests, metrics). */
+  stats(): { readonly entries: number; readonly bytes: number };
 };
 
 export function createDocumentCache(schema: GraphQLSchema, options: DocumentOptions): DocumentCache {
@@ -109,6 +111,7 @@ export function createDocumentCache(schema: GraphQLSchema, options: DocumentOpti
       }
       return operation ?? undefined;
     },
+    stats: () => ({ entries: cache.size, bytes: cache.calculatedSize }),
     compiled(operation, checked, operationName) {
       if (operation.compiled !== undefined) return operation.compiled;
       if (++operation.uses < 2) return null;

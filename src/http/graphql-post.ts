@@ -40,7 +40,7 @@ export function createPostHandler(options: PostOptions): PostHandler {
     }
     const response = params === MALFORMED
       ? refusalResponse(badRequest('The body is not valid JSON'))
-      : await pipeline({ params, headers: nodeHeaders(req), readOnly: false, requestId, state });
+      : await pipeline.execute({ params, headers: nodeHeaders(req), readOnly: false, requestId, state });
     send(res, response, cors, false);
   };
 }

@@ -54,7 +54,11 @@ export type PipelineOptions = {
   readonly guards?: readonly RequestGuard[];
 };
 
-export type Pipeline = (request: PipelineRequest) => Promise<PipelineResponse>;
+export type Pipeline = {
+  execute(request: PipelineRequest): Promise<PipelineResponse>;
+  /** The document cache's size (tests, metrics). */
+  documents(): { readonly entries: number; readonly bytes: number };
+};
 
 type Params = { query: string; variables: Record<string, unknown> | undefined; operationName: string | undefined };
 
@@ -96,7 +100,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     return finished;
   }
 
-  return async (request) => {
+  async function handle(request: PipelineRequest): Promise<PipelineResponse> {
     const admissions: Admission[] = [];
     let result: ExecutionResult;
     try {
@@ -115,7 +119,9 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     }
     if (response.status !== 200 && response.errors) request.state.refused = String(response.errors[0]?.extensions.code);
     return response;
-  };
+  }
+
+  return { execute: handle, documents: () => documents.stats() };
 
   function respond(result: ExecutionResult, headers: Record<string, string>): PipelineResponse {
     const errors = result.errors?.map((error) => maskError(error) as GraphQLError);
