@@ -43,16 +43,16 @@ export const builder = new SchemaBuilder<{
     // the check, so a missing role is FORBIDDEN before any of the field's SQL runs.
     authScopes: (context) => {
       const atLeast = (required: Role) => async () => {
-        const { tenant } = await context.db.principal();
+        const { tenant } = await context.identity.principal();
         return tenant !== undefined && roleAtLeast(tenant.role, required);
       };
       return {
-        viewer: context.db.inTenant,
+        viewer: context.identity.inTenant,
         member: atLeast('MEMBER'),
         lead: atLeast('LEAD'),
         admin: atLeast('ADMIN'),
-        operator: () => context.db.isOperator(),
-        person: context.db.byPerson,
+        operator: () => context.identity.isOperator(),
+        person: context.identity.byPerson,
       };
     },
     unauthorizedError: () => forbidden(),

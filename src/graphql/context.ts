@@ -1,8 +1,23 @@
 import type { TenantTransaction } from '../db/tenant-transaction.ts';
 
+/**
+ * Who is asking, as the database accepted it: the principal, its tenant and
+ * role, whether it is a platform operator. Answered by the request
+ * transaction's first statement (app_private.begin_request), never by a claim alone.
+ */
+export type RequestIdentity = Pick<TenantTransaction, 'principal' | 'tenant' | 'isOperator' | 'inTenant' | 'byPerson' | 'known'>;
+
+/** The request's transaction: the repositories' only way to the database; the pipeline starts and ends it. */
+export type RequestDatabase = Pick<TenantTransaction, 'run' | 'start' | 'end'>;
+
 /** Built per request from verified credentials; the only carrier of tenant state. */
 export type GraphQLContext = {
   readonly requestId: string;
-  /** The request's transaction: the repositories' only way to the database, and who the database accepted. */
-  readonly db: TenantTransaction;
+  readonly identity: RequestIdentity;
+  readonly db: RequestDatabase;
 };
+
+/** The context of one operation: identity and database are two faces of its one tenant transaction. */
+export function requestContext(requestId: string, transaction: TenantTransaction): GraphQLContext {
+  return { requestId, identity: transaction, db: transaction };
+}

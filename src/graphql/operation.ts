@@ -29,7 +29,7 @@ export function transactionMode(schema: GraphQLSchema, operation: OperationDefin
 
 /** Ends the operation's transaction and returns the result to send. */
 export async function finishOperation(context: GraphQLContext, result: ExecutionResult, isMutation: boolean, log: Logger): Promise<ExecutionResult> {
-  const refused = await context.db.principal().then(
+  const refused = await context.identity.principal().then(
     () => undefined,
     (error: unknown) => error,
   );

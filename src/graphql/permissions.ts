@@ -6,7 +6,7 @@ import { roleAtLeast } from '../tenancy/roles.ts';
 import type { GraphQLContext } from './context.ts';
 
 export async function assertMayChange(context: GraphQLContext, createdBy: string | null, what: string): Promise<void> {
-  const [{ role }, { userId }] = await Promise.all([context.db.tenant(), context.db.principal()]);
+  const [{ role }, { userId }] = await Promise.all([context.identity.tenant(), context.identity.principal()]);
   if (!roleAtLeast(role, 'LEAD') && createdBy !== userId) {
     throw forbidden(`A MEMBER can change only the ${what} they created`);
   }

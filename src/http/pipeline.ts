@@ -8,7 +8,7 @@ import type { TokenVerifier } from '../auth/tokens.ts';
 import type { Sql } from '../db/pool.ts';
 import { TenantTransaction } from '../db/tenant-transaction.ts';
 import { apiError } from '../errors.ts';
-import type { GraphQLContext } from '../graphql/context.ts';
+import { requestContext } from '../graphql/context.ts';
 import { createDocumentCache, type DocumentOptions } from '../graphql/documents.ts';
 import { operationCost, refuseCost } from '../graphql/limits.ts';
 import { createMaskError } from '../graphql/masking.ts';
@@ -89,7 +89,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
 
     const db = new TenantTransaction(sql, selection);
     request.state.transaction = db;
-    const context: GraphQLContext = { requestId: request.requestId, db };
+    const context = requestContext(request.requestId, db);
     db.start(transactionMode(schema, operation.definition));
     const jit = documents.compiled(operation, checked, params.operationName);
     const result = jit

@@ -66,7 +66,7 @@ builder.mutationFields((t) => ({
     authScopes: { $all: { member: true, person: true } },
     args: { input: t.arg({ type: CreateApiKeyInput, required: true }) },
     resolve: async (_root, { input }, context) => {
-      const { role } = await context.db.tenant();
+      const { role } = await context.identity.tenant();
       if (!roleAtLeast(role, input.role)) throw forbidden(`An API key's role cannot exceed yours (${role})`);
       if (input.expiresAt && input.expiresAt.getTime() <= Date.now()) throw badUserInput('input.expiresAt', 'must be in the future');
       const { secret, prefix, hash } = newApiKey();

@@ -147,7 +147,7 @@ builder.mutationFields((t) => ({
     authScopes: { $all: { lead: true, person: true } },
     args: { input: t.arg({ type: InviteMemberInput, required: true }) },
     resolve: async (_root, { input }, context) => {
-      const { role } = await context.db.tenant();
+      const { role } = await context.identity.tenant();
       if (!roleAtLeast(role, 'ADMIN') && roleAtLeast(input.role, 'LEAD')) {
         throw forbidden('A LEAD may invite MEMBER and VIEWER only');
       }
@@ -167,7 +167,7 @@ builder.mutationFields((t) => ({
     resolve: async (_root, { input }, context) => {
       const found = isUuid(input.id) ? await context.db.run((tx) => findInvitation(tx, input.id)) : undefined;
       if (!found) throw notFound('Invitation');
-      const [{ role }, { userId: me }] = await Promise.all([context.db.tenant(), context.db.principal()]);
+      const [{ role }, { userId: me }] = await Promise.all([context.identity.tenant(), context.identity.principal()]);
       if (!roleAtLeast(role, 'ADMIN') && found.invitedBy !== me) throw forbidden('A LEAD may revoke only the invitations they sent');
       const invitation = await context.db.run((tx) => revokeInvitation(tx, found.id));
       if (!invitation) throw notFound('Invitation');

@@ -33,6 +33,6 @@ builder.queryField('tenant', (t) =>
     type: TenantRef,
     description: "The request's tenant",
     authScopes: { viewer: true },
-    resolve: (_root, _args, context) => context.db.tenant(),
+    resolve: (_root, _args, context) => context.identity.tenant(),
   }),
 );

@@ -10,9 +10,9 @@ const ViewerRef = builder.objectRef<{ userId: string }>('Viewer').implement({
     role: t.field({
       type: RoleEnum,
       description: 'The membership role in this tenant, lowered by a role claim',
-      resolve: async (_viewer, _args, context) => (await context.db.tenant()).role,
+      resolve: async (_viewer, _args, context) => (await context.identity.tenant()).role,
     }),
-    tenant: t.field({ type: TenantRef, resolve: (_viewer, _args, context) => context.db.tenant() }),
+    tenant: t.field({ type: TenantRef, resolve: (_viewer, _args, context) => context.identity.tenant() }),
     memberships: t.field({
       type: [MembershipRef],
       description: 'Every tenant this user belongs to (select one with the X-Tenant-ID header)',
@@ -25,6 +25,6 @@ builder.queryField('viewer', (t) =>
   t.field({
     type: ViewerRef,
     authScopes: { viewer: true },
-    resolve: async (_root, _args, context) => ({ userId: (await context.db.principal()).userId }),
+    resolve: async (_root, _args, context) => ({ userId: (await context.identity.principal()).userId }),
   }),
 );
