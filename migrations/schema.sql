@@ -434,7 +434,7 @@ CREATE TABLE app.quotas (
   CONSTRAINT quotas_pkey PRIMARY KEY (tenant_id, quota),
   CONSTRAINT quotas_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES app.tenants(id) ON DELETE CASCADE,
   CONSTRAINT quotas_limit_override CHECK (limit_override >= 0),
-  CONSTRAINT quotas_quota CHECK (quota = ANY (ARRAY['active_sessions'::text, 'monthly_tokens'::text, 'agents'::text, 'members'::text, 'context_bytes'::text])),
+  CONSTRAINT quotas_quota CHECK (quota = ANY (ARRAY['active_sessions'::text, 'monthly_tokens'::text, 'agents'::text, 'members'::text, 'context_bytes'::text, 'requests_per_minute'::text, 'api_key_requests_per_minute'::text])),
   CONSTRAINT quotas_used CHECK (used >= 0)
 );
 
@@ -456,6 +456,37 @@ CREATE POLICY quotas_update ON app.quotas FOR UPDATE
   WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false));
 
 GRANT SELECT ON TABLE app.quotas TO :DATABASE_APP;
+
+--------------------------------------------------------------------------------
+-- Table app.request_buckets
+
+CREATE TABLE app.request_buckets (
+  tenant_id uuid NOT NULL,
+  api_key_id uuid,
+  tokens double precision NOT NULL,
+  refilled_at timestamp with time zone NOT NULL,
+  CONSTRAINT request_buckets_key UNIQUE NULLS NOT DISTINCT (tenant_id, api_key_id),
+  CONSTRAINT request_buckets_api_key_fkey FOREIGN KEY (tenant_id, api_key_id) REFERENCES app.api_keys(tenant_id, id) ON DELETE CASCADE,
+  CONSTRAINT request_buckets_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES app.tenants(id) ON DELETE CASCADE
+);
+COMMENT ON TABLE app.request_buckets IS 'Request rate token buckets: one per tenant (api_key_id null) and one per API key, sized by app.request_burst of the limit; written only by app_private.take_request_tokens';
+
+ALTER TABLE app.request_buckets ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app.request_buckets FORCE ROW LEVEL SECURITY;
+CREATE POLICY request_buckets_delete ON app.request_buckets FOR DELETE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false));
+CREATE POLICY request_buckets_insert ON app.request_buckets FOR INSERT
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false));
+CREATE POLICY request_buckets_owner ON app.request_buckets TO :DATABASE_OWNER
+  USING (true)
+  WITH CHECK (true);
+CREATE POLICY request_buckets_select ON app.request_buckets FOR SELECT
+  USING ((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)));
+CREATE POLICY request_buckets_update ON app.request_buckets FOR UPDATE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false))
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false));
+
+GRANT SELECT ON TABLE app.request_buckets TO :DATABASE_APP;
 
 --------------------------------------------------------------------------------
 -- Table app.sessions
@@ -709,6 +740,25 @@ CREATE OR REPLACE FUNCTION app.has_role(required text)
  STABLE PARALLEL SAFE
 AS $function$ select app.role_rank(app.current_member_role()) >= app.role_rank(required) and app.role_rank(required) > 0 $function$;
 GRANT EXECUTE ON FUNCTION app.has_role(text) TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app.request_burst(per_minute bigint)
+ RETURNS double precision
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$ select greatest(1, ceil(per_minute / 6.0)) $function$;
+GRANT EXECUTE ON FUNCTION app.request_burst(bigint) TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app.request_rate_used(per_minute bigint, tokens double precision, refilled_at timestamp with time zone)
+ RETURNS bigint
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+    select case when per_minute is null or per_minute = 0 then 0
+                else round(per_minute * (1 - least(app.request_burst(per_minute),
+                       tokens + greatest(0, extract(epoch from now() - refilled_at)) * per_minute / 60.0)
+                     / app.request_burst(per_minute)))::bigint end
+  $function$;
+GRANT EXECUTE ON FUNCTION app.request_rate_used(bigint,double precision,timestamp with time zone) TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app.role_rank(role text)
  RETURNS integer
@@ -1197,7 +1247,8 @@ AS $function$
 begin
   insert into app.quotas (tenant_id, quota, period)
   select n.id, q.quota, case when q.quota = 'monthly_tokens' then date_trunc('month', now() at time zone 'UTC')::date end
-  from new_rows n, unnest(array['active_sessions', 'monthly_tokens', 'agents', 'members', 'context_bytes']) q (quota);
+  from new_rows n, unnest(array['active_sessions', 'monthly_tokens', 'agents', 'members', 'context_bytes',
+                                'requests_per_minute', 'api_key_requests_per_minute']) q (quota);
   return null;
 end
 $function$;
@@ -1377,6 +1428,96 @@ AS $function$
     where exists (select 1 from app.tenants t where t.id = tenant)
   $function$;
 
+CREATE OR REPLACE FUNCTION app_private.resolve_request_tenants(user_ids uuid[], by_ids uuid[], by_slugs text[], key_hashes bytea[])
+ RETURNS TABLE(ord bigint, tenant_id uuid, api_key_id uuid)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+    select r.ord, coalesce(k.tenant_id, u.tenant_id), k.id
+    from unnest(user_ids, by_ids, by_slugs, key_hashes) with ordinality as r (user_id, by_id, by_slug, key_hash, ord)
+    left join lateral (
+      select k.tenant_id, k.id from app.api_keys k
+      join app.tenants t on t.id = k.tenant_id
+      where r.key_hash is not null and k.secret_hash = r.key_hash
+        and k.revoked_at is null and (k.expires_at is null or k.expires_at > now())
+        and t.status = 'active' and (r.by_id is null or t.id = r.by_id) and (r.by_slug is null or t.slug = r.by_slug)
+        and exists (select 1 from app.memberships m where m.tenant_id = k.tenant_id and m.user_id = k.created_by)
+    ) k on true
+    left join lateral (
+      select t.id as tenant_id from app.tenants t
+      join app.memberships m on m.tenant_id = t.id and m.user_id = r.user_id
+      where r.key_hash is null and t.status = 'active' and (t.id = r.by_id or t.slug = r.by_slug)
+    ) u on true
+  $function$;
+COMMENT ON FUNCTION app_private.resolve_request_tenants(uuid[],uuid[],text[],bytea[]) IS 'The tenant (and API key) of each presented identity, for the request guards; null when the identity belongs to no active tenant';
+GRANT EXECUTE ON FUNCTION app_private.resolve_request_tenants(uuid[],uuid[],text[],bytea[]) TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app_private.take_request_tokens(tenant_ids uuid[], api_key_ids uuid[], wants integer[])
+ RETURNS TABLE(ord bigint, granted integer, remaining double precision, per_minute bigint)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  w record;
+  cap double precision;
+  available double precision;
+  last_refill timestamptz;
+  refill_at timestamptz;
+begin
+  for w in
+    select x.tenant_id, x.api_key_id, x.want, x.ord
+    from unnest(tenant_ids, api_key_ids, wants) with ordinality as x (tenant_id, api_key_id, want, ord)
+    order by x.tenant_id, x.api_key_id nulls first
+  loop
+    ord := w.ord;
+    select coalesce(q.limit_override, p.max_value) into per_minute
+      from app.quotas q join app.tenants t on t.id = q.tenant_id
+      left join app.plan_limits p on p.plan = t.plan and p.quota = q.quota
+      where q.tenant_id = w.tenant_id
+        and q.quota = case when w.api_key_id is null then 'requests_per_minute' else 'api_key_requests_per_minute' end;
+    if not found then -- no such tenant
+      granted := 0; remaining := 0; per_minute := 0;
+      return next;
+      continue;
+    end if;
+    if per_minute is null then -- unlimited
+      granted := greatest(w.want, 0); remaining := null;
+      return next;
+      continue;
+    elsif per_minute = 0 then -- refused altogether
+      granted := 0; remaining := 0;
+      return next;
+      continue;
+    end if;
+    cap := app.request_burst(per_minute);
+    insert into app.request_buckets as b (tenant_id, api_key_id, tokens, refilled_at)
+      values (w.tenant_id, w.api_key_id, cap, clock_timestamp())
+      on conflict (tenant_id, api_key_id) do nothing;
+    select b.tokens, b.refilled_at into available, last_refill
+      from app.request_buckets b
+      where b.tenant_id = w.tenant_id and b.api_key_id is not distinct from w.api_key_id
+      for update;
+    refill_at := greatest(clock_timestamp(), last_refill);
+    available := least(cap, available + extract(epoch from refill_at - last_refill) * per_minute / 60.0);
+    if w.want >= 0 then
+      granted := least(w.want, floor(greatest(available, 0)))::int;
+      available := available - granted;
+    else
+      granted := w.want;
+      available := least(cap, available - w.want);
+    end if;
+    update app.request_buckets b set tokens = available, refilled_at = refill_at
+      where b.tenant_id = w.tenant_id and b.api_key_id is not distinct from w.api_key_id;
+    remaining := available;
+    return next;
+  end loop;
+end
+$function$;
+COMMENT ON FUNCTION app_private.take_request_tokens(uuid[],uuid[],integer[]) IS 'Leases (or, negative, gives back) tokens of request rate buckets, batched; never grants more than a bucket holds';
+GRANT EXECUTE ON FUNCTION app_private.take_request_tokens(uuid[],uuid[],integer[]) TO :DATABASE_APP;
+
 CREATE OR REPLACE FUNCTION app_private.tenant_summary(tenant_filter uuid, status_filter text, after_at text, after_id uuid, before_at text, before_id uuid, page_size integer, inverted boolean)
  RETURNS SETOF app_private.tenant_summary_row
  LANGUAGE sql
@@ -1387,9 +1528,14 @@ AS $function$
            to_char(t.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
            (select jsonb_agg(jsonb_build_object(
                      'quota', q.quota,
-                     'used', case when q.period is distinct from
+                     'used', case
+                               when q.quota in ('requests_per_minute', 'api_key_requests_per_minute') then
+                                 (select coalesce(max(app.request_rate_used(coalesce(q.limit_override, p.max_value), b.tokens, b.refilled_at)), 0)
+                                  from app.request_buckets b
+                                  where b.tenant_id = t.id and (b.api_key_id is null) = (q.quota = 'requests_per_minute'))
+                               when q.period is distinct from
                                    (case when q.quota = 'monthly_tokens' then date_trunc('month', now() at time zone 'UTC')::date end)
-                              then 0 else q.used end,
+                               then 0 else q.used end,
                      'limit', coalesce(q.limit_override, p.max_value),
                      'overridden', q.limit_override is not null) order by q.quota)
             from app.quotas q left join app.plan_limits p on p.plan = t.plan and p.quota = q.quota

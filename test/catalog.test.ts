@@ -141,6 +141,8 @@ describe('roles', () => {
       'app.current_tenant_id',
       'app.current_user_id',
       'app.has_role',
+      'app.request_burst',
+      'app.request_rate_used',
       'app.role_rank',
       'app_private.accept_invitation',
       'app_private.begin_api_key_request',
@@ -153,6 +155,8 @@ describe('roles', () => {
       'app_private.operator_set_tenant_limits',
       'app_private.operator_set_tenant_status',
       'app_private.operator_tenants',
+      'app_private.resolve_request_tenants',
+      'app_private.take_request_tokens',
     ]);
   });
 

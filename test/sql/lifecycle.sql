@@ -66,7 +66,7 @@ begin
   assert (select count(*) from app.api_keys) = 0, 'B sees A api keys';
   assert (select count(*) from app.audit_events where tenant_id <> app.current_tenant_id()) = 0, 'B sees A audit events';
   assert (select count(*) from app.quotas where tenant_id <> app.current_tenant_id()) = 0, 'B sees A quotas';
-  assert (select count(*) from app.quotas) = 5, 'B does not see its own quotas';
+  assert (select count(*) from app.quotas) = 7, 'B does not see its own quotas';
   update app.invitations set revoked_at = now() where id = 'a1000000-0000-4000-8000-00000000e001';
   get diagnostics changed = row_count;
   assert changed = 0, 'B revoked an A invitation';
