@@ -23,7 +23,9 @@ const OTHER_LIST = 100;
 export function fieldPrice(args: Record<string, unknown>, _context: unknown, field: Pick<GraphQLField<unknown, never>, 'name' | 'type'>) {
   if ('first' in args || 'last' in args) {
     const asked = Math.max(pageSize(args.first), pageSize(args.last));
-    return { field: 1, multiplier: asked === 0 ? DEFAULT_PAGE : Math.min(asked, MAX_PAGE) };
+    const page = asked === 0 ? DEFAULT_PAGE : Math.min(asked, MAX_PAGE);
+    // The statement and the page's rows (one more, to know whether a next page exists), whatever the nodes select.
+    return { field: page + 2, multiplier: page };
   }
   if (isListType(getNullableType(field.type))) return { field: field.name === 'edges' ? 0 : 1, multiplier: LIST_BOUNDS[field.name] ?? OTHER_LIST };
   return isLeafType(getNamedType(field.type)) ? 0 : 1;
