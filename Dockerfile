@@ -3,8 +3,10 @@ FROM node:24-slim
 WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json package-lock.json ./
+COPY patches ./patches
 # No dev dependencies (the image's own Node is 24); no embedded PostgreSQL binaries needed.
-RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund
+# Scripts are skipped, so the postgres.js patch (patches/) is applied here.
+RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund && npx patch-package
 COPY tsconfig.json .gmrc ./
 COPY migrations ./migrations
 COPY src ./src

