@@ -8,7 +8,14 @@ import { badUserInput, conflict, forbidden, notFound } from '../../errors.ts';
 import type { Plan } from '../../operator/repo.ts';
 import type { Role } from '../../tenancy/roles.ts';
 
-export type QuotaName = 'active_sessions' | 'monthly_tokens' | 'agents' | 'members' | 'context_bytes';
+export type QuotaName =
+  | 'active_sessions'
+  | 'monthly_tokens'
+  | 'agents'
+  | 'members'
+  | 'context_bytes'
+  | 'requests_per_minute'
+  | 'api_key_requests_per_minute';
 export type QuotaUsage = { quota: QuotaName; used: number; limit: number | null; overridden: boolean };
 
 export type PlatformTenantRow = {
@@ -98,11 +105,16 @@ export function listTenants(tx: Tx, status: 'active' | 'suspended' | undefined, 
   );
 }
 
-/** The request tenant's quotas (RLS: its own rows only). */
+/** The request tenant's quotas (RLS: its own rows only); a request rate's use is its bucket's (app.request_rate_used). */
 export async function tenantUsage(tx: Tx): Promise<QuotaUsage[]> {
   return tx<QuotaUsage[]>`
     select q.quota,
-           (case when q.period is distinct from
+           (case
+              when q.quota in ('requests_per_minute', 'api_key_requests_per_minute') then
+                (select coalesce(max(app.request_rate_used(coalesce(q.limit_override, p.max_value), b.tokens, b.refilled_at)), 0)
+                 from app.request_buckets b
+                 where b.tenant_id = q.tenant_id and (b.api_key_id is null) = (q.quota = 'requests_per_minute'))
+              when q.period is distinct from
                    (case when q.quota = 'monthly_tokens' then date_trunc('month', now() at time zone 'UTC')::date end)
                  then 0 else q.used end)::float8 as used,
            coalesce(q.limit_override, p.max_value)::float8 as "limit",

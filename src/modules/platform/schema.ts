@@ -34,6 +34,14 @@ const QuotaEnum = builder.enumType('Quota', {
     AGENTS: { value: 'agents', description: 'Agents, archived ones included' },
     MEMBERS: { value: 'members', description: 'Members of the tenant' },
     CONTEXT_BYTES: { value: 'context_bytes', description: 'Bytes of context content stored' },
+    REQUESTS_PER_MINUTE: {
+      value: 'requests_per_minute',
+      description: 'Requests a minute by all of the tenant, a bucket of ten seconds\' worth; `used` reaches `limit` when requests are refused (RATE_LIMITED)',
+    },
+    API_KEY_REQUESTS_PER_MINUTE: {
+      value: 'api_key_requests_per_minute',
+      description: 'Requests a minute by each API key, likewise; `used` is the busiest key\'s',
+    },
   } as const,
 });
 
@@ -116,6 +124,8 @@ const LimitsInput = builder.inputType('TenantLimitsInput', {
     agents: t.float({ required: false, validate: limit }),
     members: t.float({ required: false, validate: limit }),
     contextBytes: t.float({ required: false, validate: limit }),
+    requestsPerMinute: t.float({ required: false, validate: limit }),
+    apiKeyRequestsPerMinute: t.float({ required: false, validate: limit }),
   }),
 });
 const SetTenantLimitsInput = builder.inputType('SetTenantLimitsInput', {
@@ -143,6 +153,8 @@ const LIMIT_FIELDS: Readonly<Record<string, QuotaName>> = {
   agents: 'agents',
   members: 'members',
   contextBytes: 'context_bytes',
+  requestsPerMinute: 'requests_per_minute',
+  apiKeyRequestsPerMinute: 'api_key_requests_per_minute',
 };
 const INVITATION_HOURS = 7 * 24;
 
