@@ -3,7 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { loadConfig } from '../src/config.ts';
-import { connectDatabase, APP_ROLE } from '../src/db/setup.ts';
+import { connectDatabase } from '../src/db/setup.ts';
 
 const config = loadConfig();
 const db = await connectDatabase(config, () => {});
@@ -22,7 +22,7 @@ const result = spawnSync(process.execPath, [cli, ...process.argv.slice(2)], {
     DATABASE_URL: db.ownerUrl,
     SHADOW_DATABASE_URL: process.env.SHADOW_DATABASE_URL ?? shadow.toString(),
     ROOT_DATABASE_URL: process.env.ROOT_DATABASE_URL ?? root.toString(),
-    DATABASE_APP: APP_ROLE,
+    DATABASE_APP: decodeURIComponent(new URL(db.appUrl).username),
   },
 });
 await db.embedded?.stop();

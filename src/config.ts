@@ -11,6 +11,8 @@ export type Config = {
   readonly databaseUrl: string | undefined;
   /** Request-role connection. Absent: derived from databaseUrl with the app role. */
   readonly databaseAppUrl: string | undefined;
+  /** The request role the service creates and keeps for this database (without databaseAppUrl). Absent: `<database>_app`. */
+  readonly databaseAppRole: string | undefined;
   readonly dataDir: string;
   readonly embeddedPgPort: number;
   readonly dbPoolMax: number;
@@ -163,6 +165,13 @@ export function loadConfig(env: Env = process.env): Config {
   if (databaseAppUrl !== undefined && databaseUrl === undefined) {
     throw new ConfigError('DATABASE_APP_URL needs DATABASE_URL (the owner connection for migrations)');
   }
+  const databaseAppRole = text(env, 'DATABASE_APP_ROLE');
+  if (databaseAppRole !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(databaseAppRole)) {
+    throw new ConfigError(`DATABASE_APP_ROLE must be a role name of lowercase letters, digits and _, at most 63 characters (got "${databaseAppRole}")`);
+  }
+  if (databaseAppRole !== undefined && databaseAppUrl !== undefined) {
+    throw new ConfigError('DATABASE_APP_ROLE and DATABASE_APP_URL are exclusive: the role is the one DATABASE_APP_URL connects as');
+  }
 
   const multiTenancy = boolean(env, 'MULTI_TENANCY_ENABLED', true);
   const defaultTenant = text(env, 'DEFAULT_TENANT');
@@ -191,6 +200,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel,
     databaseUrl,
     databaseAppUrl,
+    databaseAppRole,
     dataDir: path.resolve(text(env, 'TENANCY_DATA_DIR') ?? '.tenancy-data'),
     embeddedPgPort: integer(env, 'EMBEDDED_PG_PORT', 54329, 1, 65535),
     dbPoolMax: integer(env, 'DB_POOL_MAX', 10, 1, 1000),

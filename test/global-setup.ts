@@ -6,7 +6,7 @@ import path from 'node:path';
 import postgres from 'postgres';
 import type { TestProject } from 'vitest/node';
 import { openEmbeddedPostgres, type EmbeddedServer } from '../src/db/embedded.ts';
-import { ensureAppRole, runMigrations } from '../src/db/setup.ts';
+import { APP_ROLE, ensureAppRole, runMigrations } from '../src/db/setup.ts';
 import { freePort, withDatabase } from './helpers/local.ts';
 
 declare module 'vitest' {
@@ -28,7 +28,8 @@ export async function setup(project: TestProject) {
   const admin = postgres(server.ownerUrl, { max: 1, onnotice: () => {} });
   await admin`create database ${admin(TEMPLATE)}`;
   await admin.end();
-  const appRoleUrl = await ensureAppRole(templateUrl, dataDir);
+  // tenancy_app, as test/sql/*.sql and the catalog tests name it; clones keep the template's grants to it.
+  const appRoleUrl = await ensureAppRole(templateUrl, dataDir, APP_ROLE);
   await runMigrations(templateUrl, appRoleUrl, () => {});
   project.provide('postgres', { templateUrl, appRoleUrl, templateName: TEMPLATE });
 }
