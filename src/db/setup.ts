@@ -144,23 +144,21 @@ export async function runMigrations(ownerUrl: string, appUrl: string, log: Log):
 }
 
 /**
- * The request role after migrating: neither superuser nor BYPASSRLS (RLS would
- * not apply), and holding this database's grants (a database migrated for
- * another role would answer every request with "permission denied").
+ * The request role after migrating holds this database's grants: a database
+ * migrated for another role would answer every request with "permission
+ * denied". (Whether RLS holds for it is db/request-role.ts's check.)
  */
 async function checkAppRole(ownerUrl: string, app: string): Promise<void> {
   const sql = postgres(ownerUrl, { max: 1, onnotice: () => {} });
   try {
-    const [role] = await sql<{ privileged: boolean; granted: boolean; grantees: string | null; database: string }[]>`
-      select r.rolsuper or r.rolbypassrls as privileged,
-             has_schema_privilege(r.oid, 'app', 'USAGE') as granted,
+    const [role] = await sql<{ granted: boolean; grantees: string | null; database: string }[]>`
+      select has_schema_privilege(r.oid, 'app', 'USAGE') as granted,
              current_database() as database,
              (select string_agg(g.rolname, ', ') from pg_namespace n, aclexplode(n.nspacl) a
                 join pg_roles g on g.oid = a.grantee
                where n.nspname = 'app' and a.privilege_type = 'USAGE' and g.oid <> n.nspowner) as grantees
       from pg_roles r where r.rolname = ${app}`;
     if (!role) throw new Error(`the request role ${app} does not exist`);
-    if (role.privileged) throw new Error(`the request role ${app} is a superuser or has BYPASSRLS: row-level security would not apply to it`);
     if (!role.granted) {
       throw new Error(
         `the request role ${app} holds no grants in the database ${role.database}` +
