@@ -54,29 +54,30 @@ CREATE TABLE app.agents (
   CONSTRAINT agents_name_length CHECK (char_length(name) >= 1 AND char_length(name) <= 100),
   CONSTRAINT agents_status CHECK (status = ANY (ARRAY['active'::text, 'archived'::text]))
 );
+COMMENT ON TABLE app.agents IS 'An AI agent of a tenant: name unique per tenant, model, config, status active|archived (archiving is LEAD''s and ADMIN''s). Members create agents; LEAD and ADMIN change any, MEMBER their own (app.lead_or_creator). Counts against the agents quota.';
 
 CREATE INDEX agents_tenant_created_idx ON app.agents USING btree (tenant_id, created_at, id);
 CREATE INDEX agents_tenant_status_created_idx ON app.agents USING btree (tenant_id, status, created_at, id);
 
 CREATE TRIGGER agents_check_update BEFORE UPDATE ON app.agents FOR EACH ROW EXECUTE FUNCTION app_private.check_agent_update();
-CREATE TRIGGER agents_count_delete AFTER DELETE ON app.agents REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_agents();
-CREATE TRIGGER agents_count_insert AFTER INSERT ON app.agents REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_agents();
+CREATE TRIGGER agents_count_delete AFTER DELETE ON app.agents REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('agents');
+CREATE TRIGGER agents_count_insert AFTER INSERT ON app.agents REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('agents');
 CREATE TRIGGER agents_updated_at BEFORE UPDATE ON app.agents FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
 
 ALTER TABLE app.agents ENABLE ROW LEVEL SECURITY;
 ALTER TABLE app.agents FORCE ROW LEVEL SECURITY;
 CREATE POLICY agents_delete ON app.agents FOR DELETE
-  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))))));
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND app.lead_or_creator(created_by)));
 CREATE POLICY agents_insert ON app.agents FOR INSERT
-  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))));
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND app.member_and_creator(created_by)));
 CREATE POLICY agents_owner ON app.agents TO :DATABASE_OWNER
   USING (true)
   WITH CHECK (true);
 CREATE POLICY agents_select ON app.agents FOR SELECT
   USING ((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)));
 CREATE POLICY agents_update ON app.agents FOR UPDATE
-  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))))))
-  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))))));
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND app.lead_or_creator(created_by)))
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND app.lead_or_creator(created_by)));
 
 GRANT INSERT (tenant_id, name, kind, description, created_by, model, config) ON TABLE app.agents TO :DATABASE_APP;
 GRANT SELECT, DELETE ON TABLE app.agents TO :DATABASE_APP;
@@ -107,6 +108,7 @@ CREATE TABLE app.api_keys (
   CONSTRAINT api_keys_role CHECK (role = ANY (ARRAY['ADMIN'::text, 'LEAD'::text, 'MEMBER'::text, 'VIEWER'::text])),
   CONSTRAINT api_keys_secret_hash_length CHECK (octet_length(secret_hash) = 32)
 );
+COMMENT ON TABLE app.api_keys IS 'Machine access to one tenant: the secret is shown once, only its SHA-256 and public prefix are kept. A key acts for its creator with the lower of its role and the creator''s current role, and stops when the creator leaves; revoked, never deleted.';
 
 CREATE INDEX api_keys_tenant_created_idx ON app.api_keys USING btree (tenant_id, created_at, id);
 
@@ -150,6 +152,7 @@ CREATE TABLE app.audit_events (
   CONSTRAINT audit_events_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES app.tenants(id) ON DELETE CASCADE,
   CONSTRAINT audit_events_actor_kind CHECK (actor_kind = ANY (ARRAY['user'::text, 'api_key'::text, 'operator'::text, 'system'::text]))
 );
+COMMENT ON TABLE app.audit_events IS 'The tenant''s own audit record, append-only: written by SECURITY DEFINER triggers and functions (app_private.record_audit) in the transaction of the change; the request role reads it as ADMIN and never writes it.';
 
 CREATE INDEX audit_events_tenant_occurred_idx ON app.audit_events USING btree (tenant_id, occurred_at, id);
 
@@ -197,6 +200,7 @@ CREATE TABLE app.contexts (
   CONSTRAINT contexts_tags CHECK (cardinality(tags) <= 32 AND array_position(tags, NULL::text) IS NULL),
   CONSTRAINT contexts_title_length CHECK (char_length(title) >= 1 AND char_length(title) <= 300)
 );
+COMMENT ON TABLE app.contexts IS 'The knowledge store: documents, memories and notes, optionally tied to an agent or a session of the same tenant, with full-text search (search, weighted title A and content B) and tags. content_bytes counts against the context_bytes quota.';
 
 CREATE INDEX contexts_tenant_agent_idx ON app.contexts USING btree (tenant_id, agent_id) WHERE agent_id IS NOT NULL;
 CREATE INDEX contexts_tenant_created_idx ON app.contexts USING btree (tenant_id, created_at, id);
@@ -204,25 +208,25 @@ CREATE INDEX contexts_tenant_search_idx ON app.contexts USING gin (tenant_id, se
 CREATE INDEX contexts_tenant_session_idx ON app.contexts USING btree (tenant_id, session_id) WHERE session_id IS NOT NULL;
 CREATE INDEX contexts_tenant_tags_idx ON app.contexts USING gin (tenant_id, tags);
 
-CREATE TRIGGER contexts_count_delete AFTER DELETE ON app.contexts REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_context_bytes();
-CREATE TRIGGER contexts_count_insert AFTER INSERT ON app.contexts REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_context_bytes();
-CREATE TRIGGER contexts_count_update AFTER UPDATE ON app.contexts REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_context_bytes();
+CREATE TRIGGER contexts_count_delete AFTER DELETE ON app.contexts REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('context_bytes', 'content_bytes');
+CREATE TRIGGER contexts_count_insert AFTER INSERT ON app.contexts REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('context_bytes', 'content_bytes');
+CREATE TRIGGER contexts_count_update AFTER UPDATE ON app.contexts REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('context_bytes', 'content_bytes');
 CREATE TRIGGER contexts_updated_at BEFORE UPDATE ON app.contexts FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
 
 ALTER TABLE app.contexts ENABLE ROW LEVEL SECURITY;
 ALTER TABLE app.contexts FORCE ROW LEVEL SECURITY;
 CREATE POLICY contexts_delete ON app.contexts FOR DELETE
-  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))))));
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND app.lead_or_creator(created_by)));
 CREATE POLICY contexts_insert ON app.contexts FOR INSERT
-  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))));
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND app.member_and_creator(created_by)));
 CREATE POLICY contexts_owner ON app.contexts TO :DATABASE_OWNER
   USING (true)
   WITH CHECK (true);
 CREATE POLICY contexts_select ON app.contexts FOR SELECT
   USING ((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)));
 CREATE POLICY contexts_update ON app.contexts FOR UPDATE
-  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))))))
-  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))))));
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND app.lead_or_creator(created_by)))
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND app.lead_or_creator(created_by)));
 
 GRANT INSERT (tenant_id, kind, title, content, tags, agent_id, session_id, created_by) ON TABLE app.contexts TO :DATABASE_APP;
 GRANT SELECT, DELETE ON TABLE app.contexts TO :DATABASE_APP;
@@ -239,6 +243,7 @@ CREATE TABLE app.fine_tuning_job_contexts (
   CONSTRAINT fine_tuning_job_contexts_context_fkey FOREIGN KEY (tenant_id, context_id) REFERENCES app.contexts(tenant_id, id) ON DELETE RESTRICT,
   CONSTRAINT fine_tuning_job_contexts_job_fkey FOREIGN KEY (tenant_id, job_id) REFERENCES app.fine_tuning_jobs(tenant_id, id) ON DELETE CASCADE
 );
+COMMENT ON TABLE app.fine_tuning_job_contexts IS 'The dataset of a fine-tuning job: contexts of the same tenant, kept (on delete restrict) while a job uses them.';
 
 CREATE INDEX fine_tuning_job_contexts_context_idx ON app.fine_tuning_job_contexts USING btree (tenant_id, context_id);
 
@@ -282,6 +287,7 @@ CREATE TABLE app.fine_tuning_jobs (
   CONSTRAINT fine_tuning_jobs_result_model_length CHECK (char_length(result_model) <= 200),
   CONSTRAINT fine_tuning_jobs_status CHECK (status = ANY (ARRAY['queued'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'cancelled'::text]))
 );
+COMMENT ON TABLE app.fine_tuning_jobs IS 'A fine-tuning job: queued -> running | cancelled; running -> succeeded | failed | cancelled, finished_at set on the way out. Created and cancelled by LEAD and ADMIN; the training worker (operator side) runs them.';
 
 CREATE INDEX fine_tuning_jobs_tenant_created_idx ON app.fine_tuning_jobs USING btree (tenant_id, created_at, id);
 CREATE INDEX fine_tuning_jobs_tenant_status_idx ON app.fine_tuning_jobs USING btree (tenant_id, status, created_at, id);
@@ -333,6 +339,7 @@ CREATE TABLE app.invitations (
   CONSTRAINT invitations_role CHECK (role = ANY (ARRAY['ADMIN'::text, 'LEAD'::text, 'MEMBER'::text, 'VIEWER'::text])),
   CONSTRAINT invitations_token_hash_length CHECK (octet_length(token_hash) = 32)
 );
+COMMENT ON TABLE app.invitations IS 'A one-time invitation to a tenant, stored as the SHA-256 of its token, that expires. LEAD invites MEMBER and VIEWER, ADMIN any role; revoked, never deleted; accepted through app_private.accept_invitation.';
 
 CREATE INDEX invitations_tenant_created_idx ON app.invitations USING btree (tenant_id, created_at, id);
 
@@ -372,12 +379,13 @@ CREATE TABLE app.memberships (
   CONSTRAINT memberships_user_id_fkey FOREIGN KEY (user_id) REFERENCES app.users(id) ON DELETE CASCADE,
   CONSTRAINT memberships_role CHECK (role = ANY (ARRAY['ADMIN'::text, 'LEAD'::text, 'MEMBER'::text, 'VIEWER'::text]))
 );
+COMMENT ON TABLE app.memberships IS 'A user''s role (ADMIN > LEAD > MEMBER > VIEWER) in a tenant: the source of app.role, read by app_private.begin_request on every request. Only ADMIN changes members; a tenant always keeps an ADMIN (app_private.keep_an_admin). Counts against the members quota.';
 
 CREATE INDEX memberships_user_idx ON app.memberships USING btree (user_id);
 
 CREATE TRIGGER memberships_audit AFTER INSERT OR DELETE OR UPDATE OF role ON app.memberships FOR EACH ROW EXECUTE FUNCTION app_private.audit_membership();
-CREATE TRIGGER memberships_count_delete AFTER DELETE ON app.memberships REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_members();
-CREATE TRIGGER memberships_count_insert AFTER INSERT ON app.memberships REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_members();
+CREATE TRIGGER memberships_count_delete AFTER DELETE ON app.memberships REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('members');
+CREATE TRIGGER memberships_count_insert AFTER INSERT ON app.memberships REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('members');
 CREATE TRIGGER memberships_keep_an_admin BEFORE DELETE OR UPDATE OF role ON app.memberships FOR EACH ROW EXECUTE FUNCTION app_private.keep_an_admin();
 CREATE TRIGGER memberships_updated_at BEFORE UPDATE ON app.memberships FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
 
@@ -410,6 +418,7 @@ CREATE TABLE app.plan_limits (
   CONSTRAINT plan_limits_max_value CHECK (max_value >= 0),
   CONSTRAINT plan_limits_plan CHECK (plan = ANY (ARRAY['free'::text, 'team'::text, 'enterprise'::text]))
 );
+COMMENT ON TABLE app.plan_limits IS 'Each plan''s limit per quota (null: unlimited). Readable by every request; changed only by migrations.';
 
 ALTER TABLE app.plan_limits ENABLE ROW LEVEL SECURITY;
 ALTER TABLE app.plan_limits FORCE ROW LEVEL SECURITY;
@@ -437,6 +446,7 @@ CREATE TABLE app.quotas (
   CONSTRAINT quotas_quota CHECK (quota = ANY (ARRAY['active_sessions'::text, 'monthly_tokens'::text, 'agents'::text, 'members'::text, 'context_bytes'::text, 'requests_per_minute'::text, 'api_key_requests_per_minute'::text])),
   CONSTRAINT quotas_used CHECK (used >= 0)
 );
+COMMENT ON TABLE app.quotas IS 'A tenant''s usage counter per quota and an optional limit override. Moved only by app_private.consume_quota (one conditional UPDATE: concurrent requests serialize on the row); monthly_tokens counts in the UTC month named by period.';
 
 CREATE TRIGGER quotas_updated_at BEFORE UPDATE ON app.quotas FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
 
@@ -511,6 +521,7 @@ CREATE TABLE app.sessions (
   CONSTRAINT sessions_status CHECK (status = ANY (ARRAY['active'::text, 'completed'::text, 'failed'::text, 'cancelled'::text])),
   CONSTRAINT sessions_tokens_used CHECK (tokens_used >= 0)
 );
+COMMENT ON TABLE app.sessions IS 'One run of an agent: active -> completed | failed | cancelled, once (app_private.check_session_write). tokens_used is the sum of its tasks'' tokens plus usage recorded directly; growth counts against monthly_tokens, an active session against active_sessions.';
 
 CREATE INDEX sessions_tenant_agent_started_idx ON app.sessions USING btree (tenant_id, agent_id, started_at, id);
 CREATE INDEX sessions_tenant_started_idx ON app.sessions USING btree (tenant_id, started_at, id);
@@ -518,25 +529,26 @@ CREATE INDEX sessions_tenant_status_started_idx ON app.sessions USING btree (ten
 
 CREATE TRIGGER sessions_check_tokens BEFORE UPDATE OF tokens_used ON app.sessions FOR EACH ROW EXECUTE FUNCTION app_private.check_session_tokens();
 CREATE TRIGGER sessions_check_write BEFORE INSERT OR UPDATE ON app.sessions FOR EACH ROW EXECUTE FUNCTION app_private.check_session_write();
-CREATE TRIGGER sessions_count_delete AFTER DELETE ON app.sessions REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_sessions();
-CREATE TRIGGER sessions_count_insert AFTER INSERT ON app.sessions REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_sessions();
-CREATE TRIGGER sessions_count_update AFTER UPDATE ON app.sessions REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_sessions();
+CREATE TRIGGER sessions_count_delete AFTER DELETE ON app.sessions REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('active_sessions', '(status = ''active'')::int');
+CREATE TRIGGER sessions_count_insert AFTER INSERT ON app.sessions REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('active_sessions', '(status = ''active'')::int');
+CREATE TRIGGER sessions_count_update AFTER UPDATE ON app.sessions REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('active_sessions', '(status = ''active'')::int');
+CREATE TRIGGER sessions_meter_tokens AFTER UPDATE ON app.sessions REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_session_tokens();
 CREATE TRIGGER sessions_updated_at BEFORE UPDATE ON app.sessions FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
 
 ALTER TABLE app.sessions ENABLE ROW LEVEL SECURITY;
 ALTER TABLE app.sessions FORCE ROW LEVEL SECURITY;
 CREATE POLICY sessions_delete ON app.sessions FOR DELETE
-  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (started_by = ( SELECT app.current_user_id() AS current_user_id))))));
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND app.lead_or_creator(started_by)));
 CREATE POLICY sessions_insert ON app.sessions FOR INSERT
-  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('MEMBER'::text) AS has_role) AND (started_by = ( SELECT app.current_user_id() AS current_user_id))));
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND app.member_and_creator(started_by)));
 CREATE POLICY sessions_owner ON app.sessions TO :DATABASE_OWNER
   USING (true)
   WITH CHECK (true);
 CREATE POLICY sessions_select ON app.sessions FOR SELECT
   USING ((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)));
 CREATE POLICY sessions_update ON app.sessions FOR UPDATE
-  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (started_by = ( SELECT app.current_user_id() AS current_user_id))))))
-  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (started_by = ( SELECT app.current_user_id() AS current_user_id))))));
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND app.lead_or_creator(started_by)))
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND app.lead_or_creator(started_by)));
 
 GRANT INSERT (tenant_id, agent_id, started_by, metadata) ON TABLE app.sessions TO :DATABASE_APP;
 GRANT SELECT, DELETE ON TABLE app.sessions TO :DATABASE_APP;
@@ -569,6 +581,7 @@ CREATE TABLE app.tasks (
   CONSTRAINT tasks_title_length CHECK (char_length(title) >= 1 AND char_length(title) <= 300),
   CONSTRAINT tasks_tokens CHECK (tokens >= 0)
 );
+COMMENT ON TABLE app.tasks IS 'A unit of work in a session: pending -> running | cancelled; running -> succeeded | failed | cancelled (app_private.check_task_write). Created only in an active session; its tokens add to the session''s tokens_used.';
 
 CREATE INDEX tasks_tenant_assignee_idx ON app.tasks USING btree (tenant_id, assignee_id) WHERE assignee_id IS NOT NULL;
 CREATE INDEX tasks_tenant_created_idx ON app.tasks USING btree (tenant_id, created_at, id);
@@ -581,17 +594,17 @@ CREATE TRIGGER tasks_updated_at BEFORE UPDATE ON app.tasks FOR EACH ROW EXECUTE 
 ALTER TABLE app.tasks ENABLE ROW LEVEL SECURITY;
 ALTER TABLE app.tasks FORCE ROW LEVEL SECURITY;
 CREATE POLICY tasks_delete ON app.tasks FOR DELETE
-  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))))));
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND app.lead_or_creator(created_by)));
 CREATE POLICY tasks_insert ON app.tasks FOR INSERT
-  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))));
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND app.member_and_creator(created_by)));
 CREATE POLICY tasks_owner ON app.tasks TO :DATABASE_OWNER
   USING (true)
   WITH CHECK (true);
 CREATE POLICY tasks_select ON app.tasks FOR SELECT
   USING ((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)));
 CREATE POLICY tasks_update ON app.tasks FOR UPDATE
-  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))))))
-  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (( SELECT app.has_role('LEAD'::text) AS has_role) OR (( SELECT app.has_role('MEMBER'::text) AS has_role) AND (created_by = ( SELECT app.current_user_id() AS current_user_id))))));
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND app.lead_or_creator(created_by)))
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND app.lead_or_creator(created_by)));
 
 GRANT INSERT (tenant_id, session_id, title, input, tokens, assignee_id, created_by) ON TABLE app.tasks TO :DATABASE_APP;
 GRANT SELECT, DELETE ON TABLE app.tasks TO :DATABASE_APP;
@@ -620,6 +633,7 @@ CREATE TABLE app.tenants (
   CONSTRAINT tenants_suspended_reason_length CHECK (char_length(suspended_reason) <= 500),
   CONSTRAINT tenants_suspension CHECK ((status = 'suspended'::text) = (suspended_at IS NOT NULL))
 );
+COMMENT ON TABLE app.tenants IS 'A team sharing the deployment. Global: the request role sees only the current tenant (app.current_tenant_id()). status active|suspended (suspended_at is set exactly while suspended); plan free|team|enterprise sets the quota limits.';
 
 CREATE TRIGGER tenants_create_quotas AFTER INSERT ON app.tenants REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.create_tenant_quotas();
 CREATE TRIGGER tenants_updated_at BEFORE UPDATE ON app.tenants FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
@@ -647,6 +661,7 @@ CREATE TABLE app.users (
   CONSTRAINT users_display_name_length CHECK (char_length(display_name) <= 200),
   CONSTRAINT users_email_format CHECK (char_length(email) <= 320 AND email ~ '^[^@\s]+@[^@\s]+$'::text)
 );
+COMMENT ON TABLE app.users IS 'A person, across tenants. Visible to themself and to members of the current tenant they belong to; email is unique case-insensitively (users_email_key).';
 
 CREATE UNIQUE INDEX users_email_key ON app.users USING btree (lower(email));
 
@@ -678,6 +693,7 @@ CREATE TABLE app_private.operator_audit_events (
   details jsonb DEFAULT '{}'::jsonb NOT NULL,
   CONSTRAINT operator_audit_events_pkey PRIMARY KEY (id)
 );
+COMMENT ON TABLE app_private.operator_audit_events IS 'Every use of the operator capability, in the transaction of the change. No foreign keys: the record outlives the tenant and the user it names.';
 
 ALTER TABLE app_private.operator_audit_events ENABLE ROW LEVEL SECURITY;
 ALTER TABLE app_private.operator_audit_events FORCE ROW LEVEL SECURITY;
@@ -696,6 +712,7 @@ CREATE TABLE app_private.operators (
   CONSTRAINT operators_pkey PRIMARY KEY (user_id),
   CONSTRAINT operators_user_id_fkey FOREIGN KEY (user_id) REFERENCES app.users(id) ON DELETE CASCADE
 );
+COMMENT ON TABLE app_private.operators IS 'Platform operators (cross-tenant administration), carried in the database and never trusted from a token alone. Read only by the owner and SECURITY DEFINER functions.';
 
 ALTER TABLE app_private.operators ENABLE ROW LEVEL SECURITY;
 ALTER TABLE app_private.operators FORCE ROW LEVEL SECURITY;
@@ -711,6 +728,7 @@ CREATE OR REPLACE FUNCTION app.current_api_key_id()
  LANGUAGE sql
  STABLE PARALLEL SAFE
 AS $function$ select nullif(current_setting('app.api_key_id', true), '')::uuid $function$;
+COMMENT ON FUNCTION app.current_api_key_id() IS 'The API key the request came with; null for a signed-in user.';
 GRANT EXECUTE ON FUNCTION app.current_api_key_id() TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app.current_member_role()
@@ -718,6 +736,7 @@ CREATE OR REPLACE FUNCTION app.current_member_role()
  LANGUAGE sql
  STABLE PARALLEL SAFE
 AS $function$ select nullif(current_setting('app.role', true), '') $function$;
+COMMENT ON FUNCTION app.current_member_role() IS 'The request''s role in the tenant (app.role): the membership role, lowered by a role claim or an API key''s role.';
 GRANT EXECUTE ON FUNCTION app.current_member_role() TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app.current_tenant_id()
@@ -725,6 +744,7 @@ CREATE OR REPLACE FUNCTION app.current_tenant_id()
  LANGUAGE sql
  STABLE PARALLEL SAFE
 AS $function$ select nullif(current_setting('app.tenant_id', true), '')::uuid $function$;
+COMMENT ON FUNCTION app.current_tenant_id() IS 'The request''s tenant (app.tenant_id, set transaction-local by a begin_* function); null, and so no tenant row, when unset or '''' after a transaction.';
 GRANT EXECUTE ON FUNCTION app.current_tenant_id() TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app.current_user_id()
@@ -732,6 +752,7 @@ CREATE OR REPLACE FUNCTION app.current_user_id()
  LANGUAGE sql
  STABLE PARALLEL SAFE
 AS $function$ select nullif(current_setting('app.user_id', true), '')::uuid $function$;
+COMMENT ON FUNCTION app.current_user_id() IS 'The request''s user (app.user_id); for an API key, the key''s creator.';
 GRANT EXECUTE ON FUNCTION app.current_user_id() TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app.has_role(required text)
@@ -739,7 +760,24 @@ CREATE OR REPLACE FUNCTION app.has_role(required text)
  LANGUAGE sql
  STABLE PARALLEL SAFE
 AS $function$ select app.role_rank(app.current_member_role()) >= app.role_rank(required) and app.role_rank(required) > 0 $function$;
+COMMENT ON FUNCTION app.has_role(text) IS 'True when the request''s role is at least the one named (ADMIN > LEAD > MEMBER > VIEWER).';
 GRANT EXECUTE ON FUNCTION app.has_role(text) TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app.lead_or_creator(creator uuid)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$ select app.has_role('LEAD') or app.member_and_creator(creator) $function$;
+COMMENT ON FUNCTION app.lead_or_creator(uuid) IS 'True when the request''s role is at least LEAD, or app.member_and_creator(creator): who may change or delete a row of agents, sessions, tasks, contexts.';
+GRANT EXECUTE ON FUNCTION app.lead_or_creator(uuid) TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app.member_and_creator(creator uuid)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$ select app.has_role('MEMBER') and creator = app.current_user_id() $function$;
+COMMENT ON FUNCTION app.member_and_creator(uuid) IS 'True when the request''s role is at least MEMBER and its user is creator: what a member may do with their own rows (insert policies of agents, sessions, tasks, contexts).';
+GRANT EXECUTE ON FUNCTION app.member_and_creator(uuid) TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app.request_burst(per_minute bigint)
  RETURNS double precision
@@ -765,6 +803,7 @@ CREATE OR REPLACE FUNCTION app.role_rank(role text)
  LANGUAGE sql
  IMMUTABLE PARALLEL SAFE
 AS $function$ select case role when 'ADMIN' then 4 when 'LEAD' then 3 when 'MEMBER' then 2 when 'VIEWER' then 1 else 0 end $function$;
+COMMENT ON FUNCTION app.role_rank(text) IS 'ADMIN 4, LEAD 3, MEMBER 2, VIEWER 1, anything else 0.';
 GRANT EXECUTE ON FUNCTION app.role_rank(text) TO :DATABASE_APP;
 
 --------------------------------------------------------------------------------
@@ -804,6 +843,7 @@ begin
   return query select tenant.id, tenant.slug, tenant.name, invitation.role;
 end
 $function$;
+COMMENT ON FUNCTION app_private.accept_invitation(bytea) IS 'The signed-in user accepts the invitation whose token hashes to token_hash, sent to their email: unknown tokens and tokens for another email are the same TI404; revoked, used and expired ones TI410; a suspended tenant TI423; already a member TI409. Adds the membership and marks the invitation accepted.';
 GRANT EXECUTE ON FUNCTION app_private.accept_invitation(bytea) TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app_private.add_task_tokens_to_session()
@@ -822,6 +862,7 @@ begin
   return null;
 end
 $function$;
+COMMENT ON FUNCTION app_private.add_task_tokens_to_session() IS 'Trigger (after insert or update of tokens on app.tasks): adds the change in a task''s tokens to its session''s tokens_used. Definer: the task''s writer may not be allowed to update the session row itself.';
 
 CREATE OR REPLACE FUNCTION app_private.assert_operator()
  RETURNS uuid
@@ -836,6 +877,7 @@ begin
   return app.current_user_id();
 end
 $function$;
+COMMENT ON FUNCTION app_private.assert_operator() IS 'Raises TO403 unless the request''s user is a platform operator; returns the user.';
 
 CREATE OR REPLACE FUNCTION app_private.audit_api_key()
  RETURNS trigger
@@ -853,6 +895,7 @@ begin
   return null;
 end
 $function$;
+COMMENT ON FUNCTION app_private.audit_api_key() IS 'Trigger (after insert or update of revoked_at on app.api_keys): api_key.create and api_key.revoke audit events.';
 
 CREATE OR REPLACE FUNCTION app_private.audit_invitation()
  RETURNS trigger
@@ -873,6 +916,7 @@ begin
   return null;
 end
 $function$;
+COMMENT ON FUNCTION app_private.audit_invitation() IS 'Trigger (after insert or update on app.invitations): invitation.create, invitation.revoke and invitation.accept audit events.';
 
 CREATE OR REPLACE FUNCTION app_private.audit_membership()
  RETURNS trigger
@@ -892,6 +936,7 @@ begin
   return null;
 end
 $function$;
+COMMENT ON FUNCTION app_private.audit_membership() IS 'Trigger (after insert, delete or update of role on app.memberships): member.add, member.role_change and member.remove audit events.';
 
 CREATE OR REPLACE FUNCTION app_private.begin_api_key_request(secret_hash bytea, tenant text DEFAULT NULL::text, allowed_slugs text[] DEFAULT NULL::text[])
  RETURNS TABLE(tenant_id uuid, tenant_slug text, tenant_name text, tenant_status text, role text, acting_user_id uuid, api_key_id uuid, is_operator boolean)
@@ -938,6 +983,7 @@ begin
     key.created_by, key.id, false;
 end
 $function$;
+COMMENT ON FUNCTION app_private.begin_api_key_request(bytea,text,text[]) IS 'The first statement of an X-Api-Key request: the key (by its SHA-256) names the tenant; an X-Tenant-ID sent with it must name the same one (TN404). Unknown, revoked and expired keys and keys whose creator left are TN401. Acts as the creator with the lower of the key''s and the creator''s role; writes last_used_at at most once a minute, never waiting for a lock.';
 GRANT EXECUTE ON FUNCTION app_private.begin_api_key_request(bytea,text,text[]) TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app_private.begin_platform_request(user_id uuid)
@@ -957,6 +1003,7 @@ begin
   return query select exists (select 1 from app_private.operators o where o.user_id = begin_platform_request.user_id);
 end
 $function$;
+COMMENT ON FUNCTION app_private.begin_platform_request(uuid) IS 'The first statement of a request outside any tenant (accepting an invitation, operator work): sets the user only, so every tenant table reads as empty. TN401 for an unknown user.';
 GRANT EXECUTE ON FUNCTION app_private.begin_platform_request(uuid) TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app_private.begin_request(by_id uuid, by_slug text, user_id uuid, role_cap text DEFAULT NULL::text, allowed_slugs text[] DEFAULT NULL::text[], OUT tenant_id uuid, OUT tenant_slug text, OUT tenant_name text, OUT tenant_status text, OUT role text)
@@ -999,6 +1046,7 @@ begin
           set_config('app.api_key_id', '', true);
 end
 $function$;
+COMMENT ON FUNCTION app_private.begin_request(uuid,text,uuid,text,text[]) IS 'The first statement of a signed-in user''s request transaction. Exactly one of by_id and by_slug names the tenant; a tenant that does not exist, one the user is not in and one outside allowed_slugs raise the same TN404, a suspended one TN423, an invalid role_cap TN401. Lowers the membership role to role_cap, then sets app.tenant_id, app.user_id, app.role and app.api_key_id transaction-local.';
 GRANT EXECUTE ON FUNCTION app_private.begin_request(uuid,text,uuid,text,text[]) TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app_private.check_agent_update()
@@ -1148,95 +1196,48 @@ begin
   end if;
 end
 $function$;
+COMMENT ON FUNCTION app_private.consume_quota(uuid,text,bigint) IS 'Adds amount to the tenant''s counter in one conditional UPDATE (the row lock serializes concurrent consumers; the limit is re-checked on the committed count), or raises TQ001 with quota, limit, used and requested as JSON in DETAIL. Negative amounts release; monthly_tokens starts again each UTC month.';
 
-CREATE OR REPLACE FUNCTION app_private.count_agents()
+CREATE OR REPLACE FUNCTION app_private.count_session_tokens()
  RETURNS trigger
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO ''
 AS $function$
 begin
-  if tg_op = 'INSERT' then
-    perform app_private.consume_quota(d.tenant_id, 'agents', d.n)
-      from (select tenant_id, count(*) as n from new_rows group by tenant_id order by tenant_id) d;
-  else
-    perform app_private.consume_quota(d.tenant_id, 'agents', -d.n)
-      from (select tenant_id, count(*) as n from old_rows group by tenant_id order by tenant_id) d;
-  end if;
+  perform app_private.consume_quota(d.tenant_id, 'monthly_tokens', d.n)
+    from (select n.tenant_id, sum(n.tokens_used - o.tokens_used)::bigint as n
+          from new_rows n join old_rows o on o.tenant_id = n.tenant_id and o.id = n.id
+          where n.tokens_used > o.tokens_used
+          group by n.tenant_id order by n.tenant_id) d;
   return null;
 end
 $function$;
+COMMENT ON FUNCTION app_private.count_session_tokens() IS 'Statement trigger (after update on app.sessions): each session''s growth in tokens_used counts against monthly_tokens; decreases are not returned.';
 
-CREATE OR REPLACE FUNCTION app_private.count_context_bytes()
+CREATE OR REPLACE FUNCTION app_private.count_usage()
  RETURNS trigger
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO ''
 AS $function$
+declare
+  worth text := coalesce(tg_argv[1], '1');
 begin
-  if tg_op = 'INSERT' then
-    perform app_private.consume_quota(d.tenant_id, 'context_bytes', d.n)
-      from (select tenant_id, sum(content_bytes)::bigint as n from new_rows group by tenant_id order by tenant_id) d;
-  elsif tg_op = 'UPDATE' then
-    perform app_private.consume_quota(d.tenant_id, 'context_bytes', d.n)
-      from (select tenant_id, sum(n)::bigint as n
-            from (select tenant_id, content_bytes::bigint as n from new_rows
-                  union all select tenant_id, -content_bytes::bigint from old_rows) c
-            group by tenant_id order by tenant_id) d;
-  else
-    perform app_private.consume_quota(d.tenant_id, 'context_bytes', -d.n)
-      from (select tenant_id, sum(content_bytes)::bigint as n from old_rows group by tenant_id order by tenant_id) d;
-  end if;
+  -- Tenants in order: concurrent statements lock their quota rows in the same order.
+  -- Dynamic SQL, since a worth names its own table's columns: planned at each statement.
+  execute format('select app_private.consume_quota(tenant_id, $1, n)
+                  from (select tenant_id, sum(n)::bigint as n from (%s) c group by tenant_id order by tenant_id) d',
+                 case tg_op
+                   when 'INSERT' then format('select tenant_id, (%s)::bigint as n from new_rows', worth)
+                   when 'DELETE' then format('select tenant_id, -(%s)::bigint as n from old_rows', worth)
+                   else format('select tenant_id, (%1$s)::bigint as n from new_rows union all select tenant_id, -(%1$s)::bigint from old_rows', worth)
+                 end)
+    using tg_argv[0];
   return null;
 end
 $function$;
-
-CREATE OR REPLACE FUNCTION app_private.count_members()
- RETURNS trigger
- LANGUAGE plpgsql
- SECURITY DEFINER
- SET search_path TO ''
-AS $function$
-begin
-  if tg_op = 'INSERT' then
-    perform app_private.consume_quota(d.tenant_id, 'members', d.n)
-      from (select tenant_id, count(*) as n from new_rows group by tenant_id order by tenant_id) d;
-  else
-    perform app_private.consume_quota(d.tenant_id, 'members', -d.n)
-      from (select tenant_id, count(*) as n from old_rows group by tenant_id order by tenant_id) d;
-  end if;
-  return null;
-end
-$function$;
-
-CREATE OR REPLACE FUNCTION app_private.count_sessions()
- RETURNS trigger
- LANGUAGE plpgsql
- SECURITY DEFINER
- SET search_path TO ''
-AS $function$
-begin
-  if tg_op = 'INSERT' then
-    perform app_private.consume_quota(d.tenant_id, 'active_sessions', d.n)
-      from (select tenant_id, count(*) as n from new_rows where status = 'active' group by tenant_id order by tenant_id) d;
-  elsif tg_op = 'UPDATE' then
-    perform app_private.consume_quota(d.tenant_id, 'active_sessions', d.n)
-      from (select tenant_id, sum(n)::bigint as n
-            from (select tenant_id, 1 as n from new_rows where status = 'active'
-                  union all select tenant_id, -1 from old_rows where status = 'active') c
-            group by tenant_id order by tenant_id) d;
-    perform app_private.consume_quota(d.tenant_id, 'monthly_tokens', d.n)
-      from (select n.tenant_id, sum(n.tokens_used - o.tokens_used)::bigint as n
-            from new_rows n join old_rows o on o.tenant_id = n.tenant_id and o.id = n.id
-            where n.tokens_used > o.tokens_used
-            group by n.tenant_id order by n.tenant_id) d;
-  else
-    perform app_private.consume_quota(d.tenant_id, 'active_sessions', -d.n)
-      from (select tenant_id, count(*) as n from old_rows where status = 'active' group by tenant_id order by tenant_id) d;
-  end if;
-  return null;
-end
-$function$;
+COMMENT ON FUNCTION app_private.count_usage() IS 'Statement trigger keeping a usage quota: count_usage(quota [, worth]) adds what inserted rows are worth to quota, releases what deleted rows were worth, and adds new minus old on UPDATE, per tenant, tenants in order (app_private.consume_quota). worth is an SQL expression over the row, default 1.';
 
 CREATE OR REPLACE FUNCTION app_private.create_tenant_quotas()
  RETURNS trigger
@@ -1252,6 +1253,7 @@ begin
   return null;
 end
 $function$;
+COMMENT ON FUNCTION app_private.create_tenant_quotas() IS 'Trigger (after insert on app.tenants, per statement): a quota row for each quota of every new tenant.';
 
 CREATE OR REPLACE FUNCTION app_private.is_operator()
  RETURNS boolean
@@ -1259,6 +1261,7 @@ CREATE OR REPLACE FUNCTION app_private.is_operator()
  STABLE SECURITY DEFINER
  SET search_path TO ''
 AS $function$ select exists (select 1 from app_private.operators o where o.user_id = app.current_user_id()) $function$;
+COMMENT ON FUNCTION app_private.is_operator() IS 'Whether the request''s user is a platform operator, read from app_private.operators (never from a claim), for the fields that need to know.';
 GRANT EXECUTE ON FUNCTION app_private.is_operator() TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app_private.keep_an_admin()
@@ -1278,6 +1281,7 @@ begin
   return case when tg_op = 'DELETE' then old else new end;
 end
 $function$;
+COMMENT ON FUNCTION app_private.keep_an_admin() IS 'Trigger (before update of role or delete on app.memberships): a tenant keeps an ADMIN. Locks the tenant row first, so concurrent demotions and removals each count the ADMINs the previous one left.';
 
 CREATE OR REPLACE FUNCTION app_private.my_memberships()
  RETURNS TABLE(tenant_id uuid, tenant_slug text, tenant_name text, tenant_status text, role text)
@@ -1290,6 +1294,7 @@ AS $function$
     where m.user_id = app.current_user_id()
     order by t.slug
   $function$;
+COMMENT ON FUNCTION app_private.my_memberships() IS 'The signed-in user''s own memberships across tenants (viewer.memberships): reads nothing but rows of the user the request set.';
 GRANT EXECUTE ON FUNCTION app_private.my_memberships() TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app_private.operator_audit(action text, target uuid, reason text, details jsonb DEFAULT '{}'::jsonb)
@@ -1301,6 +1306,7 @@ AS $function$
     insert into app_private.operator_audit_events (actor_user_id, actor, action, target_tenant_id, reason, details)
     values (app_private.assert_operator(), 'user:' || app.current_user_id(), action, target, reason, details)
   $function$;
+COMMENT ON FUNCTION app_private.operator_audit(text,uuid,text,jsonb) IS 'Records a use of the operator capability in app_private.operator_audit_events (checking it first).';
 
 CREATE OR REPLACE FUNCTION app_private.operator_create_tenant(slug text, name text, plan text, reason text)
  RETURNS SETOF app_private.tenant_summary_row
@@ -1318,6 +1324,7 @@ begin
   return query select * from app_private.tenant_summary(created, null, null, null, null, null, 1, false);
 end
 $function$;
+COMMENT ON FUNCTION app_private.operator_create_tenant(text,text,text,text) IS 'Operators: creates a tenant on a plan (audited on both sides). Its first member arrives by invitation (app_private.operator_invite).';
 GRANT EXECUTE ON FUNCTION app_private.operator_create_tenant(text,text,text,text) TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app_private.operator_invite(tenant uuid, email text, role text, token_hash bytea, expires_at timestamp with time zone)
@@ -1333,6 +1340,7 @@ begin
     values (tenant, email, role, token_hash, expires_at);
 end
 $function$;
+COMMENT ON FUNCTION app_private.operator_invite(uuid,text,text,bytea,timestamp with time zone) IS 'Operators: invites someone to a tenant with a role (the way a new tenant gets its first ADMIN).';
 GRANT EXECUTE ON FUNCTION app_private.operator_invite(uuid,text,text,bytea,timestamp with time zone) TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app_private.operator_set_tenant_limits(tenant uuid, plan text, limits jsonb, reason text)
@@ -1357,6 +1365,7 @@ begin
   return query select * from app_private.tenant_summary(tenant, null, null, null, null, null, 1, false);
 end
 $function$;
+COMMENT ON FUNCTION app_private.operator_set_tenant_limits(uuid,text,jsonb,text) IS 'Operators: changes a tenant''s plan and quota overrides ({"agents": 10, "members": null}; null returns a quota to the plan''s limit).';
 GRANT EXECUTE ON FUNCTION app_private.operator_set_tenant_limits(uuid,text,jsonb,text) TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app_private.operator_set_tenant_status(tenant uuid, status text, reason text)
@@ -1386,6 +1395,7 @@ begin
   return query select * from app_private.tenant_summary(tenant, null, null, null, null, null, 1, false);
 end
 $function$;
+COMMENT ON FUNCTION app_private.operator_set_tenant_status(uuid,text,text) IS 'Operators: suspends or reactivates a tenant with a reason (P0002 for no such tenant, TO409 when already so).';
 GRANT EXECUTE ON FUNCTION app_private.operator_set_tenant_status(uuid,text,text) TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app_private.operator_tenants(status_filter text, after_at text, after_id uuid, before_at text, before_id uuid, page_size integer, inverted boolean)
@@ -1399,6 +1409,7 @@ begin
   return query select * from app_private.tenant_summary(null, status_filter, after_at, after_id, before_at, before_id, page_size, inverted);
 end
 $function$;
+COMMENT ON FUNCTION app_private.operator_tenants(text,text,uuid,text,uuid,integer,boolean) IS 'Operators: a keyset page of tenants with their usage (audited as tenant.list).';
 GRANT EXECUTE ON FUNCTION app_private.operator_tenants(text,text,uuid,text,uuid,integer,boolean) TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app_private.quota_limit(tenant uuid, quota text)
@@ -1412,6 +1423,7 @@ AS $function$
     left join app.plan_limits p on p.plan = t.plan and p.quota = q.quota
     where q.tenant_id = tenant and q.quota = quota_limit.quota
   $function$;
+COMMENT ON FUNCTION app_private.quota_limit(uuid,text) IS 'The effective limit of a tenant''s quota: its override, else its plan''s; null is unlimited.';
 
 CREATE OR REPLACE FUNCTION app_private.record_audit(tenant uuid, action text, target_type text, target_id text, details jsonb DEFAULT '{}'::jsonb, reason text DEFAULT NULL::text, actor_kind text DEFAULT NULL::text)
  RETURNS void
@@ -1427,6 +1439,7 @@ AS $function$
     -- A cascade from a tenant being deleted has nobody left to tell.
     where exists (select 1 from app.tenants t where t.id = tenant)
   $function$;
+COMMENT ON FUNCTION app_private.record_audit(uuid,text,text,text,jsonb,text,text) IS 'Appends to app.audit_events; the actor is whoever the request settings name (api_key, user), else system, unless actor_kind says. Writes nothing for a tenant being deleted.';
 
 CREATE OR REPLACE FUNCTION app_private.resolve_request_tenants(user_ids uuid[], by_ids uuid[], by_slugs text[], key_hashes bytea[])
  RETURNS TABLE(ord bigint, tenant_id uuid, api_key_id uuid)
@@ -1549,6 +1562,7 @@ AS $function$
              t.created_at, t.id
     limit page_size
   $function$;
+COMMENT ON FUNCTION app_private.tenant_summary(uuid,text,text,uuid,text,uuid,integer,boolean) IS 'What operators see of tenants: metadata and usage against limits, one tenant or a keyset page by (created_at, id).';
 
 CREATE OR REPLACE FUNCTION app_private.touch_updated_at()
  RETURNS trigger

@@ -15,12 +15,12 @@ const dataDir = await mkdtemp(path.join(tmpdir(), 'tenancy-dump-'));
 await chmod(dataDir, 0o755); // the server runs as `postgres` when we are root
 const server = await openEmbeddedPostgres({ dataDir, port: await freePort() });
 try {
-  const appUrl = await ensureAppRole(server.ownerUrl, dataDir);
+  const appUrl = await ensureAppRole(server.ownerUrl, dataDir, APP_ROLE);
   await runMigrations(server.ownerUrl, appUrl, () => {});
   const sql = postgres(server.ownerUrl, { max: 1, onnotice: () => {} });
   try {
     const owner = decodeURIComponent(new URL(server.ownerUrl).username);
-    await writeFile(SCHEMA_DUMP_FILE, await dumpSchema(sql, { owner, app: APP_ROLE }));
+    await writeFile(SCHEMA_DUMP_FILE, await dumpSchema(sql, { owner, app: decodeURIComponent(new URL(appUrl).username) }));
   } finally {
     await sql.end();
   }

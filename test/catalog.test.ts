@@ -89,6 +89,14 @@ describe('tables', () => {
     for (const row of rows) expect(row.columns, row.name).toContain('tenant_id');
   });
 
+  it('every table and view says what it is for (comment on table)', async () => {
+    const rows = await db.owner<{ name: string }[]>`
+      select c.oid::regclass::text as name from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = any(${SCHEMAS}) and c.relkind in ('r', 'p', 'v', 'm') and obj_description(c.oid, 'pg_class') is null
+      order by 1`;
+    expect(rows.map((row) => row.name)).toEqual([]);
+  });
+
   it('views over app data run as the invoker', async () => {
     const rows = await db.owner`
       select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
@@ -141,6 +149,8 @@ describe('roles', () => {
       'app.current_tenant_id',
       'app.current_user_id',
       'app.has_role',
+      'app.lead_or_creator',
+      'app.member_and_creator',
       'app.request_burst',
       'app.request_rate_used',
       'app.role_rank',
@@ -158,6 +168,14 @@ describe('roles', () => {
       'app_private.resolve_request_tenants',
       'app_private.take_request_tokens',
     ]);
+  });
+
+  it('every SECURITY DEFINER function says what it is for (comment on function)', async () => {
+    const rows = await db.owner<{ name: string }[]>`
+      select p.oid::regprocedure::text as name from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+      where n.nspname = any(${SCHEMAS}) and p.prosecdef and obj_description(p.oid, 'pg_proc') is null
+      order by 1`;
+    expect(rows.map((row) => row.name)).toEqual([]);
   });
 
   it('every SECURITY DEFINER function pins its search_path', async () => {
