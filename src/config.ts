@@ -24,16 +24,26 @@ export type Config = {
   readonly jwksUrl: string | undefined;
   readonly jwtIssuer: string | undefined;
   readonly jwtAudience: string | undefined;
+  /** Longest lifetime (exp - iat) a token may have, in seconds; tokens without iat are refused. */
+  readonly jwtMaxTtlSeconds: number;
   readonly multiTenancy: boolean;
   readonly defaultTenant: string | undefined;
   readonly allowedTenants: readonly string[] | undefined;
   readonly demoData: boolean;
   readonly graphiql: boolean;
   readonly shutdownTimeoutMs: number;
+  /** One deadline per request: the wait for a connection, every statement and the commit (README: Failure behaviour). */
+  readonly requestTimeoutMs: number;
+  /** How long start-up keeps trying to reach the database before it exits. */
+  readonly dbConnectTimeoutMs: number;
+  /** An active session with no activity for this long is ended (status failed), its quota released. */
+  readonly sessionIdleTimeoutSeconds: number;
   /** What one request may cost, on every transport (README: Limits). */
   readonly http: HttpSettings;
   /** `.example.com`: the host `acme.example.com` selects the tenant `acme` (like X-Tenant-ID). */
   readonly tenantHostSuffix: string | undefined;
+  /** Each tenant's share of the pool and of the request rate (README: Fair share and rate limits). */
+  readonly fairShare: FairShareSettings;
 };
 
 export type HttpSettings = {
@@ -54,6 +64,17 @@ export type HttpSettings = {
   readonly suggestions: boolean;
   /** Origins browsers may call from; `*` any. */
   readonly corsOrigins: readonly string[];
+};
+
+export type FairShareSettings = {
+  /** Pool connections (request lanes) a tenant may hold at once, per process. */
+  readonly maxConcurrency: number;
+  /** A tenant's requests waiting for a lane; past it RATE_LIMITED. */
+  readonly queueMax: number;
+  /** How long a request waits for a lane before RATE_LIMITED. */
+  readonly queueTimeoutMs: number;
+  /** Request rates per tenant and per API key, from the plan (operators override them). */
+  readonly rateLimits: boolean;
 };
 
 export class ConfigError extends Error {
@@ -104,6 +125,28 @@ const SLUG = /^[a-z][a-z0-9-]{1,61}[a-z0-9]$/;
 
 const MiB = 1 << 20;
 
+/** Example secrets published in this repository and its docs: never a production key. */
+const KNOWN_SECRETS = /change-this|changeme|test-secret-that-is|development-secret/i;
+
+/** A time span: seconds, or a number with s, m, h or d. */
+function duration(env: Env, name: string, fallbackSeconds: number): number {
+  const raw = text(env, name);
+  if (raw === undefined) return fallbackSeconds;
+  const match = /^(\d+)\s*(s|m|h|d)?$/.exec(raw);
+  const seconds = match ? Number(match[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[(match[2] ?? 's') as 's' | 'm' | 'h' | 'd'] : NaN;
+  if (!(seconds >= 60 && seconds <= 366 * 86400)) {
+    throw new ConfigError(`${name} must be a time span from 1m to 366d, such as 3600, 90m, 24h or 30d (got "${raw}")`);
+  }
+  return seconds;
+}
+
+/** Demo data signs tokens into GraphiQL's tabs: never in production. */
+function demoData(env: Env, production: boolean): boolean {
+  const on = boolean(env, 'DEMO_DATA', !production);
+  if (on && production) throw new ConfigError('DEMO_DATA cannot be on when NODE_ENV=production (it embeds signed tokens in GraphiQL)');
+  return on;
+}
+
 function httpSettings(env: Env, production: boolean): HttpSettings {
   const corsRaw = text(env, 'CORS_ORIGINS');
   const corsOrigins = corsRaw === undefined ? (production ? [] : ['*']) : corsRaw.split(',').map((origin) => origin.trim()).filter((origin) => origin !== '');
@@ -119,7 +162,7 @@ function httpSettings(env: Env, production: boolean): HttpSettings {
     limits: {
       documentBytes: integer(env, 'MAX_DOCUMENT_BYTES', 64 * 1024, 256, 4 * MiB),
       tokens: integer(env, 'MAX_TOKENS', 5_000, 100, 1_000_000),
-      depth: integer(env, 'MAX_DEPTH', 15, 2, 1_000),
+      depth: integer(env, 'MAX_DEPTH', 20, 2, 1_000),
       aliases: integer(env, 'MAX_ALIASES', 30, 0, 100_000),
       directives: integer(env, 'MAX_DIRECTIVES', 50, 0, 100_000),
       fields: integer(env, 'MAX_FIELDS', 1_000, 10, 1_000_000),
@@ -141,6 +184,15 @@ function hostSuffix(env: Env): string | undefined {
   return suffix;
 }
 
+function fairShareSettings(env: Env, dbPoolMax: number): FairShareSettings {
+  return {
+    maxConcurrency: integer(env, 'TENANT_MAX_CONCURRENCY', Math.max(1, Math.floor(dbPoolMax / 2)), 1, dbPoolMax),
+    queueMax: integer(env, 'TENANT_QUEUE_MAX', 100, 0, 100_000),
+    queueTimeoutMs: integer(env, 'TENANT_QUEUE_TIMEOUT_MS', 5_000, 1, 600_000),
+    rateLimits: boolean(env, 'RATE_LIMITS', true),
+  };
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const nodeEnvRaw = text(env, 'NODE_ENV') ?? 'development';
   if (nodeEnvRaw !== 'development' && nodeEnvRaw !== 'production' && nodeEnvRaw !== 'test') {
@@ -152,12 +204,18 @@ export function loadConfig(env: Env = process.env): Config {
   if (jwtSecret !== undefined && Buffer.byteLength(jwtSecret) < 32) {
     throw new ConfigError('JWT_SECRET must be at least 32 bytes (HS256 needs a 256-bit key)');
   }
-  const jwksUrl = url(env, 'JWKS_URL', ['https:', 'http:']);
+  const jwksUrl = url(env, 'JWKS_URL', nodeEnvRaw === 'development' ? ['https:', 'http:'] : ['https:']);
   if (jwtSecret !== undefined && jwksUrl !== undefined) {
     throw new ConfigError('JWT_SECRET and JWKS_URL are exclusive: set one');
   }
   if (production && jwtSecret === undefined && jwksUrl === undefined) {
     throw new ConfigError('JWT_SECRET or JWKS_URL is required when NODE_ENV=production');
+  }
+  if (production && jwtSecret !== undefined && KNOWN_SECRETS.test(jwtSecret)) {
+    throw new ConfigError('JWT_SECRET is a published example value: generate one (openssl rand -base64 48)');
+  }
+  if (production && jwksUrl !== undefined && (text(env, 'JWT_ISSUER') === undefined || text(env, 'JWT_AUDIENCE') === undefined)) {
+    throw new ConfigError('JWT_ISSUER and JWT_AUDIENCE are required with JWKS_URL when NODE_ENV=production (an identity provider signs tokens for other audiences too)');
   }
 
   const databaseUrl = url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']);
@@ -187,6 +245,7 @@ export function loadConfig(env: Env = process.env): Config {
     if (!SLUG.test(slug)) throw new ConfigError(`ALLOWED_TENANTS has an invalid slug "${slug}"`);
   }
 
+  const dbPoolMax = integer(env, 'DB_POOL_MAX', 10, 1, 1000);
   const logLevel = text(env, 'LOG_LEVEL') ?? 'info';
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     throw new ConfigError(`LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent (got "${logLevel}")`);
@@ -203,20 +262,25 @@ export function loadConfig(env: Env = process.env): Config {
     databaseAppRole,
     dataDir: path.resolve(text(env, 'TENANCY_DATA_DIR') ?? '.tenancy-data'),
     embeddedPgPort: integer(env, 'EMBEDDED_PG_PORT', 54329, 1, 65535),
-    dbPoolMax: integer(env, 'DB_POOL_MAX', 10, 1, 1000),
+    dbPoolMax,
     workers: integer(env, 'WORKERS', 1, 1, 64),
     dbPrepare: boolean(env, 'DB_PREPARE', true),
     jwtSecret,
     jwksUrl,
     jwtIssuer: text(env, 'JWT_ISSUER'),
     jwtAudience: text(env, 'JWT_AUDIENCE'),
+    jwtMaxTtlSeconds: duration(env, 'JWT_MAX_TTL', production ? 24 * 3600 : 31 * 24 * 3600),
     multiTenancy,
     defaultTenant,
     allowedTenants: allowedTenants && allowedTenants.length > 0 ? allowedTenants : undefined,
-    demoData: boolean(env, 'DEMO_DATA', !production),
+    demoData: demoData(env, production),
     graphiql: boolean(env, 'GRAPHIQL', !production),
     shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+    requestTimeoutMs: integer(env, 'REQUEST_TIMEOUT_MS', 10_000, 100, 600_000),
+    dbConnectTimeoutMs: integer(env, 'DB_CONNECT_TIMEOUT', 10, 1, 3600) * 1000,
+    sessionIdleTimeoutSeconds: duration(env, 'SESSION_IDLE_TIMEOUT', 3600),
     http: httpSettings(env, production),
     tenantHostSuffix: hostSuffix(env),
+    fairShare: fairShareSettings(env, dbPoolMax),
   };
 }

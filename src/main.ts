@@ -6,6 +6,7 @@ import { tokenSettings } from './auth/settings.ts';
 import { createTokenVerifier, signToken } from './auth/tokens.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { createPool } from './db/pool.ts';
+import { assertSafeRequestRole } from './db/request-role.ts';
 import { connectDatabase, runMigrations } from './db/setup.ts';
 import { demoOperator, demoPrincipals, seedDemo, type DemoPrincipal } from './demo.ts';
 import { createLogger, flushLogs, type Logger } from './logger.ts';
@@ -48,6 +49,7 @@ async function main(config: Config, log: Logger): Promise<void> {
 /** The HTTP server and its connection pool, in this process; `close` drains both. */
 async function serve(config: Config, log: Logger, appUrl: string, tabs: readonly GraphiQLTab[]) {
   const sql = createPool(appUrl, { max: config.dbPoolMax, prepare: config.dbPrepare });
+  await assertSafeRequestRole(sql); // RLS must hold for the role every request uses
   const app = createApp({ config, sql, verifyToken: createTokenVerifier(await tokenSettings(config)), log, graphiqlTabs: tabs });
   const server = await listen(app, config.host, config.port, config.shutdownTimeoutMs);
   log.info({ pid: process.pid, url: `${server.url}/graphql` }, 'listening');

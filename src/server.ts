@@ -11,6 +11,7 @@ import type { Config } from './config.ts';
 import type { Sql } from './db/pool.ts';
 import { schema } from './graphql/schema.ts';
 import { graphiqlOptions, renderGraphiQL, type GraphiQLTab } from './http/graphiql.ts';
+import { allowedOrigin, CORS_REQUEST_HEADERS, EXPOSED_HEADERS } from './http/cors.ts';
 import { createPostHandler } from './http/graphql-post.ts';
 import type { RequestGuard } from './http/guard.ts';
 import { createPipeline, type Pipeline, type RequestState } from './http/pipeline.ts';
@@ -71,9 +72,11 @@ export function createApp(options: AppOptions): App {
     landingPage: false,
     graphiql: config.graphiql ? graphiqlOptions(options.graphiqlTabs ?? []) : false,
     renderGraphiQL, // the whole page from the service, no CDN
-    cors: http.corsOrigins.includes('*')
-      ? { origin: '*', credentials: false, allowedHeaders: CORS_HEADERS }
-      : { origin: [...http.corsOrigins], credentials: false, allowedHeaders: CORS_HEADERS },
+    // Only allowed origins get CORS headers (on preflights too); no cookies are ever involved.
+    cors: (request) => {
+      const origin = allowedOrigin(request.headers.get('origin'), http.corsOrigins);
+      return origin ? { origin, credentials: false, allowedHeaders: CORS_REQUEST_HEADERS, exposedHeaders: EXPOSED_HEADERS } : false;
+    },
     // The pipeline parses, validates and caches documents; Yoga's cache would hold texts before authentication.
     parserAndValidationCache: false,
     maskedErrors: { maskError: (error) => closedListError(error) },
@@ -127,7 +130,6 @@ export function createApp(options: AppOptions): App {
   return { yoga, handle, pipeline };
 }
 
-const CORS_HEADERS = ['authorization', 'content-type', 'x-api-key', 'x-tenant-id', 'x-request-id'];
 
 /**
  * Yoga's GraphQL requests (GET, and POSTs under yoga.fetch) go through the

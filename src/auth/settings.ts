@@ -9,5 +9,5 @@ export async function tokenSettings(config: Config): Promise<TokenSettings> {
   const secret =
     config.jwtSecret ??
     (config.jwksUrl || config.production ? undefined : await readOrCreateSecret(path.join(config.dataDir, 'dev-jwt-secret')));
-  return { secret, jwksUrl: config.jwksUrl, issuer: config.jwtIssuer, audience: config.jwtAudience };
+  return { secret, jwksUrl: config.jwksUrl, issuer: config.jwtIssuer, audience: config.jwtAudience, maxTtlSeconds: config.jwtMaxTtlSeconds };
 }

@@ -16,6 +16,8 @@ export type TokenSettings = {
   readonly jwksUrl: string | undefined;
   readonly issuer: string | undefined;
   readonly audience: string | undefined;
+  /** Refuse tokens living longer than this (exp - iat, seconds), and tokens without iat. */
+  readonly maxTtlSeconds?: number | undefined;
 };
 
 export type TokenVerifier = (token: string) => Promise<TokenClaims>;
@@ -51,7 +53,12 @@ export function createTokenVerifier(settings: TokenSettings): TokenVerifier {
     } catch (error) {
       throw new InvalidTokenError((error as Error).message);
     }
-    const { sub, tid, role, exp } = payload as Record<string, unknown>;
+    const { sub, tid, role, exp, iat } = payload as Record<string, unknown>;
+    if (settings.maxTtlSeconds !== undefined) {
+      if (typeof iat !== 'number') throw new InvalidTokenError('iat is required');
+      if ((exp as number) - iat > settings.maxTtlSeconds) throw new InvalidTokenError('the token lives longer than JWT_MAX_TTL allows');
+      if (iat > Date.now() / 1000 + CLOCK_SKEW_SECONDS) throw new InvalidTokenError('iat is in the future');
+    }
     if (!isUuid(sub)) throw new InvalidTokenError('sub must be a user id (uuid)');
     if (tid !== undefined && !isUuid(tid)) throw new InvalidTokenError('tid must be a tenant id (uuid)');
     const roleCap = typeof role === 'string' ? role.toUpperCase() : role;
@@ -60,6 +67,8 @@ export function createTokenVerifier(settings: TokenSettings): TokenVerifier {
   };
   return cached(verify);
 }
+
+const CLOCK_SKEW_SECONDS = 60;
 
 /** How many verified tokens are remembered, and for how long at most (a rotated-out key stops working within it). */
 const CACHE_SIZE = 10_000;

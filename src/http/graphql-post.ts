@@ -4,6 +4,7 @@
 // refused (415), so no other parser is ever reached.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { HeaderSource } from '../tenancy/resolve.ts';
+import { allowedOrigin, EXPOSED_HEADERS } from './cors.ts';
 import { badRequest, type Pipeline, type PipelineResponse, type RequestState } from './pipeline.ts';
 
 export type PostHandler = (req: IncomingMessage, res: ServerResponse, requestId: string, state: RequestState) => Promise<void>;
@@ -17,10 +18,9 @@ export type PostOptions = {
 
 export function createPostHandler(options: PostOptions): PostHandler {
   const { pipeline, maxBodyBytes } = options;
-  const origins = new Set(options.corsOrigins);
   return async (req, res, requestId, state) => {
     const origin = req.headers.origin;
-    const cors = origin !== undefined && (origins.has(origin) || origins.has('*')) ? origin : undefined;
+    const cors = allowedOrigin(origin, options.corsOrigins);
     const refused = refusal(req, maxBodyBytes);
     if (refused) {
       req.resume(); // the body is not read: drain it, then close
@@ -103,7 +103,7 @@ function send(res: ServerResponse, response: PipelineResponse, corsOrigin: strin
     ...response.headers,
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(response.json),
-    ...(corsOrigin ? { 'access-control-allow-origin': corsOrigin, vary: 'Origin', 'access-control-expose-headers': 'x-request-id, retry-after, ratelimit, ratelimit-policy' } : {}),
+    ...(corsOrigin ? { 'access-control-allow-origin': corsOrigin, vary: 'Origin', 'access-control-expose-headers': EXPOSED_HEADERS.join(', ') } : {}),
     ...(close ? { connection: 'close' } : {}),
   });
   res.end(response.json);
