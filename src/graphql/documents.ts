@@ -18,7 +18,7 @@ import {
 import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
 import { LRUCache } from 'lru-cache';
 import { apiError, isGraphQLError } from '../errors.ts';
-import { measureDocument, operationDocument, textNesting, type DocumentLimits } from './limits.ts';
+import { costIgnoresVariables, measureDocument, operationCost, operationDocument, textNesting, type DocumentLimits } from './limits.ts';
 
 /** A document that passed every check, with what each of its operations needs to run. */
 export type CheckedDocument = {
@@ -31,6 +31,9 @@ export type CheckedOperation = {
   readonly definition: OperationDefinitionNode;
   /** The operation with the fragments it may use, for pricing. */
   readonly priced: DocumentNode;
+  /** Its cost, when no variable changes it (most operations): computed once. */
+  fixedCost: number | undefined;
+  readonly costVaries: boolean;
   /** graphql-jit's function, compiled on the operation's second use (null: graphql-js runs it). */
   compiled: CompiledQuery | null | undefined;
   uses: number;
@@ -58,6 +61,8 @@ export type DocumentCache = {
   remember(key: string, checked: CheckedDocument, query: string): void;
   /** The operation to run, or undefined when operationName names none. */
   operation(checked: CheckedDocument, operationName: string | undefined): CheckedOperation | undefined;
+  /** The operation's cost with these variables (graphql/limits.ts). */
+  cost(operation: CheckedOperation, variables: Record<string, unknown> | undefined): number;
   /** The compiled function once the operation has been used twice (documents run once are not worth compiling). */
   compiled(operation: CheckedOperation, checked: CheckedDocument, operationName: string | undefined): CompiledQuery | null;
   /** What the cache holds now (tests, metrics). */
@@ -106,12 +111,17 @@ export function createDocumentCache(schema: GraphQLSchema, options: DocumentOpti
       let operation = checked.operations.get(name);
       if (operation === undefined) {
         const definition = getOperationAST(checked.document, operationName);
-        operation = definition ? { definition, priced: operationDocument(checked.document, definition), compiled: undefined, uses: 0 } : null;
+        const priced = definition && operationDocument(checked.document, definition);
+        operation = definition && priced ? { definition, priced, fixedCost: undefined, costVaries: !costIgnoresVariables(priced), compiled: undefined, uses: 0 } : null;
         checked.operations.set(name, operation);
       }
       return operation ?? undefined;
     },
     stats: () => ({ entries: cache.size, bytes: cache.calculatedSize }),
+    cost(operation, variables) {
+      if (operation.costVaries) return operationCost(schema, operation.priced, variables);
+      return (operation.fixedCost ??= operationCost(schema, operation.priced, undefined));
+    },
     compiled(operation, checked, operationName) {
       if (operation.compiled !== undefined) return operation.compiled;
       if (++operation.uses < 2) return null;

@@ -7,7 +7,7 @@
 // walk, memoised per selection set). Both are refused with BAD_USER_INPUT and
 // `extensions.limit`.
 import { complexityFromQuery } from '@pothos/plugin-complexity';
-import { Kind, type DefinitionNode, type DocumentNode, type FragmentDefinitionNode, type GraphQLSchema, type OperationDefinitionNode, type SelectionSetNode } from 'graphql';
+import { Kind, visit, type DefinitionNode, type DocumentNode, type FragmentDefinitionNode, type GraphQLSchema, type OperationDefinitionNode, type SelectionSetNode } from 'graphql';
 import { apiError } from '../errors.ts';
 
 export type DocumentLimits = {
@@ -149,6 +149,21 @@ export function operationCost(schema: GraphQLSchema, operation: DocumentNode, va
     if (error instanceof Error && (error.name === 'PothosValidationError' || error.name === 'GraphQLError')) return 0;
     throw error;
   }
+}
+
+/**
+ * True when no variable reaches a `first` or `last` argument: the only
+ * arguments prices read (graphql/prices.ts), so the cost is the same for any
+ * variables and can be computed once per operation.
+ */
+export function costIgnoresVariables(operation: DocumentNode): boolean {
+  let ignores = true;
+  visit(operation, {
+    Argument(node) {
+      if ((node.name.value === 'first' || node.name.value === 'last') && node.value.kind !== Kind.INT) ignores = false;
+    },
+  });
+  return ignores;
 }
 
 export function refuseCost(cost: number, max: number): void {

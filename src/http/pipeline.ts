@@ -10,7 +10,7 @@ import { TenantTransaction } from '../db/tenant-transaction.ts';
 import { apiError } from '../errors.ts';
 import { requestContext } from '../graphql/context.ts';
 import { createDocumentCache, type DocumentOptions } from '../graphql/documents.ts';
-import { operationCost, refuseCost } from '../graphql/limits.ts';
+import { refuseCost } from '../graphql/limits.ts';
 import { createMaskError } from '../graphql/masking.ts';
 import { finishOperation, transactionMode } from '../graphql/operation.ts';
 import type { Logger } from '../logger.ts';
@@ -85,7 +85,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     if (kind === OperationTypeNode.MUTATION && request.readOnly) {
       throw apiError('BAD_USER_INPUT', 'Mutations need a POST request', { http: { status: 405, headers: { allow: 'POST' } } });
     }
-    refuseCost(operationCost(schema, operation.priced, params.variables), maxCost);
+    refuseCost(documents.cost(operation, params.variables), maxCost);
 
     const db = new TenantTransaction(sql, selection);
     request.state.transaction = db;
