@@ -9,7 +9,7 @@ import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 let db: TestDatabase;
 let api: TestApp;
 let tenant: TestTenant;
-let agentId: string;
+let agentId: string | undefined;
 
 const LOOKS_VALID_KEY = `tnk_AAAAAAAA_${'A'.repeat(43)}`;
 const CLOSED = new Set<string>(ERROR_CODES);
@@ -167,7 +167,7 @@ it('6. a response past MAX_RESPONSE_BYTES is refused with a clear code', async (
 it('7. HTTP-level refusals on both transports answer BAD_USER_INPUT with their status', async () => {
   const origin = await api.origin();
   const viewer = asViewer();
-  const cases: [string, Promise<Response>, number][] = [
+  const cases: [string, Response | Promise<Response>, number][] = [
     ['text/plain POST', fetch(`${origin}/graphql`, { method: 'POST', headers: { ...viewer, 'content-type': 'text/plain' }, body: '{"query":"{ tenant { slug } }"}' }), 415],
     ['batched POST', fetch(`${origin}/graphql`, { method: 'POST', headers: { ...viewer, 'content-type': 'application/json' }, body: '[{"query":"{ tenant { slug } }"}]' }), 400],
     ['bad JSON POST', fetch(`${origin}/graphql`, { method: 'POST', headers: { ...viewer, 'content-type': 'application/json' }, body: '{"query":' }), 400],
