@@ -5,6 +5,7 @@
 -- A failed assertion raises an error (and psql exits non-zero).
 
 begin;
+\ir include/helpers.sql
 
 insert into app.tenants (id, slug, name) values
   ('a0000000-0000-4000-8000-00000000000a', 'sql-tenant-a', 'SQL tenant A'),
@@ -23,45 +24,32 @@ set local role tenancy_app;
 
 -- 1. No tenant set: every table shows zero rows and accepts no writes (fail closed).
 do $$
-declare
-  changed int;
 begin
   assert (select count(*) from app.tenants) = 0, 'no tenant: tenants visible';
   assert (select count(*) from app.users) = 0, 'no tenant: users visible';
   assert (select count(*) from app.memberships) = 0, 'no tenant: memberships visible';
   assert (select count(*) from app.agents) = 0, 'no tenant: agents visible';
 
-  begin
-    insert into app.agents (tenant_id, name, kind, created_by)
-      values ('a0000000-0000-4000-8000-00000000000a', 'sneaky', 'assistant', 'a0000000-0000-4000-8000-0000000000a1');
-    raise exception 'no tenant: agent insert accepted';
-  exception when insufficient_privilege then null;
-  end;
-  begin
-    insert into app.memberships (tenant_id, user_id, role)
-      values ('a0000000-0000-4000-8000-00000000000a', 'b0000000-0000-4000-8000-0000000000b1', 'ADMIN');
-    raise exception 'no tenant: membership insert accepted';
-  exception when insufficient_privilege then null;
-  end;
+  perform test_helpers.assert_refused($q$insert into app.agents (tenant_id, name, kind, created_by)
+    values ('a0000000-0000-4000-8000-00000000000a', 'sneaky', 'assistant', 'a0000000-0000-4000-8000-0000000000a1')$q$,
+    'no tenant: agent insert accepted');
+  perform test_helpers.assert_refused($q$insert into app.memberships (tenant_id, user_id, role)
+    values ('a0000000-0000-4000-8000-00000000000a', 'b0000000-0000-4000-8000-0000000000b1', 'ADMIN')$q$,
+    'no tenant: membership insert accepted');
 
-  update app.agents set name = 'changed';
-  get diagnostics changed = row_count;
-  assert changed = 0, 'no tenant: agents updated';
-  delete from app.agents;
-  get diagnostics changed = row_count;
-  assert changed = 0, 'no tenant: agents deleted';
-  update app.memberships set role = 'VIEWER';
-  get diagnostics changed = row_count;
-  assert changed = 0, 'no tenant: memberships updated';
+  assert test_helpers.row_count($q$update app.agents set name = 'changed'$q$) = 0,
+    'no tenant: agents updated';
+  assert test_helpers.row_count($q$delete from app.agents$q$) = 0,
+    'no tenant: agents deleted';
+  assert test_helpers.row_count($q$update app.memberships set role = 'VIEWER'$q$) = 0,
+    'no tenant: memberships updated';
 end
 $$;
 
 -- 2. As tenant B's ADMIN, set exactly as the server sets it.
-select tenant_slug from app_private.begin_request(null, 'sql-tenant-b', 'b0000000-0000-4000-8000-0000000000b1');
+select test_helpers.become('sql-tenant-b', 'b0000000-0000-4000-8000-0000000000b1');
 
 do $$
-declare
-  changed int;
 begin
   assert app.current_tenant_id() = 'b0000000-0000-4000-8000-00000000000b', 'tenant B not set';
   assert (select count(*) from app.agents where tenant_id = 'a0000000-0000-4000-8000-00000000000a') = 0, 'B sees A agents';
@@ -72,76 +60,46 @@ begin
   assert (select count(*) from app.users where email like '%sql-tenant-a%') = 0, 'B sees A users';
 
   -- Insert into A: refused by the policy's WITH CHECK.
-  begin
-    insert into app.agents (tenant_id, name, kind, created_by)
-      values ('a0000000-0000-4000-8000-00000000000a', 'planted', 'assistant', 'b0000000-0000-4000-8000-0000000000b1');
-    raise exception 'B inserted an agent into A';
-  exception when insufficient_privilege then null;
-  end;
-  begin
-    insert into app.memberships (tenant_id, user_id, role)
-      values ('a0000000-0000-4000-8000-00000000000a', 'b0000000-0000-4000-8000-0000000000b1', 'ADMIN');
-    raise exception 'B made itself a member of A';
-  exception when insufficient_privilege then null;
-  end;
+  perform test_helpers.assert_refused($q$insert into app.agents (tenant_id, name, kind, created_by)
+    values ('a0000000-0000-4000-8000-00000000000a', 'planted', 'assistant', 'b0000000-0000-4000-8000-0000000000b1')$q$,
+    'B inserted an agent into A');
+  perform test_helpers.assert_refused($q$insert into app.memberships (tenant_id, user_id, role)
+    values ('a0000000-0000-4000-8000-00000000000a', 'b0000000-0000-4000-8000-0000000000b1', 'ADMIN')$q$,
+    'B made itself a member of A');
 
   -- Move its own row into A: refused.
-  begin
-    update app.agents set tenant_id = 'a0000000-0000-4000-8000-00000000000a'
-      where id = 'b0000000-0000-4000-8000-0000000b9e01';
-    raise exception 'B moved an agent into A';
-  exception when insufficient_privilege then null;
-  end;
-  begin
-    update app.memberships set tenant_id = 'a0000000-0000-4000-8000-00000000000a'
-      where user_id = 'b0000000-0000-4000-8000-0000000000b1';
-    raise exception 'B moved a membership into A';
-  exception when insufficient_privilege then null;
-  end;
+  perform test_helpers.assert_refused($q$update app.agents set tenant_id = 'a0000000-0000-4000-8000-00000000000a'
+    where id = 'b0000000-0000-4000-8000-0000000b9e01'$q$,
+    'B moved an agent into A');
+  perform test_helpers.assert_refused($q$update app.memberships set tenant_id = 'a0000000-0000-4000-8000-00000000000a'
+    where user_id = 'b0000000-0000-4000-8000-0000000000b1'$q$,
+    'B moved a membership into A');
 
   -- A's rows cannot be changed or removed: they are not there for B.
-  update app.agents set name = 'pwned' where id = 'a0000000-0000-4000-8000-0000000a9e01';
-  get diagnostics changed = row_count;
-  assert changed = 0, 'B updated an A agent';
-  delete from app.agents where tenant_id = 'a0000000-0000-4000-8000-00000000000a';
-  get diagnostics changed = row_count;
-  assert changed = 0, 'B deleted A agents';
-  update app.memberships set role = 'VIEWER' where tenant_id = 'a0000000-0000-4000-8000-00000000000a';
-  get diagnostics changed = row_count;
-  assert changed = 0, 'B changed A memberships';
-  delete from app.memberships where tenant_id = 'a0000000-0000-4000-8000-00000000000a';
-  get diagnostics changed = row_count;
-  assert changed = 0, 'B deleted A memberships';
+  assert test_helpers.row_count($q$update app.agents set name = 'pwned' where id = 'a0000000-0000-4000-8000-0000000a9e01'$q$) = 0,
+    'B updated an A agent';
+  assert test_helpers.row_count($q$delete from app.agents where tenant_id = 'a0000000-0000-4000-8000-00000000000a'$q$) = 0,
+    'B deleted A agents';
+  assert test_helpers.row_count($q$update app.memberships set role = 'VIEWER' where tenant_id = 'a0000000-0000-4000-8000-00000000000a'$q$) = 0,
+    'B changed A memberships';
+  assert test_helpers.row_count($q$delete from app.memberships where tenant_id = 'a0000000-0000-4000-8000-00000000000a'$q$) = 0,
+    'B deleted A memberships';
 
   -- The request role never writes tenants or users directly.
-  begin
-    update app.tenants set name = 'renamed';
-    raise exception 'request role updated tenants';
-  exception when insufficient_privilege then null;
-  end;
-  begin
-    insert into app.users (email) values ('intruder@example.test');
-    raise exception 'request role inserted a user';
-  exception when insufficient_privilege then null;
-  end;
+  perform test_helpers.assert_refused($q$update app.tenants set name = 'renamed'$q$,
+    'request role updated tenants');
+  perform test_helpers.assert_refused($q$insert into app.users (email) values ('intruder@example.test')$q$,
+    'request role inserted a user');
 end
 $$;
 
 -- 3. Not a member of A: begin_request refuses exactly as for a tenant that does not exist.
 do $$
-declare
-  foreign_state text;
-  missing_state text;
 begin
-  begin
-    perform app_private.begin_request(null, 'sql-tenant-a', 'b0000000-0000-4000-8000-0000000000b1');
-  exception when others then foreign_state := sqlstate;
-  end;
-  begin
-    perform app_private.begin_request(null, 'no-such-tenant', 'b0000000-0000-4000-8000-0000000000b1');
-  exception when others then missing_state := sqlstate;
-  end;
-  assert foreign_state = 'TN404' and missing_state = 'TN404', 'foreign and missing tenants answer differently';
+  perform test_helpers.assert_refused($q$select app_private.begin_request(null, 'sql-tenant-a', 'b0000000-0000-4000-8000-0000000000b1')$q$,
+    'B entered A', 'TN404');
+  perform test_helpers.assert_refused($q$select app_private.begin_request(null, 'no-such-tenant', 'b0000000-0000-4000-8000-0000000000b1')$q$,
+    'B entered a tenant that does not exist', 'TN404');
   -- The failed attempts left tenant B in place, not A.
   assert app.current_tenant_id() = 'b0000000-0000-4000-8000-00000000000b', 'a refused begin_request changed the tenant';
 end

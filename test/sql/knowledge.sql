@@ -3,6 +3,7 @@
 -- Run: psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f test/sql/knowledge.sql (rolled back).
 
 begin;
+\ir include/helpers.sql
 
 insert into app.tenants (id, slug, name) values
   ('e0000000-0000-4000-8000-00000000000a', 'sql-know-a', 'SQL knowledge A'),
@@ -34,10 +35,9 @@ begin
 end
 $$;
 
-select tenant_slug from app_private.begin_request(null, 'sql-know-b', 'e0000000-0000-4000-8000-0000000000b1');
+select test_helpers.become('sql-know-b', 'e0000000-0000-4000-8000-0000000000b1');
 do $$
 declare
-  changed int;
   own_job uuid;
 begin
   assert (select count(*) from app.contexts where search @@ websearch_to_tsquery('english', 'Nightingale')) = 0, 'B finds A by search';
@@ -45,72 +45,49 @@ begin
   assert (select count(*) from app.fine_tuning_jobs) = 0, 'B sees A jobs';
   assert (select count(*) from app.fine_tuning_job_contexts) = 0, 'B sees A datasets';
 
-  begin
-    insert into app.contexts (tenant_id, kind, title, agent_id, created_by)
-      values (app.current_tenant_id(), 'note', 'linked to A', 'e0000000-0000-4000-8000-00000000a9e1', app.current_user_id());
-    raise exception 'B linked a context to A''s agent';
-  exception when foreign_key_violation then null;
-  end;
-  begin
-    insert into app.contexts (tenant_id, kind, title, created_by)
-      values ('e0000000-0000-4000-8000-00000000000a', 'note', 'planted', app.current_user_id());
-    raise exception 'B inserted a context into A';
-  exception when insufficient_privilege then null;
-  end;
+  perform test_helpers.assert_refused($q$insert into app.contexts (tenant_id, kind, title, agent_id, created_by)
+    values (app.current_tenant_id(), 'note', 'linked to A', 'e0000000-0000-4000-8000-00000000a9e1', app.current_user_id())$q$,
+    'B linked a context to A''s agent', 'foreign_key_violation');
+  perform test_helpers.assert_refused($q$insert into app.contexts (tenant_id, kind, title, created_by)
+    values ('e0000000-0000-4000-8000-00000000000a', 'note', 'planted', app.current_user_id())$q$,
+    'B inserted a context into A');
 
   insert into app.fine_tuning_jobs (tenant_id, base_model, created_by)
     values (app.current_tenant_id(), 'base', app.current_user_id()) returning id into own_job;
-  begin
-    insert into app.fine_tuning_job_contexts (tenant_id, job_id, context_id)
-      values (app.current_tenant_id(), own_job, 'e0000000-0000-4000-8000-0000000ac001');
-    raise exception 'B trained on A''s context';
-  exception when foreign_key_violation then null;
-  end;
-  begin
-    insert into app.fine_tuning_job_contexts (tenant_id, job_id, context_id)
-      values ('e0000000-0000-4000-8000-00000000000a', 'e0000000-0000-4000-8000-0000000af701', 'e0000000-0000-4000-8000-0000000ac001');
-    raise exception 'B wrote into A''s dataset';
-  exception when insufficient_privilege then null;
-  end;
+  perform test_helpers.assert_refused(format($q$insert into app.fine_tuning_job_contexts (tenant_id, job_id, context_id)
+    values (app.current_tenant_id(), %L, 'e0000000-0000-4000-8000-0000000ac001')$q$, own_job),
+    'B trained on A''s context', 'foreign_key_violation');
+  perform test_helpers.assert_refused($q$insert into app.fine_tuning_job_contexts (tenant_id, job_id, context_id)
+    values ('e0000000-0000-4000-8000-00000000000a', 'e0000000-0000-4000-8000-0000000af701', 'e0000000-0000-4000-8000-0000000ac001')$q$,
+    'B wrote into A''s dataset');
 
-  update app.fine_tuning_jobs set status = 'cancelled' where id = 'e0000000-0000-4000-8000-0000000af701';
-  get diagnostics changed = row_count;
-  assert changed = 0, 'B cancelled A''s job';
-  delete from app.contexts where id = 'e0000000-0000-4000-8000-0000000ac001';
-  get diagnostics changed = row_count;
-  assert changed = 0, 'B deleted A''s context';
+  assert test_helpers.row_count($q$update app.fine_tuning_jobs set status = 'cancelled' where id = 'e0000000-0000-4000-8000-0000000af701'$q$) = 0,
+    'B cancelled A''s job';
+  assert test_helpers.row_count($q$delete from app.contexts where id = 'e0000000-0000-4000-8000-0000000ac001'$q$) = 0,
+    'B deleted A''s context';
 end
 $$;
 
 -- A MEMBER creates no fine-tuning job.
-select role from app_private.begin_request(null, 'sql-know-b', 'e0000000-0000-4000-8000-0000000000b2');
+select test_helpers.become('sql-know-b', 'e0000000-0000-4000-8000-0000000000b2');
 do $$
 begin
-  begin
-    insert into app.fine_tuning_jobs (tenant_id, base_model, created_by)
-      values (app.current_tenant_id(), 'base', app.current_user_id());
-    raise exception 'a member created a fine-tuning job';
-  exception when insufficient_privilege then null;
-  end;
+  perform test_helpers.assert_refused($q$insert into app.fine_tuning_jobs (tenant_id, base_model, created_by)
+    values (app.current_tenant_id(), 'base', app.current_user_id())$q$,
+    'a member created a fine-tuning job');
 end
 $$;
 
 -- A's LEAD: the context a job uses cannot be deleted; a finished job does not move again.
-select role from app_private.begin_request(null, 'sql-know-a', 'e0000000-0000-4000-8000-0000000000a1');
+select test_helpers.become('sql-know-a', 'e0000000-0000-4000-8000-0000000000a1');
 do $$
 begin
-  begin
-    delete from app.contexts where id = 'e0000000-0000-4000-8000-0000000ac001';
-    raise exception 'a context in a dataset was deleted';
-  exception when restrict_violation then null;
-  end;
+  perform test_helpers.assert_refused($q$delete from app.contexts where id = 'e0000000-0000-4000-8000-0000000ac001'$q$,
+    'a context in a dataset was deleted', 'restrict_violation');
   update app.fine_tuning_jobs set status = 'cancelled' where id = 'e0000000-0000-4000-8000-0000000af701';
   assert (select finished_at is not null from app.fine_tuning_jobs where id = 'e0000000-0000-4000-8000-0000000af701'), 'finished_at not set';
-  begin
-    update app.fine_tuning_jobs set status = 'running' where id = 'e0000000-0000-4000-8000-0000000af701';
-    raise exception 'a cancelled job ran';
-  exception when check_violation then null;
-  end;
+  perform test_helpers.assert_refused($q$update app.fine_tuning_jobs set status = 'running' where id = 'e0000000-0000-4000-8000-0000000af701'$q$,
+    'a cancelled job ran', 'check_violation');
 end
 $$;
 

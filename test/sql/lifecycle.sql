@@ -4,6 +4,7 @@
 -- Run: psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f test/sql/lifecycle.sql (rolled back).
 
 begin;
+\ir include/helpers.sql
 
 insert into app.tenants (id, slug, name, plan) values
   ('a1000000-0000-4000-8000-00000000000a', 'sql-life-a', 'SQL life A', 'free'),
@@ -47,103 +48,69 @@ begin
   assert (select count(*) from app.api_keys) = 0, 'no tenant: api keys visible';
   assert (select count(*) from app.audit_events) = 0, 'no tenant: audit events visible';
   assert (select count(*) from app.quotas) = 0, 'no tenant: quotas visible';
-  begin
-    insert into app.invitations (tenant_id, email, role, token_hash, invited_by, expires_at)
-      values ('a1000000-0000-4000-8000-00000000000a', 'x@x.test', 'VIEWER', sha256('x'), null, now() + interval '1 day');
-    raise exception 'no tenant: invitation inserted';
-  exception when insufficient_privilege then null;
-  end;
+  perform test_helpers.assert_refused($q$insert into app.invitations (tenant_id, email, role, token_hash, invited_by, expires_at)
+    values ('a1000000-0000-4000-8000-00000000000a', 'x@x.test', 'VIEWER', sha256('x'), null, now() + interval '1 day')$q$,
+    'no tenant: invitation inserted');
 end
 $$;
 
 -- 2. Tenant B's ADMIN: none of A's rows, no writes into A.
-select tenant_slug from app_private.begin_request(null, 'sql-life-b', 'b1000000-0000-4000-8000-0000000000b1');
+select test_helpers.become('sql-life-b', 'b1000000-0000-4000-8000-0000000000b1');
 do $$
-declare
-  changed int;
 begin
   assert (select count(*) from app.invitations) = 0, 'B sees A invitations';
   assert (select count(*) from app.api_keys) = 0, 'B sees A api keys';
   assert (select count(*) from app.audit_events where tenant_id <> app.current_tenant_id()) = 0, 'B sees A audit events';
   assert (select count(*) from app.quotas where tenant_id <> app.current_tenant_id()) = 0, 'B sees A quotas';
   assert (select count(*) from app.quotas) = 7, 'B does not see its own quotas';
-  update app.invitations set revoked_at = now() where id = 'a1000000-0000-4000-8000-00000000e001';
-  get diagnostics changed = row_count;
-  assert changed = 0, 'B revoked an A invitation';
-  update app.api_keys set revoked_at = now() where id = 'a1000000-0000-4000-8000-00000000c001';
-  get diagnostics changed = row_count;
-  assert changed = 0, 'B revoked an A key';
-  begin
-    insert into app.invitations (tenant_id, email, role, token_hash, invited_by, expires_at)
-      values ('a1000000-0000-4000-8000-00000000000a', 'planted@x.test', 'ADMIN', sha256('planted'),
-              'b1000000-0000-4000-8000-0000000000b1', now() + interval '1 day');
-    raise exception 'B planted an invitation in A';
-  exception when insufficient_privilege then null;
-  end;
-  begin
-    insert into app.api_keys (tenant_id, name, prefix, secret_hash, role, created_by)
-      values ('a1000000-0000-4000-8000-00000000000a', 'planted', 'tnk_bbbbbbbb', sha256('planted'), 'ADMIN',
-              'b1000000-0000-4000-8000-0000000000b1');
-    raise exception 'B planted a key in A';
-  exception when insufficient_privilege then null;
-  end;
+  assert test_helpers.row_count($q$update app.invitations set revoked_at = now() where id = 'a1000000-0000-4000-8000-00000000e001'$q$) = 0,
+    'B revoked an A invitation';
+  assert test_helpers.row_count($q$update app.api_keys set revoked_at = now() where id = 'a1000000-0000-4000-8000-00000000c001'$q$) = 0,
+    'B revoked an A key';
+  perform test_helpers.assert_refused($q$insert into app.invitations (tenant_id, email, role, token_hash, invited_by, expires_at)
+    values ('a1000000-0000-4000-8000-00000000000a', 'planted@x.test', 'ADMIN', sha256('planted'),
+    'b1000000-0000-4000-8000-0000000000b1', now() + interval '1 day')$q$,
+    'B planted an invitation in A');
+  perform test_helpers.assert_refused($q$insert into app.api_keys (tenant_id, name, prefix, secret_hash, role, created_by)
+    values ('a1000000-0000-4000-8000-00000000000a', 'planted', 'tnk_bbbbbbbb', sha256('planted'), 'ADMIN',
+    'b1000000-0000-4000-8000-0000000000b1')$q$,
+    'B planted a key in A');
   -- Audit events and quotas are not the request role's to write.
-  begin
-    update app.quotas set used = 0;
-    raise exception 'quotas updated by the request role';
-  exception when insufficient_privilege then null;
-  end;
-  begin
-    delete from app.audit_events;
-    raise exception 'audit events deleted by the request role';
-  exception when insufficient_privilege then null;
-  end;
+  perform test_helpers.assert_refused($q$update app.quotas set used = 0$q$,
+    'quotas updated by the request role');
+  perform test_helpers.assert_refused($q$delete from app.audit_events$q$,
+    'audit events deleted by the request role');
   -- The secret hash is not readable, even of one's own keys.
-  begin
-    perform secret_hash from app.api_keys;
-    raise exception 'secret hashes readable';
-  exception when insufficient_privilege then null;
-  end;
+  perform test_helpers.assert_refused($q$select secret_hash from app.api_keys$q$,
+    'secret hashes readable');
   -- Operator functions refuse a non-operator.
-  begin
-    perform app_private.operator_set_tenant_status('a1000000-0000-4000-8000-00000000000a', 'suspended', 'x');
-    raise exception 'a tenant ADMIN suspended a tenant';
-  exception when sqlstate 'TO403' then null;
-  end;
+  perform test_helpers.assert_refused($q$select app_private.operator_set_tenant_status('a1000000-0000-4000-8000-00000000000a', 'suspended', 'x')$q$,
+    'a tenant ADMIN suspended a tenant', 'TO403');
 end
 $$;
 
 -- 3. Tenant A: LEAD invites MEMBER or VIEWER only; MEMBER invites nobody.
-select role from app_private.begin_request(null, 'sql-life-a', 'a1000000-0000-4000-8000-0000000000a2');
+select test_helpers.become('sql-life-a', 'a1000000-0000-4000-8000-0000000000a2');
 do $$
 begin
   insert into app.invitations (tenant_id, email, role, token_hash, invited_by, expires_at)
     values (app.current_tenant_id(), 'v@x.test', 'VIEWER', sha256('tni_v'), app.current_user_id(), now() + interval '1 day');
-  begin
-    insert into app.invitations (tenant_id, email, role, token_hash, invited_by, expires_at)
-      values (app.current_tenant_id(), 'l@x.test', 'LEAD', sha256('tni_l'), app.current_user_id(), now() + interval '1 day');
-    raise exception 'a LEAD invited a LEAD';
-  exception when insufficient_privilege then null;
-  end;
-  begin
-    insert into app.api_keys (tenant_id, name, prefix, secret_hash, role, created_by)
-      values (app.current_tenant_id(), 'too high', 'tnk_cccccccc', sha256('tnk_c'), 'ADMIN', app.current_user_id());
-    raise exception 'a LEAD created an ADMIN key';
-  exception when insufficient_privilege then null;
-  end;
+  perform test_helpers.assert_refused($q$insert into app.invitations (tenant_id, email, role, token_hash, invited_by, expires_at)
+    values (app.current_tenant_id(), 'l@x.test', 'LEAD', sha256('tni_l'), app.current_user_id(), now() + interval '1 day')$q$,
+    'a LEAD invited a LEAD');
+  perform test_helpers.assert_refused($q$insert into app.api_keys (tenant_id, name, prefix, secret_hash, role, created_by)
+    values (app.current_tenant_id(), 'too high', 'tnk_cccccccc', sha256('tnk_c'), 'ADMIN', app.current_user_id())$q$,
+    'a LEAD created an ADMIN key');
   assert (select count(*) from app.api_keys) = 0, 'a LEAD sees keys of others';
 end
 $$;
 
-select role from app_private.begin_request(null, 'sql-life-a', 'a1000000-0000-4000-8000-0000000000a3');
+select test_helpers.become('sql-life-a', 'a1000000-0000-4000-8000-0000000000a3');
 do $$
 begin
-  begin
-    insert into app.invitations (tenant_id, email, role, token_hash, invited_by, expires_at)
-      values (app.current_tenant_id(), 'v2@x.test', 'VIEWER', sha256('tni_v2'), app.current_user_id(), now() + interval '1 day');
-    raise exception 'a MEMBER invited';
-  exception when insufficient_privilege then null;
-  end;
+  perform test_helpers.assert_refused($q$insert into app.invitations (tenant_id, email, role, token_hash, invited_by, expires_at)
+    values (app.current_tenant_id(), 'v2@x.test', 'VIEWER', sha256('tni_v2'), app.current_user_id(), now() + interval '1 day')$q$,
+    'a MEMBER invited');
   assert (select count(*) from app.api_keys) = 1, 'a MEMBER does not see their own key';
 end
 $$;
@@ -155,28 +122,19 @@ begin
   assert app.current_tenant_id() = 'a1000000-0000-4000-8000-00000000000a', 'the key did not select its tenant';
   assert app.current_member_role() = 'MEMBER', 'the key role is wrong';
   assert app.current_api_key_id() = 'a1000000-0000-4000-8000-00000000c001', 'the key id is not set';
-  begin
-    insert into app.api_keys (tenant_id, name, prefix, secret_hash, role, created_by)
-      values (app.current_tenant_id(), 'child', 'tnk_dddddddd', sha256('tnk_d'), 'VIEWER', app.current_user_id());
-    raise exception 'a key minted a key';
-  exception when insufficient_privilege then null;
-  end;
+  perform test_helpers.assert_refused($q$insert into app.api_keys (tenant_id, name, prefix, secret_hash, role, created_by)
+    values (app.current_tenant_id(), 'child', 'tnk_dddddddd', sha256('tnk_d'), 'VIEWER', app.current_user_id())$q$,
+    'a key minted a key');
 end
 $$;
 
 -- 5. Unknown keys and keys for another tenant.
 do $$
 begin
-  begin
-    perform app_private.begin_api_key_request(sha256('tnk_unknown'));
-    raise exception 'an unknown key was accepted';
-  exception when sqlstate 'TN401' then null;
-  end;
-  begin
-    perform app_private.begin_api_key_request(sha256('tnk_aaaaaaaa_secret'), 'sql-life-b');
-    raise exception 'a key entered another tenant';
-  exception when sqlstate 'TN404' then null;
-  end;
+  perform test_helpers.assert_refused($q$select app_private.begin_api_key_request(sha256('tnk_unknown'))$q$,
+    'an unknown key was accepted', 'TN401');
+  perform test_helpers.assert_refused($q$select app_private.begin_api_key_request(sha256('tnk_aaaaaaaa_secret'), 'sql-life-b')$q$,
+    'a key entered another tenant', 'TN404');
 end
 $$;
 
@@ -187,11 +145,8 @@ begin
   assert app.current_tenant_id() is null and app.current_api_key_id() is null and app.current_member_role() is null,
     'a platform request carries a tenant';
   assert (select count(*) from app.api_keys) + (select count(*) from app.invitations) = 0, 'a platform request sees tenant rows';
-  begin
-    perform app_private.accept_invitation(sha256('tni_a'));
-    raise exception 'the wrong user accepted';
-  exception when sqlstate 'TI404' then null;
-  end;
+  perform test_helpers.assert_refused($q$select app_private.accept_invitation(sha256('tni_a'))$q$,
+    'the wrong user accepted', 'TI404');
 end
 $$;
 select * from app_private.begin_platform_request('c1000000-0000-4000-8000-0000000000c1');
@@ -209,12 +164,9 @@ $$;
 -- 7. The last ADMIN stays, even for the owner.
 do $$
 begin
-  begin
-    update app.memberships set role = 'LEAD'
-      where tenant_id = 'b1000000-0000-4000-8000-00000000000b' and user_id = 'b1000000-0000-4000-8000-0000000000b1';
-    raise exception 'the last ADMIN was demoted';
-  exception when check_violation then null;
-  end;
+  perform test_helpers.assert_refused($q$update app.memberships set role = 'LEAD'
+    where tenant_id = 'b1000000-0000-4000-8000-00000000000b' and user_id = 'b1000000-0000-4000-8000-0000000000b1'$q$,
+    'the last ADMIN was demoted', 'check_violation');
 end
 $$;
 

@@ -24,8 +24,8 @@ end
 $$;
 
 -- Runs `statement` and raises `message` unless the statement is refused with
--- one of the `expected` errors (condition names as in an exception handler,
--- or SQLSTATE codes such as TN404); any other error goes up as it is. A
+-- one of the `expected` errors (SQLSTATE codes such as TN404, or the names of
+-- the privilege and integrity conditions); any other error goes up as it is. A
 -- refused statement leaves nothing behind (its subtransaction rolls back).
 create function test_helpers.assert_refused(statement text, message text,
                                             variadic expected text[] default array['insufficient_privilege'])
@@ -38,8 +38,9 @@ begin
   begin
     execute statement;
   exception when others then
-    condition := case SQLSTATE when '42501' then 'insufficient_privilege' when '23503' then 'foreign_key_violation'
-                               when '23514' then 'check_violation' when '23505' then 'unique_violation' else SQLSTATE end;
+    condition := case SQLSTATE when '42501' then 'insufficient_privilege' when '23001' then 'restrict_violation'
+                               when '23502' then 'not_null_violation' when '23503' then 'foreign_key_violation'
+                               when '23505' then 'unique_violation' when '23514' then 'check_violation' end;
     if condition = any (expected) or SQLSTATE = any (expected) then
       return;
     end if;
