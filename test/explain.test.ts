@@ -2,21 +2,20 @@
 // request role: each reaches its rows through an index whose condition starts
 // with tenant_id, and the tenant helper runs once per statement (an InitPlan),
 // not once per row.
-import postgres from 'postgres';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import type postgres from 'postgres';
+import { beforeAll, expect, it } from 'vitest';
 import { createTestApp, createTestTenant, type TestApp, type TestTenant } from './helpers/app.ts';
+import { asMember } from './helpers/as-member.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
 let api: TestApp;
 let tenant: TestTenant;
-let sql: postgres.Sql;
 const sent: { query: string; parameters: readonly unknown[] }[] = [];
 
 beforeAll(async () => {
   db = await useTestDatabase();
   api = createTestApp(db.appPool(2, (query, parameters) => sent.push({ query, parameters })));
-  sql = postgres(db.ownerUrl, { max: 1, onnotice: () => {} });
   tenant = await createTestTenant(db.owner, 'explain');
   // 200 tenants of data, so the planner has a real choice to make.
   await db.owner`
@@ -35,7 +34,6 @@ beforeAll(async () => {
     select t.id, 'note', 'note ' || g, 'refund policy and onboarding ' || g from app.tenants t, generate_series(1, 20) g`;
   await db.owner`analyze`;
 });
-afterAll(() => sql.end());
 
 async function plansOf(query: string, match: RegExp): Promise<string[]> {
   sent.length = 0;
@@ -45,12 +43,9 @@ async function plansOf(query: string, match: RegExp): Promise<string[]> {
   expect(statements.length).toBeGreaterThan(0);
   const plans: string[] = [];
   for (const statement of statements) {
-    await sql.begin(async (tx) => {
-      await tx`set local role tenancy_app`;
-      await tx`select app_private.begin_request(null, ${tenant.slug}, ${tenant.members.VIEWER.userId})`;
-      const rows = await tx.unsafe(`explain ${statement.query}`, statement.parameters as postgres.ParameterOrJSON<never>[]);
-      plans.push(rows.map((row) => String(row['QUERY PLAN'])).join('\n'));
-    });
+    const rows = await asMember(db.owner, tenant.members.VIEWER, (tx) =>
+      tx.unsafe(`explain ${statement.query}`, statement.parameters as postgres.ParameterOrJSON<never>[]));
+    plans.push(rows.map((row) => String(row['QUERY PLAN'])).join('\n'));
   }
   return plans;
 }
@@ -80,4 +75,14 @@ it('contexts(search: …)', async () => {
   expect(plan, plan).toMatch(/InitPlan \d+/);
   expect(plan, plan).toMatch(/Index Cond: .*tenant_id = \(InitPlan/);
   expect(plan, plan).not.toMatch(/Seq Scan/);
+});
+
+it('the write policies shared by agents, sessions, tasks and contexts are inlined: no per-row function call', async () => {
+  const plan = await asMember(db.owner, tenant.members.MEMBER, async (tx) => {
+    const rows = await tx.unsafe(`explain (verbose) update app.agents set description = 'x' where name = 'agent 1'`);
+    return rows.map((row) => String(row['QUERY PLAN'])).join('\n');
+  });
+  expect(plan, plan).toMatch(/Index Cond: \(+agents\.tenant_id = \(InitPlan/);
+  expect(plan, plan).toMatch(/current_setting\('app\.role'/); // app.has_role, inlined
+  expect(plan, plan).not.toMatch(/lead_or_creator|member_and_creator|has_role/);
 });

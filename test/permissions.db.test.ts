@@ -2,24 +2,22 @@
 // every action attempted in plain SQL as the request role, for every role.
 // (The GraphQL layer is checked by roles.test.ts and the module tests; this
 // proves the write policies would hold if the API had a bug.)
-import postgres from 'postgres';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type postgres from 'postgres';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { ROLES, type Role } from '../src/tenancy/roles.ts';
 import { createTestTenant, type TestTenant } from './helpers/app.ts';
+import { becomeMember, withRollback } from './helpers/as-member.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
-let sql: postgres.Sql;
 let tenant: TestTenant;
 // Rows created by someone else (the tenant's MEMBER, or ADMIN for the MEMBER row).
 let others: Record<string, string>;
 
 beforeAll(async () => {
   db = await useTestDatabase();
-  sql = postgres(db.ownerUrl, { max: 1, onnotice: () => {} });
   tenant = await createTestTenant(db.owner, 'perm-db');
 });
-afterAll(() => sql.end());
 
 type Action = { name: string; allowed: Record<Role, boolean>; attempt: (tx: postgres.TransactionSql, role: Role) => Promise<number> };
 
@@ -58,22 +56,15 @@ const ACTIONS: Action[] = [
 
 /** True when the statement did its work; false when refused (an error, or no row it may touch). */
 async function attempt(role: Role, action: Action): Promise<boolean> {
-  const outcome = await sql
-    .begin(async (tx) => {
-      await seedOthers(tx, role);
-      await tx`set local role tenancy_app`;
-      await tx`select app_private.begin_request(null, ${tenant.slug}, ${tenant.members[role].userId})`;
-      const changed = await tx.savepoint((sp) => action.attempt(sp, role)).catch((error: { code?: string }) => {
-        if (error.code === '42501') return 0; // refused by a policy, a grant or a role trigger
-        throw error;
-      });
-      throw Object.assign(new Error('rollback'), { changed });
-    })
-    .catch((error: { changed?: number }) => {
-      if (error.changed === undefined) throw error;
-      return error.changed;
+  const changed = await withRollback(db.owner, async (tx) => {
+    await seedOthers(tx, role);
+    await becomeMember(tx, tenant.members[role]);
+    return tx.savepoint((sp) => action.attempt(sp, role)).catch((error: { code?: string }) => {
+      if (error.code === '42501') return 0; // refused by a policy, a grant or a role trigger
+      throw error;
     });
-  return outcome > 0;
+  });
+  return changed > 0;
 }
 
 describe.each(ROLES)('%s in plain SQL', (role) => {
