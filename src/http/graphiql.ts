@@ -55,12 +55,20 @@ export function renderGraphiQL(options: GraphiQLOptions): Promise<string> {
   let page = rendered.get(key);
   if (!page) {
     page = import('@graphql-yoga/render-graphiql').then(({ renderGraphiQL: render }) =>
-      render(options).replace('<body id="body" class="no-focus-outline">', (body) => `${body}\n<script>${forgetOtherTabs(options)}</script>`),
+      render(options).replace('<body id="body" class="no-focus-outline">', (body) => `${body}\n<style>${STILL_TABS}</style>\n<script>${forgetOtherTabs(options)}</script>`),
     );
     rendered.set(key, page);
   }
   return page;
 }
+
+/**
+ * GraphiQL's tabs (framer-motion reorder items) keep the transform of their
+ * first layout animation; pressing a tab drops it, the tab jumps from under
+ * the pointer, and the click lands beside it (most clicks on a tab did not
+ * switch to it, in Chromium, headless or not). Tabs stay where CSS puts them.
+ */
+const STILL_TABS = '.graphiql-tab { transform: none !important; }';
 
 /**
  * GraphiQL keeps its tabs (and their tokens) in localStorage and then ignores
