@@ -33,6 +33,7 @@ it('finds the SQL tests', () => {
   expect(files).toContain('sessions_tasks.sql');
   expect(files).toContain('knowledge.sql');
   expect(files).toContain('lifecycle.sql');
+  expect(files).toContain('usage.sql');
 });
 
 it.each(files)('%s passes', async (file) => {
