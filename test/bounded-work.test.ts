@@ -105,6 +105,10 @@ describe.each<Transport>(['post', 'get', 'yoga-post'])('over %s', (transport) =>
     expectRefused(wide, 'cost');
     expect(wide.body.errors?.[0]?.extensions).toMatchObject({ max: TEST_HTTP.limits.cost });
     expect(Number(wide.body.errors?.[0]?.extensions?.cost)).toBeGreaterThan(1_000_000);
+    // Page sizes from variables are priced with the request's values.
+    const byVariable = 'query($n: Int) { agents(first: $n) { edges { node { sessions(first: $n) { edges { node { tasks(first: $n) { edges { node { id } } } } } } } } } }';
+    expectRefused(await send(transport, byVariable, asViewer(), { n: 100 }), 'cost');
+    expect((await send(transport, byVariable, asViewer(), { n: 2 })).body.errors).toBeUndefined();
   });
 
   it('4. aliases are limited the same way', async () => {

@@ -62,7 +62,7 @@ export type DocumentCache = {
   /** The operation to run, or undefined when operationName names none. */
   operation(checked: CheckedDocument, operationName: string | undefined): CheckedOperation | undefined;
   /** The operation's cost with these variables (graphql/limits.ts). */
-  cost(operation: CheckedOperation, variables: Record<string, unknown> | undefined): number;
+  cost(operation: CheckedOperation, variables: Record<string, unknown> | undefined): number | undefined;
   /** The compiled function once the operation has been used twice (documents run once are not worth compiling). */
   compiled(operation: CheckedOperation, checked: CheckedDocument, operationName: string | undefined): CompiledQuery | null;
   /** What the cache holds now (tests, metrics). */
@@ -120,7 +120,8 @@ export function createDocumentCache(schema: GraphQLSchema, options: DocumentOpti
     stats: () => ({ entries: cache.size, bytes: cache.calculatedSize }),
     cost(operation, variables) {
       if (operation.costVaries) return operationCost(schema, operation.priced, variables);
-      return (operation.fixedCost ??= operationCost(schema, operation.priced, undefined));
+      // Priced with the first variables that coerce (required ones must be present); the same for all others.
+      return (operation.fixedCost ??= operationCost(schema, operation.priced, variables));
     },
     compiled(operation, checked, operationName) {
       if (operation.compiled !== undefined) return operation.compiled;

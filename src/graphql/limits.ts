@@ -139,14 +139,14 @@ export function operationDocument(document: DocumentNode, operation: OperationDe
 
 /**
  * The cost of `operationDocument` with these variables: each field costs 1,
- * times the page size of every list above it (graphql/prices.ts). Variables
- * that do not coerce are the executor's to refuse: they price as 0 here.
+ * times the page size of every list above it (graphql/prices.ts). Undefined
+ * when the variables do not coerce: the executor refuses them with its own error.
  */
-export function operationCost(schema: GraphQLSchema, operation: DocumentNode, variables: Record<string, unknown> | undefined): number {
+export function operationCost(schema: GraphQLSchema, operation: DocumentNode, variables: Record<string, unknown> | undefined): number | undefined {
   try {
     return complexityFromQuery(operation, { schema, variables: variables ?? {} }).complexity;
   } catch (error) {
-    if (error instanceof Error && (error.name === 'PothosValidationError' || error.name === 'GraphQLError')) return 0;
+    if (error instanceof Error && (error.name === 'PothosValidationError' || error.name === 'GraphQLError')) return undefined;
     throw error;
   }
 }
@@ -166,8 +166,8 @@ export function costIgnoresVariables(operation: DocumentNode): boolean {
   return ignores;
 }
 
-export function refuseCost(cost: number, max: number): void {
-  if (cost > max) {
+export function refuseCost(cost: number | undefined, max: number): void {
+  if (cost !== undefined && cost > max) {
     throw apiError('BAD_USER_INPUT', `The operation costs too much (${cost}, at most ${max}): ask for smaller pages or fewer nested lists`, {
       limit: 'cost',
       max,
