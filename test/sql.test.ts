@@ -74,6 +74,17 @@ it('test_helpers.become is a request of the member: the request role, the tenant
   expect(seen).toEqual({ granted: 'MEMBER', db_role: 'tenancy_app', role: 'MEMBER', tenants: ['sql-become'] });
 });
 
+it('the visibility helpers fail where rows show: the owner sees everything, of every tenant', async () => {
+  const asOwner = (check: string) =>
+    withRollback(psql, (tx) =>
+      tx.unsafe(`${helpers()}
+        insert into app.tenants (slug, name) values ('sql-seen-a', 'SQL seen A'), ('sql-seen-b', 'SQL seen B');
+        select set_config('app.tenant_id', (select id::text from app.tenants where slug = 'sql-seen-a'), true);
+        select ${check}`).simple());
+  await expect(asOwner(`test_helpers.assert_nothing_visible('owner')`)).rejects.toThrow(/owner: .*rows of app\.quotas.*rows of app\.tenants/);
+  await expect(asOwner(`test_helpers.assert_only_own_tenant('owner')`)).rejects.toThrow(/owner sees another tenant's rows: .*app\.quotas.*app\.tenants/);
+});
+
 const psqlBinary = spawnSync('psql', ['--version']).status === 0;
 
 it.skipIf(!psqlBinary)('psql itself runs every file (includes and all)', () => {

@@ -25,10 +25,7 @@ set local role tenancy_app;
 -- 1. No tenant set: every table shows zero rows and accepts no writes (fail closed).
 do $$
 begin
-  assert (select count(*) from app.tenants) = 0, 'no tenant: tenants visible';
-  assert (select count(*) from app.users) = 0, 'no tenant: users visible';
-  assert (select count(*) from app.memberships) = 0, 'no tenant: memberships visible';
-  assert (select count(*) from app.agents) = 0, 'no tenant: agents visible';
+  perform test_helpers.assert_nothing_visible('no tenant');
 
   perform test_helpers.assert_refused($q$insert into app.agents (tenant_id, name, kind, created_by)
     values ('a0000000-0000-4000-8000-00000000000a', 'sneaky', 'assistant', 'a0000000-0000-4000-8000-0000000000a1')$q$,
@@ -55,8 +52,8 @@ begin
   assert (select count(*) from app.agents where tenant_id = 'a0000000-0000-4000-8000-00000000000a') = 0, 'B sees A agents';
   assert (select count(*) from app.agents where id = 'a0000000-0000-4000-8000-0000000a9e01') = 0, 'B sees the A agent by id';
   assert (select array_agg(name) from app.agents) = array['agent of B'], 'B does not see exactly its own agents';
-  assert (select count(*) from app.tenants) = 1, 'B sees other tenants';
-  assert (select count(*) from app.memberships where tenant_id <> app.current_tenant_id()) = 0, 'B sees A memberships';
+  perform test_helpers.assert_only_own_tenant('B');
+  assert (select count(*) from app.tenants) = 1, 'B does not see its own tenant';
   assert (select count(*) from app.users where email like '%sql-tenant-a%') = 0, 'B sees A users';
 
   -- Insert into A: refused by the policy's WITH CHECK.

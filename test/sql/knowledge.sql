@@ -26,14 +26,7 @@ insert into app.fine_tuning_job_contexts (tenant_id, job_id, context_id) values
   ('e0000000-0000-4000-8000-00000000000a', 'e0000000-0000-4000-8000-0000000af701', 'e0000000-0000-4000-8000-0000000ac001');
 
 set local role tenancy_app;
-
-do $$
-begin
-  assert (select count(*) from app.contexts) = 0, 'no tenant: contexts visible';
-  assert (select count(*) from app.fine_tuning_jobs) = 0, 'no tenant: jobs visible';
-  assert (select count(*) from app.fine_tuning_job_contexts) = 0, 'no tenant: datasets visible';
-end
-$$;
+select test_helpers.assert_nothing_visible('no tenant');
 
 select test_helpers.become('sql-know-b', 'e0000000-0000-4000-8000-0000000000b1');
 do $$
@@ -41,9 +34,7 @@ declare
   own_job uuid;
 begin
   assert (select count(*) from app.contexts where search @@ websearch_to_tsquery('english', 'Nightingale')) = 0, 'B finds A by search';
-  assert (select count(*) from app.contexts) = 0, 'B sees A contexts';
-  assert (select count(*) from app.fine_tuning_jobs) = 0, 'B sees A jobs';
-  assert (select count(*) from app.fine_tuning_job_contexts) = 0, 'B sees A datasets';
+  perform test_helpers.assert_only_own_tenant('B');
 
   perform test_helpers.assert_refused($q$insert into app.contexts (tenant_id, kind, title, agent_id, created_by)
     values (app.current_tenant_id(), 'note', 'linked to A', 'e0000000-0000-4000-8000-00000000a9e1', app.current_user_id())$q$,

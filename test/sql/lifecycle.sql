@@ -44,10 +44,7 @@ set local role tenancy_app;
 -- 1. No tenant: nothing visible, nothing writable.
 do $$
 begin
-  assert (select count(*) from app.invitations) = 0, 'no tenant: invitations visible';
-  assert (select count(*) from app.api_keys) = 0, 'no tenant: api keys visible';
-  assert (select count(*) from app.audit_events) = 0, 'no tenant: audit events visible';
-  assert (select count(*) from app.quotas) = 0, 'no tenant: quotas visible';
+  perform test_helpers.assert_nothing_visible('no tenant');
   perform test_helpers.assert_refused($q$insert into app.invitations (tenant_id, email, role, token_hash, invited_by, expires_at)
     values ('a1000000-0000-4000-8000-00000000000a', 'x@x.test', 'VIEWER', sha256('x'), null, now() + interval '1 day')$q$,
     'no tenant: invitation inserted');
@@ -58,10 +55,7 @@ $$;
 select test_helpers.become('sql-life-b', 'b1000000-0000-4000-8000-0000000000b1');
 do $$
 begin
-  assert (select count(*) from app.invitations) = 0, 'B sees A invitations';
-  assert (select count(*) from app.api_keys) = 0, 'B sees A api keys';
-  assert (select count(*) from app.audit_events where tenant_id <> app.current_tenant_id()) = 0, 'B sees A audit events';
-  assert (select count(*) from app.quotas where tenant_id <> app.current_tenant_id()) = 0, 'B sees A quotas';
+  perform test_helpers.assert_only_own_tenant('B');
   assert (select count(*) from app.quotas) = 7, 'B does not see its own quotas';
   assert test_helpers.row_count($q$update app.invitations set revoked_at = now() where id = 'a1000000-0000-4000-8000-00000000e001'$q$) = 0,
     'B revoked an A invitation';

@@ -31,8 +31,7 @@ set local role tenancy_app;
 -- No tenant: nothing visible, nothing writable.
 do $$
 begin
-  assert (select count(*) from app.sessions) = 0, 'no tenant: sessions visible';
-  assert (select count(*) from app.tasks) = 0, 'no tenant: tasks visible';
+  perform test_helpers.assert_nothing_visible('no tenant');
   assert test_helpers.row_count($q$update app.tasks set title = 'x'$q$) = 0,
     'no tenant: tasks updated';
   -- The agent is invisible without a tenant: refused as missing before the policy is asked.
@@ -48,8 +47,7 @@ do $$
 declare
   own_session uuid;
 begin
-  assert (select count(*) from app.sessions) = 0, 'B sees A sessions';
-  assert (select count(*) from app.tasks) = 0, 'B sees A tasks';
+  perform test_helpers.assert_only_own_tenant('B');
 
   -- A task of B cannot point at A's session; a session of B cannot run A's agent.
   perform test_helpers.assert_refused($q$insert into app.tasks (tenant_id, session_id, title, created_by)

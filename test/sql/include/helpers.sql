@@ -63,4 +63,58 @@ begin
 end
 $$;
 
+-- The tables a tenant's rows live in (those with a tenant_id), and
+-- app.tenants, that the current role may read: new tables are covered as
+-- soon as they exist.
+create function test_helpers.tenant_tables() returns setof regclass
+  language sql stable
+  as $$
+    select c.oid::regclass from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where n.nspname = 'app' and c.relkind in ('r', 'p') and has_any_column_privilege(c.oid, 'SELECT')
+      and (c.relname = 'tenants'
+           or exists (select 1 from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped))
+    order by c.relname
+  $$;
+
+-- Raises unless the current request sees no row of any tenant table, no
+-- tenant and no user: a request without a tenant (fail closed).
+create function test_helpers.assert_nothing_visible(label text) returns void
+  language plpgsql
+  as $$
+declare
+  visible text;
+  table_name regclass;
+  found bigint;
+begin
+  for table_name in select * from test_helpers.tenant_tables() union all select 'app.users'::regclass loop
+    execute format('select count(*) from %s', table_name) into found;
+    if found > 0 then
+      visible := concat_ws(', ', visible, format('%s rows of %s', found, table_name));
+    end if;
+  end loop;
+  assert visible is null, format('%s: %s visible', label, visible);
+end
+$$;
+
+-- Raises unless every row the current request sees in a tenant table is of
+-- its own tenant (app.current_tenant_id()).
+create function test_helpers.assert_only_own_tenant(label text) returns void
+  language plpgsql
+  as $$
+declare
+  foreign_rows text;
+  table_name regclass;
+  found bigint;
+begin
+  for table_name in select * from test_helpers.tenant_tables() loop
+    execute format('select count(*) from %s where %I is distinct from app.current_tenant_id()', table_name,
+                   case when table_name = 'app.tenants'::regclass then 'id' else 'tenant_id' end) into found;
+    if found > 0 then
+      foreign_rows := concat_ws(', ', foreign_rows, format('%s rows of %s', found, table_name));
+    end if;
+  end loop;
+  assert foreign_rows is null, format('%s sees another tenant''s rows: %s', label, foreign_rows);
+end
+$$;
+
 grant execute on all functions in schema test_helpers to tenancy_app;
