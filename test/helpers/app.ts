@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { createTokenVerifier, signToken, type TokenSettings } from '../../src/auth/tokens.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
 import type { Sql } from '../../src/db/pool.ts';
+import type { RequestGuard } from '../../src/http/guard.ts';
 import { addMember, createTenant, createUser, type Plan } from '../../src/operator/repo.ts';
 import { createApp, type App } from '../../src/server.ts';
 import { ROLES, type Role } from '../../src/tenancy/roles.ts';
@@ -19,7 +20,10 @@ export const TEST_TOKENS: TokenSettings = {
   audience: undefined,
 };
 
-export type TenancyOptions = Partial<Pick<Config, 'multiTenancy' | 'defaultTenant' | 'allowedTenants' | 'tenantHostSuffix' | 'http'>>;
+export type TenancyOptions = Partial<Pick<Config, 'multiTenancy' | 'defaultTenant' | 'allowedTenants' | 'tenantHostSuffix' | 'http'>> & {
+  /** Request guards; none unless given (fair share with test limits: test/helpers/fair-share.ts). */
+  readonly guards?: readonly RequestGuard[];
+};
 
 /** The settings a service started with NODE_ENV=test and nothing else would have. */
 export const TEST_HTTP = loadConfig({ NODE_ENV: 'test' }).http;
@@ -42,11 +46,13 @@ export type TestApp = {
 };
 
 export function createTestApp(sql: Sql, tenancy: TenancyOptions = {}): TestApp {
+  const { guards, ...settings } = tenancy;
   const app = createApp({
-    config: { multiTenancy: true, defaultTenant: undefined, allowedTenants: undefined, graphiql: false, tenantHostSuffix: undefined, http: TEST_HTTP, ...tenancy },
+    config: { multiTenancy: true, defaultTenant: undefined, allowedTenants: undefined, graphiql: false, tenantHostSuffix: undefined, http: TEST_HTTP, ...settings },
     sql,
     verifyToken: createTokenVerifier(TEST_TOKENS),
     log: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
+    guards,
   });
   let origin: Promise<string> | undefined;
   const listening = () =>
