@@ -12,6 +12,7 @@ import { demoOperator, demoPrincipals, seedDemo, type DemoPrincipal } from './de
 import { createLogger, flushLogs, type Logger } from './logger.ts';
 import type { GraphiQLTab } from './http/graphiql.ts';
 import { createApp, listen } from './server.ts';
+import { createFairShareGuard } from './tenancy/fair-share.ts';
 
 // GraphiQL names each tab's operation after its principal and pretty-prints it (http/graphiql.ts).
 const FIRST_QUERY = `{
@@ -50,7 +51,17 @@ async function main(config: Config, log: Logger): Promise<void> {
 async function serve(config: Config, log: Logger, appUrl: string, tabs: readonly GraphiQLTab[]) {
   const sql = createPool(appUrl, { max: config.dbPoolMax, prepare: config.dbPrepare });
   await assertSafeRequestRole(sql); // RLS must hold for the role every request uses
-  const app = createApp({ config, sql, verifyToken: createTokenVerifier(await tokenSettings(config)), log, graphiqlTabs: tabs });
+  // Fair share has a connection of its own: its lookups never wait behind the requests it shares out.
+  const guardSql = createPool(appUrl, { max: 1, prepare: config.dbPrepare });
+  let warnedAt = 0;
+  const fairShare = createFairShareGuard(guardSql, config.fairShare, {
+    onError: (error) => {
+      if (Date.now() - warnedAt < 10_000) return;
+      warnedAt = Date.now();
+      log.warn({ err: error }, 'fair share: a tenant lookup or token lease failed; requests are admitted without it meanwhile');
+    },
+  });
+  const app = createApp({ config, sql, verifyToken: createTokenVerifier(await tokenSettings(config)), log, graphiqlTabs: tabs, guards: [fairShare] });
   const server = await listen(app, config.host, config.port, config.shutdownTimeoutMs);
   log.info({ pid: process.pid, url: `${server.url}/graphql` }, 'listening');
   flushLogs(); // before the supervisor's banner, in a worker
@@ -58,7 +69,8 @@ async function serve(config: Config, log: Logger, appUrl: string, tabs: readonly
     url: server.url,
     close: async () => {
       await server.close();
-      await sql.end({ timeout: 5 });
+      await fairShare.close(); // unspent rate tokens go back to the database
+      await Promise.all([sql.end({ timeout: 5 }), guardSql.end({ timeout: 5 })]);
     },
   };
 }

@@ -102,11 +102,13 @@ export class RateLimiter {
     }
   }
 
-  /** Gives every unspent token back (on shutdown). */
+  /** Gives every unspent token back (on shutdown), waiting at most two seconds for the database. */
   async close(): Promise<void> {
     clearInterval(this.#sweeper);
     for (const bucket of this.#buckets.values()) this.#giveBack(bucket);
-    await this.#flush();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.#flush(), new Promise((resolve) => (timer = setTimeout(resolve, 2000)))]);
+    clearTimeout(timer);
   }
 
   async #retry(tenant: Bucket, key: Bucket | undefined, waits: Promise<void>[], tries: number): Promise<RateDecision> {
