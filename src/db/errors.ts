@@ -1,7 +1,8 @@
 // PostgreSQL errors -> the error contract. Repositories name the constraints
-// they expect; everything else falls back to the SQLSTATE class.
+// they expect; everything else falls back to the SQLSTATE class. A database
+// that is down, out of connections or past a deadline is UNAVAILABLE (503).
 import type { GraphQLError } from 'graphql';
-import { apiError, badUserInput, conflict, forbidden } from '../errors.ts';
+import { apiError, badUserInput, conflict, forbidden, isApiError, unavailable } from '../errors.ts';
 
 type PgError = { code?: string; constraint_name?: string; detail?: string };
 
@@ -18,8 +19,11 @@ export function rethrowConstraint(error: unknown, known: Readonly<Record<string,
   throw error;
 }
 
-/** A generic, tenant-safe error for a database error nobody mapped; undefined when unexpected. */
+/** A generic, tenant-safe error for a database error nobody mapped (an API error as it is); undefined when unexpected. */
 export function errorForSqlState(error: unknown): GraphQLError | undefined {
+  if (isApiError(error)) return error;
+  const down = unavailableFor(error);
+  if (down) return down;
   if (!isPgError(error)) return undefined;
   const code = error.code!;
   if (code === 'TQ001') return quotaExceeded(error.detail);
@@ -46,4 +50,42 @@ function quotaExceeded(detail: string | undefined): GraphQLError {
   const { quota, limit, used } = JSON.parse(detail ?? '{}') as { quota?: string; limit?: number; used?: number };
   const name = QUOTA_NAMES[quota ?? ''] ?? 'unknown';
   return apiError('QUOTA_EXCEEDED', `The tenant's ${name} quota is used up (${used} of ${limit})`, { quota: name, limit, used });
+}
+
+/** The driver's and the socket's own codes for a connection that failed or went away. */
+const CONNECTION_CODES = new Set([
+  'CONNECTION_CLOSED',
+  'CONNECTION_DESTROYED',
+  'CONNECTION_ENDED',
+  'CONNECT_TIMEOUT',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+/**
+ * UNAVAILABLE for a database fault, with `extensions.reason`: `timeout`
+ * (statement or lock timeout, both derived from the request deadline),
+ * `connections` (max_connections reached), `database` (down, restarting,
+ * unreachable, the connection lost); undefined for anything else.
+ */
+export function unavailableFor(error: unknown): GraphQLError | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return undefined;
+  if (code === '57014' || code === '55P03' || code === '25P03') return unavailable('timeout');
+  if (code === '53300') return unavailable('connections');
+  if (/^(08|57P|28)/.test(code) && code.length === 5) return unavailable('database');
+  if (CONNECTION_CODES.has(code)) return unavailable('database');
+  return undefined;
+}
+
+/** A deadlock or serialization failure: the whole transaction may be tried again once. */
+export function isRetryableConflict(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === '40001' || code === '40P01';
 }

@@ -1,4 +1,10 @@
-// The request role's connection pool.
+// The request role's connection pool: bounded reconnects, per-connection
+// ceilings for statements and locks, and what the pool knows about its
+// requests (their default deadline, the open transactions a shutdown aborts,
+// how often a request gave up waiting for a connection).
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { GraphQLError } from 'graphql';
 import postgres from 'postgres';
 
 export type Sql = postgres.Sql;
@@ -6,6 +12,8 @@ export type Sql = postgres.Sql;
 export type Tx = postgres.ISql;
 /** Either a pool or a transaction: for the operator's owner-side queries. */
 export type Queryable = postgres.ISql;
+/** A connection held by one request (patches/postgres+3.4.9.patch adds `destroy`). */
+export type Reserved = postgres.ReservedSql;
 
 export type PoolOptions = {
   readonly max: number;
@@ -13,21 +21,94 @@ export type PoolOptions = {
   readonly prepare: boolean;
   /** Called with every statement sent (tests count and EXPLAIN them). */
   readonly onQuery?: (query: string, parameters: readonly unknown[]) => void;
+  /** A request transaction's default deadline, and the ceiling of every statement and lock wait. */
+  readonly requestTimeoutMs?: number;
+  /** How long one connection attempt may take. */
+  readonly connectTimeoutMs?: number;
 };
 
+/** Something the pool can end early: an open request transaction. */
+export type Abortable = { abort(error: GraphQLError): void };
+
+export type PoolState = {
+  readonly url: string;
+  readonly requestTimeoutMs: number;
+  /** Open request transactions: a shutdown aborts those still running at its deadline. */
+  readonly open: Set<Abortable>;
+  /** Requests that gave up waiting for a free connection (their deadline came first). */
+  acquireTimeouts: number;
+  /** Set by abortTransactions or end(): new transactions are refused, /ready says unavailable. */
+  closing: boolean;
+};
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+
+const states = new WeakMap<Sql, PoolState>();
+
 export function createPool(url: string, options: PoolOptions): Sql {
-  return postgres(url, {
+  assertDriverPatched();
+  const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const sql = postgres(url, {
     max: options.max,
     prepare: options.prepare,
     idle_timeout: 60,
-    connect_timeout: 10,
+    connect_timeout: Math.min(options.connectTimeoutMs ?? 10_000, requestTimeoutMs) / 1000,
+    backoff: reconnectDelay,
     onnotice: () => {},
     ...(options.onQuery ? { debug: (_connection: number, query: string, parameters: unknown[]) => options.onQuery!(query, parameters) } : {}),
     connection: {
       application_name: 'tenancy',
-      // A stuck request must not hold a connection (and its transaction) forever.
-      statement_timeout: 30_000,
-      idle_in_transaction_session_timeout: 60_000,
+      // Ceilings only: each request transaction lowers them to what is left of its deadline.
+      statement_timeout: requestTimeoutMs,
+      lock_timeout: requestTimeoutMs,
+      idle_in_transaction_session_timeout: Math.max(60_000, 2 * requestTimeoutMs),
+      // A backend whose client went away (a request past its deadline) stops and rolls back within a second.
+      client_connection_check_interval: 1000,
     },
   });
+  const state: PoolState = { url, requestTimeoutMs, open: new Set(), acquireTimeouts: 0, closing: false };
+  states.set(sql, state);
+  const end = sql.end.bind(sql);
+  sql.end = (endOptions) => {
+    state.closing = true;
+    return end(endOptions);
+  };
+  return sql;
+}
+
+/** The pool's state; a pool made by postgres() directly (some tests) gets the defaults. */
+export function poolState(sql: Sql): PoolState {
+  let state = states.get(sql);
+  if (!state) {
+    state = { url: '', requestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS, open: new Set(), acquireTimeouts: 0, closing: false };
+    states.set(sql, state);
+  }
+  return state;
+}
+
+/**
+ * Shutdown: every open request transaction is ended now (its connection
+ * dropped, so nothing of it commits later) and new ones are refused.
+ */
+export function abortTransactions(sql: Sql, error: GraphQLError): number {
+  const state = poolState(sql);
+  state.closing = true;
+  const open = [...state.open];
+  for (const transaction of open) transaction.abort(error);
+  return open.length;
+}
+
+/** Seconds before a connection is tried again after a failure: short (the first request after a restart succeeds), never a spin. */
+function reconnectDelay(retries: number): number {
+  return Math.min(0.025 * 2 ** retries, 0.5);
+}
+
+let patched: boolean | undefined;
+
+/** Without patches/ (npm's install scripts skipped), a database restart would crash the process: refuse to run. */
+function assertDriverPatched(): void {
+  patched ??= readFileSync(fileURLToPath(import.meta.resolve('postgres')).replace(/index\.js$/, 'connection.js'), 'utf8').includes(
+    'settle its queries instead of throwing',
+  );
+  if (!patched) throw new Error('postgres.js is not patched: run `npm ci` (or `npx patch-package`) so that patches/ is applied');
 }

@@ -1,13 +1,15 @@
 // The one way requests reach tenant data: a transaction whose first statement
 // (app_private.begin_request and its API-key and platform variants) checks the
 // credentials, tenant and membership and sets the transaction-local settings
-// every RLS policy reads.
+// every RLS policy reads. It lives within the request's deadline: the wait for
+// a connection, every statement and the commit; past it the connection is
+// dropped (the server rolls back) and every use answers UNAVAILABLE.
+import type { GraphQLError } from 'graphql';
 import { isUuid } from '../auth/tokens.ts';
-import { tenantNotFound, tenantRequired, tenantSuspended, unauthenticated } from '../errors.ts';
+import { tenantNotFound, tenantRequired, tenantSuspended, unauthenticated, unavailable } from '../errors.ts';
 import type { Role } from '../tenancy/roles.ts';
-import type { Sql, Tx } from './pool.ts';
-
-type Reserved = Awaited<ReturnType<Sql['reserve']>>;
+import { unavailableFor } from './errors.ts';
+import { poolState, type Reserved, type Sql, type Tx } from './pool.ts';
 
 /** Who is asking: a signed-in user (JWT), or an API key (by its SHA-256). */
 export type Credentials =
@@ -50,7 +52,15 @@ export type Principal = {
  */
 export type TransactionMode = 'tenant' | 'platform';
 
+export type TransactionOptions = {
+  /** When the request must be over, in ms since the epoch; default: now plus the pool's request timeout. */
+  readonly deadline?: number;
+};
+
 type Opened = { readonly tx: Reserved; readonly principal: Promise<Principal> };
+
+/** Server-side timeouts end a little before the deadline, so a slow statement fails cleanly and the connection is kept. */
+const SERVER_MARGIN_MS = 250;
 
 /**
  * One transaction per GraphQL operation, opened on first use and ended once
@@ -65,10 +75,18 @@ export class TenantTransaction {
   #ended = false;
   #known: Principal | undefined;
   #operator: Promise<boolean> | undefined;
+  readonly #deadline: number;
+  #timer: NodeJS.Timeout | undefined;
+  #reserved: Reserved | undefined;
+  /** Why the transaction was cut short (deadline, shutdown): every later use answers it. */
+  #failure: GraphQLError | undefined;
+  /** What repositories get: the reserved connection, refusing queries once the transaction has ended. */
+  #tx: Tx | undefined;
 
-  constructor(sql: Sql, selection: TenantSelection) {
+  constructor(sql: Sql, selection: TenantSelection, options: TransactionOptions = {}) {
     this.#sql = sql;
     this.#selection = selection;
+    this.#deadline = options.deadline ?? Date.now() + poolState(sql).requestTimeoutMs;
   }
 
   /** Who the database accepted this request as. */
@@ -97,8 +115,8 @@ export class TenantTransaction {
 
   /** Runs repository code inside the request transaction. */
   async run<T>(query: (tx: Tx) => Promise<T>): Promise<T> {
-    const { tx, principal } = await this.#open();
-    const result = query(tx);
+    const { principal } = await this.#open();
+    const result = query(this.#tx!);
     try {
       await principal;
     } catch (error) {
@@ -106,6 +124,17 @@ export class TenantTransaction {
       throw error;
     }
     return result;
+  }
+
+  /**
+   * Ends the transaction now, from outside (its deadline, a shutdown): the
+   * connection is dropped, so the server rolls back and nothing of it can
+   * commit later; queries in flight and every later use fail with `error`.
+   */
+  abort(error: GraphQLError): void {
+    this.#failure ??= error;
+    clearTimeout(this.#timer);
+    this.#reserved?.destroy(this.#failure); // a no-op once released
   }
 
   /**
@@ -133,7 +162,11 @@ export class TenantTransaction {
     return this.#known;
   }
 
-  /** Commits or rolls back and returns the connection to the pool; idempotent. A commit error is thrown. */
+  /**
+   * Commits or rolls back and returns the connection to the pool; idempotent.
+   * A commit error is thrown (UNAVAILABLE when the transaction was cut short);
+   * a rollback never throws: a connection that cannot roll back is dropped.
+   */
   async end(commit: boolean): Promise<void> {
     if (this.#ended) return;
     this.#ended = true;
@@ -145,13 +178,24 @@ export class TenantTransaction {
       return; // no connection was reserved
     }
     try {
-      await (commit ? tx`commit` : tx`rollback`);
+      if (this.#failure) throw this.#failure;
+      if (commit) await tx`commit`;
+      else {
+        await tx`rollback`.catch(() => {
+          tx.destroy(); // its state is unknown: never hand it to the next request
+        });
+      }
+    } catch (error) {
+      if (commit) throw this.#failure ?? error;
     } finally {
+      clearTimeout(this.#timer);
+      poolState(this.#sql).open.delete(this);
       tx.release();
     }
   }
 
   #open(): Promise<Opened> {
+    if (this.#failure) return Promise.reject(this.#failure);
     if (this.#ended) return Promise.reject(new Error('the request transaction has already ended'));
     if (this.#mode === 'tenant' && this.#selection.credentials.kind === 'user' && !this.#selection.tenant) {
       return Promise.reject(tenantRequired()); // no transaction needed to say so
@@ -161,19 +205,74 @@ export class TenantTransaction {
   }
 
   /**
-   * BEGIN, the request check and the first queries leave in one write to the
-   * server (postgres.js batches what is queued in the same tick on a reserved
-   * connection): one round trip for all of them, one more for COMMIT.
+   * BEGIN, the timeouts left of the deadline, the request check and the first
+   * queries leave in one write to the server (postgres.js batches what is
+   * queued in the same tick on a reserved connection): one round trip for all
+   * of them, one more for COMMIT.
    */
   async #begin(): Promise<Opened> {
-    const tx = await this.#sql.reserve();
+    const state = poolState(this.#sql);
+    if (state.closing) throw unavailable('shutdown');
+    const tx = await acquire(this.#sql, this.#deadline - Date.now());
+    if (this.#failure || state.closing) {
+      tx.release();
+      throw this.#failure ?? unavailable('shutdown');
+    }
+    this.#reserved = tx;
+    this.#tx = refusingAfterEnd(tx, () => this.#ended);
+    state.open.add(this);
+    const left = this.#deadline - Date.now();
+    this.#timer = setTimeout(() => this.abort(unavailable('timeout')), left);
     const begun = tx`begin`;
+    const serverTimeout = String(Math.max(1, left - Math.min(SERVER_MARGIN_MS, left / 10)) | 0);
+    void tx`select set_config('statement_timeout', ${serverTimeout}, true), set_config('lock_timeout', ${serverTimeout}, true)`.catch(() => {});
     const checked = beginRequest(tx, this.#selection, this.#mode);
-    const principal = begun.then(() => checked);
+    const principal = begun.then(() => checked).catch((error: unknown) => {
+      throw this.#failure ?? unavailableFor(error) ?? error; // a lost connection is UNAVAILABLE, not INTERNAL
+    });
     checked.catch(() => {}); // observed through `principal`
     principal.then((known) => (this.#known = known), () => {}); // failures are observed by run() and principal()
     return { tx, principal };
   }
+}
+
+/** A connection within `ms`, or UNAVAILABLE: the wait for a free connection is bounded by the deadline, and counted. */
+async function acquire(sql: Sql, ms: number): Promise<Reserved> {
+  if (ms <= 0) throw unavailable('timeout');
+  const reserving = sql.reserve();
+  let timer: NodeJS.Timeout | undefined;
+  let reserved: Reserved | undefined;
+  try {
+    reserved = await Promise.race([reserving, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)))]);
+  } catch (error) {
+    throw unavailableFor(error) ?? error;
+  } finally {
+    clearTimeout(timer);
+  }
+  if (reserved) return reserved;
+  poolState(sql).acquireTimeouts++;
+  reserving.then((late) => late.release(), () => {}); // handed over after we stopped waiting: give it back
+  throw unavailable('timeout');
+}
+
+/**
+ * The connection as repositories see it: once the transaction has ended, a
+ * query throws instead of running on a connection another request may hold.
+ */
+function refusingAfterEnd(tx: Reserved, ended: () => boolean): Tx {
+  const check = () => {
+    if (ended()) throw new Error('the request transaction has already ended: a query cannot run after it');
+  };
+  const guarded = ((first: unknown, ...rest: unknown[]) => {
+    check();
+    return (tx as unknown as (...args: unknown[]) => unknown)(first, ...rest);
+  }) as unknown as Tx;
+  Object.assign(guarded, tx, {
+    unsafe: (...args: Parameters<Tx['unsafe']>) => (check(), tx.unsafe(...args)),
+    file: (...args: Parameters<Tx['file']>) => (check(), tx.file(...args)),
+    notify: (...args: Parameters<Tx['notify']>) => (check(), tx.notify(...args)),
+  });
+  return guarded;
 }
 
 type TenantRow = {

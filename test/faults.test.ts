@@ -1,0 +1,233 @@
+// The database fails under load and the service rides through (DESIGN.md
+// invariant 12): a backend terminated, pg_ctl restart -m fast, a stop, kill -9
+// of the postmaster, a frozen server (SIGSTOP), a row lock held past the
+// deadline, connection slots exhausted. The process never exits, requests in
+// flight answer 503 UNAVAILABLE with Retry-After and none hangs, /ready turns
+// 503 within a second and 200 within two of the database accepting again, and
+// the pool keeps every connection. One PostgreSQL of this file's own.
+import postgres from 'postgres';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createPool, poolState, type Sql } from '../src/db/pool.ts';
+import { encodeGlobalId } from '../src/nodes/global-id.ts';
+import { createTestApp, createTestTenant, insertAgents, type TestApp, type TestTenant } from './helpers/app.ts';
+import { startFaultServer, type FaultServer } from './helpers/fault-postgres.ts';
+import { pollReadiness, startLoad, tally, timed, type Answer } from './helpers/load.ts';
+
+const TIMEOUT_MS = 2_000;
+const POOL_MAX = 4;
+
+let server: FaultServer;
+let owner: Sql;
+let pool: Sql;
+let api: TestApp;
+let origin: string;
+let tenant: TestTenant;
+let agentId: string;
+
+beforeAll(async () => {
+  server = await startFaultServer({ settings: { log_connections: 'on' } });
+  owner = postgres(server.ownerUrl, { max: 2, onnotice: () => {} });
+  pool = createPool(server.appUrl, { max: POOL_MAX, prepare: true, requestTimeoutMs: TIMEOUT_MS });
+  api = createTestApp(pool);
+  origin = await api.origin();
+  tenant = await createTestTenant(owner, 'faults');
+  const [agent] = await insertAgents(owner, tenant.id, tenant.members.ADMIN.userId, ['steady', 'second']);
+  agentId = agent!;
+}, 60_000);
+
+afterAll(async () => {
+  await pool?.end({ timeout: 1 });
+  await owner?.end({ timeout: 1 });
+  await server?.destroy();
+});
+
+const read = () =>
+  fetch(`${origin}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${tenant.members.VIEWER.token}` },
+    body: JSON.stringify({ query: '{ agents(first: 5) { edges { node { id name } } } }' }),
+    signal: AbortSignal.timeout(TIMEOUT_MS + 3_000), // a request that hangs is recorded as failed, not waited for
+  });
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Every answer is a success or UNAVAILABLE with Retry-After, and none outlived the deadline. */
+function expectOnlyUnavailable(answers: readonly Answer[]) {
+  for (const answer of answers) {
+    expect(answer.failed, JSON.stringify(answer)).toBeUndefined();
+    if (answer.status !== 200) {
+      expect(answer, JSON.stringify(tally(answers))).toMatchObject({ status: 503, code: 'UNAVAILABLE' });
+      expect(answer.retryAfter).toMatch(/^\d+$/);
+    }
+    expect(answer.ms).toBeLessThan(TIMEOUT_MS + 500);
+  }
+}
+
+/** All POOL_MAX connections can be held at once again: none was lost to the fault. */
+async function expectPoolWhole() {
+  const held = await Promise.all(
+    Array.from({ length: POOL_MAX }, () =>
+      Promise.race([pool.reserve(), sleep(3_000).then(() => Promise.reject(new Error('a pool connection was lost')))]),
+    ),
+  );
+  try {
+    const pids = await Promise.all(held.map(async (connection) => (await connection<{ pid: number }[]>`select pg_backend_pid() as pid`)[0]!.pid));
+    expect(new Set(pids).size).toBe(POOL_MAX);
+  } finally {
+    for (const connection of held) connection.release();
+  }
+}
+
+const report = (name: string, figures: Record<string, unknown>) => {
+  if (process.env.FAULT_REPORT) process.stdout.write(`[fault] ${name}: ${JSON.stringify(figures)}\n`);
+};
+
+it('survives backends terminated under load: the requests on them answer 503, the others succeed', async () => {
+  const load = startLoad(read, 6);
+  await sleep(300);
+  for (let i = 0; i < 5; i++) {
+    await owner`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'tenancy'`;
+    await sleep(150);
+  }
+  await sleep(300);
+  const answers = await load.stop();
+  expectOnlyUnavailable(answers);
+  expect(answers.some((answer) => answer.status === 200)).toBe(true);
+  expect((await timed(read)).status).toBe(200);
+  report('pg_terminate_backend x5', tally(answers));
+  await expectPoolWhole();
+}, 30_000);
+
+it('rides through pg_ctl restart -m fast under load; the first request after it succeeds', async () => {
+  const load = startLoad(read, 6);
+  await sleep(300);
+  const started = Date.now();
+  await server.restart();
+  const up = Date.now();
+  const first = await timed(read);
+  await sleep(300);
+  const answers = await load.stop();
+  expect(first.status, JSON.stringify(first)).toBe(200);
+  expectOnlyUnavailable(answers);
+  report('pg_ctl restart -m fast', { restartMs: up - started, firstAfterMs: first.ms, answers: tally(answers) });
+  await expectPoolWhole();
+}, 30_000);
+
+/** Stops the database with `fault`, keeps it down for a while, starts it, and measures /ready and the clients. */
+async function outage(name: string, fault: () => Promise<void>) {
+  const readiness = pollReadiness(origin);
+  const load = startLoad(read, 6);
+  await sleep(300);
+  const faultAt = Date.now();
+  await fault();
+  await sleep(1_500);
+  await server.start();
+  const upAt = Date.now();
+  await expect.poll(() => readiness.firstAt(200, upAt), { timeout: 5_000, interval: 20 }).toBeDefined();
+  const readyAt = readiness.firstAt(200, upAt)!;
+  const first = await timed(read);
+  const answers = await load.stop();
+  await readiness.stop();
+
+  const unreadyAt = readiness.firstAt(503, faultAt);
+  expect(unreadyAt, JSON.stringify(readiness.changes())).toBeDefined();
+  const seen = JSON.stringify({ upAt: upAt - faultAt, changes: readiness.changes().map(([at, status]) => [at - faultAt, status]) });
+  expect(unreadyAt! - faultAt, seen).toBeLessThan(1_000);
+  expect(readyAt - upAt, seen).toBeLessThan(2_000);
+  expect(readiness.slowest()).toBeLessThan(1_000);
+  expect(first.status).toBe(200);
+  expectOnlyUnavailable(answers);
+  // While it was down a request was refused, or waited (within its deadline) for the database to come back.
+  expect(answers.some((answer) => answer.status === 503 && answer.at > faultAt)).toBe(true);
+  report(name, { readyDownAfterMs: unreadyAt! - faultAt, readyUpAfterMs: readyAt - upAt, slowestReadyMs: readiness.slowest(), answers: tally(answers) });
+  await expectPoolWhole();
+}
+
+it('a stopped database: /ready 503 within 1 s, 200 within 2 s of the start, requests meanwhile 503 or served once it is back', async () => {
+  await outage('pg_ctl stop -m fast, 1.5 s down, start', () => server.stop());
+}, 30_000);
+
+it('kill -9 of the postmaster: the same', async () => {
+  await outage('kill -9 postmaster, 1.5 s down, start', () => server.kill());
+}, 30_000);
+
+it('a frozen database (SIGSTOP): every request ends by its deadline with 503, /ready answers within 1 s', async () => {
+  const readiness = pollReadiness(origin);
+  const load = startLoad(read, 6);
+  await sleep(300);
+  const frozenAt = Date.now();
+  await server.freeze();
+  await sleep(TIMEOUT_MS + 1_500);
+  await server.thaw();
+  const thawedAt = Date.now();
+  await expect.poll(() => readiness.firstAt(200, thawedAt), { timeout: 5_000, interval: 20 }).toBeDefined();
+  const answers = await load.stop();
+  await readiness.stop();
+
+  expectOnlyUnavailable(answers);
+  expect(answers.some((answer) => answer.reason === 'timeout')).toBe(true);
+  expect(readiness.firstAt(503, frozenAt)! - frozenAt, JSON.stringify(readiness.changes().map(([at, status]) => [at - frozenAt, status]))).toBeLessThan(1_000);
+  expect(readiness.slowest()).toBeLessThan(1_000);
+  expect((await timed(read)).status).toBe(200);
+  report('SIGSTOP for 3.5 s', { readyDownAfterMs: readiness.firstAt(503, frozenAt)! - frozenAt, readyUpAfterMs: readiness.firstAt(200, thawedAt)! - thawedAt, slowestReadyMs: readiness.slowest(), answers: tally(answers) });
+  await expectPoolWhole();
+}, 30_000);
+
+it('a row lock held past the deadline: the write waiting on it answers 503 timeout by the deadline, reads go on', async () => {
+  const holder = await owner.reserve();
+  try {
+    await holder`begin`;
+    await holder`select 1 from app.agents where id = ${agentId} for update`;
+    const write = timed(() =>
+      fetch(`${origin}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${tenant.members.ADMIN.token}` },
+        body: JSON.stringify({ query: 'mutation($id: ID!) { updateAgent(input: { id: $id, name: "renamed" }) { agent { name } } }', variables: { id: encodeGlobalId('Agent', agentId) } }),
+      }),
+    );
+    const reads = await Promise.all([sleep(200).then(() => timed(read)), sleep(600).then(() => timed(read))]);
+    const answer = await write;
+    expect(answer).toMatchObject({ status: 503, code: 'UNAVAILABLE', reason: 'timeout' });
+    expect(answer.ms).toBeLessThan(TIMEOUT_MS + 200);
+    expect(answer.ms).toBeGreaterThan(TIMEOUT_MS - 500);
+    for (const other of reads) expect(other.status).toBe(200);
+    report('row lock held', { writeMs: answer.ms });
+  } finally {
+    await holder`rollback`;
+    holder.release();
+  }
+  const [row] = await owner<{ name: string }[]>`select name from app.agents where id = ${agentId}`;
+  expect(row!.name).toBe('steady'); // rolled back, not written after its answer
+  await expectPoolWhole();
+}, 30_000);
+
+it('connection slots exhausted: UNAVAILABLE, not INTERNAL, and the pool does not spin', async () => {
+  const fresh = createPool(server.appUrl, { max: 2, prepare: true, requestTimeoutMs: TIMEOUT_MS });
+  const freshApi = createTestApp(fresh);
+  // Another client takes every slot left (superuser_reserved_connections keep the owner's way in).
+  const hog = postgres(server.appUrl, { max: 60, onnotice: () => {}, connect_timeout: 5 });
+  await Promise.allSettled(Array.from({ length: 60 }, () => hog`select pg_sleep(0.3)`));
+  try {
+    const attempts = async () => ((await server.log()).match(/connection received/g) ?? []).length;
+    const before = await attempts();
+    const answers = await Promise.all(
+      Array.from({ length: 5 }, () => freshApi.request('{ agents(first: 1) { edges { node { id } } } }', { token: tenant.members.VIEWER.token })),
+    );
+    for (const answer of answers) {
+      expect(answer.status).toBe(503);
+      expect(answer.body.errors?.[0]?.extensions).toMatchObject({ code: 'UNAVAILABLE', reason: 'connections' });
+    }
+    await sleep(300); // the server writes its log lines a little later
+    const afterRequests = await attempts();
+    expect(afterRequests - before).toBeLessThanOrEqual(10); // one or two attempts per request
+    await sleep(1_000);
+    expect(await attempts()).toBe(afterRequests); // nothing retries behind the clients' backs
+    report('max_connections reached', { attemptsFor5Requests: afterRequests - before });
+  } finally {
+    await hog.end({ timeout: 1 });
+  }
+  const after = await freshApi.request('{ agents(first: 1) { edges { node { id } } } }', { token: tenant.members.VIEWER.token });
+  expect(after.status).toBe(200);
+  expect(poolState(fresh).acquireTimeouts).toBe(0);
+  await fresh.end({ timeout: 1 });
+}, 30_000);
