@@ -8,7 +8,6 @@
 import postgres from 'postgres';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createPool, poolState, type Sql } from '../src/db/pool.ts';
-import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { createTestApp, createTestTenant, insertAgents, type TestApp, type TestTenant } from './helpers/app.ts';
 import { startFaultServer, type FaultServer } from './helpers/fault-postgres.ts';
 import { pollReadiness, startLoad, tally, timed, type Answer } from './helpers/load.ts';
@@ -23,6 +22,7 @@ let api: TestApp;
 let origin: string;
 let tenant: TestTenant;
 let agentId: string;
+let agentNodeId: string;
 
 beforeAll(async () => {
   server = await startFaultServer({ settings: { log_connections: 'on' } });
@@ -31,8 +31,10 @@ beforeAll(async () => {
   api = createTestApp(pool);
   origin = await api.origin();
   tenant = await createTestTenant(owner, 'faults');
-  const [agent] = await insertAgents(owner, tenant.id, tenant.members.ADMIN.userId, ['steady', 'second']);
-  agentId = agent!;
+  await insertAgents(owner, tenant.id, tenant.members.ADMIN.userId, ['steady', 'second']);
+  agentId = (await owner<{ id: string }[]>`select id from app.agents where name = 'steady'`)[0]!.id;
+  const { body } = await api.request('{ agents(first: 5) { edges { node { id name } } } }', { token: tenant.members.VIEWER.token });
+  agentNodeId = (body.data!.agents as { edges: { node: { id: string; name: string } }[] }).edges.find((edge) => edge.node.name === 'steady')!.node.id;
 }, 60_000);
 
 afterAll(async () => {
@@ -182,7 +184,7 @@ it('a row lock held past the deadline: the write waiting on it answers 503 timeo
       fetch(`${origin}/graphql`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: `Bearer ${tenant.members.ADMIN.token}` },
-        body: JSON.stringify({ query: 'mutation($id: ID!) { updateAgent(input: { id: $id, name: "renamed" }) { agent { name } } }', variables: { id: encodeGlobalId('Agent', agentId) } }),
+        body: JSON.stringify({ query: 'mutation($id: ID!) { updateAgent(input: { id: $id, name: "renamed" }) { agent { name } } }', variables: { id: agentNodeId } }),
       }),
     );
     const reads = await Promise.all([sleep(200).then(() => timed(read)), sleep(600).then(() => timed(read))]);

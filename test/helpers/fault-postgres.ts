@@ -20,7 +20,7 @@ export type FaultServer = {
   /** The postmaster's pid (changes at every start). */
   pid(): Promise<number>;
   start(): Promise<void>;
-  /** pg_ctl stop -m fast (waits for the stop). */
+  /** A fast shutdown (SIGINT to the postmaster, as pg_ctl stop -m fast), waiting for the stop. */
   stop(): Promise<void>;
   /** pg_ctl restart -m fast: back when it accepts connections. */
   restart(): Promise<void>;
@@ -145,7 +145,11 @@ export async function startFaultServer(options: FaultServerOptions = {}): Promis
     pid: () => pid(),
     start,
     stop: async () => {
-      await pgCtl('stop', '-m', 'fast', '-w', '-t', '30');
+      // What pg_ctl stop -m fast does, sent from here so the fault starts now, not after pg_ctl has started.
+      const postmaster = lastPid;
+      process.kill(postmaster, 'SIGINT');
+      const until = Date.now() + 30_000;
+      while (alive(postmaster) && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
     },
     restart: async () => {
       await pgCtl('restart', '-m', 'fast', '-w', '-t', '30');
