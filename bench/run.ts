@@ -18,7 +18,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { encodeGlobalId } from '../src/graphql/global-id.ts';
+import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { post, ROOT, startDatabase, startLimitServer, startService, stopAll, tokens as sign, withOwner, type Service } from './harness.ts';
 import { cpuNow } from './cpu.ts';
 import type { LoadRequest, LoadResult } from './load.ts';

@@ -1,12 +1,12 @@
-// Lists read only the columns the request's fields need (src/db/columns.ts):
+// Lists read only the columns the request's fields need (src/nodes/table.ts):
 // every field of every listed type, asked for alone, answers exactly what it
 // answers when every field is asked for, without a second read of the row;
 // fragments and merged selections are seen; unasked columns are not read.
 import { getNamedType, isListType, isNonNullType, isObjectType, type GraphQLField } from 'graphql';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { encodeGlobalId } from '../src/graphql/global-id.ts';
+import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { schema } from '../src/graphql/schema.ts';
-import { column } from '../src/graphql/selection.ts';
+import { column } from '../src/nodes/selection.ts';
 import { createTestApp, createTestTenant, insertAgents, type GraphQLResponse, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 

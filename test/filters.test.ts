@@ -3,7 +3,7 @@
 // that name another tenant's rows matching nothing.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isInputObjectType } from 'graphql';
-import { encodeGlobalId } from '../src/graphql/global-id.ts';
+import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { schema } from '../src/graphql/schema.ts';
 import { createTestApp, createTestTenant, insertAgents, type GraphQLResponse, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';

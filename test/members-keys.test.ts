@@ -1,6 +1,7 @@
 // Members, invitations and API keys through GraphQL: who may do what, one-time
 // tokens, keys as credentials, and isolation between tenants.
 import { beforeAll, describe, expect, it } from 'vitest';
+import { decodeGlobalId, encodeGlobalId } from '../src/nodes/global-id.ts';
 import { createUser } from '../src/operator/repo.ts';
 import { codes, createTestApp, createTestTenant, tokenFor, type GraphQLResponse, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
@@ -16,6 +17,9 @@ beforeAll(async () => {
   a = await createTestTenant(db.owner, 'mk-a');
   b = await createTestTenant(db.owner, 'mk-b');
 });
+
+/** The row id inside a global id (invitations and API keys answer global ids; the database holds uuids). */
+const rowId = (globalId: string): string => decodeGlobalId(globalId)!.id;
 
 const data = <T>(response: GraphQLResponse, field: string): T => {
   expect(response.body.errors, JSON.stringify(response.body.errors)).toBeUndefined();
@@ -47,7 +51,7 @@ describe('invitations', () => {
 
   it('is accepted once, by the user with that email only; the token is stored only as a hash', async () => {
     const { token, invitation } = await invite(a.members.ADMIN.token, 'Newcomer@X.test', 'MEMBER');
-    const [stored] = await db.owner`select encode(token_hash, 'hex') as hash from app.invitations where id = ${invitation.id}`;
+    const [stored] = await db.owner`select encode(token_hash, 'hex') as hash from app.invitations where id = ${rowId(invitation.id)}`;
     expect(stored!.hash).not.toContain(token);
     const stranger = await createUser(db.owner, 'stranger@x.test', 'Stranger');
     expect(codes(await api.request(ACCEPT, { token: await tokenFor(stranger.id), variables: { token } }))).toEqual(['NOT_FOUND']);
@@ -61,14 +65,14 @@ describe('invitations', () => {
     expect(again.body.errors?.[0]?.message).toMatch(/already been used/);
     const me = await api.request('{ viewer { role } }', { token: await tokenFor(newcomer.id, a.id) });
     expect(me.body.data).toEqual({ viewer: { role: 'MEMBER' } });
-    const [audit] = await db.owner`select count(*)::int as n from app.audit_events where tenant_id = ${a.id} and target_id = ${invitation.id} and action = 'invitation.accept'`;
+    const [audit] = await db.owner`select count(*)::int as n from app.audit_events where tenant_id = ${a.id} and target_id = ${rowId(invitation.id)} and action = 'invitation.accept'`;
     expect(audit!.n).toBe(1);
   });
 
   it('expired and revoked invitations are refused; a LEAD revokes only their own', async () => {
     const user = await createUser(db.owner, 'late@x.test', 'Late');
     const expired = await invite(a.members.ADMIN.token, 'late@x.test', 'VIEWER', 1);
-    await db.owner`update app.invitations set created_at = now() - interval '2 hours', expires_at = now() - interval '1 hour' where id = ${expired.invitation.id}`;
+    await db.owner`update app.invitations set created_at = now() - interval '2 hours', expires_at = now() - interval '1 hour' where id = ${rowId(expired.invitation.id)}`;
     const late = await api.request(ACCEPT, { token: await tokenFor(user.id), variables: { token: expired.token } });
     expect(late.body.errors?.[0]?.message).toMatch(/expired/);
 
@@ -154,7 +158,7 @@ describe('API keys', () => {
   it('authenticates into its tenant with its role, capped by the creator; the secret is stored only as a hash', async () => {
     const created = data<Created>(await api.request(CREATE, { token: a.members.LEAD.token, variables: { name: 'deploy', role: 'MEMBER' } }), 'createApiKey');
     expect(created.secret.startsWith(`${created.apiKey.prefix}_`)).toBe(true);
-    const [row] = await db.owner`select encode(secret_hash, 'hex') as hash, prefix from app.api_keys where id = ${created.apiKey.id}`;
+    const [row] = await db.owner`select encode(secret_hash, 'hex') as hash, prefix from app.api_keys where id = ${rowId(created.apiKey.id)}`;
     expect(row!.prefix).toBe(created.apiKey.prefix);
     expect(row!.hash).toHaveLength(64);
     const response = await api.request(QUERY, { headers: { 'x-api-key': created.secret } });
@@ -191,7 +195,7 @@ describe('API keys', () => {
       await api.request(CREATE, { token: a.members.MEMBER.token, variables: { name: 'short', role: 'VIEWER', expiresAt: new Date(Date.now() + 60_000).toISOString() } }),
       'createApiKey',
     );
-    await db.owner`update app.api_keys set created_at = now() - interval '2 minutes', expires_at = now() - interval '1 second' where id = ${expiring.apiKey.id}`;
+    await db.owner`update app.api_keys set created_at = now() - interval '2 minutes', expires_at = now() - interval '1 second' where id = ${rowId(expiring.apiKey.id)}`;
     await expect401({ 'x-api-key': expiring.secret });
 
     const leaver = await createUser(db.owner, 'leaver@mk-a.test', 'Leaver');
@@ -215,14 +219,14 @@ describe('API keys', () => {
     const key = data<Created>(await api.request(CREATE, { token: a.members.MEMBER.token, variables: { name: 'busy', role: 'VIEWER' } }), 'createApiKey');
     expect(key.apiKey.lastUsedAt).toBeNull();
     await api.request(QUERY, { headers: { 'x-api-key': key.secret } });
-    const [first] = await db.owner<{ at: Date; xmin: string }[]>`select last_used_at as at, xmin::text from app.api_keys where id = ${key.apiKey.id}`;
+    const [first] = await db.owner<{ at: Date; xmin: string }[]>`select last_used_at as at, xmin::text from app.api_keys where id = ${rowId(key.apiKey.id)}`;
     expect(first!.at).toBeInstanceOf(Date);
     for (let i = 0; i < 5; i++) await api.request(QUERY, { headers: { 'x-api-key': key.secret } });
-    const [later] = await db.owner<{ at: Date; xmin: string }[]>`select last_used_at as at, xmin::text from app.api_keys where id = ${key.apiKey.id}`;
+    const [later] = await db.owner<{ at: Date; xmin: string }[]>`select last_used_at as at, xmin::text from app.api_keys where id = ${rowId(key.apiKey.id)}`;
     expect(later).toEqual(first); // the row was not written again
-    await db.owner`update app.api_keys set last_used_at = now() - interval '2 minutes' where id = ${key.apiKey.id}`;
+    await db.owner`update app.api_keys set last_used_at = now() - interval '2 minutes' where id = ${rowId(key.apiKey.id)}`;
     await api.request(QUERY, { headers: { 'x-api-key': key.secret } });
-    const [refreshed] = await db.owner<{ fresh: boolean }[]>`select last_used_at > now() - interval '30 seconds' as fresh from app.api_keys where id = ${key.apiKey.id}`;
+    const [refreshed] = await db.owner<{ fresh: boolean }[]>`select last_used_at > now() - interval '30 seconds' as fresh from app.api_keys where id = ${rowId(key.apiKey.id)}`;
     expect(refreshed!.fresh).toBe(true);
   });
 
@@ -237,9 +241,9 @@ describe('API keys', () => {
     expect(await names(b.members.ADMIN.token)).toEqual([]);
     const [aKey] = await db.owner<{ id: string }[]>`
       select id from app.api_keys where tenant_id = ${a.id} and created_by = ${a.members.MEMBER.userId} and revoked_at is null limit 1`;
-    const revoke = await api.request('mutation($id: ID!) { revokeApiKey(input: { id: $id }) { apiKey { id } } }', { token: b.members.ADMIN.token, variables: { id: aKey!.id } });
+    const revoke = await api.request('mutation($id: ID!) { revokeApiKey(input: { id: $id }) { apiKey { id } } }', { token: b.members.ADMIN.token, variables: { id: encodeGlobalId('ApiKey', aKey!.id) } });
     expect(codes(revoke)).toEqual(['NOT_FOUND']);
-    const lead = await api.request('mutation($id: ID!) { revokeApiKey(input: { id: $id }) { apiKey { id } } }', { token: a.members.LEAD.token, variables: { id: aKey!.id } });
+    const lead = await api.request('mutation($id: ID!) { revokeApiKey(input: { id: $id }) { apiKey { id } } }', { token: a.members.LEAD.token, variables: { id: encodeGlobalId('ApiKey', aKey!.id) } });
     expect(codes(lead)).toEqual(['NOT_FOUND']); // a LEAD sees only their own keys
     const [still] = await db.owner`select revoked_at from app.api_keys where id = ${aKey!.id}`;
     expect(still!.revoked_at).toBeNull();

@@ -1,11 +1,11 @@
 // A row by id is read together with the children that need only its id
-// (src/graphql/prefetch.ts): `session(id) { agent tasks }` answers exactly
+// (src/nodes/prefetch.ts): `session(id) { agent tasks }` answers exactly
 // what the same selection answers through `node(id)` (which reads level by
 // level), through arguments, aliases, fragments, variables and cursors, on the
 // fast path and through Yoga; each child is read once; another tenant's id
 // reads as null.
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { encodeGlobalId } from '../src/graphql/global-id.ts';
+import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { createTestApp, createTestTenant, insertAgents, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 

@@ -2,7 +2,7 @@
 // conditional UPDATE, so parallel requests can never overshoot a limit. And a
 // tenant never loses its last ADMIN, however demotions interleave.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { encodeGlobalId } from '../src/graphql/global-id.ts';
+import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { addMember, createUser } from '../src/operator/repo.ts';
 import { codes, createTestApp, createTestTenant, insertAgents, tokenFor, type GraphQLResponse, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';

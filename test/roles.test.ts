@@ -2,7 +2,7 @@
 //   VIEWER reads only; MEMBER creates, and changes/deletes own agents;
 //   LEAD and ADMIN change/delete any agent in the tenant.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { encodeGlobalId } from '../src/graphql/global-id.ts';
+import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { ROLES, type Role } from '../src/tenancy/roles.ts';
 import { codes, createTestApp, createTestTenant, insertAgents, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';

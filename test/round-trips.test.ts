@@ -4,10 +4,10 @@
 // check and the query in one write; COMMIT in the second. A write waits for
 // the role first (FORBIDDEN before any of its SQL runs): 3. A nested list adds
 // one per level; a row by id is read together with its children
-// (src/graphql/prefetch.ts).
+// (src/nodes/prefetch.ts).
 import net from 'node:net';
 import { afterEach, beforeAll, expect, it } from 'vitest';
-import { encodeGlobalId } from '../src/graphql/global-id.ts';
+import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { createTestApp, createTestTenant, insertAgents, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 

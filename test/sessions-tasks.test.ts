@@ -1,7 +1,7 @@
 // Sessions and tasks through GraphQL: their life cycles, the permission table,
 // isolation between tenants, and batching of nested lists.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { encodeGlobalId } from '../src/graphql/global-id.ts';
+import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { codes, createTestApp, createTestTenant, insertAgents, type GraphQLResponse, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 

@@ -5,9 +5,10 @@ import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import ValidationPlugin from '@pothos/plugin-validation';
 import { badUserInput, forbidden } from '../errors.ts';
+import { decodeGlobalId, encodeGlobalId } from '../nodes/global-id.ts';
+import TenantNodesPlugin from '../nodes/plugin.ts';
 import { roleAtLeast, type Role } from '../tenancy/roles.ts';
 import type { GraphQLContext } from './context.ts';
-import { decodeGlobalId, encodeGlobalId, NODE_TYPES } from './global-id.ts';
 import { fieldPrice } from './prices.ts';
 
 export const builder = new SchemaBuilder<{
@@ -32,7 +33,8 @@ export const builder = new SchemaBuilder<{
 }>({
   defaultFieldNullability: false,
   // scope-auth first: plugin hooks apply in reverse order.
-  plugins: [ScopeAuthPlugin, ValidationPlugin, RelayPlugin, DataloaderPlugin, ComplexityPlugin],
+  // TenantNodesPlugin last: it completes rows read in part before any other plugin's wrapper sees the value (src/nodes/plugin.ts).
+  plugins: [ScopeAuthPlugin, ValidationPlugin, RelayPlugin, DataloaderPlugin, ComplexityPlugin, TenantNodesPlugin],
   // Prices only: the request pipeline checks the cost before execution (graphql/limits.ts), not a resolver wrapper.
   complexity: { disabled: true, fieldComplexity: fieldPrice },
   scopeAuth: {
@@ -72,9 +74,8 @@ export const builder = new SchemaBuilder<{
     // One format everywhere: base64url without padding (safe in URLs and headers).
     encodeGlobalID: (typename, id) => encodeGlobalId(typename, String(id)),
     decodeGlobalID: (globalId) => decodeGlobalId(globalId) ?? { typename: '', id: '' },
-    nodeQueryOptions: {
-      resolve: (_root, { id }, _context, _info, resolveNode) => (NODE_TYPES.has(id.typename) ? resolveNode(id) : null),
-    },
+    // node(id:) resolves through the registry of node types (src/nodes/node-type.ts).
+    nodeQueryOptions: false,
     nodesQueryOptions: false,
   },
 });

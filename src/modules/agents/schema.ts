@@ -1,80 +1,44 @@
 import { z } from 'zod';
 import { notFound } from '../../errors.ts';
 import { builder } from '../../graphql/builder.ts';
-import { keysetConnection } from '../../graphql/connection.ts';
 import type { GraphQLContext } from '../../graphql/context.ts';
-import { idOfType } from '../../graphql/global-id.ts';
-import { createdRange, createdRangeFields, SortOrderEnum } from '../../graphql/lists.ts';
-import { connectionNodeFields, detailColumns } from '../../graphql/selection.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
-import { prefetchChildren } from '../../graphql/prefetch.ts';
+import { createdRange, createdRangeFields, nodeType, orderByArg } from '../../nodes/index.ts';
 import { UserRef } from '../users/schema.ts';
-import { createAgent, deleteAgent, findAgents, listAgents, updateAgent, type AgentNode, type AgentRow } from './repo.ts';
+import { agentConditions, agents, createAgent, deleteAgent, updateAgent, type AgentRow } from './repo.ts';
 
 export const AgentStatusEnum = builder.enumType('AgentStatus', {
   values: { ACTIVE: { value: 'active' }, ARCHIVED: { value: 'archived' } } as const,
 });
 
-export const AgentRef = builder.loadableNode('Agent', {
+export const Agent = nodeType('Agent', {
+  table: agents,
+  byId: 'agent',
   description: 'An AI agent configured by the tenant',
-  id: { resolve: (agent: AgentNode) => agent.id },
-  load: (ids: string[], context): Promise<AgentNode[]> => context.db.run((tx) => findAgents(tx, ids)),
-  toKey: (agent: AgentNode) => agent.id,
-  sort: true,
   fields: (t) => ({
     name: t.exposeString('name'),
     kind: t.exposeString('kind', { description: 'What the agent does, e.g. "assistant" or "coder"' }),
-    description: t.string({ resolve: (agent, _args, context) => detail(agent, 'description', context) }),
-    model: t.string({ description: 'The model the agent runs on', resolve: (agent, _args, context) => detail(agent, 'model', context) }),
-    config: t.field({ type: 'JSONObject', resolve: (agent, _args, context) => detail(agent, 'config', context) }),
+    description: t.exposeString('description'),
+    model: t.exposeString('model', { description: 'The model the agent runs on' }),
+    config: t.expose('config', { type: 'JSONObject' }),
     status: t.expose('status', { type: AgentStatusEnum, description: 'Archived agents start no sessions' }),
-    createdBy: t.field({
-      type: UserRef,
-      nullable: true,
-      description: 'Null once the creator has left the tenant',
-      resolve: (agent, _args, context) => detail(agent, 'createdBy', context),
-    }),
-    createdAt: t.field({ type: 'DateTime', resolve: (agent, _args, context) => detail(agent, 'createdAt', context) }),
-    updatedAt: t.field({ type: 'DateTime', resolve: (agent, _args, context) => detail(agent, 'updatedAt', context) }),
+    createdBy: t.field({ type: UserRef, nullable: true, description: 'Null once the creator has left the tenant', resolve: (agent) => agent.createdBy }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
   }),
 });
-
-/** A column a list may have left out (see `column`); the loader reads whole rows (findAgents). */
-const detail = detailColumns<AgentRow>((context, id): Promise<AgentRow> => AgentRef.getDataloader(context).load(id) as Promise<AgentRow>);
 
 const AgentFilter = builder.inputType('AgentFilter', {
   fields: (t) => ({ status: t.field({ type: AgentStatusEnum, required: false }), ...createdRangeFields(t) }),
 });
 
 builder.queryFields((t) => ({
-  agents: t.connection(
-    {
-      type: AgentRef,
-      description: "The tenant's agents by creation time (at most 100 a page, 20 by default)",
-      authScopes: { viewer: true },
-      args: {
-        filter: t.arg({ type: AgentFilter, required: false }),
-        orderBy: t.arg({ type: SortOrderEnum, required: false, defaultValue: 'oldest' }),
-      },
-      resolve: (_root, args, context, info) => {
-        const filter = { status: args.filter?.status ?? undefined, ...createdRange(args.filter) };
-        const fields = connectionNodeFields(info);
-        return keysetConnection(args, (page) => context.db.run((tx) => listAgents(tx, filter, page, fields)), args.orderBy === 'newest');
-      },
-    },
-    { name: 'AgentConnection' },
-    { name: 'AgentEdge' },
-  ),
-  agent: t.field({
-    type: AgentRef,
-    nullable: true,
+  agents: t.field({
+    type: Agent.connection,
+    description: "The tenant's agents by creation time (at most 100 a page, 20 by default)",
     authScopes: { viewer: true },
-    args: { id: t.arg.id({ required: true }) },
-    resolve: (_root, args, context, info) => {
-      const id = idOfType(args.id, 'Agent');
-      if (id) prefetchChildren(context, info, 'Agent', id);
-      return id ?? null;
-    },
+    args: { ...t.arg.connectionArgs(), filter: t.arg({ type: AgentFilter, required: false }), orderBy: orderByArg(t.arg) },
+    resolve: Agent.list((tx, args) => agentConditions(tx, { status: args.filter?.status ?? undefined, ...createdRange(args.filter) })),
   }),
 }));
 
@@ -111,7 +75,7 @@ const AgentIdInput = builder.inputType('AgentIdInput', {
 });
 
 const AgentPayload = builder.objectRef<{ agent: AgentRow }>('AgentPayload').implement({
-  fields: (t) => ({ agent: t.expose('agent', { type: AgentRef }) }),
+  fields: (t) => ({ agent: t.expose('agent', { type: Agent.ref }) }),
 });
 
 const DeleteAgentPayload = builder.objectRef<{ deletedAgentId: string }>('DeleteAgentPayload').implement({
@@ -186,7 +150,7 @@ builder.mutationFields((t) => ({
 }));
 
 async function setAgentStatus(context: GraphQLContext, globalId: string, status: 'active' | 'archived') {
-  const id = idOfType(globalId, 'Agent');
+  const id = Agent.parseId(globalId);
   const agent = id ? await context.db.run((tx) => updateAgent(tx, id, { status })) : undefined;
   if (!agent) throw notFound('Agent');
   return { agent };
@@ -194,9 +158,7 @@ async function setAgentStatus(context: GraphQLContext, globalId: string, status:
 
 /** The agent's uuid when this request may change it: NOT_FOUND when it cannot see it, FORBIDDEN when it sees but may not change it. */
 async function modifiableAgentId(context: GraphQLContext, globalId: string): Promise<string> {
-  const id = idOfType(globalId, 'Agent');
-  const [agent] = id ? await context.db.run((tx) => findAgents(tx, [id])) : [];
-  if (!agent) throw notFound('Agent');
+  const agent = await Agent.find(context, globalId);
   await assertMayChange(context, agent.createdBy, 'agents');
   return agent.id;
 }

@@ -2,19 +2,18 @@
 // creator's. The secret is returned once; only a signed-in person manages keys.
 import { z } from 'zod';
 import { newApiKey } from '../../auth/secrets.ts';
-import { isUuid } from '../../auth/tokens.ts';
 import { badUserInput, forbidden, notFound } from '../../errors.ts';
 import { builder } from '../../graphql/builder.ts';
-import { keysetConnection } from '../../graphql/connection.ts';
+import { nodeType } from '../../nodes/index.ts';
 import { roleAtLeast } from '../../tenancy/roles.ts';
 import { RoleEnum } from '../tenants/schema.ts';
 import { UserRef } from '../users/schema.ts';
-import { createApiKey, listApiKeys, revokeApiKey, type ApiKeyRow } from './repo.ts';
+import { apiKeyConditions, apiKeys, createApiKey, revokeApiKey, type ApiKeyRow } from './repo.ts';
 
-const ApiKeyRef = builder.objectRef<ApiKeyRow>('ApiKey').implement({
+const ApiKey = nodeType('ApiKey', {
+  table: apiKeys,
   description: 'Machine access to the tenant: send the secret as the X-Api-Key header',
   fields: (t) => ({
-    id: t.exposeID('id'),
     name: t.exposeString('name'),
     prefix: t.exposeString('prefix', { description: 'The start of the secret, to recognise it by' }),
     role: t.expose('role', { type: RoleEnum, description: "The most it may do; never more than its creator's current role" }),
@@ -27,17 +26,13 @@ const ApiKeyRef = builder.objectRef<ApiKeyRow>('ApiKey').implement({
 });
 
 builder.queryField('apiKeys', (t) =>
-  t.connection(
-    {
-      type: ApiKeyRef,
-      description: "ADMIN: every key of the tenant; others: their own. Oldest first",
-      authScopes: { member: true },
-      args: { activeOnly: t.arg.boolean({ required: false, defaultValue: false }) },
-      resolve: (_root, args, context) => keysetConnection(args, (page) => context.db.run((tx) => listApiKeys(tx, args.activeOnly === true, page))),
-    },
-    { name: 'ApiKeyConnection' },
-    { name: 'ApiKeyEdge' },
-  ),
+  t.field({
+    type: ApiKey.connection,
+    description: 'ADMIN: every key of the tenant; others: their own. Oldest first',
+    authScopes: { member: true },
+    args: { ...t.arg.connectionArgs(), activeOnly: t.arg.boolean({ required: false, defaultValue: false }) },
+    resolve: ApiKey.list((tx, args) => apiKeyConditions(tx, args.activeOnly === true)),
+  }),
 );
 
 const CreateApiKeyInput = builder.inputType('CreateApiKeyInput', {
@@ -51,12 +46,12 @@ const ApiKeyIdInput = builder.inputType('RevokeApiKeyInput', { fields: (t) => ({
 
 const CreateApiKeyPayload = builder.objectRef<{ apiKey: ApiKeyRow; secret: string }>('CreateApiKeyPayload').implement({
   fields: (t) => ({
-    apiKey: t.expose('apiKey', { type: ApiKeyRef }),
+    apiKey: t.expose('apiKey', { type: ApiKey.ref }),
     secret: t.exposeString('secret', { description: 'Shown only now: store it safely' }),
   }),
 });
 const ApiKeyPayload = builder.objectRef<{ apiKey: ApiKeyRow }>('ApiKeyPayload').implement({
-  fields: (t) => ({ apiKey: t.expose('apiKey', { type: ApiKeyRef }) }),
+  fields: (t) => ({ apiKey: t.expose('apiKey', { type: ApiKey.ref }) }),
 });
 
 builder.mutationFields((t) => ({
@@ -83,7 +78,8 @@ builder.mutationFields((t) => ({
     authScopes: { $all: { member: true, person: true } },
     args: { input: t.arg({ type: ApiKeyIdInput, required: true }) },
     resolve: async (_root, { input }, context) => {
-      const apiKey = isUuid(input.id) ? await context.db.run((tx) => revokeApiKey(tx, input.id)) : undefined;
+      const id = ApiKey.parseId(input.id);
+      const apiKey = id ? await context.db.run((tx) => revokeApiKey(tx, id)) : undefined;
       if (!apiKey) throw notFound('API key');
       return { apiKey };
     },

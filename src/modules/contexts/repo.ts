@@ -1,9 +1,8 @@
-import { columns, type ColumnGroup } from '../../db/columns.ts';
 import { rethrowConstraint } from '../../db/errors.ts';
-import { idIn } from '../../db/ids.ts';
-import { conditions, keysetConditions, keysetOrder, positionSql, timeRange, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, conflict, notFound } from '../../errors.ts';
+import { conditions, timeRange } from '../../nodes/keyset.ts';
+import { table } from '../../nodes/table.ts';
 
 export type ContextKind = 'document' | 'memory' | 'note';
 
@@ -19,12 +18,7 @@ export type ContextRow = {
   createdAt: Date;
   updatedAt: Date;
   contentBytes: number;
-  position: string;
 };
-
-/** A context as a list may read it: these columns always, the others when asked for. */
-export type ContextNode = Pick<ContextRow, 'id' | 'kind' | 'title' | 'contentBytes' | 'tags' | 'agentId' | 'sessionId'> &
-  Partial<ContextRow>;
 
 export type ContextFilter = {
   search?: string | undefined;
@@ -47,18 +41,16 @@ export type NewContext = {
 
 export type ContextPatch = Partial<Pick<NewContext, 'title' | 'content' | 'tags'>>;
 
-const contextGroups: readonly ColumnGroup[] = [
-  {
-    fields: ['id', 'kind', 'title', 'contentBytes', 'tags', 'agent', 'session'],
-    sql: `
-      id, kind, title, content_bytes as "contentBytes", tags, agent_id as "agentId", session_id as "sessionId"`,
-  },
-  { fields: ['createdAt', 'updatedAt'], sql: `created_at as "createdAt", updated_at as "updatedAt"` },
-  { fields: ['createdBy'], sql: `created_by as "createdBy"` },
-  { fields: ['content'], sql: `content` },
-  { fields: ['cursor'], sql: positionSql('created_at') },
-];
-const contextColumns = (tx: Tx) => columns(tx, contextGroups);
+export const contexts = table<ContextRow>({
+  name: 'app.contexts',
+  columns: [
+    { id: true, kind: true, title: true, contentBytes: true, tags: true, agentId: true, sessionId: true },
+    { createdAt: true, updatedAt: true },
+    { createdBy: true },
+    { content: true },
+  ],
+  orderBy: 'created_at',
+});
 
 const constraints = {
   contexts_agent_fkey: () => notFound('Agent'),
@@ -67,27 +59,17 @@ const constraints = {
   fine_tuning_job_contexts_context_fkey: () => conflict('A fine-tuning job uses this context'),
 };
 
-/** A page of the tenant's contexts, with the columns `fields` need (a list of titles leaves the content out). */
-export async function listContexts(tx: Tx, filter: ContextFilter, page: KeysetPage, fields: ReadonlySet<string>): Promise<ContextNode[]> {
-  return tx<ContextNode[]>`
-    select ${columns(tx, contextGroups, fields)} from app.contexts
-    where true
-      ${conditions(
-        tx,
-        filter.search && tx`and search @@ websearch_to_tsquery('english', ${filter.search})`,
-        filter.kind && tx`and kind = ${filter.kind}`,
-        filter.tag && tx`and tags @> array[${filter.tag}]::text[]`,
-        filter.agentId && tx`and agent_id = ${filter.agentId}`,
-        filter.sessionId && tx`and session_id = ${filter.sessionId}`,
-        timeRange(tx, 'created_at', filter.createdAfter, filter.createdBefore),
-      )}
-      ${keysetConditions(tx, 'created_at', page)}
-    ${keysetOrder(tx, 'created_at', page)}
-    limit ${page.limit}`;
-}
-
-export async function findContexts(tx: Tx, ids: readonly string[]): Promise<ContextRow[]> {
-  return tx<ContextRow[]>`select ${contextColumns(tx)} from app.contexts where ${idIn(tx, 'id', ids)}`;
+/** The conditions of a contexts list (`search` is full-text, web search syntax). */
+export function contextConditions(tx: Tx, filter: ContextFilter) {
+  return conditions(
+    tx,
+    filter.search && tx`and search @@ websearch_to_tsquery('english', ${filter.search})`,
+    filter.kind && tx`and kind = ${filter.kind}`,
+    filter.tag && tx`and tags @> array[${filter.tag}]::text[]`,
+    filter.agentId && tx`and agent_id = ${filter.agentId}`,
+    filter.sessionId && tx`and session_id = ${filter.sessionId}`,
+    timeRange(tx, 'created_at', filter.createdAfter, filter.createdBefore),
+  );
 }
 
 export async function createContext(tx: Tx, context: NewContext): Promise<ContextRow> {
@@ -96,7 +78,7 @@ export async function createContext(tx: Tx, context: NewContext): Promise<Contex
       insert into app.contexts (tenant_id, kind, title, content, tags, agent_id, session_id, created_by)
       values (app.current_tenant_id(), ${context.kind}, ${context.title}, ${context.content}, ${tx.array(context.tags)}::text[],
               ${context.agentId}, ${context.sessionId}, app.current_user_id())
-      returning ${contextColumns(tx)}`;
+      returning ${contexts.columns(tx)}`;
     return row!;
   } catch (error) {
     rethrowConstraint(error, constraints);
@@ -112,7 +94,7 @@ export async function updateContext(tx: Tx, id: string, patch: ContextPatch): Pr
         content = coalesce(${patch.content ?? null}, content),
         tags = coalesce(${patch.tags ? tx.array(patch.tags) : null}::text[], tags)
       where id = ${id}
-      returning ${contextColumns(tx)}`;
+      returning ${contexts.columns(tx)}`;
     return row;
   } catch (error) {
     rethrowConstraint(error, constraints);

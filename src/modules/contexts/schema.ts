@@ -1,45 +1,36 @@
 import { z } from 'zod';
 import { notFound } from '../../errors.ts';
 import { builder } from '../../graphql/builder.ts';
-import { keysetConnection } from '../../graphql/connection.ts';
 import type { GraphQLContext } from '../../graphql/context.ts';
-import { idOfType } from '../../graphql/global-id.ts';
-import { createdRange, createdRangeFields, SortOrderEnum } from '../../graphql/lists.ts';
-import { connectionNodeFields, detailColumns } from '../../graphql/selection.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
-import { AgentRef } from '../agents/schema.ts';
-import { SessionRef } from '../sessions/schema.ts';
+import { createdRange, createdRangeFields, nodeType, orderByArg } from '../../nodes/index.ts';
+import { NO_ROWS } from '../../nodes/table.ts';
+import { Agent } from '../agents/schema.ts';
+import { Session } from '../sessions/schema.ts';
 import { UserRef } from '../users/schema.ts';
-import { createContext, deleteContext, findContexts, listContexts, updateContext, type ContextFilter, type ContextNode, type ContextRow } from './repo.ts';
+import { contextConditions, contexts, createContext, deleteContext, updateContext, type ContextRow } from './repo.ts';
 
 const ContextKindEnum = builder.enumType('ContextKind', {
   values: { DOCUMENT: { value: 'document' }, MEMORY: { value: 'memory' }, NOTE: { value: 'note' } } as const,
 });
 
-export const ContextRef = builder.loadableNode('Context', {
+export const Context = nodeType('Context', {
+  table: contexts,
+  byId: 'context',
   description: "An item of the tenant's knowledge store or an agent's memory",
-  id: { resolve: (context: ContextNode) => context.id },
-  load: (ids: string[], context): Promise<ContextNode[]> => context.db.run((tx) => findContexts(tx, ids)),
-  toKey: (context: ContextNode) => context.id,
-  sort: true,
   fields: (t) => ({
     kind: t.expose('kind', { type: ContextKindEnum }),
     title: t.exposeString('title'),
-    content: t.string({ resolve: (item, _args, context) => detail(item, 'content', context) }),
+    content: t.exposeString('content'),
     contentBytes: t.exposeInt('contentBytes'),
     tags: t.exposeStringList('tags'),
-    agent: t.field({ type: AgentRef, nullable: true, resolve: (item) => item.agentId }),
-    session: t.field({ type: SessionRef, nullable: true, resolve: (item) => item.sessionId }),
-    createdBy: t.field({ type: UserRef, nullable: true, resolve: (item, _args, context) => detail(item, 'createdBy', context) }),
-    createdAt: t.field({ type: 'DateTime', resolve: (item, _args, context) => detail(item, 'createdAt', context) }),
-    updatedAt: t.field({ type: 'DateTime', resolve: (item, _args, context) => detail(item, 'updatedAt', context) }),
+    agent: Agent.optionalRelation(t, 'agentId'),
+    session: Session.optionalRelation(t, 'sessionId'),
+    createdBy: t.field({ type: UserRef, nullable: true, resolve: (item) => item.createdBy }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
   }),
 });
-
-/** A column a list may have left out (see `column`); the loader reads whole rows (findContexts). */
-const detail = detailColumns<ContextRow>((context, id): Promise<ContextRow> => ContextRef.getDataloader(context).load(id) as Promise<ContextRow>);
-
-const ContextConnection = builder.connectionObject({ type: ContextRef, name: 'ContextConnection' }, { name: 'ContextEdge' });
 
 const ContextFilterInput = builder.inputType('ContextFilter', {
   fields: (t) => ({
@@ -53,41 +44,28 @@ const ContextFilterInput = builder.inputType('ContextFilter', {
 
 builder.queryFields((t) => ({
   contexts: t.field({
-    type: ContextConnection,
+    type: Context.connection,
     description: "The tenant's knowledge, by creation time; `search` is full-text (web search syntax: words, \"phrases\", -exclusions, or)",
     authScopes: { viewer: true },
     args: {
       ...t.arg.connectionArgs(),
       search: t.arg.string({ required: false, validate: z.string().max(500, 'must be at most 500 characters') }),
       filter: t.arg({ type: ContextFilterInput, required: false }),
-      orderBy: t.arg({ type: SortOrderEnum, required: false, defaultValue: 'oldest' }),
+      orderBy: orderByArg(t.arg),
     },
-    resolve: (_root, args, context, info) => {
-      const agentId = args.filter?.agentId ? idOfType(args.filter.agentId, 'Agent') : undefined;
-      const sessionId = args.filter?.sessionId ? idOfType(args.filter.sessionId, 'Session') : undefined;
-      const impossible = (args.filter?.agentId && !agentId) || (args.filter?.sessionId && !sessionId);
-      const filter: ContextFilter = {
-        search: args.search?.trim() || undefined,
-        kind: args.filter?.kind ?? undefined,
-        tag: args.filter?.tag ?? undefined,
+    resolve: Context.list((tx, { search, filter }) => {
+      const agentId = filter?.agentId ? Agent.parseId(filter.agentId) : undefined;
+      const sessionId = filter?.sessionId ? Session.parseId(filter.sessionId) : undefined;
+      if ((filter?.agentId && !agentId) || (filter?.sessionId && !sessionId)) return NO_ROWS;
+      return contextConditions(tx, {
+        search: search?.trim() || undefined,
+        kind: filter?.kind ?? undefined,
+        tag: filter?.tag ?? undefined,
         agentId,
         sessionId,
-        ...createdRange(args.filter),
-      };
-      const fields = connectionNodeFields(info);
-      return keysetConnection(
-        args,
-        (page) => (impossible ? Promise.resolve([]) : context.db.run((tx) => listContexts(tx, filter, page, fields))),
-        args.orderBy === 'newest',
-      );
-    },
-  }),
-  context: t.field({
-    type: ContextRef,
-    nullable: true,
-    authScopes: { viewer: true },
-    args: { id: t.arg.id({ required: true }) },
-    resolve: (_root, args) => idOfType(args.id, 'Context') ?? null,
+        ...createdRange(filter),
+      });
+    }),
   }),
 }));
 
@@ -121,7 +99,7 @@ const UpdateContextInput = builder.inputType('UpdateContextInput', {
 const ContextIdInput = builder.inputType('ContextIdInput', { fields: (t) => ({ id: t.id({ required: true }) }) });
 
 const ContextPayload = builder.objectRef<{ context: ContextRow }>('ContextPayload').implement({
-  fields: (t) => ({ context: t.expose('context', { type: ContextRef }) }),
+  fields: (t) => ({ context: t.expose('context', { type: Context.ref }) }),
 });
 
 const DeleteContextPayload = builder.objectRef<{ deletedContextId: string }>('DeleteContextPayload').implement({
@@ -135,8 +113,8 @@ builder.mutationFields((t) => ({
     authScopes: { member: true },
     args: { input: t.arg({ type: CreateContextInput, required: true }) },
     resolve: async (_root, { input }, context) => {
-      const agentId = input.agentId ? idOfType(input.agentId, 'Agent') : null;
-      const sessionId = input.sessionId ? idOfType(input.sessionId, 'Session') : null;
+      const agentId = input.agentId ? Agent.parseId(input.agentId) : null;
+      const sessionId = input.sessionId ? Session.parseId(input.sessionId) : null;
       if (agentId === undefined) throw notFound('Agent');
       if (sessionId === undefined) throw notFound('Session');
       const created = await context.db.run((tx) =>
@@ -174,9 +152,7 @@ builder.mutationFields((t) => ({
 }));
 
 async function modifiableContextId(context: GraphQLContext, globalId: string): Promise<string> {
-  const id = idOfType(globalId, 'Context');
-  const [row] = id ? await context.db.run((tx) => findContexts(tx, [id])) : [];
-  if (!row) throw notFound('Context');
+  const row = await Context.find(context, globalId);
   await assertMayChange(context, row.createdBy, 'contexts');
   return row.id;
 }

@@ -1,8 +1,9 @@
 import { rethrowConstraint } from '../../db/errors.ts';
-import { idIn } from '../../db/ids.ts';
-import { conditions, keysetConditions, keysetOrder, positionColumn, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput } from '../../errors.ts';
+import { idIn } from '../../nodes/ids.ts';
+import { conditions } from '../../nodes/keyset.ts';
+import { table } from '../../nodes/table.ts';
 
 export type FineTuningStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 
@@ -16,32 +17,26 @@ export type FineTuningJobRow = {
   createdAt: Date;
   updatedAt: Date;
   finishedAt: Date | null;
-  position: string;
 };
 
 export type NewFineTuningJob = { baseModel: string; hyperparameters: Record<string, unknown>; datasetContextIds: string[] };
 
 type Json = Parameters<Tx['json']>[0];
 
-const jobColumns = (tx: Tx) => tx`
-  id, base_model as "baseModel", hyperparameters, status, result_model as "resultModel", created_by as "createdBy",
-  created_at as "createdAt", updated_at as "updatedAt", finished_at as "finishedAt", ${positionColumn(tx, 'created_at')}`;
+export const fineTuningJobs = table<FineTuningJobRow>({
+  name: 'app.fine_tuning_jobs',
+  columns: [{ id: true, baseModel: true, hyperparameters: true, status: true, resultModel: true, createdBy: true, createdAt: true, updatedAt: true, finishedAt: true }],
+  orderBy: 'created_at',
+});
 
 const constraints = {
   fine_tuning_job_contexts_context_fkey: () => badUserInput('input.datasetContextIds', 'names a context that does not exist'),
   fine_tuning_jobs_status_transition: () => badUserInput('input.id', 'the job has already finished'),
 };
 
-export async function listFineTuningJobs(tx: Tx, status: FineTuningStatus | undefined, page: KeysetPage): Promise<FineTuningJobRow[]> {
-  return tx<FineTuningJobRow[]>`
-    select ${jobColumns(tx)} from app.fine_tuning_jobs
-    where true ${conditions(tx, status && tx`and status = ${status}`)} ${keysetConditions(tx, 'created_at', page)}
-    ${keysetOrder(tx, 'created_at', page)}
-    limit ${page.limit}`;
-}
-
-export async function findFineTuningJobs(tx: Tx, ids: readonly string[]): Promise<FineTuningJobRow[]> {
-  return tx<FineTuningJobRow[]>`select ${jobColumns(tx)} from app.fine_tuning_jobs where ${idIn(tx, 'id', ids)}`;
+/** The conditions of a fine-tuning jobs list. */
+export function jobConditions(tx: Tx, status: FineTuningStatus | undefined) {
+  return conditions(tx, status && tx`and status = ${status}`);
 }
 
 /** The dataset context ids of each job, in one statement. */
@@ -63,7 +58,7 @@ export async function createFineTuningJob(tx: Tx, job: NewFineTuningJob): Promis
         insert into app.fine_tuning_job_contexts (tenant_id, job_id, context_id)
         select job.tenant_id, job.id, context_id from job, unnest(${tx.array(job.datasetContextIds, 2950)}::uuid[]) as context_id
       )
-      select ${jobColumns(tx)} from job`;
+      select ${fineTuningJobs.columns(tx)} from job`;
     return row!;
   } catch (error) {
     rethrowConstraint(error, constraints);
@@ -74,7 +69,7 @@ export async function createFineTuningJob(tx: Tx, job: NewFineTuningJob): Promis
 export async function cancelFineTuningJob(tx: Tx, id: string): Promise<FineTuningJobRow | undefined> {
   try {
     const [row] = await tx<FineTuningJobRow[]>`
-      update app.fine_tuning_jobs set status = 'cancelled' where id = ${id} returning ${jobColumns(tx)}`;
+      update app.fine_tuning_jobs set status = 'cancelled' where id = ${id} returning ${fineTuningJobs.columns(tx)}`;
     return row;
   } catch (error) {
     rethrowConstraint(error, constraints);

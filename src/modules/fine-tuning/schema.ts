@@ -1,18 +1,10 @@
 import { z } from 'zod';
 import { badUserInput, notFound } from '../../errors.ts';
 import { builder } from '../../graphql/builder.ts';
-import { keysetConnection } from '../../graphql/connection.ts';
-import { idOfType } from '../../graphql/global-id.ts';
-import { ContextRef } from '../contexts/schema.ts';
+import { nodeType } from '../../nodes/index.ts';
+import { Context } from '../contexts/schema.ts';
 import { UserRef } from '../users/schema.ts';
-import {
-  cancelFineTuningJob,
-  createFineTuningJob,
-  datasetContextIds,
-  findFineTuningJobs,
-  listFineTuningJobs,
-  type FineTuningJobRow,
-} from './repo.ts';
+import { cancelFineTuningJob, createFineTuningJob, datasetContextIds, fineTuningJobs, jobConditions, type FineTuningJobRow } from './repo.ts';
 
 const FineTuningStatusEnum = builder.enumType('FineTuningStatus', {
   description: 'queued -> running | cancelled; running -> succeeded | failed | cancelled',
@@ -25,23 +17,23 @@ const FineTuningStatusEnum = builder.enumType('FineTuningStatus', {
   } as const,
 });
 
-export const FineTuningJobRef = builder.loadableNode('FineTuningJob', {
+export const FineTuningJob = nodeType('FineTuningJob', {
+  table: fineTuningJobs,
+  byId: 'fineTuningJob',
   description: "Fine-tuning of a base model on the tenant's contexts",
-  id: { resolve: (job: FineTuningJobRow) => job.id },
-  load: (ids: string[], context) => context.db.run((tx) => findFineTuningJobs(tx, ids)),
-  toKey: (job: FineTuningJobRow) => job.id,
-  sort: true,
   fields: (t) => ({
     baseModel: t.exposeString('baseModel'),
     hyperparameters: t.expose('hyperparameters', { type: 'JSONObject' }),
     status: t.expose('status', { type: FineTuningStatusEnum }),
     resultModel: t.exposeString('resultModel', { nullable: true, description: 'Set when the job succeeds' }),
     datasetContexts: t.loadableList({
-      type: ContextRef,
+      type: Context.ref,
       description: 'The contexts the job trains on; batched across jobs',
+      extensions: { columns: ['id'] },
       load: async (jobIds: string[], context) => {
         const links = await context.db.run((tx) => datasetContextIds(tx, jobIds));
-        return jobIds.map((jobId) => links.filter((link) => link.jobId === jobId).map((link) => link.contextId));
+        const rows = await Promise.all(links.map((link) => Context.load(context, link.contextId)));
+        return jobIds.map((jobId) => rows.filter((row, i) => row !== null && links[i]!.jobId === jobId) as NonNullable<(typeof rows)[number]>[]);
       },
       resolve: (job) => job.id,
     }),
@@ -52,23 +44,13 @@ export const FineTuningJobRef = builder.loadableNode('FineTuningJob', {
   }),
 });
 
-const FineTuningJobConnection = builder.connectionObject({ type: FineTuningJobRef, name: 'FineTuningJobConnection' }, { name: 'FineTuningJobEdge' });
-
 builder.queryFields((t) => ({
   fineTuningJobs: t.field({
-    type: FineTuningJobConnection,
+    type: FineTuningJob.connection,
     description: "The tenant's fine-tuning jobs, oldest first",
     authScopes: { viewer: true },
     args: { ...t.arg.connectionArgs(), status: t.arg({ type: FineTuningStatusEnum, required: false }) },
-    resolve: (_root, args, context) =>
-      keysetConnection(args, (page) => context.db.run((tx) => listFineTuningJobs(tx, args.status ?? undefined, page))),
-  }),
-  fineTuningJob: t.field({
-    type: FineTuningJobRef,
-    nullable: true,
-    authScopes: { viewer: true },
-    args: { id: t.arg.id({ required: true }) },
-    resolve: (_root, args) => idOfType(args.id, 'FineTuningJob') ?? null,
+    resolve: FineTuningJob.list((tx, args) => jobConditions(tx, args.status ?? undefined)),
   }),
 }));
 
@@ -87,7 +69,7 @@ const CreateFineTuningJobInput = builder.inputType('CreateFineTuningJobInput', {
 const FineTuningJobIdInput = builder.inputType('FineTuningJobIdInput', { fields: (t) => ({ id: t.id({ required: true }) }) });
 
 const FineTuningJobPayload = builder.objectRef<{ job: FineTuningJobRow }>('FineTuningJobPayload').implement({
-  fields: (t) => ({ job: t.expose('job', { type: FineTuningJobRef }) }),
+  fields: (t) => ({ job: t.expose('job', { type: FineTuningJob.ref }) }),
 });
 
 builder.mutationFields((t) => ({
@@ -97,7 +79,7 @@ builder.mutationFields((t) => ({
     authScopes: { lead: true },
     args: { input: t.arg({ type: CreateFineTuningJobInput, required: true }) },
     resolve: async (_root, { input }, context) => {
-      const ids = input.datasetContextIds.map((id) => idOfType(id, 'Context'));
+      const ids = input.datasetContextIds.map((id) => Context.parseId(id));
       if (ids.some((id) => id === undefined)) throw badUserInput('input.datasetContextIds', 'names a context that does not exist');
       const datasetContextIds = [...new Set(ids as string[])];
       const job = await context.db.run((tx) =>
@@ -112,9 +94,7 @@ builder.mutationFields((t) => ({
     authScopes: { lead: true },
     args: { input: t.arg({ type: FineTuningJobIdInput, required: true }) },
     resolve: async (_root, { input }, context) => {
-      const id = idOfType(input.id, 'FineTuningJob');
-      const [found] = id ? await context.db.run((tx) => findFineTuningJobs(tx, [id])) : [];
-      if (!found) throw notFound('FineTuningJob');
+      const found = await FineTuningJob.find(context, input.id);
       if (found.status !== 'queued' && found.status !== 'running') throw badUserInput('input.id', 'the job has already finished');
       const job = await context.db.run((tx) => cancelFineTuningJob(tx, found.id));
       if (!job) throw notFound('FineTuningJob');

@@ -1,10 +1,12 @@
 import { isPgError, rethrowConstraint } from '../../db/errors.ts';
-import { conditions, keysetConditions, keysetOrder, positionColumn, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, conflict, notFound, tenantSuspended } from '../../errors.ts';
+import { conditions } from '../../nodes/keyset.ts';
+import { table } from '../../nodes/table.ts';
 import type { Role } from '../../tenancy/roles.ts';
 
-export type MemberRow = { id: string; role: Role; joinedAt: Date; position: string };
+/** A membership; its id is the member's user id (one membership per user and tenant). */
+export type MemberRow = { id: string; role: Role; joinedAt: Date };
 
 export type InvitationRow = {
   id: string;
@@ -16,7 +18,6 @@ export type InvitationRow = {
   acceptedAt: Date | null;
   acceptedBy: string | null;
   revokedAt: Date | null;
-  position: string;
 };
 
 export type AcceptedInvitation = { tenantId: string; tenantSlug: string; tenantName: string; role: Role };
@@ -30,17 +31,16 @@ const invitationConstraints = {
   invitations_email_format: () => badUserInput('input.email', 'must be an email address'),
 };
 
-// Members are listed in the order they joined; the user id is the row's id.
-const memberSelect = (tx: Tx) => tx`
-  select user_id as id, role, created_at as "joinedAt", created_at, ${positionColumn(tx, 'created_at')}
-  from app.memberships`;
+// Members are listed in the order they joined.
+export const members = table<MemberRow>({
+  name: 'app.memberships',
+  columns: [{ id: 'user_id', role: true, joinedAt: 'created_at' }],
+  orderBy: 'created_at',
+  idColumn: 'user_id',
+});
 
-export async function listMembers(tx: Tx, role: Role | undefined, page: KeysetPage): Promise<MemberRow[]> {
-  return tx<MemberRow[]>`
-    select id, role, "joinedAt", position from (${memberSelect(tx)}) m
-    where true ${conditions(tx, role && tx`and role = ${role}`)} ${keysetConditions(tx, 'created_at', page)}
-    ${keysetOrder(tx, 'created_at', page)}
-    limit ${page.limit}`;
+export function memberConditions(tx: Tx, role: Role | undefined) {
+  return conditions(tx, role && tx`and role = ${role}`);
 }
 
 /** Undefined when the user is not a member (or RLS does not let this request change them). */
@@ -48,7 +48,7 @@ export async function updateMemberRole(tx: Tx, userId: string, role: Role): Prom
   try {
     const [row] = await tx<MemberRow[]>`
       update app.memberships set role = ${role} where user_id = ${userId}
-      returning user_id as id, role, created_at as "joinedAt", ${positionColumn(tx, 'created_at')}`;
+      returning ${members.columns(tx)}`;
     return row;
   } catch (error) {
     rethrowConstraint(error, memberConstraints);
@@ -64,23 +64,14 @@ export async function removeMember(tx: Tx, userId: string): Promise<boolean> {
   }
 }
 
-const invitationColumns = (tx: Tx) => tx`
-  id, email, role, invited_by as "invitedBy", created_at as "createdAt", expires_at as "expiresAt",
-  accepted_at as "acceptedAt", accepted_by as "acceptedBy", revoked_at as "revokedAt", ${positionColumn(tx, 'created_at')}`;
+export const invitations = table<InvitationRow>({
+  name: 'app.invitations',
+  columns: [{ id: true, email: true, role: true, invitedBy: true, createdAt: true, expiresAt: true, acceptedAt: true, acceptedBy: true, revokedAt: true }],
+  orderBy: 'created_at',
+});
 
-export async function listInvitations(tx: Tx, pendingOnly: boolean, page: KeysetPage): Promise<InvitationRow[]> {
-  return tx<InvitationRow[]>`
-    select ${invitationColumns(tx)} from app.invitations
-    where true
-      ${pendingOnly ? tx`and accepted_at is null and revoked_at is null and expires_at > now()` : tx``}
-      ${keysetConditions(tx, 'created_at', page)}
-    ${keysetOrder(tx, 'created_at', page)}
-    limit ${page.limit}`;
-}
-
-export async function findInvitation(tx: Tx, id: string): Promise<InvitationRow | undefined> {
-  const [row] = await tx<InvitationRow[]>`select ${invitationColumns(tx)} from app.invitations where id = ${id}`;
-  return row;
+export function invitationConditions(tx: Tx, pendingOnly: boolean) {
+  return conditions(tx, pendingOnly && tx`and accepted_at is null and revoked_at is null and expires_at > now()`);
 }
 
 /** Undefined when the email already belongs to a member of the tenant. */
@@ -95,7 +86,7 @@ export async function createInvitation(
              ${input.expiresAt.toISOString()}::timestamptz
       where not exists (select 1 from app.memberships m join app.users u on u.id = m.user_id
                         where lower(u.email) = lower(${input.email}))
-      returning ${invitationColumns(tx)}`;
+      returning ${invitations.columns(tx)}`;
     return row;
   } catch (error) {
     rethrowConstraint(error, invitationConstraints);
@@ -106,7 +97,7 @@ export async function createInvitation(
 export async function revokeInvitation(tx: Tx, id: string): Promise<InvitationRow | undefined> {
   try {
     const [row] = await tx<InvitationRow[]>`
-      update app.invitations set revoked_at = now() where id = ${id} returning ${invitationColumns(tx)}`;
+      update app.invitations set revoked_at = now() where id = ${id} returning ${invitations.columns(tx)}`;
     return row;
   } catch (error) {
     rethrowConstraint(error, invitationConstraints);

@@ -3,19 +3,19 @@
 // outside any tenant. Only a signed-in person manages members, never an API key.
 import { z } from 'zod';
 import { invitationTokenHash, newInvitationToken } from '../../auth/secrets.ts';
-import { isUuid } from '../../auth/tokens.ts';
 import { conflict, forbidden, notFound } from '../../errors.ts';
 import { builder } from '../../graphql/builder.ts';
-import { keysetConnection } from '../../graphql/connection.ts';
+import { nodeType } from '../../nodes/index.ts';
 import { roleAtLeast } from '../../tenancy/roles.ts';
 import { RoleEnum, TenantRef } from '../tenants/schema.ts';
 import { UserRef } from '../users/schema.ts';
 import {
   acceptInvitation,
   createInvitation,
-  findInvitation,
-  listInvitations,
-  listMembers,
+  invitationConditions,
+  invitations,
+  memberConditions,
+  members,
   removeMember,
   revokeInvitation,
   updateMemberRole,
@@ -24,10 +24,11 @@ import {
   type MemberRow,
 } from './repo.ts';
 
-const MemberRef = builder.objectRef<MemberRow>('Member').implement({
+const Member = nodeType('Member', {
+  table: members,
   description: 'A user and their role in the tenant',
   fields: (t) => ({
-    user: t.field({ type: UserRef, resolve: (member) => member.id }),
+    user: t.field({ type: UserRef, extensions: { columns: ['id'] }, resolve: (member) => member.id }),
     role: t.expose('role', { type: RoleEnum }),
     joinedAt: t.expose('joinedAt', { type: 'DateTime' }),
   }),
@@ -43,13 +44,13 @@ function invitationStatus(invitation: InvitationRow): 'PENDING' | 'ACCEPTED' | '
   return invitation.expiresAt.getTime() <= Date.now() ? 'EXPIRED' : 'PENDING';
 }
 
-const InvitationRef = builder.objectRef<InvitationRow>('Invitation').implement({
+const Invitation = nodeType('Invitation', {
+  table: invitations,
   description: 'An invitation to join the tenant; its token is shown once, when it is created',
   fields: (t) => ({
-    id: t.exposeID('id'),
     email: t.exposeString('email'),
     role: t.expose('role', { type: RoleEnum }),
-    status: t.field({ type: InvitationStatusEnum, resolve: invitationStatus }),
+    status: t.field({ type: InvitationStatusEnum, extensions: { columns: ['acceptedAt', 'revokedAt', 'expiresAt'] }, resolve: invitationStatus }),
     invitedBy: t.field({ type: UserRef, nullable: true, description: 'Null when sent by the platform or once the inviter has left', resolve: (i) => i.invitedBy }),
     acceptedBy: t.field({ type: UserRef, nullable: true, resolve: (i) => i.acceptedBy }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
@@ -60,29 +61,20 @@ const InvitationRef = builder.objectRef<InvitationRow>('Invitation').implement({
 });
 
 builder.queryFields((t) => ({
-  members: t.connection(
-    {
-      type: MemberRef,
-      description: "The tenant's members in the order they joined",
-      authScopes: { viewer: true },
-      args: { role: t.arg({ type: RoleEnum, required: false }) },
-      resolve: (_root, args, context) => keysetConnection(args, (page) => context.db.run((tx) => listMembers(tx, args.role ?? undefined, page))),
-    },
-    { name: 'MemberConnection' },
-    { name: 'MemberEdge' },
-  ),
-  invitations: t.connection(
-    {
-      type: InvitationRef,
-      description: 'LEAD and above: invitations of the tenant, oldest first',
-      authScopes: { lead: true },
-      args: { pendingOnly: t.arg.boolean({ required: false, defaultValue: true }) },
-      resolve: (_root, args, context) =>
-        keysetConnection(args, (page) => context.db.run((tx) => listInvitations(tx, args.pendingOnly !== false, page))),
-    },
-    { name: 'InvitationConnection' },
-    { name: 'InvitationEdge' },
-  ),
+  members: t.field({
+    type: Member.connection,
+    description: "The tenant's members in the order they joined",
+    authScopes: { viewer: true },
+    args: { ...t.arg.connectionArgs(), role: t.arg({ type: RoleEnum, required: false }) },
+    resolve: Member.list((tx, args) => memberConditions(tx, args.role ?? undefined)),
+  }),
+  invitations: t.field({
+    type: Invitation.connection,
+    description: 'LEAD and above: invitations of the tenant, oldest first',
+    authScopes: { lead: true },
+    args: { ...t.arg.connectionArgs(), pendingOnly: t.arg.boolean({ required: false, defaultValue: true }) },
+    resolve: Invitation.list((tx, args) => invitationConditions(tx, args.pendingOnly !== false)),
+  }),
 }));
 
 const userId = z.string().uuid('must be a user id');
@@ -115,18 +107,18 @@ const AcceptInvitationInput = builder.inputType('AcceptInvitationInput', {
 
 const InviteMemberPayload = builder.objectRef<{ invitation: InvitationRow; token: string }>('InviteMemberPayload').implement({
   fields: (t) => ({
-    invitation: t.expose('invitation', { type: InvitationRef }),
+    invitation: t.expose('invitation', { type: Invitation.ref }),
     token: t.exposeString('token', { description: 'Give this to the invited person; it is not shown again' }),
   }),
 });
 const MemberPayload = builder.objectRef<{ member: MemberRow }>('MemberPayload').implement({
-  fields: (t) => ({ member: t.expose('member', { type: MemberRef }) }),
+  fields: (t) => ({ member: t.expose('member', { type: Member.ref }) }),
 });
 const RemoveMemberPayload = builder.objectRef<{ removedUserId: string }>('RemoveMemberPayload').implement({
   fields: (t) => ({ removedUserId: t.exposeID('removedUserId') }),
 });
 const InvitationPayload = builder.objectRef<{ invitation: InvitationRow }>('InvitationPayload').implement({
-  fields: (t) => ({ invitation: t.expose('invitation', { type: InvitationRef }) }),
+  fields: (t) => ({ invitation: t.expose('invitation', { type: Invitation.ref }) }),
 });
 const AcceptInvitationPayload = builder.objectRef<AcceptedInvitation>('AcceptInvitationPayload').implement({
   fields: (t) => ({
@@ -165,8 +157,7 @@ builder.mutationFields((t) => ({
     authScopes: { $all: { lead: true, person: true } },
     args: { input: t.arg({ type: InvitationIdInput, required: true }) },
     resolve: async (_root, { input }, context) => {
-      const found = isUuid(input.id) ? await context.db.run((tx) => findInvitation(tx, input.id)) : undefined;
-      if (!found) throw notFound('Invitation');
+      const found = await Invitation.find(context, input.id);
       const [{ role }, { userId: me }] = await Promise.all([context.identity.tenant(), context.identity.principal()]);
       if (!roleAtLeast(role, 'ADMIN') && found.invitedBy !== me) throw forbidden('A LEAD may revoke only the invitations they sent');
       const invitation = await context.db.run((tx) => revokeInvitation(tx, found.id));

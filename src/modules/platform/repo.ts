@@ -2,7 +2,7 @@
 // capability in the database and records its use in the same transaction.
 // They run in a platform transaction: no tenant is set, no tenant data is read.
 import { isPgError } from '../../db/errors.ts';
-import type { KeysetPage } from '../../db/keyset.ts';
+import type { KeysetPage } from '../../nodes/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, conflict, forbidden, notFound } from '../../errors.ts';
 import type { Plan } from '../../operator/repo.ts';

@@ -7,7 +7,7 @@ import { newInvitationToken } from '../../auth/secrets.ts';
 import { isUuid } from '../../auth/tokens.ts';
 import { notFound } from '../../errors.ts';
 import { builder } from '../../graphql/builder.ts';
-import { keysetConnection } from '../../graphql/connection.ts';
+import { connectionType, keysetConnection } from '../../nodes/index.ts';
 import { TenantStatusEnum } from '../tenants/schema.ts';
 import {
   createTenant,
@@ -69,19 +69,17 @@ const PlatformTenantRef = builder.objectRef<PlatformTenantRow>('PlatformTenant')
   }),
 });
 
+const PlatformTenantConnection = connectionType('PlatformTenant', PlatformTenantRef);
+
 builder.queryFields((t) => ({
-  platformTenants: t.connection(
-    {
-      extensions: { platform: true },
-      type: PlatformTenantRef,
-      description: 'Platform operators: every tenant with its usage, oldest first. Audited',
-      authScopes: { operator: true },
-      args: { status: t.arg({ type: TenantStatusEnum, required: false }) },
-      resolve: (_root, args, context) => keysetConnection(args, (page) => context.db.run((tx) => listTenants(tx, args.status ?? undefined, page))),
-    },
-    { name: 'PlatformTenantConnection' },
-    { name: 'PlatformTenantEdge' },
-  ),
+  platformTenants: t.field({
+    extensions: { platform: true },
+    type: PlatformTenantConnection,
+    description: 'Platform operators: every tenant with its usage, oldest first. Audited',
+    authScopes: { operator: true },
+    args: { ...t.arg.connectionArgs(), status: t.arg({ type: TenantStatusEnum, required: false }) },
+    resolve: (_root, args, context) => keysetConnection(args, (page) => context.db.run((tx) => listTenants(tx, args.status ?? undefined, page))),
+  }),
   usage: t.field({
     type: [QuotaUsageRef],
     description: "The request tenant's usage against its limits",

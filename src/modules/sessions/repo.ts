@@ -1,9 +1,8 @@
-import { columns, type ColumnGroup } from '../../db/columns.ts';
 import { rethrowConstraint } from '../../db/errors.ts';
-import { idIn, parents } from '../../db/ids.ts';
-import { conditions, keysetConditions, keysetOrder, positionSql, timeRange, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, notFound } from '../../errors.ts';
+import { conditions, timeRange } from '../../nodes/keyset.ts';
+import { table } from '../../nodes/table.ts';
 
 export type SessionStatus = 'active' | 'completed' | 'failed' | 'cancelled';
 
@@ -16,11 +15,7 @@ export type SessionRow = {
   endedAt: Date | null;
   tokensUsed: number;
   metadata: Record<string, unknown>;
-  position: string;
 };
-
-/** A session as a list may read it: these columns always, the others when asked for. */
-export type SessionNode = Pick<SessionRow, 'id' | 'agentId' | 'status' | 'tokensUsed'> & Partial<SessionRow>;
 
 export type SessionFilter = {
   status?: SessionStatus | undefined;
@@ -31,16 +26,19 @@ export type SessionFilter = {
 
 type Json = Parameters<Tx['json']>[0];
 
-const sessionGroups: readonly ColumnGroup[] = [
-  { fields: ['id', 'agent', 'status', 'tokensUsed', 'tasks'], sql: `id, agent_id as "agentId", status, tokens_used::float8 as "tokensUsed"` },
-  { fields: ['startedAt', 'endedAt'], sql: `started_at as "startedAt", ended_at as "endedAt"` },
-  { fields: ['startedBy'], sql: `started_by as "startedBy"` },
-  { fields: ['metadata'], sql: `metadata` },
-  { fields: ['cursor'], sql: positionSql('started_at') },
-];
-const sessionColumns = (tx: Tx) => columns(tx, sessionGroups);
+export const sessions = table<SessionRow>({
+  name: 'app.sessions',
+  columns: [
+    { id: true, agentId: true, status: true, tokensUsed: 'tokens_used::float8' },
+    { startedAt: true, endedAt: true },
+    { startedBy: true },
+    { metadata: true },
+  ],
+  orderBy: 'started_at',
+});
 
-const filterConditions = (tx: Tx, filter: SessionFilter) =>
+/** The conditions of a sessions list (the tenant's, or an agent's). */
+export const sessionConditions = (tx: Tx, filter: SessionFilter) =>
   conditions(
     tx,
     filter.status && tx`and status = ${filter.status}`,
@@ -56,43 +54,12 @@ const constraints = {
   sessions_usage_when_active: () => badUserInput('input.sessionId', 'the session has already ended'),
 };
 
-/** A page of the tenant's sessions, with the columns `fields` need. */
-export async function listSessions(tx: Tx, filter: SessionFilter, page: KeysetPage, fields: ReadonlySet<string>): Promise<SessionNode[]> {
-  return tx<SessionNode[]>`
-    select ${columns(tx, sessionGroups, fields)} from app.sessions
-    where true ${filterConditions(tx, filter)} ${keysetConditions(tx, 'started_at', page)}
-    ${keysetOrder(tx, 'started_at', page)}
-    limit ${page.limit}`;
-}
-
-/** One page of sessions for each agent, in one statement, with the columns `fields` need. */
-export async function listSessionsOfAgents(
-  tx: Tx,
-  agentIds: readonly string[],
-  filter: SessionFilter,
-  page: KeysetPage,
-  fields: ReadonlySet<string>,
-): Promise<SessionNode[]> {
-  return tx<SessionNode[]>`
-    select s.* from ${parents(tx, agentIds)}
-    cross join lateral (
-      select ${columns(tx, sessionGroups, fields)} from app.sessions
-      where agent_id = parent.id ${filterConditions(tx, filter)} ${keysetConditions(tx, 'started_at', page)}
-      ${keysetOrder(tx, 'started_at', page)}
-      limit ${page.limit}
-    ) s`;
-}
-
-export async function findSessions(tx: Tx, ids: readonly string[]): Promise<SessionRow[]> {
-  return tx<SessionRow[]>`select ${sessionColumns(tx)} from app.sessions where ${idIn(tx, 'id', ids)}`;
-}
-
 export async function startSession(tx: Tx, agentId: string, metadata: Record<string, unknown>): Promise<SessionRow> {
   try {
     const [row] = await tx<SessionRow[]>`
       insert into app.sessions (tenant_id, agent_id, started_by, metadata)
       values (app.current_tenant_id(), ${agentId}, app.current_user_id(), ${tx.json(metadata as Json)})
-      returning ${sessionColumns(tx)}`;
+      returning ${sessions.columns(tx)}`;
     return row!;
   } catch (error) {
     rethrowConstraint(error, constraints);
@@ -104,7 +71,7 @@ export async function endSession(tx: Tx, id: string, status: Exclude<SessionStat
   try {
     const [row] = await tx<SessionRow[]>`
       update app.sessions set status = ${status}, ended_at = now() where id = ${id}
-      returning ${sessionColumns(tx)}`;
+      returning ${sessions.columns(tx)}`;
     return row;
   } catch (error) {
     rethrowConstraint(error, constraints);
@@ -116,7 +83,7 @@ export async function recordUsage(tx: Tx, id: string, tokens: number): Promise<S
   try {
     const [row] = await tx<SessionRow[]>`
       update app.sessions set tokens_used = tokens_used + ${tokens} where id = ${id}
-      returning ${sessionColumns(tx)}`;
+      returning ${sessions.columns(tx)}`;
     return row;
   } catch (error) {
     rethrowConstraint(error, constraints);

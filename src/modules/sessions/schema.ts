@@ -1,26 +1,13 @@
 import { z } from 'zod';
 import { badUserInput, notFound } from '../../errors.ts';
 import { builder } from '../../graphql/builder.ts';
-import { keysetConnection, type ConnectionArgs } from '../../graphql/connection.ts';
-import { idOfType } from '../../graphql/global-id.ts';
-import { SortOrderEnum } from '../../graphql/lists.ts';
-import { connectionNodeFields, detailColumns, objectFields } from '../../graphql/selection.ts';
+import type { GraphQLContext } from '../../graphql/context.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
-import { childList, prefetchChildren, prefetched, registerPrefetch } from '../../graphql/prefetch.ts';
-import { findAgentOfSession, type AgentNode } from '../agents/repo.ts';
-import { AgentRef } from '../agents/schema.ts';
+import { NO_ROWS } from '../../nodes/table.ts';
+import { nodeType, orderByArg } from '../../nodes/index.ts';
+import { Agent } from '../agents/schema.ts';
 import { UserRef } from '../users/schema.ts';
-import {
-  endSession,
-  findSessions,
-  listSessions,
-  listSessionsOfAgents,
-  recordUsage,
-  startSession,
-  type SessionFilter,
-  type SessionNode,
-  type SessionRow,
-} from './repo.ts';
+import { endSession, recordUsage, sessionConditions, sessions, startSession, type SessionFilter, type SessionRow } from './repo.ts';
 
 export const SessionStatusEnum = builder.enumType('SessionStatus', {
   values: {
@@ -35,31 +22,20 @@ const EndedSessionStatusEnum = builder.enumType('EndedSessionStatus', {
   values: { COMPLETED: { value: 'completed' }, FAILED: { value: 'failed' }, CANCELLED: { value: 'cancelled' } } as const,
 });
 
-export const SessionRef = builder.loadableNode('Session', {
+export const Session = nodeType('Session', {
+  table: sessions,
+  byId: 'session',
   description: 'One run of an agent',
-  id: { resolve: (session: SessionNode) => session.id },
-  load: (ids: string[], context): Promise<SessionNode[]> => context.db.run((tx) => findSessions(tx, ids)),
-  toKey: (session: SessionNode) => session.id,
-  sort: true,
   fields: (t) => ({
-    agent: t.field({
-      type: AgentRef,
-      resolve: (session, _args, context, info) =>
-        prefetched<AgentNode | undefined>(context, info, session.id)?.then((agent) => agent ?? session.agentId) ?? session.agentId,
-    }),
+    agent: Agent.relation(t, 'agentId'),
     status: t.expose('status', { type: SessionStatusEnum }),
-    startedBy: t.field({ type: UserRef, nullable: true, resolve: (session, _args, context) => detail(session, 'startedBy', context) }),
-    startedAt: t.field({ type: 'DateTime', resolve: (session, _args, context) => detail(session, 'startedAt', context) }),
-    endedAt: t.field({ type: 'DateTime', nullable: true, resolve: (session, _args, context) => detail(session, 'endedAt', context) }),
+    startedBy: t.field({ type: UserRef, nullable: true, resolve: (session) => session.startedBy }),
+    startedAt: t.expose('startedAt', { type: 'DateTime' }),
+    endedAt: t.expose('endedAt', { type: 'DateTime', nullable: true }),
     tokensUsed: t.exposeFloat('tokensUsed', { description: "The sum of its tasks' tokens" }),
-    metadata: t.field({ type: 'JSONObject', resolve: (session, _args, context) => detail(session, 'metadata', context) }),
+    metadata: t.expose('metadata', { type: 'JSONObject' }),
   }),
 });
-
-/** A column a list may have left out (see `column`); the loader reads whole rows (findSessions). */
-const detail = detailColumns<SessionRow>((context, id): Promise<SessionRow> => SessionRef.getDataloader(context).load(id) as Promise<SessionRow>);
-
-export const SessionConnection = builder.connectionObject({ type: SessionRef, name: 'SessionConnection' }, { name: 'SessionEdge' });
 
 const SessionFilterInput = builder.inputType('SessionFilter', {
   fields: (t) => ({
@@ -74,7 +50,7 @@ type SessionFilterArgs = { status?: SessionRow['status'] | null; agentId?: strin
 
 /** The filter in repository terms; an agent id that names no agent matches nothing. */
 function sessionFilter(filter: SessionFilterArgs): SessionFilter | undefined {
-  const agentId = filter?.agentId ? idOfType(filter.agentId, 'Agent') : undefined;
+  const agentId = filter?.agentId ? Agent.parseId(filter.agentId) : undefined;
   if (filter?.agentId && !agentId) return undefined;
   return {
     status: filter?.status ?? undefined,
@@ -86,58 +62,23 @@ function sessionFilter(filter: SessionFilterArgs): SessionFilter | undefined {
 
 builder.queryFields((t) => ({
   sessions: t.field({
-    type: SessionConnection,
+    type: Session.connection,
     description: "The tenant's sessions by start time (at most 100 a page, 20 by default)",
     authScopes: { viewer: true },
-    args: {
-      ...t.arg.connectionArgs(),
-      filter: t.arg({ type: SessionFilterInput, required: false }),
-      orderBy: t.arg({ type: SortOrderEnum, required: false, defaultValue: 'oldest' }),
-    },
-    resolve: (_root, args, context, info) => {
+    args: { ...t.arg.connectionArgs(), filter: t.arg({ type: SessionFilterInput, required: false }), orderBy: orderByArg(t.arg) },
+    resolve: Session.list((tx, args) => {
       const filter = sessionFilter(args.filter);
-      const fields = connectionNodeFields(info);
-      return keysetConnection(
-        args,
-        (page) => (filter ? context.db.run((tx) => listSessions(tx, filter, page, fields)) : Promise.resolve([])),
-        args.orderBy === 'newest',
-      );
-    },
-  }),
-  session: t.field({
-    type: SessionRef,
-    nullable: true,
-    authScopes: { viewer: true },
-    args: { id: t.arg.id({ required: true }) },
-    resolve: (_root, args, context, info) => {
-      const id = idOfType(args.id, 'Session');
-      if (id) prefetchChildren(context, info, 'Session', id);
-      return id ?? null;
-    },
+      return filter ? sessionConditions(tx, filter) : NO_ROWS;
+    }),
   }),
 }));
 
-// `session(id) { agent }`: read with the session (src/graphql/prefetch.ts).
-registerPrefetch('Session', 'agent', (context, sessionId, child) => context.db.run((tx) => findAgentOfSession(tx, sessionId, objectFields(child))));
-
-type AgentSessionsArgs = ConnectionArgs & { status?: SessionRow['status'] | null; orderBy?: 'oldest' | 'newest' | null };
-
-const agentSessions = childList('Agent', 'sessions', {
-  rows: (tx, agentIds, args: AgentSessionsArgs, page, fields) => listSessionsOfAgents(tx, agentIds, { status: args.status ?? undefined }, page, fields),
-  parentOf: (session) => session.agentId,
-  newestFirst: (args) => args.orderBy === 'newest',
-});
-
-builder.objectFields(AgentRef, (t) => ({
-  sessions: t.field({
-    type: SessionConnection,
+builder.objectFields(Agent.ref, (t) => ({
+  sessions: Session.childList(t, {
+    parentKey: 'agentId',
     description: "This agent's sessions by start time; batched across agents",
-    args: {
-      ...t.arg.connectionArgs(),
-      status: t.arg({ type: SessionStatusEnum, required: false }),
-      orderBy: t.arg({ type: SortOrderEnum, required: false, defaultValue: 'oldest' }),
-    },
-    resolve: (agent, args, context, info) => agentSessions(agent.id, args, context, info),
+    args: { ...t.arg.connectionArgs(), status: t.arg({ type: SessionStatusEnum, required: false }), orderBy: orderByArg(t.arg) },
+    where: (tx, args) => sessionConditions(tx, { status: args.status ?? undefined }),
   }),
 }));
 
@@ -165,7 +106,7 @@ const RecordUsageInput = builder.inputType('RecordUsageInput', {
 });
 
 const SessionPayload = builder.objectRef<{ session: SessionRow }>('SessionPayload').implement({
-  fields: (t) => ({ session: t.expose('session', { type: SessionRef }) }),
+  fields: (t) => ({ session: t.expose('session', { type: Session.ref }) }),
 });
 
 builder.mutationFields((t) => ({
@@ -175,7 +116,7 @@ builder.mutationFields((t) => ({
     authScopes: { member: true },
     args: { input: t.arg({ type: StartSessionInput, required: true }) },
     resolve: async (_root, { input }, context) => {
-      const agentId = idOfType(input.agentId, 'Agent');
+      const agentId = Agent.parseId(input.agentId);
       if (!agentId) throw notFound('Agent');
       return { session: await context.db.run((tx) => startSession(tx, agentId, input.metadata ?? {})) };
     },
@@ -187,11 +128,7 @@ builder.mutationFields((t) => ({
     authScopes: { member: true },
     args: { input: t.arg({ type: EndSessionInput, required: true }) },
     resolve: async (_root, { input }, context) => {
-      const id = idOfType(input.id, 'Session');
-      const [session] = id ? await context.db.run((tx) => findSessions(tx, [id])) : [];
-      if (!session) throw notFound('Session');
-      await assertMayChange(context, session.startedBy, 'sessions');
-      if (session.status !== 'active') throw badUserInput('input.id', 'the session has already ended');
+      const session = await activeSession(context, input.id, 'input.id');
       const ended = await context.db.run((tx) => endSession(tx, session.id, input.status));
       if (!ended) throw notFound('Session');
       return { session: ended };
@@ -205,14 +142,18 @@ builder.mutationFields((t) => ({
     authScopes: { member: true },
     args: { input: t.arg({ type: RecordUsageInput, required: true }) },
     resolve: async (_root, { input }, context) => {
-      const id = idOfType(input.sessionId, 'Session');
-      const [session] = id ? await context.db.run((tx) => findSessions(tx, [id])) : [];
-      if (!session) throw notFound('Session');
-      await assertMayChange(context, session.startedBy, 'sessions');
-      if (session.status !== 'active') throw badUserInput('input.sessionId', 'the session has already ended');
+      const session = await activeSession(context, input.sessionId, 'input.sessionId');
       const updated = await context.db.run((tx) => recordUsage(tx, session.id, input.tokens));
       if (!updated) throw notFound('Session');
       return { session: updated };
     },
   }),
 }));
+
+/** The active session this request may change: NOT_FOUND when it cannot see it, FORBIDDEN when not its own (below LEAD). */
+async function activeSession(context: GraphQLContext, globalId: string, argument: string): Promise<SessionRow> {
+  const session = await Session.find(context, globalId);
+  await assertMayChange(context, session.startedBy, 'sessions');
+  if (session.status !== 'active') throw badUserInput(argument, 'the session has already ended');
+  return session;
+}

@@ -1,9 +1,8 @@
-import { columns, type ColumnGroup } from '../../db/columns.ts';
 import { rethrowConstraint } from '../../db/errors.ts';
-import { idIn, parents } from '../../db/ids.ts';
-import { conditions, keysetConditions, keysetOrder, positionSql, timeRange, type KeysetPage } from '../../db/keyset.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, notFound } from '../../errors.ts';
+import { conditions, timeRange } from '../../nodes/keyset.ts';
+import { table } from '../../nodes/table.ts';
 
 export type TaskStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 
@@ -19,11 +18,7 @@ export type TaskRow = {
   createdBy: string | null;
   createdAt: Date;
   updatedAt: Date;
-  position: string;
 };
-
-/** A task as a list may read it: these columns always, the others when asked for. */
-export type TaskNode = Pick<TaskRow, 'id' | 'sessionId' | 'title' | 'status' | 'tokens'> & Partial<TaskRow>;
 
 export type TaskFilter = {
   status?: TaskStatus | undefined;
@@ -39,16 +34,19 @@ export type TaskProgress = { status: TaskStatus; output?: Record<string, unknown
 
 type Json = Parameters<Tx['json']>[0];
 
-const taskGroups: readonly ColumnGroup[] = [
-  { fields: ['id', 'session', 'title', 'status', 'tokens'], sql: `id, session_id as "sessionId", title, status, tokens::float8 as tokens` },
-  { fields: ['createdAt', 'updatedAt'], sql: `created_at as "createdAt", updated_at as "updatedAt"` },
-  { fields: ['assignee', 'createdBy'], sql: `assignee_id as "assigneeId", created_by as "createdBy"` },
-  { fields: ['input', 'output'], sql: `input, output` },
-  { fields: ['cursor'], sql: positionSql('created_at') },
-];
-const taskColumns = (tx: Tx) => columns(tx, taskGroups);
+export const tasks = table<TaskRow>({
+  name: 'app.tasks',
+  columns: [
+    { id: true, sessionId: true, title: true, status: true, tokens: 'tokens::float8' },
+    { createdAt: true, updatedAt: true },
+    { assigneeId: true, createdBy: true },
+    { input: true, output: true },
+  ],
+  orderBy: 'created_at',
+});
 
-const filterConditions = (tx: Tx, filter: TaskFilter) =>
+/** The conditions of a tasks list (the tenant's, or a session's). */
+export const taskConditions = (tx: Tx, filter: TaskFilter) =>
   conditions(
     tx,
     filter.status && tx`and status = ${filter.status}`,
@@ -68,44 +66,13 @@ const constraints = {
   tasks_output_size: () => badUserInput('input.output', 'must be at most 64 KiB'),
 };
 
-/** A page of the tenant's tasks, with the columns `fields` need. */
-export async function listTasks(tx: Tx, filter: TaskFilter, page: KeysetPage, fields: ReadonlySet<string>): Promise<TaskNode[]> {
-  return tx<TaskNode[]>`
-    select ${columns(tx, taskGroups, fields)} from app.tasks
-    where true ${filterConditions(tx, filter)} ${keysetConditions(tx, 'created_at', page)}
-    ${keysetOrder(tx, 'created_at', page)}
-    limit ${page.limit}`;
-}
-
-/** One page of tasks for each session, in one statement, with the columns `fields` need. */
-export async function listTasksOfSessions(
-  tx: Tx,
-  sessionIds: readonly string[],
-  filter: TaskFilter,
-  page: KeysetPage,
-  fields: ReadonlySet<string>,
-): Promise<TaskNode[]> {
-  return tx<TaskNode[]>`
-    select t.* from ${parents(tx, sessionIds)}
-    cross join lateral (
-      select ${columns(tx, taskGroups, fields)} from app.tasks
-      where session_id = parent.id ${filterConditions(tx, filter)} ${keysetConditions(tx, 'created_at', page)}
-      ${keysetOrder(tx, 'created_at', page)}
-      limit ${page.limit}
-    ) t`;
-}
-
-export async function findTasks(tx: Tx, ids: readonly string[]): Promise<TaskRow[]> {
-  return tx<TaskRow[]>`select ${taskColumns(tx)} from app.tasks where ${idIn(tx, 'id', ids)}`;
-}
-
 export async function createTask(tx: Tx, task: NewTask): Promise<TaskRow> {
   try {
     const [row] = await tx<TaskRow[]>`
       insert into app.tasks (tenant_id, session_id, title, input, assignee_id, created_by)
       values (app.current_tenant_id(), ${task.sessionId}, ${task.title}, ${tx.json(task.input as Json)}, ${task.assigneeId},
               app.current_user_id())
-      returning ${taskColumns(tx)}`;
+      returning ${tasks.columns(tx)}`;
     return row!;
   } catch (error) {
     rethrowConstraint(error, constraints);
@@ -121,7 +88,7 @@ export async function updateTaskStatus(tx: Tx, id: string, progress: TaskProgres
         output = coalesce(${progress.output ? tx.json(progress.output as Json) : null}, output),
         tokens = coalesce(${progress.tokens ?? null}, tokens)
       where id = ${id}
-      returning ${taskColumns(tx)}`;
+      returning ${tasks.columns(tx)}`;
     return row;
   } catch (error) {
     rethrowConstraint(error, constraints);
@@ -131,7 +98,7 @@ export async function updateTaskStatus(tx: Tx, id: string, progress: TaskProgres
 export async function assignTask(tx: Tx, id: string, assigneeId: string | null): Promise<TaskRow | undefined> {
   try {
     const [row] = await tx<TaskRow[]>`
-      update app.tasks set assignee_id = ${assigneeId} where id = ${id} returning ${taskColumns(tx)}`;
+      update app.tasks set assignee_id = ${assigneeId} where id = ${id} returning ${tasks.columns(tx)}`;
     return row;
   } catch (error) {
     rethrowConstraint(error, constraints);

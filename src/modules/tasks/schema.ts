@@ -1,17 +1,15 @@
 import { z } from 'zod';
 import { notFound } from '../../errors.ts';
 import { builder } from '../../graphql/builder.ts';
-import { keysetConnection, type ConnectionArgs } from '../../graphql/connection.ts';
 import type { GraphQLContext } from '../../graphql/context.ts';
-import { idOfType } from '../../graphql/global-id.ts';
-import { createdRange, createdRangeFields, SortOrderEnum } from '../../graphql/lists.ts';
-import { connectionNodeFields, detailColumns } from '../../graphql/selection.ts';
 import { assertMayChange } from '../../graphql/permissions.ts';
-import { childList } from '../../graphql/prefetch.ts';
-import { isUuid } from '../../auth/tokens.ts';
-import { SessionRef } from '../sessions/schema.ts';
+import { createdRange, createdRangeFields, nodeType, orderByArg } from '../../nodes/index.ts';
+import { NO_ROWS } from '../../nodes/table.ts';
+import { isUuid } from '../../tenancy/identifiers.ts';
+import { Agent } from '../agents/schema.ts';
+import { Session } from '../sessions/schema.ts';
 import { UserRef } from '../users/schema.ts';
-import { assignTask, createTask, findTasks, listTasks, listTasksOfSessions, updateTaskStatus, type TaskFilter, type TaskNode, type TaskRow } from './repo.ts';
+import { assignTask, createTask, taskConditions, tasks, updateTaskStatus, type TaskRow } from './repo.ts';
 
 export const TaskStatusEnum = builder.enumType('TaskStatus', {
   description: 'pending -> running | cancelled; running -> succeeded | failed | cancelled',
@@ -24,30 +22,23 @@ export const TaskStatusEnum = builder.enumType('TaskStatus', {
   } as const,
 });
 
-export const TaskRef = builder.loadableNode('Task', {
+export const Task = nodeType('Task', {
+  table: tasks,
+  byId: 'task',
   description: 'A unit of work inside a session',
-  id: { resolve: (task: TaskNode) => task.id },
-  load: (ids: string[], context): Promise<TaskNode[]> => context.db.run((tx) => findTasks(tx, ids)),
-  toKey: (task: TaskNode) => task.id,
-  sort: true,
   fields: (t) => ({
-    session: t.field({ type: SessionRef, resolve: (task) => task.sessionId }),
+    session: Session.relation(t, 'sessionId'),
     title: t.exposeString('title'),
     status: t.expose('status', { type: TaskStatusEnum }),
-    input: t.field({ type: 'JSONObject', resolve: (task, _args, context) => detail(task, 'input', context) }),
-    output: t.field({ type: 'JSONObject', nullable: true, resolve: (task, _args, context) => detail(task, 'output', context) }),
+    input: t.expose('input', { type: 'JSONObject' }),
+    output: t.expose('output', { type: 'JSONObject', nullable: true }),
     tokens: t.exposeFloat('tokens'),
-    assignee: t.field({ type: UserRef, nullable: true, resolve: (task, _args, context) => detail(task, 'assigneeId', context) }),
-    createdBy: t.field({ type: UserRef, nullable: true, resolve: (task, _args, context) => detail(task, 'createdBy', context) }),
-    createdAt: t.field({ type: 'DateTime', resolve: (task, _args, context) => detail(task, 'createdAt', context) }),
-    updatedAt: t.field({ type: 'DateTime', resolve: (task, _args, context) => detail(task, 'updatedAt', context) }),
+    assignee: t.field({ type: UserRef, nullable: true, extensions: { columns: ['assigneeId'] }, resolve: (task) => task.assigneeId }),
+    createdBy: t.field({ type: UserRef, nullable: true, resolve: (task) => task.createdBy }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
   }),
 });
-
-/** A column a list may have left out (see `column`); the loader reads whole rows (findTasks). */
-const detail = detailColumns<TaskRow>((context, id): Promise<TaskRow> => TaskRef.getDataloader(context).load(id) as Promise<TaskRow>);
-
-const TaskConnection = builder.connectionObject({ type: TaskRef, name: 'TaskConnection' }, { name: 'TaskEdge' });
 
 const TaskFilterInput = builder.inputType('TaskFilter', {
   fields: (t) => ({
@@ -61,58 +52,27 @@ const TaskFilterInput = builder.inputType('TaskFilter', {
 
 builder.queryFields((t) => ({
   tasks: t.field({
-    type: TaskConnection,
+    type: Task.connection,
     description: "The tenant's tasks by creation time (at most 100 a page, 20 by default)",
     authScopes: { viewer: true },
-    args: {
-      ...t.arg.connectionArgs(),
-      filter: t.arg({ type: TaskFilterInput, required: false }),
-      orderBy: t.arg({ type: SortOrderEnum, required: false, defaultValue: 'oldest' }),
-    },
-    resolve: (_root, args, context, info) => {
-      const sessionId = args.filter?.sessionId ? idOfType(args.filter.sessionId, 'Session') : undefined;
-      const agentId = args.filter?.agentId ? idOfType(args.filter.agentId, 'Agent') : undefined;
-      const assigneeId = args.filter?.assigneeId ?? undefined;
+    args: { ...t.arg.connectionArgs(), filter: t.arg({ type: TaskFilterInput, required: false }), orderBy: orderByArg(t.arg) },
+    resolve: Task.list((tx, { filter }) => {
+      const sessionId = filter?.sessionId ? Session.parseId(filter.sessionId) : undefined;
+      const agentId = filter?.agentId ? Agent.parseId(filter.agentId) : undefined;
+      const assigneeId = filter?.assigneeId ?? undefined;
       // An id that names nothing of its kind matches no task.
-      const impossible =
-        (args.filter?.sessionId && !sessionId) || (args.filter?.agentId && !agentId) || (assigneeId !== undefined && !isUuid(assigneeId));
-      const filter: TaskFilter = {
-        status: args.filter?.status ?? undefined,
-        sessionId,
-        agentId,
-        assigneeId,
-        ...createdRange(args.filter),
-      };
-      const fields = connectionNodeFields(info);
-      return keysetConnection(
-        args,
-        (page) => (impossible ? Promise.resolve([]) : context.db.run((tx) => listTasks(tx, filter, page, fields))),
-        args.orderBy === 'newest',
-      );
-    },
-  }),
-  task: t.field({
-    type: TaskRef,
-    nullable: true,
-    authScopes: { viewer: true },
-    args: { id: t.arg.id({ required: true }) },
-    resolve: (_root, args) => idOfType(args.id, 'Task') ?? null,
+      if ((filter?.sessionId && !sessionId) || (filter?.agentId && !agentId) || (assigneeId !== undefined && !isUuid(assigneeId))) return NO_ROWS;
+      return taskConditions(tx, { status: filter?.status ?? undefined, sessionId, agentId, assigneeId, ...createdRange(filter) });
+    }),
   }),
 }));
 
-type SessionTasksArgs = ConnectionArgs & { status?: TaskRow['status'] | null };
-
-const sessionTasks = childList('Session', 'tasks', {
-  rows: (tx, sessionIds, args: SessionTasksArgs, page, fields) => listTasksOfSessions(tx, sessionIds, { status: args.status ?? undefined }, page, fields),
-  parentOf: (task) => task.sessionId,
-});
-
-builder.objectFields(SessionRef, (t) => ({
-  tasks: t.field({
-    type: TaskConnection,
+builder.objectFields(Session.ref, (t) => ({
+  tasks: Task.childList(t, {
+    parentKey: 'sessionId',
     description: "This session's tasks, oldest first; batched across sessions",
     args: { ...t.arg.connectionArgs(), status: t.arg({ type: TaskStatusEnum, required: false }) },
-    resolve: (session, args, context, info) => sessionTasks(session.id, args, context, info),
+    where: (tx, args) => taskConditions(tx, { status: args.status ?? undefined }),
   }),
 }));
 
@@ -145,7 +105,7 @@ const AssignTaskInput = builder.inputType('AssignTaskInput', {
 });
 
 const TaskPayload = builder.objectRef<{ task: TaskRow }>('TaskPayload').implement({
-  fields: (t) => ({ task: t.expose('task', { type: TaskRef }) }),
+  fields: (t) => ({ task: t.expose('task', { type: Task.ref }) }),
 });
 
 builder.mutationFields((t) => ({
@@ -155,7 +115,7 @@ builder.mutationFields((t) => ({
     authScopes: { member: true },
     args: { input: t.arg({ type: CreateTaskInput, required: true }) },
     resolve: async (_root, { input }, context) => {
-      const sessionId = idOfType(input.sessionId, 'Session');
+      const sessionId = Session.parseId(input.sessionId);
       if (!sessionId) throw notFound('Session');
       const task = await context.db.run((tx) =>
         createTask(tx, { sessionId, title: input.title, input: input.input ?? {}, assigneeId: input.assigneeId ?? null }),
@@ -193,9 +153,7 @@ builder.mutationFields((t) => ({
 }));
 
 async function modifiableTaskId(context: GraphQLContext, globalId: string): Promise<string> {
-  const id = idOfType(globalId, 'Task');
-  const [task] = id ? await context.db.run((tx) => findTasks(tx, [id])) : [];
-  if (!task) throw notFound('Task');
+  const task = await Task.find(context, globalId);
   await assertMayChange(context, task.createdBy, 'tasks');
   return task.id;
 }

@@ -1,5 +1,5 @@
 import type { Tx } from '../../db/pool.ts';
-import { idIn } from '../../db/ids.ts';
+import { idIn } from '../../nodes/ids.ts';
 
 export type UserRow = { id: string; email: string; displayName: string };
 

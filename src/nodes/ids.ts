@@ -1,9 +1,9 @@
-// Loader-friendly id conditions. PostgreSQL plans a prepared statement once
+// Loader-friendly id conditions (the SQL half of src/nodes/). PostgreSQL plans a prepared statement once
 // per connection (a generic plan) only when that plan looks no dearer than
 // planning per call; with an array parameter it guesses 10 or 100 elements and
 // keeps re-planning on every execution, which costs more than the query. Most
 // batches hold one id (one node, one parent): those get the scalar form.
-import type { Tx } from './pool.ts';
+import type { Tx } from '../db/pool.ts';
 
 /** `column = $1` for one id, `column = any($1)` for several. */
 export function idIn(tx: Tx, column: string, ids: readonly string[]) {

@@ -1,8 +1,12 @@
-// Relay connections over keyset pages: cursors are opaque positions.
-import { parseCursorConnectionArgs } from '@pothos/core';
-import { isUuid } from '../auth/tokens.ts';
-import type { KeysetPage, Position } from '../db/keyset.ts';
+// Relay connections over keyset pages, the one connection style of the API:
+// cursors are opaque positions, edges encode theirs only when asked, and the
+// connection and edge types resolve by their default resolvers (plain
+// properties), so graphql-jit reads them inline.
+import { parseCursorConnectionArgs, type ObjectRef } from '@pothos/core';
 import { badUserInput } from '../errors.ts';
+import { builder } from '../graphql/builder.ts';
+import { isUuid } from '../tenancy/identifiers.ts';
+import type { KeysetPage, Position } from './keyset.ts';
 
 export type ConnectionArgs = {
   first?: number | null;
@@ -27,11 +31,11 @@ export function decodeCursor(cursor: string | null | undefined, argument: string
   return { at, id };
 }
 
-/** A row of a keyset list: `position` is read only when the request asks for a cursor (see `connectionNodeFields`). */
+/** A row of a keyset list: `position` is read only when the request asks for a cursor (see `connectionNodeSelection`). */
 export type KeysetRow = { readonly id: string; readonly position?: string | undefined };
 
 /** An edge whose cursor is encoded only if the request asks for it. */
-class Edge<Row extends KeysetRow> {
+export class Edge<Row extends KeysetRow> {
   readonly node: Row;
   constructor(node: Row) {
     this.node = node;
@@ -43,12 +47,21 @@ class Edge<Row extends KeysetRow> {
   }
 }
 
+export type Connection<Row extends KeysetRow> = {
+  readonly edges: readonly Edge<Row>[];
+  readonly pageInfo: { readonly startCursor: string; readonly endCursor: string; readonly hasPreviousPage: boolean; readonly hasNextPage: boolean };
+};
+
 /**
  * A page of at most 100 (20 by default) rows fetched by `load`, as a Relay
  * connection (the argument rules of Pothos' resolveCursorConnection, whose
  * edges encode every cursor up front: here only the cursors asked for are).
  */
-export async function keysetConnection<Row extends KeysetRow>(args: ConnectionArgs, load: (page: KeysetPage) => Promise<Row[]>, newestFirst = false) {
+export async function keysetConnection<Row extends KeysetRow>(
+  args: ConnectionArgs,
+  load: (page: KeysetPage) => Promise<readonly Row[]>,
+  newestFirst = false,
+): Promise<Connection<Row>> {
   const { before, after, limit, inverted, expectedSize, hasPreviousPage, hasNextPage } = parseCursorConnectionArgs({ args, defaultSize: 20, maxSize: 100 });
   const rows = await load({ after: decodeCursor(after, 'after'), before: decodeCursor(before, 'before'), limit, inverted, newestFirst });
   const page = rows.slice(0, expectedSize);
@@ -68,4 +81,16 @@ export async function keysetConnection<Row extends KeysetRow>(args: ConnectionAr
       hasNextPage: hasNextPage(rows.length),
     },
   };
+}
+
+type Types = typeof builder.$inferSchemaTypes;
+
+/** `<Name>Connection` and `<Name>Edge` for a type whose lists are keyset pages. */
+export function connectionType<Row extends KeysetRow>(name: string, node: ObjectRef<Types, Row>): ObjectRef<Types, Connection<Row>> {
+  const edge = builder.objectRef<Edge<Row>>(`${name}Edge`).implement({
+    fields: (t) => ({ cursor: t.exposeString('cursor'), node: t.expose('node', { type: node }) }),
+  });
+  return builder.objectRef<Connection<Row>>(`${name}Connection`).implement({
+    fields: (t) => ({ edges: t.expose('edges', { type: [edge] }), pageInfo: t.expose('pageInfo', { type: builder.pageInfoRef() }) }),
+  });
 }

@@ -1,44 +1,48 @@
 // What a request asks of a connection's nodes or of an object, so a
-// statement selects only the columns those fields need (src/db/columns.ts).
+// statement reads only the columns those fields need (node types map fields
+// to column groups, src/nodes/table.ts), and how a row read in part is
+// completed when a field needs a column it lacks.
 import { Kind, type FieldNode, type FragmentDefinitionNode, type GraphQLResolveInfo, type SelectionSetNode } from 'graphql';
-import type { GraphQLContext } from './context.ts';
+
+type Selected = Pick<GraphQLResolveInfo, 'fieldNodes' | 'fragments'>;
+
+/** The field names selected on a connection's nodes, and whether a cursor is asked for (rows' positions are read only then). */
+export type NodeSelection = { readonly fields: ReadonlySet<string>; readonly cursor: boolean };
 
 /**
  * Every field name selected on the nodes of the connection being resolved
  * (`edges { node { … } }`), through fragments and across every selection of
- * the same field merged into one, and `cursor` when the request asks for a
- * cursor (`edges { cursor }`, `pageInfo { startCursor endCursor }`): the rows'
- * positions are read only then. @skip/@include are ignored: a superset of
- * what is needed is always safe.
+ * the same field merged into one; `cursor` when the request asks for one
+ * (`edges { cursor }`, `pageInfo { startCursor endCursor }`). @skip/@include
+ * are ignored: a superset of what is needed is always safe.
  */
-export function connectionNodeFields(info: Selected): ReadonlySet<string> {
-  const names = new Set<string>();
+export function connectionNodeSelection(info: Selected): NodeSelection {
+  const fields = new Set<string>();
+  let cursor = false;
   const fieldsOf = (set: SelectionSetNode | undefined, visit: (field: FieldNode) => void) => eachField(set, info.fragments, visit);
   for (const field of info.fieldNodes) {
     fieldsOf(field.selectionSet, ({ name, selectionSet }) => {
       if (name.value === 'edges') {
         fieldsOf(selectionSet, (edge) => {
-          if (edge.name.value === 'node') fieldsOf(edge.selectionSet, (nodeField) => names.add(nodeField.name.value));
-          else if (edge.name.value === 'cursor') names.add('cursor');
+          if (edge.name.value === 'node') fieldsOf(edge.selectionSet, (nodeField) => fields.add(nodeField.name.value));
+          else if (edge.name.value === 'cursor') cursor = true;
         });
       } else if (name.value === 'pageInfo') {
         fieldsOf(selectionSet, (pageField) => {
-          if (pageField.name.value === 'startCursor' || pageField.name.value === 'endCursor') names.add('cursor');
+          if (pageField.name.value === 'startCursor' || pageField.name.value === 'endCursor') cursor = true;
         });
       }
     });
   }
-  return names;
+  return { fields, cursor };
 }
 
-/** Every field name selected on the object being resolved, as `connectionNodeFields` sees a list's nodes. */
+/** Every field name selected on the object being resolved, as `connectionNodeSelection` sees a list's nodes. */
 export function objectFields(info: Selected): ReadonlySet<string> {
   const names = new Set<string>();
   for (const field of info.fieldNodes) eachField(field.selectionSet, info.fragments, (selected) => names.add(selected.name.value));
   return names;
 }
-
-type Selected = Pick<GraphQLResolveInfo, 'fieldNodes' | 'fragments'>;
 
 /** Visits the fields of a selection set, through inline fragments and fragment spreads. */
 export function eachField(
@@ -54,18 +58,18 @@ export function eachField(
 }
 
 /**
- * A column of a row a list read in part, or, when the list left it out, the
- * same column of the whole row (loaded by id, batched). The lists read what
- * `connectionNodeFields` finds, so the fallback only guards against a field
- * the analysis did not see: a cost, never a wrong answer.
+ * The row itself when it holds every one of `keys`, else the whole row
+ * (loaded by id, batched). Lists read what the selection analysis finds, so
+ * the whole row only guards against a field the analysis did not see: a
+ * cost, never a wrong answer. (A column read as SQL NULL is `null`, never `undefined`.)
  */
+export function rowWith<Row>(row: Partial<Row>, keys: readonly (keyof Row)[], whole: () => Promise<Row>): Row | Promise<Row> {
+  for (const key of keys) if (row[key] === undefined) return whole();
+  return row as Row;
+}
+
+/** One column of a row read in part (see `rowWith`). */
 export function column<Row, K extends keyof Row>(row: Partial<Row>, key: K, whole: () => Promise<Row>): Row[K] | Promise<Row[K]> {
   const value = row[key];
   return value === undefined ? whole().then((full) => full[key]) : value;
-}
-
-/** `column` for one type, reading whole rows through `whole` (its by-id loader). */
-export function detailColumns<Row extends { id: string }>(whole: (context: GraphQLContext, id: string) => Promise<Row>) {
-  return <K extends keyof Row>(row: Partial<Row> & { id: string }, key: K, context: GraphQLContext): Row[K] | Promise<Row[K]> =>
-    column<Row, K>(row, key, () => whole(context, row.id));
 }

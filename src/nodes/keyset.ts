@@ -1,8 +1,9 @@
-// Keyset pagination over (time column, id) in either direction, as SQL fragments.
+// Keyset pagination over (time column, id) in either direction, as SQL
+// fragments (the SQL half of src/nodes/, used by table.ts and the list filters of repositories).
 import type postgres from 'postgres';
-import type { Tx } from './pool.ts';
+import type { Tx } from '../db/pool.ts';
 
-type Fragment = postgres.PendingQuery<postgres.Row[]>;
+export type Fragment = postgres.PendingQuery<postgres.Row[]>;
 
 /**
  * The `and …` conditions present, as one value for a statement template.
@@ -28,26 +29,23 @@ export type KeysetPage = {
 };
 
 /**
- * The column as a cursor position, as constant SQL text (column groups take
- * it as it is: src/db/columns.ts): text, because a JS Date would lose the
- * microseconds. The plain text output of a UTC timestamp costs a third of
- * to_char's formatting, which showed in every list query (bench: 21 rows).
+ * The column as a cursor position, as constant SQL text: text, because a JS
+ * Date would lose the microseconds. The plain text output of a UTC timestamp
+ * costs a third of to_char's formatting, which showed in every list query (bench: 21 rows).
  */
 export const positionSql = (column: 'created_at' | 'started_at') => `(${column} at time zone 'UTC')::text as position`;
 
-/** `positionSql` as a fragment, for statements written out in full. */
-export const positionColumn = (tx: Tx, column: 'created_at' | 'started_at') => tx.unsafe(positionSql(column));
-
 /** `and …` conditions for the page's cursors; compare with the list's display order. */
-export function keysetConditions(tx: Tx, column: string, page: KeysetPage) {
+export function keysetConditions(tx: Tx, column: string, idColumn: string, page: KeysetPage) {
+  if (!page.after && !page.before) return tx.unsafe('');
   const newest = page.newestFirst === true;
   // ::text first: a parameter typed timestamp would go through a JS Date and lose the microseconds.
   const at = (position: Position) => tx`(${position.at}::text::timestamp at time zone 'UTC', ${position.id}::uuid)`;
-  const key = () => tx`(${tx(column)}, id)`;
+  const key = tx.unsafe(`(${column}, ${idColumn})`);
   return conditions(
     tx,
-    page.after && (newest ? tx`and ${key()} < ${at(page.after)}` : tx`and ${key()} > ${at(page.after)}`),
-    page.before && (newest ? tx`and ${key()} > ${at(page.before)}` : tx`and ${key()} < ${at(page.before)}`),
+    page.after && (newest ? tx`and ${key} < ${at(page.after)}` : tx`and ${key} > ${at(page.after)}`),
+    page.before && (newest ? tx`and ${key} > ${at(page.before)}` : tx`and ${key} < ${at(page.before)}`),
   );
 }
 
@@ -56,8 +54,8 @@ export function timeRange(tx: Tx, column: string, from: Date | undefined, to: Da
   return [from && tx`and ${tx(column)} >= ${from}`, to && tx`and ${tx(column)} < ${to}`].filter((fragment) => fragment !== undefined);
 }
 
-/** `order by …` fetching the rows the page needs first. */
-export function keysetOrder(tx: Tx, column: string, page: KeysetPage) {
+/** `order by …` fetching the rows the page needs first, as constant text. */
+export function keysetOrder(tx: Tx, column: string, idColumn: string, page: KeysetPage) {
   const descending = (page.newestFirst === true) !== page.inverted;
-  return descending ? tx`order by ${tx(column)} desc, id desc` : tx`order by ${tx(column)} asc, id asc`;
+  return tx.unsafe(descending ? `order by ${column} desc, ${idColumn} desc` : `order by ${column} asc, ${idColumn} asc`);
 }

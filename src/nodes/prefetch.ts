@@ -8,13 +8,9 @@
 // row that turns out not to exist (or to be another tenant's) reads nothing
 // and is never used.
 import { createContextCache } from '@pothos/core';
-import { pathDataloaderGetter } from '@pothos/plugin-dataloader';
 import { getArgumentValues, isObjectType, type FieldNode, type FragmentDefinitionNode, type GraphQLResolveInfo } from 'graphql';
-import type { KeysetPage } from '../db/keyset.ts';
-import type { Tx } from '../db/pool.ts';
-import { keysetConnection, type ConnectionArgs, type KeysetRow } from './connection.ts';
-import type { GraphQLContext } from './context.ts';
-import { connectionNodeFields, eachField } from './selection.ts';
+import type { GraphQLContext } from '../graphql/context.ts';
+import { eachField } from './selection.ts';
 
 /** What a child field needs to start its read: its arguments and its own selection. */
 export type ChildSelection = {
@@ -23,10 +19,13 @@ export type ChildSelection = {
   readonly fragments: Record<string, FragmentDefinitionNode>;
 };
 
-type Prefetch = (context: GraphQLContext, parentId: string, child: ChildSelection) => Promise<unknown>;
+/** How to start a child from its parent's id alone. */
+export type Prefetch = (context: GraphQLContext, parentId: string, child: ChildSelection) => Promise<unknown>;
 
-/** By `Type.field`: how to start that child from its parent's id. Schema configuration, set once at start-up. */
+/** By `Type.field`: how to start that child. Schema configuration, set while the schema is built (src/nodes/plugin.ts). */
 const prefetches = new Map<string, Prefetch>();
+/** The types with at least one prefetched child: a by-id read of any other type looks at nothing. */
+const parents = new Set<string>();
 
 /** Per request: what was started, by response path and parent id. */
 const started = createContextCache(() => new Map<string, Promise<unknown>>());
@@ -34,6 +33,7 @@ const started = createContextCache(() => new Map<string, Promise<unknown>>());
 /** Declares that `typeName.fieldName` can be read from the parent's id alone (see `prefetched`). */
 export function registerPrefetch(typeName: string, fieldName: string, prefetch: Prefetch): void {
   prefetches.set(`${typeName}.${fieldName}`, prefetch);
+  parents.add(typeName);
 }
 
 /**
@@ -42,6 +42,7 @@ export function registerPrefetch(typeName: string, fieldName: string, prefetch: 
  * fragments; @skip/@include are ignored (an unused read costs, never misleads).
  */
 export function prefetchChildren(context: GraphQLContext, info: GraphQLResolveInfo, typeName: string, id: string): void {
+  if (!parents.has(typeName)) return;
   const type = info.schema.getType(typeName);
   if (!isObjectType(type)) return;
   const path = pathKey(info.path);
@@ -63,51 +64,8 @@ export function prefetchChildren(context: GraphQLContext, info: GraphQLResolveIn
 
 /** What `prefetchChildren` started for the field being resolved on the row `parentId`, if anything. */
 export function prefetched<T>(context: GraphQLContext, info: GraphQLResolveInfo, parentId: string): Promise<T> | undefined {
-  return started(context).get(`${pathKey(info.path)}|${parentId}`) as Promise<T> | undefined;
-}
-
-/** How a list keyed by its parent's id is read: `childList`. */
-export type ChildRows<Args extends ConnectionArgs, Row extends KeysetRow> = {
-  /** One page for each parent, in one statement, with the columns `fields` need. */
-  readonly rows: (tx: Tx, parentIds: readonly string[], args: Args, page: KeysetPage, fields: ReadonlySet<string>) => Promise<Row[]>;
-  /** The parent a row belongs to. */
-  readonly parentOf: (row: Row) => string;
-  readonly newestFirst?: (args: Args) => boolean;
-};
-
-/**
- * A list field keyed by its parent's id (`Session.tasks`, `Agent.sessions`):
- * batched across the parents at one path of the query (each path has its own
- * arguments), and read with the parent when a by-id root field prefetches it.
- * Returns the field's resolver.
- */
-export function childList<Args extends ConnectionArgs, Row extends KeysetRow>(typeName: string, fieldName: string, read: ChildRows<Args, Row>) {
-  const pages = (context: GraphQLContext, parentIds: readonly string[], args: Args, fields: ReadonlySet<string>) => {
-    let rows: Promise<Row[]> | undefined;
-    return Promise.all(
-      parentIds.map((parentId) =>
-        keysetConnection(
-          args,
-          async (page) => {
-            rows ??= context.db.run((tx) => read.rows(tx, parentIds, args, page, fields));
-            return (await rows).filter((row) => read.parentOf(row) === parentId);
-          },
-          read.newestFirst?.(args),
-        ),
-      ),
-    );
-  };
-  type Page = Awaited<ReturnType<typeof pages>>[number];
-  const loader = pathDataloaderGetter(
-    undefined,
-    (parentIds: string[], context, args: Args, info) => pages(context as GraphQLContext, parentIds, args, connectionNodeFields(info)),
-    undefined,
-    false,
-    true,
-  );
-  registerPrefetch(typeName, fieldName, async (context, parentId, child) => (await pages(context, [parentId], child.args as Args, connectionNodeFields(child)))[0]);
-  return (parentId: string, args: Args, context: GraphQLContext, info: GraphQLResolveInfo): Promise<Page> =>
-    prefetched<Page>(context, info, parentId) ?? loader(args, context, info).load(parentId);
+  const reads = started(context);
+  return reads.size === 0 ? undefined : (reads.get(`${pathKey(info.path)}|${parentId}`) as Promise<T> | undefined);
 }
 
 /** The response keys selected under `fieldNodes` (merged, through fragments), each with its field nodes. */

@@ -1,0 +1,46 @@
+// Opaque global ids, base64url("Type:uuid"), and the registry of node types
+// they name. The registry is filled by the node type declarations
+// (`nodeType()` in node-type.ts), so a declared type is always known: an id
+// that does not decode to a registered type and a uuid reads as an id that does not exist.
+import { isUuid } from '../tenancy/identifiers.ts';
+import type { GraphQLContext } from '../graphql/context.ts';
+import type { ColumnChoice, Table } from './table.ts';
+
+/** What the schema's plumbing needs of a node type (node-type.ts implements it). */
+export type RegisteredNode = {
+  readonly name: string;
+  readonly table: Table<{ id: string }>;
+  /** Per field of the type: the column groups it reads (filled while the schema is built, src/nodes/plugin.ts). */
+  readonly fieldChoices: Map<string, ColumnChoice>;
+  /** The whole row by id, batched per request; null when it does not exist (or is another tenant's). */
+  load(context: GraphQLContext, id: string): Promise<object | null>;
+};
+
+const nodeTypes = new Map<string, RegisteredNode>();
+
+export function registerNodeType(node: RegisteredNode): void {
+  if (nodeTypes.has(node.name)) throw new Error(`node type ${node.name} is declared twice`);
+  nodeTypes.set(node.name, node);
+}
+
+/** The node type of that GraphQL name, if it is one. */
+export function nodeTypeNamed(name: string): RegisteredNode | undefined {
+  return nodeTypes.get(name);
+}
+
+export function encodeGlobalId(typename: string, id: string): string {
+  return Buffer.from(`${typename}:${id}`).toString('base64url');
+}
+
+export function decodeGlobalId(globalId: string): { typename: string; id: string } | undefined {
+  if (globalId.length > 200) return undefined;
+  const [typename, id, ...rest] = Buffer.from(globalId, 'base64url').toString('utf8').split(':');
+  if (rest.length > 0 || !typename || !nodeTypes.has(typename) || !isUuid(id)) return undefined;
+  return { typename, id: id.toLowerCase() };
+}
+
+/** The uuid inside a global id of `typename`, or undefined when it names nothing of that type. */
+export function idOfType(globalId: string, typename: string): string | undefined {
+  const decoded = decodeGlobalId(globalId);
+  return decoded?.typename === typename ? decoded.id : undefined;
+}

@@ -1,0 +1,246 @@
+// A tenant node type, declared once: its table (src/nodes/table.ts), its
+// fields, and from those the GraphQL object with a global id, its per-request
+// loader, its connection type, the registry entry that `node(id)` and every
+// id argument use, the by-id root field with prefetch, and the resolvers of its
+// lists, child lists and relations with column pruning. See src/nodes/index.ts.
+import { brandWithType, createContextCache, type FieldMap, type InputFieldMap, type InputShapeFromFields, type ObjectRef } from '@pothos/core';
+import { pathDataloaderGetter } from '@pothos/plugin-dataloader';
+import DataLoader from 'dataloader';
+import type { GraphQLResolveInfo } from 'graphql';
+import type { Tx } from '../db/pool.ts';
+import { notFound } from '../errors.ts';
+import { builder } from '../graphql/builder.ts';
+import type { GraphQLContext } from '../graphql/context.ts';
+import { connectionType, keysetConnection, type Connection, type ConnectionArgs } from './connection.ts';
+import { decodeGlobalId, encodeGlobalId, nodeTypeNamed, registerNodeType, type RegisteredNode } from './global-id.ts';
+import type { NodeFieldExtensions } from './plugin.ts';
+import { prefetchChildren, prefetched, type ChildSelection } from './prefetch.ts';
+import { connectionNodeSelection, objectFields } from './selection.ts';
+import type { ColumnChoice, Listed, Table, Where } from './table.ts';
+
+type Types = typeof builder.$inferSchemaTypes;
+type FieldBuilder<Row> = PothosSchemaTypes.ObjectFieldBuilder<Types, Row>;
+type Selected = Pick<GraphQLResolveInfo, 'fieldNodes' | 'fragments'>;
+/** The keys of `Row` that hold another row's id. */
+type IdKey<Row> = { [K in keyof Row]-?: Row[K] extends string | null ? K : never }[keyof Row] & string;
+/** A list's arguments as this machinery reads them; `orderBy` where the list has one (`SortOrderEnum`). */
+type ListArgs = ConnectionArgs & { readonly orderBy?: 'oldest' | 'newest' | null };
+
+export type NodeTypeOptions<Row extends { id: string }> = {
+  readonly table: Table<Row>;
+  readonly description: string;
+  /** The type's fields but `id` (a global id, added here). A field reading columns it is not named after says so: `extensions: { columns: [...] }`. */
+  readonly fields: (t: FieldBuilder<Row>) => FieldMap;
+  /** The root field that reads one row by its global id (`agent(id:)`), starting its prefetched children with it. */
+  readonly byId?: string;
+};
+
+export class NodeType<Row extends { id: string }> implements RegisteredNode {
+  readonly name: string;
+  readonly table: Table<Row>;
+  readonly ref: ObjectRef<Types, Row>;
+  /** `<Name>Connection`: what the type's lists return. */
+  readonly connection: ObjectRef<Types, Connection<Row>>;
+  readonly fieldChoices = new Map<string, ColumnChoice>();
+  readonly #loader: (context: GraphQLContext) => DataLoader<string, Row | null>;
+
+  constructor(name: string, options: NodeTypeOptions<Row>) {
+    this.name = name;
+    this.table = options.table;
+    this.#loader = createContextCache(
+      (context: GraphQLContext) =>
+        new DataLoader<string, Row | null>(async (ids) => {
+          const rows = await context.db.run((tx) => this.table.byIds(tx, ids));
+          const byId = new Map(rows.map((row) => [row.id, row]));
+          return ids.map((id) => byId.get(id) ?? null);
+        }),
+    );
+    registerNodeType(this);
+    this.ref = builder.objectRef<Row>(name).implement({
+      description: options.description,
+      interfaces: [builder.nodeInterfaceRef()],
+      // The id is the row's own id, encoded: resolved synchronously (no promise per row for graphql-jit to await).
+      fields: (t) => ({ id: t.id({ resolve: (row) => encodeGlobalId(name, row.id) }), ...options.fields(t) }),
+    });
+    this.connection = connectionType(name, this.ref);
+    if (options.byId) this.#byIdField(options.byId);
+  }
+
+  /** The whole row by id, batched per request; null when it does not exist or RLS hides it. */
+  load(context: GraphQLContext, id: string): Promise<Row | null> {
+    return this.#loader(context).load(id);
+  }
+
+  /** The row a global id of this type names, or NOT_FOUND (for mutations: a foreign id reads as one that does not exist). */
+  async find(context: GraphQLContext, globalId: string): Promise<Row> {
+    const id = this.parseId(globalId);
+    const [row] = id ? await context.db.run((tx) => this.table.byIds(tx, [id])) : [];
+    if (!row) throw notFound(this.name);
+    return row;
+  }
+
+  /** The uuid inside a global id of this type; undefined when it names nothing of this type. */
+  parseId(globalId: string): string | undefined {
+    const decoded = decodeGlobalId(globalId);
+    return decoded?.typename === this.name ? decoded.id : undefined;
+  }
+
+  globalId(id: string): string {
+    return encodeGlobalId(this.name, id);
+  }
+
+  /**
+   * A root list field's resolver: a page of the tenant's rows matching
+   * `where` (the repository's conditions for the field's arguments), with the
+   * columns the selected fields need.
+   */
+  list<Args extends ListArgs>(where: (tx: Tx, args: Args) => Where) {
+    return (_root: unknown, args: Args, context: GraphQLContext, info: GraphQLResolveInfo): Promise<Connection<Row>> => {
+      const choice = this.listChoice(info);
+      return keysetConnection(args, (page) => context.db.run((tx) => this.table.page(tx, page, choice, where(tx, args))) as Promise<Row[]>, args.orderBy === 'newest');
+    };
+  }
+
+  /**
+   * A list of this type under a parent node (`Agent.sessions`): the rows whose
+   * `parentKey` holds the parent's id. One statement per path of the query
+   * for all its parents (each path has its own arguments), and read with the
+   * parent when a by-id root field prefetches it.
+   */
+  childList<Parent extends { id: string }, Args extends InputFieldMap>(
+    t: FieldBuilder<Parent>,
+    options: {
+      readonly parentKey: IdKey<Row>;
+      readonly description: string;
+      readonly args: Args;
+      readonly where: (tx: Tx, args: InputShapeFromFields<Args> & ListArgs) => Where;
+    },
+  ) {
+    type Values = InputShapeFromFields<Args> & ListArgs;
+    const { parentKey, where } = options;
+    const pages = (context: GraphQLContext, parentIds: readonly string[], args: Values, choice: ColumnChoice) => {
+      let rows: Promise<Listed<Row>[]> | undefined;
+      return Promise.all(
+        parentIds.map((parentId) =>
+          keysetConnection(
+            args,
+            async (page) => {
+              rows ??= context.db.run((tx) => this.table.pagesOf(tx, parentKey, parentIds, page, choice, where(tx, args)));
+              return (await rows).filter((row) => row[parentKey] === parentId) as Row[];
+            },
+            args.orderBy === 'newest',
+          ),
+        ),
+      );
+    };
+    const loader = pathDataloaderGetter(
+      undefined,
+      (parentIds: readonly string[], context, args: Values, info) => pages(context as GraphQLContext, parentIds, args, this.listChoice(info)),
+      undefined,
+      false,
+      true,
+    );
+    const extensions: NodeFieldExtensions = {
+      columns: ['id'],
+      prefetch: () => async (context, parentId, child) => (await pages(context, [parentId], child.args as Values, this.listChoice(child)))[0],
+    };
+    const resolve = (parent: Parent, args: Values, context: GraphQLContext, info: GraphQLResolveInfo): Promise<Connection<Row>> =>
+      prefetched<Connection<Row>>(context, info, parent.id) ?? loader(args, context, info).load(parent.id);
+    return t.field({ type: this.connection, description: options.description, args: options.args, extensions, resolve });
+  }
+
+  /**
+   * A field of another node type that holds this type's row by id in `key`
+   * (`Session.agent` through `agentId`): loaded by id, batched; read with the
+   * parent when a by-id root field prefetches it.
+   */
+  relation<Parent extends { id: string }>(t: FieldBuilder<Parent>, key: IdKey<Parent>, options: { readonly description?: string } = {}) {
+    return t.field({
+      type: this.ref,
+      description: options.description,
+      extensions: this.#relationExtensions(key),
+      // A reference that is not null points into the tenant (foreign keys include tenant_id).
+      resolve: ((parent: Parent, _args: unknown, context: GraphQLContext, info: GraphQLResolveInfo) => this.#related(parent, key, context, info)) as never,
+    });
+  }
+
+  /** `relation` through a key that may be null: the field is null then. */
+  optionalRelation<Parent extends { id: string }>(t: FieldBuilder<Parent>, key: IdKey<Parent>, options: { readonly description?: string } = {}) {
+    return t.field({
+      type: this.ref,
+      nullable: true,
+      description: options.description,
+      extensions: this.#relationExtensions(key),
+      resolve: ((parent: Parent, _args: unknown, context: GraphQLContext, info: GraphQLResolveInfo) => this.#related(parent, key, context, info)) as never,
+    });
+  }
+
+  #relationExtensions<Parent extends { id: string }>(key: IdKey<Parent>): NodeFieldExtensions {
+    return {
+      columns: [key],
+      prefetch: (parent) => (context, parentId, child) =>
+        context.db.run((tx) => this.table.rowVia(tx, this.objectChoice(child), parent.table as unknown as Table<Parent>, key, parentId)),
+    };
+  }
+
+  #related<Parent extends { id: string }>(parent: Parent, key: IdKey<Parent>, context: GraphQLContext, info: GraphQLResolveInfo): Promise<Row | null> | null {
+    const id = parent[key] as string | null;
+    if (id === null) return null;
+    return prefetched<Row | undefined>(context, info, parent.id)?.then((row) => row ?? this.load(context, id)) ?? this.load(context, id);
+  }
+
+  /** The columns the nodes of the connection being resolved need. */
+  listChoice(info: Selected): ColumnChoice {
+    const { fields, cursor } = connectionNodeSelection(info);
+    return this.#choiceOf(fields) | (cursor ? this.table.POSITION : 0);
+  }
+
+  /** The columns the object being resolved needs. */
+  objectChoice(selection: ChildSelection): ColumnChoice {
+    return this.#choiceOf(objectFields(selection));
+  }
+
+  #choiceOf(fields: ReadonlySet<string>): ColumnChoice {
+    let choice = 1;
+    for (const field of fields) choice |= this.fieldChoices.get(field) ?? 0;
+    return choice;
+  }
+
+  #byIdField(fieldName: string): void {
+    builder.queryField(fieldName, (t) =>
+      t.field({
+        type: this.ref,
+        nullable: true,
+        authScopes: { viewer: true },
+        args: { id: t.arg.id({ required: true }) },
+        resolve: ((_root: unknown, args: { id: string }, context: GraphQLContext, info: GraphQLResolveInfo) => {
+          const id = this.parseId(args.id);
+          if (!id) return null;
+          prefetchChildren(context, info, this.name, id);
+          return this.load(context, id);
+        }) as never,
+      }),
+    );
+  }
+}
+
+/** Declares a tenant node type (see src/nodes/index.ts for the whole recipe). */
+export function nodeType<Row extends { id: string }>(name: string, options: NodeTypeOptions<Row>): NodeType<Row> {
+  return new NodeType(name, options);
+}
+
+// `node(id:)`: any registered type's row by its global id; null for anything else.
+builder.queryField('node', (t) =>
+  t.field({
+    type: builder.nodeInterfaceRef(),
+    nullable: true,
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_root, args, context) => {
+      const decoded = decodeGlobalId(args.id);
+      const node = decoded && nodeTypeNamed(decoded.typename);
+      const row = node ? await node.load(context, decoded.id) : null;
+      if (row) brandWithType(row, decoded!.typename as never);
+      return row;
+    },
+  }),
+);
