@@ -1,9 +1,12 @@
 // Lookahead for root fields that name one row by id. GraphQL resolves a level
 // at a time, so `session(id) { agent tasks }` would read the session in one
 // round trip and its agent and tasks in the next. The children that only need
-// the row's id (a session's tasks and agent, an agent's sessions) can be read
-// with the row: the root field starts them in the same tick, and the child
-// fields pick up what was started for their path instead of loading again.
+// the row's id can be read with the row: the by-id root field of a node type
+// starts them in the same tick, and the child fields pick up what was started
+// for their path instead of loading again. Which children: every relation
+// (`NodeType.relation`: a session's agent, a task's session, a context's agent
+// and session) and child list (`NodeType.childList`: a session's tasks, an
+// agent's sessions); they declare their prefetch, and the plugin registers it.
 // Everything runs in the request's transaction under RLS: a prefetch for a
 // row that turns out not to exist (or to be another tenant's) reads nothing
 // and is never used.
