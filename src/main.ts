@@ -188,7 +188,7 @@ function printWelcome(url: string, tabs: readonly GraphiQLTab[]): void {
     `  Tenancy is running. GraphiQL: ${url}`,
     ...(first ? ['  Each GraphiQL tab is one demo principal (tenant x role), with its token.'] : []),
     ...(showTokens ? ['  Dev tokens (30 days):', ...tabs.map((tab) => `\n  ${tab.title}\n  Authorization: Bearer ${tab.token}`)] : []),
-    ...(first && !showTokens ? ['  A token for curl: npm run -s tenancy -- token --tenant acme --user admin@acme.example'] : []),
+    ...(first && !showTokens ? ['  A token for curl: npx tenancy token --tenant acme --user admin@acme.example (README: Getting a token)'] : []),
     '',
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
