@@ -61,7 +61,8 @@ it.each([
   const error = (admitted - ideal) / ideal;
   console.log(`rate limit across ${processes} processes, ${perMinute}/min for ${durationMs} ms from ${start}: admitted ${admitted} (${outcomes.map((o) => o.admitted).join(' + ')}), ideal ${ideal}, error ${(error * 100).toFixed(1)}%`);
   expect(outcomes.flatMap((outcome) => outcome.errors)).toEqual([]);
-  expect(outcomes.reduce((sum, outcome) => sum + outcome.refused, 0)).toBeGreaterThan(0); // they ran past the limit
+  // They ran past the limit: refused once the bucket was spent (from empty, paced by the leases instead).
+  if (start === 'full') expect(outcomes.reduce((sum, outcome) => sum + outcome.refused, 0)).toBeGreaterThan(0);
   // The database never grants more than the bucket holds: more than ideal is only the clocks' skew
   // (leases held while the bucket refills to full could add a tenth of it per process; not here).
   expect(admitted).toBeLessThanOrEqual(ideal * 1.05 + 5);
