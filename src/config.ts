@@ -1,5 +1,6 @@
 // Every environment variable the service reads, parsed and validated once.
 import path from 'node:path';
+import { isSlug } from './tenancy/identifiers.ts';
 
 export type Config = {
   readonly nodeEnv: 'development' | 'production' | 'test';
@@ -121,7 +122,6 @@ function url(env: Env, name: string, protocols: readonly string[]): string | und
   return raw;
 }
 
-const SLUG = /^[a-z][a-z0-9-]{1,61}[a-z0-9]$/;
 
 const MiB = 1 << 20;
 
@@ -233,7 +233,7 @@ export function loadConfig(env: Env = process.env): Config {
 
   const multiTenancy = boolean(env, 'MULTI_TENANCY_ENABLED', true);
   const defaultTenant = text(env, 'DEFAULT_TENANT');
-  if (defaultTenant !== undefined && !SLUG.test(defaultTenant)) {
+  if (defaultTenant !== undefined && !isSlug(defaultTenant)) {
     throw new ConfigError(`DEFAULT_TENANT must be a tenant slug (got "${defaultTenant}")`);
   }
   if (!multiTenancy && defaultTenant === undefined) {
@@ -242,7 +242,7 @@ export function loadConfig(env: Env = process.env): Config {
   const allowedRaw = text(env, 'ALLOWED_TENANTS');
   const allowedTenants = allowedRaw?.split(',').map((slug) => slug.trim()).filter((slug) => slug !== '');
   for (const slug of allowedTenants ?? []) {
-    if (!SLUG.test(slug)) throw new ConfigError(`ALLOWED_TENANTS has an invalid slug "${slug}"`);
+    if (!isSlug(slug)) throw new ConfigError(`ALLOWED_TENANTS has an invalid slug "${slug}"`);
   }
 
   const dbPoolMax = integer(env, 'DB_POOL_MAX', 10, 1, 1000);

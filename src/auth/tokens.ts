@@ -2,6 +2,7 @@
 // for development and the CLI, signing.
 import { createRemoteJWKSet, jwtVerify, SignJWT, type JWTVerifyGetKey } from 'jose';
 import { LRUCache } from 'lru-cache';
+import { isUuid } from '../tenancy/identifiers.ts';
 import { isRole, type Role } from '../tenancy/roles.ts';
 
 export type TokenClaims = {
@@ -25,12 +26,6 @@ export type TokenVerifier = (token: string) => Promise<TokenClaims>;
 /** Thrown for any token that does not verify; the caller answers UNAUTHENTICATED. */
 export class InvalidTokenError extends Error {
   override name = 'InvalidTokenError';
-}
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-export function isUuid(value: unknown): value is string {
-  return typeof value === 'string' && UUID.test(value);
 }
 
 export function createTokenVerifier(settings: TokenSettings): TokenVerifier {

@@ -29,6 +29,7 @@ import {
   tenantUsage,
   type Plan,
 } from '../operator/repo.ts';
+import { isSlug } from '../tenancy/identifiers.ts';
 import { isRole, roleAtLeast, ROLES } from '../tenancy/roles.ts';
 
 const OPTIONS = {
@@ -241,7 +242,6 @@ class UsageError extends Error {
   }
 }
 
-const SLUG = /^[a-z][a-z0-9-]{1,61}[a-z0-9]$/;
 const EMAIL = /^[^@\s]+@[^@\s]+$/;
 
 /** Values the CLI can judge before it opens the database, with what is allowed. */
@@ -254,7 +254,7 @@ function checkValues(command: Command, options: Options): void {
   }
   for (const [name, value] of Object.entries(options)) options[name as OptionName] = value.trim();
   const { slug, name, email, plan, role, ttl, reason } = options;
-  if (slug !== undefined && !SLUG.test(slug)) fail(`--slug must be 3 to 63 lowercase letters, digits or -, starting with a letter and ending with a letter or digit (got "${slug}")`);
+  if (slug !== undefined && !isSlug(slug)) fail(`--slug must be 3 to 63 lowercase letters, digits or -, starting with a letter and ending with a letter or digit (got "${slug}")`);
   if (name !== undefined && command.name === 'tenant create' && (name.length < 1 || name.length > 200)) fail('--name must be 1 to 200 characters');
   if (name !== undefined && command.name === 'user create' && name.length > 200) fail('--name must be at most 200 characters');
   if (email !== undefined && (!EMAIL.test(email) || email.length > 320)) fail(`--email must be an email address, name@domain, at most 320 characters (got "${email}")`);

@@ -5,45 +5,15 @@
 // a connection, every statement and the commit; past it the connection is
 // dropped (the server rolls back) and every use answers UNAVAILABLE.
 import type { GraphQLError } from 'graphql';
-import { isUuid } from '../auth/tokens.ts';
 import { tenantNotFound, tenantRequired, tenantSuspended, unauthenticated, unavailable } from '../errors.ts';
+import { isUuid } from '../tenancy/identifiers.ts';
+import type { Credentials, Principal, TenantContext, TenantSelection } from '../tenancy/principal.ts';
 import type { Role } from '../tenancy/roles.ts';
 import { unavailableFor } from './errors.ts';
 import { poolState, type Reserved, type Sql, type Tx } from './pool.ts';
 
-/** Who is asking: a signed-in user (JWT), or an API key (by its SHA-256). */
-export type Credentials =
-  | { readonly kind: 'user'; readonly userId: string; /** A role claim: can only lower the membership's role. */ readonly roleCap: Role | undefined }
-  | { readonly kind: 'apiKey'; readonly secretHash: Buffer };
-
-/** What the credentials ask for; the database decides what they get. */
-export type TenantSelection = {
-  readonly credentials: Credentials;
-  /** Tenant uuid or slug; undefined when the credentials name none. */
-  readonly tenant: string | undefined;
-  /** ALLOWED_TENANTS: every other tenant reads as not found. */
-  readonly allowedSlugs: readonly string[] | undefined;
-};
-
-export type TenantContext = {
-  readonly id: string;
-  readonly slug: string;
-  readonly name: string;
-  readonly status: 'active' | 'suspended';
-  /** The membership role, lowered to the role claim or the API key's role. */
-  readonly role: Role;
-};
-
-/** The request as the database accepted it. */
-export type Principal = {
-  /** The signed-in user, or the user an API key acts for. */
-  readonly userId: string;
-  readonly apiKeyId: string | null;
-  /** Known from the start of platform and API-key transactions; otherwise see TenantTransaction.isOperator. */
-  readonly operator?: boolean;
-  /** Undefined in a platform transaction. */
-  readonly tenant: TenantContext | undefined;
-};
+// Who asks and what for, and who the database accepted: defined in src/tenancy/principal.ts, re-exported for this module's callers.
+export type { Credentials, Principal, TenantContext, TenantSelection } from '../tenancy/principal.ts';
 
 /**
  * `tenant`: the request works inside one tenant (the default).

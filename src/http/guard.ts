@@ -1,6 +1,6 @@
 // Request guards: decisions taken after the credentials and tenant selection,
 // before any document is executed or connection taken (rate limits, fair share).
-import type { TenantSelection } from '../db/tenant-transaction.ts';
+import type { TenantSelection } from '../tenancy/principal.ts';
 
 export type GuardRequest = { readonly selection: TenantSelection; readonly requestId: string };
 

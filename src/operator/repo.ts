@@ -1,7 +1,7 @@
 // The operator's path to the database: the owner connection, used by the CLI
 // and the demo seed only. Never reachable from a GraphQL request.
 import type { Queryable } from '../db/pool.ts';
-import { isUuid } from '../auth/tokens.ts';
+import { isUuid } from '../tenancy/identifiers.ts';
 import type { Role } from '../tenancy/roles.ts';
 
 export type Plan = 'free' | 'team' | 'enterprise';

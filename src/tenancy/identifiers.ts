@@ -12,6 +12,6 @@ export function isUuid(value: unknown): value is string {
   return typeof value === 'string' && UUID.test(value);
 }
 
-export function isSlug(value: unknown): value is string {
-  return typeof value === 'string' && SLUG.test(value);
+export function isSlug(value: string): boolean {
+  return SLUG.test(value);
 }

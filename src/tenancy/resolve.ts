@@ -2,17 +2,16 @@
 // Whether the credentials may be in that tenant, and with which role, is the
 // database's answer (app_private.begin_request), in the request transaction.
 import { apiKeyHash } from '../auth/secrets.ts';
-import { InvalidTokenError, isUuid, type TokenVerifier } from '../auth/tokens.ts';
+import { InvalidTokenError, type TokenVerifier } from '../auth/tokens.ts';
 import type { Config } from '../config.ts';
-import type { Credentials, TenantSelection } from '../db/tenant-transaction.ts';
 import { tenantNotFound, unauthenticated } from '../errors.ts';
+import { isSlug, isUuid } from './identifiers.ts';
+import type { Credentials, TenantSelection } from './principal.ts';
 
 export type TenancySettings = Pick<Config, 'multiTenancy' | 'defaultTenant' | 'allowedTenants' | 'tenantHostSuffix'>;
 
 /** Request headers by (lowercase) name: a Fetch `Headers`, or a node request's through `nodeHeaders`. */
 export type HeaderSource = { get(name: string): string | null };
-
-const SLUG = /^[a-z][a-z0-9-]{1,61}[a-z0-9]$/;
 
 /**
  * A selection without a tenant is refused with TENANT_REQUIRED when the
@@ -63,14 +62,14 @@ function requestedTenant(headers: HeaderSource, claimedTenantId: string | undefi
   const header = headers.get('x-tenant-id')?.trim();
   if (header) {
     if (isUuid(header)) return header.toLowerCase();
-    if (SLUG.test(header)) return header;
+    if (isSlug(header)) return header;
     throw tenantNotFound(); // no tenant can have that id
   }
   if (hostSuffix) {
     const host = headers.get('host')?.toLowerCase().replace(/:\d+$/, '');
     if (host?.endsWith(hostSuffix)) {
       const slug = host.slice(0, -hostSuffix.length);
-      if (!SLUG.test(slug)) throw tenantNotFound();
+      if (!isSlug(slug)) throw tenantNotFound();
       return slug;
     }
   }

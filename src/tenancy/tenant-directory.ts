@@ -3,9 +3,9 @@
 // or slug) and whatever key it holds. Learnt from the database in batches
 // (app_private.resolve_request_tenants), cached per process, refreshed in the
 // background while used. A request never waits for it unless its lane is full.
-import { isUuid } from '../auth/tokens.ts';
+import { isUuid } from './identifiers.ts';
 import type { Sql } from '../db/pool.ts';
-import type { TenantSelection } from '../db/tenant-transaction.ts';
+import type { TenantSelection } from './principal.ts';
 import { resolveRequestTenants, type IdentityQuery, type ResolvedIdentity } from './fair-share-repo.ts';
 
 export type { ResolvedIdentity } from './fair-share-repo.ts';

@@ -4,10 +4,10 @@
 // tid. Also: every tenant's own usage against its limits.
 import { z } from 'zod';
 import { newInvitationToken } from '../../auth/secrets.ts';
-import { isUuid } from '../../auth/tokens.ts';
 import { notFound } from '../../errors.ts';
 import { builder } from '../../graphql/builder.ts';
 import { connectionType, keysetConnection } from '../../nodes/index.ts';
+import { isUuid, SLUG, SLUG_RULE } from '../../tenancy/identifiers.ts';
 import { TenantStatusEnum } from '../tenants/schema.ts';
 import {
   createTenant,
@@ -88,7 +88,7 @@ builder.queryFields((t) => ({
   }),
 }));
 
-const slug = z.string().trim().regex(/^[a-z][a-z0-9-]{1,61}[a-z0-9]$/, 'must be 3 to 63 lowercase letters, digits or -, starting with a letter');
+const slug = z.string().trim().regex(SLUG, SLUG_RULE);
 const reason = z.string().trim().min(1, 'must not be empty').max(500, 'must be at most 500 characters');
 const limit = z.number().int().min(0, 'must be 0 or more').max(Number.MAX_SAFE_INTEGER, 'is too large');
 const tenantId = z.string().refine(isUuid, 'must be a tenant id');
