@@ -5,10 +5,12 @@ import postgres from 'postgres';
 import { tokenSettings } from './auth/settings.ts';
 import { createTokenVerifier, signToken } from './auth/tokens.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
-import { createPool } from './db/pool.ts';
+import { waitForDatabase } from './db/connect.ts';
+import { abortTransactions, createPool, drainPool } from './db/pool.ts';
 import { assertSafeRequestRole } from './db/request-role.ts';
 import { connectDatabase, runMigrations } from './db/setup.ts';
 import { demoOperator, demoPrincipals, seedDemo, type DemoPrincipal } from './demo.ts';
+import { unavailable } from './errors.ts';
 import { createLogger, flushLogs, type Logger } from './logger.ts';
 import type { GraphiQLTab } from './http/graphiql.ts';
 import { createApp, listen } from './server.ts';
@@ -49,10 +51,12 @@ async function main(config: Config, log: Logger): Promise<void> {
 
 /** The HTTP server and its connection pool, in this process; `close` drains both. */
 async function serve(config: Config, log: Logger, appUrl: string, tabs: readonly GraphiQLTab[]) {
-  const sql = createPool(appUrl, { max: config.dbPoolMax, prepare: config.dbPrepare });
+  await waitForDatabase(appUrl, config.dbConnectTimeoutMs); // the request role's own connection, bounded like the owner's
+  const timeouts = { requestTimeoutMs: config.requestTimeoutMs, connectTimeoutMs: config.dbConnectTimeoutMs };
+  const sql = createPool(appUrl, { max: config.dbPoolMax, prepare: config.dbPrepare, ...timeouts });
   await assertSafeRequestRole(sql); // RLS must hold for the role every request uses
   // Fair share has a connection of its own: its lookups never wait behind the requests it shares out.
-  const guardSql = createPool(appUrl, { max: 1, prepare: config.dbPrepare });
+  const guardSql = createPool(appUrl, { max: 1, prepare: config.dbPrepare, ...timeouts });
   let warnedAt = 0;
   const fairShare = createFairShareGuard(guardSql, config.fairShare, {
     onError: (error) => {
@@ -68,7 +72,17 @@ async function serve(config: Config, log: Logger, appUrl: string, tabs: readonly
   return {
     url: server.url,
     close: async () => {
+      drainPool(sql); // /ready says unavailable at once; requests in flight go on
+      // Shortly before the shutdown deadline resets the clients still connected, their transactions are
+      // rolled back (their connections dropped) and they answer 503: nothing commits after its client is gone.
+      const abortAt = Math.max(0, config.shutdownTimeoutMs - Math.min(1_000, config.shutdownTimeoutMs / 4));
+      const abort = setTimeout(() => {
+        const aborted = abortTransactions(sql, unavailable('shutdown'));
+        if (aborted > 0) log.warn({ aborted }, 'shutdown deadline: rolled back the requests still running');
+      }, abortAt);
       await server.close();
+      clearTimeout(abort);
+      abortTransactions(sql, unavailable('shutdown')); // anything still open now never commits
       await fairShare.close(); // unspent rate tokens go back to the database
       await Promise.all([sql.end({ timeout: 5 }), guardSql.end({ timeout: 5 })]);
     },

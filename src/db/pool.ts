@@ -37,6 +37,8 @@ export type PoolState = {
   readonly open: Set<Abortable>;
   /** Requests that gave up waiting for a free connection (their deadline came first). */
   acquireTimeouts: number;
+  /** Set by drainPool: /ready says unavailable (load balancers stop sending), requests still run. */
+  draining: boolean;
   /** Set by abortTransactions or end(): new transactions are refused, /ready says unavailable. */
   closing: boolean;
 };
@@ -66,7 +68,7 @@ export function createPool(url: string, options: PoolOptions): Sql {
       client_connection_check_interval: 1000,
     },
   });
-  const state: PoolState = { url, requestTimeoutMs, open: new Set(), acquireTimeouts: 0, closing: false };
+  const state: PoolState = { url, requestTimeoutMs, open: new Set(), acquireTimeouts: 0, draining: false, closing: false };
   states.set(sql, state);
   const end = sql.end.bind(sql);
   sql.end = (endOptions) => {
@@ -80,10 +82,15 @@ export function createPool(url: string, options: PoolOptions): Sql {
 export function poolState(sql: Sql): PoolState {
   let state = states.get(sql);
   if (!state) {
-    state = { url: '', requestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS, open: new Set(), acquireTimeouts: 0, closing: false };
+    state = { url: '', requestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS, open: new Set(), acquireTimeouts: 0, draining: false, closing: false };
     states.set(sql, state);
   }
   return state;
+}
+
+/** Shutdown begins: /ready answers unavailable from now on; requests in flight and arriving still run. */
+export function drainPool(sql: Sql): void {
+  poolState(sql).draining = true;
 }
 
 /**

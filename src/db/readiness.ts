@@ -17,7 +17,7 @@ const probes = new WeakMap<Sql, Probe>();
 /** True when the pool's database takes a new connection and answers on it now; false while it is down, frozen or the pool is shutting down. */
 export function databaseReady(sql: Sql): Promise<boolean> {
   const state = poolState(sql);
-  if (state.closing) return Promise.resolve(false);
+  if (state.closing || state.draining) return Promise.resolve(false);
   let probe = probes.get(sql);
   if (!probe) {
     // A pool made by postgres() directly (some tests) has no URL on record: ask it instead.

@@ -7,6 +7,7 @@ import { clearAllPools } from 'graphile-migrate/dist/pgReal.js';
 import postgres from 'postgres';
 import type { Config } from '../config.ts';
 import { readOrCreateSecret } from '../secret-file.ts';
+import { waitForDatabase } from './connect.ts';
 import type { EmbeddedServer } from './embedded.ts';
 
 /** The request role of a database named `tenancy` (the embedded server's, docker-compose's), and the test suite's. */
@@ -30,6 +31,7 @@ export async function connectDatabase(config: Config, log: Log): Promise<Databas
     ? undefined
     : await (await import('./embedded.ts')).openEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, log });
   const ownerUrl = config.databaseUrl ?? embedded!.ownerUrl;
+  await waitForDatabase(ownerUrl, config.dbConnectTimeoutMs, log); // bounded: never a silent hang at start
   const appUrl = config.databaseAppUrl ?? (await ensureAppRole(ownerUrl, config.dataDir, config.databaseAppRole));
   return { ownerUrl, appUrl, embedded };
 }

@@ -1,0 +1,113 @@
+// A database that cannot be reached at start: a closed port, a host that
+// takes the connection and never answers (as one dropping packets), a wrong
+// password. The service says so in a fatal log line and exits non-zero
+// within DB_CONNECT_TIMEOUT, never hangs; a database that refuses at first
+// and comes up within the timeout (a container's init server) is waited for.
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { TEST_TOKENS } from './helpers/app.ts';
+import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
+import { freePort } from './helpers/local.ts';
+import { runScript, startServer } from './helpers/process.ts';
+
+let dataDir: string;
+let db: TestDatabase;
+const servers: net.Server[] = [];
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(tmpdir(), 'tenancy-startfault-'));
+  db = await useTestDatabase();
+});
+
+afterAll(async () => {
+  for (const server of servers) server.close();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+const env = (databaseUrl: string, extra: Record<string, string> = {}) => ({
+  DATABASE_URL: databaseUrl,
+  TENANCY_DATA_DIR: dataDir,
+  JWT_SECRET: TEST_TOKENS.secret!,
+  DEMO_DATA: 'false',
+  PORT: '0',
+  HOST: '127.0.0.1',
+  LOG_LEVEL: 'debug',
+  DB_CONNECT_TIMEOUT: '2',
+  ...extra,
+});
+
+/** The fatal line of a failed start (pino JSON on stdout). */
+function fatal(stdout: string): { msg: string; err?: { message: string } } | undefined {
+  const line = stdout.split('\n').find((entry) => entry.includes('"level":60'));
+  return line ? (JSON.parse(line) as { msg: string; err?: { message: string } }) : undefined;
+}
+
+async function listening(server: net.Server): Promise<number> {
+  const port = await freePort();
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  servers.push(server);
+  return port;
+}
+
+it.concurrent('a closed port: a fatal line naming the database and exit 1 within the timeout', async () => {
+  const port = await freePort();
+  const started = Date.now();
+  const result = await runScript('src/main.ts', [], env(`postgres://owner:secret@127.0.0.1:${port}/tenancy`));
+  const took = Date.now() - started;
+  expect(result.code).toBe(1);
+  const line = fatal(result.stdout);
+  expect(line?.msg).toBe('failed to start');
+  expect(line?.err?.message).toMatch(new RegExp(`^Database unreachable: no answer from 127\\.0\\.0\\.1:${port}/tenancy within 2 s \\(last: ECONNREFUSED\\)`));
+  expect(result.stdout).not.toContain('secret');
+  expect(took).toBeGreaterThanOrEqual(2_000); // it kept trying for the whole timeout
+  expect(took).toBeLessThan(2_000 + 10_000); // the timeout, plus starting Node and loading the service on a busy machine
+  expect(result.stdout.match(/not reachable yet/g)?.length).toBeGreaterThanOrEqual(2);
+}, 30_000);
+
+it.concurrent('a host that takes the connection and never answers: the same, no hang', async () => {
+  const silent = net.createServer(() => {}); // accepts, reads nothing, says nothing
+  const port = await listening(silent);
+  const started = Date.now();
+  const result = await runScript('src/main.ts', [], env(`postgres://owner:secret@127.0.0.1:${port}/tenancy`));
+  expect(result.code).toBe(1);
+  expect(fatal(result.stdout)?.err?.message).toMatch(/^Database unreachable: no answer from .* within 2 s/);
+  expect(Date.now() - started).toBeLessThan(2_000 + 10_000);
+}, 30_000);
+
+it.concurrent('a wrong password: refused at once, without waiting out the timeout', async () => {
+  const url = new URL(db.ownerUrl);
+  url.password = 'not-the-password';
+  const result = await runScript('src/main.ts', [], env(url.toString(), { DB_CONNECT_TIMEOUT: '30' }));
+  expect(result.code).toBe(1);
+  expect(fatal(result.stdout)?.err?.message).toMatch(/^Database refused the connection to .*\(28P01\)$/);
+}, 30_000);
+
+it('a database that refuses for a while (an init server going away) is waited for, within DB_CONNECT_TIMEOUT', async () => {
+  // A proxy that drops the first three connections, then passes them to the test database.
+  const target = new URL(db.ownerUrl);
+  let dropped = 0;
+  const proxy = net.createServer((client) => {
+    if (dropped < 3) return void (dropped++, client.destroy());
+    const upstream = net.connect(Number(target.port), target.hostname);
+    client.pipe(upstream).pipe(client);
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+  });
+  const port = await listening(proxy);
+  const viaProxy = (url: string) => {
+    const parsed = new URL(url);
+    parsed.port = String(port);
+    return parsed.toString();
+  };
+  const server = await startServer(env(viaProxy(db.ownerUrl), { DATABASE_APP_URL: viaProxy(db.appUrl), DB_CONNECT_TIMEOUT: '10' }));
+  try {
+    expect(dropped).toBe(3);
+    expect(server.output()).toMatch(/not reachable yet \((ECONNRESET|CONNECTION_CLOSED)/);
+    expect((await fetch(`${server.url}/ready`)).status).toBe(200);
+  } finally {
+    expect(await server.stop()).toBe(0);
+  }
+}, 60_000);
