@@ -30,14 +30,7 @@ export type ContextFilter = {
   createdBefore?: Date | undefined;
 };
 
-export type NewContext = {
-  kind: ContextKind;
-  title: string;
-  content: string;
-  tags: string[];
-  agentId: string | null;
-  sessionId: string | null;
-};
+export type NewContext = Pick<ContextRow, 'kind' | 'title' | 'content' | 'tags' | 'agentId' | 'sessionId'>;
 
 export type ContextPatch = Partial<Pick<NewContext, 'title' | 'content' | 'tags'>>;
 
