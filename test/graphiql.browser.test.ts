@@ -18,7 +18,7 @@ import { ROOT, startServer, type ServerProcess } from './helpers/process.ts';
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 // No network beyond the service: Chromium's own background traffic off (see also the route below).
 const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-export const ARTIFACTS = path.join(ROOT, 'test/artifacts');
+const ARTIFACTS = path.join(ROOT, 'test/artifacts');
 
 const { templateUrl } = inject('postgres');
 const admin = postgres(withDatabase(templateUrl, 'postgres'), { max: 1, onnotice: () => {} });
