@@ -8,42 +8,48 @@
 // prefetches in the same round trip.
 //
 // A new tenant type with lists, a child list, column pruning and prefetch
-// (say audit events, listed per agent) is four files:
+// (say the artifacts a session produces) is four files:
 //
-// 1. A migration (migrations/README.md): the table with tenant_id, RLS, the
-//    index its list is ordered by (tenant_id, created_at, id), and for a child
-//    list one on (tenant_id, agent_id, created_at, id).
-// 2. src/modules/audit-events/repo.ts, the SQL half:
-//      export const auditEvents = table<AuditEventRow>({
-//        name: 'app.audit_events',
-//        columns: [{ id: true, agentId: true, action: true }, { createdAt: true }, { details: true }],
+// 1. A migration (migrations/README.md has the checklist): app.artifacts with
+//    tenant_id, a uuid id, session_id (foreign key with tenant_id), created_at;
+//    RLS; an index per list order: (tenant_id, created_at, id) for the
+//    tenant's list, (tenant_id, session_id, created_at, id) for a session's.
+// 2. src/modules/artifacts/repo.ts, the SQL half:
+//      export const artifacts = table<ArtifactRow>({
+//        name: 'app.artifacts',
+//        columns: [{ id: true, sessionId: true, name: true }, { createdAt: true, createdBy: true }, { content: true }],
 //        orderBy: 'created_at',
 //      });
-//      export const auditConditions = (tx: Tx, filter: AuditFilter) => conditions(tx, filter.action && tx`and action = ${filter.action}`);
+//      export const artifactConditions = (tx: Tx, filter: ArtifactFilter) => conditions(tx, filter.name && tx`and name = ${filter.name}`);
 //    The first group is always read; a list reads another group only when a
 //    selected field needs one of its keys. Keys are row keys (`createdAt: true`
-//    reads created_at), never GraphQL fields.
-// 3. src/modules/audit-events/schema.ts, the GraphQL half:
-//      export const AuditEvent = nodeType('AuditEvent', {
-//        table: auditEvents, byId: 'auditEvent', description: '…',
+//    reads created_at, `size: 'octet_length(content)'` an expression), never GraphQL fields.
+// 3. src/modules/artifacts/schema.ts, the GraphQL half:
+//      export const Artifact = nodeType('Artifact', {
+//        table: artifacts, byId: 'artifact', description: 'A file a session produced',
 //        fields: (t) => ({
-//          agent: Agent.relation(t, 'agentId'),            // prefetched by auditEvent(id) { agent }
-//          action: t.exposeString('action'),
+//          session: Session.relation(t, 'sessionId'),       // read with the row by artifact(id) { session }
+//          name: t.exposeString('name'),
+//          content: t.exposeString('content'),               // read by a list only when selected
 //          createdAt: t.expose('createdAt', { type: 'DateTime' }),
-//          details: t.expose('details', { type: 'JSONObject' }),
+//          createdBy: t.field({ type: UserRef, nullable: true, resolve: (artifact) => artifact.createdBy }),
 //        }),
 //      });
-//      builder.queryFields((t) => ({ auditEvents: t.field({
-//        type: AuditEvent.connection, authScopes: { viewer: true },
+//      builder.queryFields((t) => ({ artifacts: t.field({
+//        type: Artifact.connection, authScopes: { viewer: true },
 //        args: { ...t.arg.connectionArgs(), orderBy: orderByArg(t.arg) },
-//        resolve: AuditEvent.list((tx, args) => auditConditions(tx, {})) }) }));
-//      builder.objectFields(Agent.ref, (t) => ({ auditEvents: t.field({      // a child list, batched, prefetched by agent(id)
-//        type: AuditEvent.connection, args: { ...t.arg.connectionArgs() },
-//        ...AuditEvent.childList('agentId', (tx, args) => auditConditions(tx, {})) }) }));
+//        resolve: Artifact.list((tx, args) => artifactConditions(tx, {})) }) }));
+//      builder.objectFields(Session.ref, (t) => ({ artifacts: Artifact.childList(t, {   // batched; read with session(id)
+//        parentKey: 'sessionId', description: "This session's artifacts",
+//        args: { ...t.arg.connectionArgs() }, where: (tx) => artifactConditions(tx, {}) }) }));
 //    A field named after a row key or exposing one needs nothing more; any
 //    other field names the row keys it reads: `extensions: { columns: ['acceptedAt', …] }`
-//    (a start-up error says which field forgot).
-// 4. One import in src/graphql/schema.ts: `import '../modules/audit-events/schema.ts';`
+//    (a start-up error names the field that forgot).
+// 4. One import in src/graphql/schema.ts: `import '../modules/artifacts/schema.ts';`
+//
+// Today's limits: ids are uuids and lists order by created_at or started_at
+// (a table with a bigint id or another time column, such as app.audit_events,
+// needs table.ts and the cursor to learn that type first).
 //
 // Then `npm run schema` regenerates schema.graphql and docs/permissions.md.
 //
