@@ -48,6 +48,13 @@ export const badUserInput = (field: string, message: string) =>
   apiError('BAD_USER_INPUT', `${field}: ${message}`, { field });
 export const conflict = (message: string) => apiError('CONFLICT', message);
 export const internal = () => apiError('INTERNAL', 'Internal server error');
+/** A request whose answer would pass MAX_RESPONSE_BYTES. */
+export const responseTooLarge = (max: number) =>
+  apiError('BAD_USER_INPUT', `The response would be larger than ${max} bytes: ask for fewer rows or fields`, {
+    limit: 'responseBytes',
+    max,
+    http: { status: 400 },
+  });
 /** The database is down, out of connections, or the request ran past its deadline; the client may retry. */
 export const unavailable = (reason: string, message = 'The service is temporarily unavailable: try again shortly') =>
   apiError('UNAVAILABLE', message, { reason });

@@ -84,7 +84,7 @@ async function whileHealthy(attack: () => Promise<Answer>): Promise<Answer> {
   const answer = await attack();
   done = true;
   await poll;
-  expect(slowestHealth).toBeLessThan(500);
+  expect(slowestHealth).toBeLessThan(1500); // loose: a shared CI machine; before the limits it was 17 s
   return answer;
 }
 

@@ -5,7 +5,8 @@
 // a connection, every statement and the commit; past it the connection is
 // dropped (the server rolls back) and every use answers UNAVAILABLE.
 import type { GraphQLError } from 'graphql';
-import { tenantNotFound, tenantRequired, tenantSuspended, unauthenticated, unavailable } from '../errors.ts';
+import { responseTooLarge, tenantNotFound, tenantRequired, tenantSuspended, unauthenticated, unavailable } from '../errors.ts';
+import { approximateBytes } from './row-bytes.ts';
 import { isUuid } from '../tenancy/identifiers.ts';
 import type { Credentials, Principal, TenantContext, TenantSelection } from '../tenancy/principal.ts';
 import type { Role } from '../tenancy/roles.ts';
@@ -25,6 +26,8 @@ export type TransactionMode = 'tenant' | 'platform';
 export type TransactionOptions = {
   /** When the request must be over, in ms since the epoch; default: now plus the pool's request timeout. */
   readonly deadline?: number;
+  /** Bytes of rows the request may read (MAX_RESPONSE_BYTES): past it every use answers the response limit. */
+  readonly readBytes?: number;
 };
 
 type Opened = { readonly tx: Reserved; readonly principal: Promise<Principal> };
@@ -46,6 +49,9 @@ export class TenantTransaction {
   #known: Principal | undefined;
   #operator: Promise<boolean> | undefined;
   readonly #deadline: number;
+  /** Bytes of rows still allowed (undefined: no budget); charged as each repository call returns. */
+  #readBytesLeft: number | undefined;
+  readonly #readBytes: number | undefined;
   #timer: NodeJS.Timeout | undefined;
   #reserved: Reserved | undefined;
   /** Why the transaction was cut short (deadline, shutdown): every later use answers it. */
@@ -57,6 +63,12 @@ export class TenantTransaction {
     this.#sql = sql;
     this.#selection = selection;
     this.#deadline = options.deadline ?? Date.now() + poolState(sql).requestTimeoutMs;
+    this.#readBytes = this.#readBytesLeft = options.readBytes;
+  }
+
+  /** True once the rows read passed `readBytes`: the request is refused with the response limit. */
+  get overReadBudget(): boolean {
+    return this.#readBytesLeft !== undefined && this.#readBytesLeft < 0;
   }
 
   /** Who the database accepted this request as. */
@@ -85,6 +97,7 @@ export class TenantTransaction {
 
   /** Runs repository code inside the request transaction. */
   async run<T>(query: (tx: Tx) => Promise<T>): Promise<T> {
+    if (this.overReadBudget) throw responseTooLarge(this.#readBytes!);
     const { principal } = await this.#open();
     const result = query(this.#tx!);
     try {
@@ -93,7 +106,12 @@ export class TenantTransaction {
       result.catch(() => {}); // failed only because the transaction was aborted
       throw error;
     }
-    return result;
+    if (this.#readBytesLeft === undefined) return result;
+    // Charged per call, so a request stops reading once past its budget instead of building the whole answer.
+    const value = await result;
+    this.#readBytesLeft -= approximateBytes(value);
+    if (this.overReadBudget) throw responseTooLarge(this.#readBytes!);
+    return value;
   }
 
   /**

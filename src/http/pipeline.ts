@@ -5,9 +5,9 @@
 // and the response ceiling. A limit, a guard or a metric is added here, once.
 import { execute, GraphQLError, OperationTypeNode, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import type { TokenVerifier } from '../auth/tokens.ts';
-import type { Sql } from '../db/pool.ts';
+import { poolState, type Sql } from '../db/pool.ts';
 import { TenantTransaction } from '../db/tenant-transaction.ts';
-import { apiError } from '../errors.ts';
+import { apiError, responseTooLarge } from '../errors.ts';
 import { requestContext } from '../graphql/context.ts';
 import { createDocumentCache, type DocumentOptions } from '../graphql/documents.ts';
 import { refuseCost } from '../graphql/limits.ts';
@@ -28,6 +28,8 @@ export type PipelineRequest = {
   readonly readOnly: boolean;
   readonly requestId: string;
   readonly state: RequestState;
+  /** When the request must be over (ms since the epoch), set by the pipeline as it starts. */
+  deadline?: number;
 };
 
 export type PipelineResponse = {
@@ -87,7 +89,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     }
     refuseCost(documents.cost(operation, params.variables), maxCost);
 
-    const db = new TenantTransaction(sql, selection);
+    const db = new TenantTransaction(sql, selection, { deadline: request.deadline, readBytes: maxResponseBytes });
     request.state.transaction = db;
     const context = requestContext(request.requestId, db);
     db.start(transactionMode(schema, operation.definition));
@@ -95,12 +97,16 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     const result = jit
       ? await jit.query(undefined, context, params.variables)
       : await execute({ schema, document: checked.document, variableValues: params.variables, operationName: params.operationName, contextValue: context });
+    // Rows past the response limit: the whole request is refused (and rolled back), not answered in part.
+    if (db.overReadBudget) return { errors: [responseTooLarge(maxResponseBytes)] };
     const finished = await finishOperation(context, result, kind === OperationTypeNode.MUTATION, log);
     if (db.known) documents.remember(key, checked, params.query); // the database accepted the caller
     return finished;
   }
 
   async function handle(request: PipelineRequest): Promise<PipelineResponse> {
+    // One deadline from the moment the request is taken: the guards' queues and the transaction live within it.
+    request.deadline ??= Date.now() + poolState(sql).requestTimeoutMs;
     const admissions: Admission[] = [];
     let result: ExecutionResult;
     try {
@@ -115,7 +121,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     for (const admission of admissions) Object.assign(headers, admission.headers);
     let response = respond(result, headers);
     if (Buffer.byteLength(response.json) > maxResponseBytes) {
-      response = respond({ errors: [tooLargeResponse(maxResponseBytes)] }, headers);
+      response = respond({ errors: [responseTooLarge(maxResponseBytes)] }, headers);
     }
     if (response.status !== 200 && response.errors) request.state.refused = String(response.errors[0]?.extensions.code);
     return response;
@@ -146,12 +152,6 @@ function checkParams(params: unknown): Params {
 
 export const badRequest = (message: string, status = 400) => apiError('BAD_USER_INPUT', message, { http: { status } });
 
-const tooLargeResponse = (max: number) =>
-  apiError('BAD_USER_INPUT', `The response would be larger than ${max} bytes: ask for fewer rows or fields`, {
-    limit: 'responseBytes',
-    max,
-    http: { status: 400 },
-  });
 
 type HttpExtension = { status?: number; headers?: Record<string, string> };
 
