@@ -121,6 +121,35 @@ it('loads from the service alone, with one tab per demo principal, titled and ca
   expect(foreignRequests).toEqual([]);
 });
 
+it('forgets the tabs GraphiQL stored for another demo (their tokens would not work), and keeps those stored for this one', async () => {
+  const fingerprint = await page.evaluate(() => localStorage.getItem('tenancy:graphiql-tabs'));
+  expect(fingerprint).toMatch(/^[0-9a-f]{64}$/);
+  const stored = JSON.stringify({
+    activeTabIndex: 0,
+    tabs: [{ id: 'kept', hash: null, title: 'mine', query: 'query mine { __typename }', variables: null, headers: '{}', operationName: 'mine', response: null }],
+  });
+  const titlesAfterLoad = async (storedFor: string) => {
+    const context = await browser.newContext();
+    await context.addInitScript(
+      ([state, owner]) => {
+        if (sessionStorage.getItem('seeded')) return;
+        sessionStorage.setItem('seeded', '1');
+        localStorage.setItem('graphiql:tabState', state!);
+        localStorage.setItem('tenancy:graphiql-tabs', owner!);
+      },
+      [stored, storedFor],
+    );
+    const other = await context.newPage();
+    await other.goto(`${server.url}/graphql`);
+    await other.waitForSelector('.graphiql-tab-button');
+    const titles = await other.locator('.graphiql-tab-button').allInnerTexts();
+    await context.close();
+    return titles;
+  };
+  expect(await titlesAfterLoad('another demo')).toEqual(await page.locator('.graphiql-tab-button').allInnerTexts());
+  expect(await titlesAfterLoad(fingerprint!)).toContain('mine');
+});
+
 async function runTab(title: string) {
   await openTab(title);
   const response = page.waitForResponse((answer) => answer.request().method() === 'POST' && (answer.request().postData() ?? '').includes(`"operationName":"${title}"`));
