@@ -56,7 +56,8 @@ export async function timed(send: Send): Promise<Answer> {
     }
     return { at, ms: Date.now() - at, status: response.status, code, reason, retryAfter: response.headers.get('retry-after') };
   } catch (error) {
-    return { at, ms: Date.now() - at, status: 0, code: undefined, reason: undefined, retryAfter: null, failed: String(error) };
+    const cause = (error as { cause?: { code?: string } }).cause?.code;
+    return { at, ms: Date.now() - at, status: 0, code: undefined, reason: undefined, retryAfter: null, failed: cause ?? String(error) };
   }
 }
 
