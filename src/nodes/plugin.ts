@@ -16,7 +16,7 @@ import type { GraphQLFieldResolver } from 'graphql';
 import type { GraphQLContext } from '../graphql/context.ts';
 import { nodeTypeNamed, type RegisteredNode } from './global-id.ts';
 import { registerPrefetch, type Prefetch } from './prefetch.ts';
-import { rowWith } from './selection.ts';
+import { lacksColumns } from './selection.ts';
 
 /** What a field of a node type may declare in its `extensions`. */
 export type NodeFieldExtensions = {
@@ -56,10 +56,8 @@ export class TenantNodesPlugin<Types extends SchemaTypes> extends BasePlugin<Typ
     const keys = rowKeysOf(node, fieldConfig);
     if (node.table.choiceOf(keys) === 1) return resolver; // the always-read group
     return (row, args, context, info) => {
-      const complete = rowWith(row as Record<string, unknown> & { id: string }, keys, () =>
-        node.load(context as GraphQLContext, (row as { id: string }).id).then((whole) => (whole ?? row) as Record<string, unknown> & { id: string }),
-      );
-      return complete === row ? resolver(row, args, context, info) : (complete as Promise<unknown>).then((whole) => resolver(whole, args, context, info));
+      if (!lacksColumns(row as object, keys)) return resolver(row, args, context, info);
+      return node.load(context as GraphQLContext, (row as { id: string }).id).then((whole) => resolver(whole ?? row, args, context, info));
     };
   }
 }

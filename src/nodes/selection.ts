@@ -58,17 +58,18 @@ export function eachField(
 }
 
 /**
- * The row itself when it holds every one of `keys`, else the whole row
- * (loaded by id, batched). Lists read what the selection analysis finds, so
- * the whole row only guards against a field the analysis did not see: a
- * cost, never a wrong answer. (A column read as SQL NULL is `null`, never `undefined`.)
+ * Whether a row read in part lacks one of `keys`: then a field that needs
+ * them resolves on the whole row (loaded by id, batched). Lists read what the
+ * selection analysis finds, so the whole row only guards against a field the
+ * analysis did not see: a cost, never a wrong answer. (A column read as SQL
+ * NULL is `null`, never `undefined`.)
  */
-export function rowWith<Row>(row: Partial<Row>, keys: readonly (keyof Row)[], whole: () => Promise<Row>): Row | Promise<Row> {
-  for (const key of keys) if (row[key] === undefined) return whole();
-  return row as Row;
+export function lacksColumns(row: object, keys: readonly string[]): boolean {
+  for (const key of keys) if ((row as Record<string, unknown>)[key] === undefined) return true;
+  return false;
 }
 
-/** One column of a row read in part (see `rowWith`). */
+/** One column of a row read in part, from the whole row when the row lacks it (see `lacksColumns`). */
 export function column<Row, K extends keyof Row>(row: Partial<Row>, key: K, whole: () => Promise<Row>): Row[K] | Promise<Row[K]> {
   const value = row[key];
   return value === undefined ? whole().then((full) => full[key]) : value;
