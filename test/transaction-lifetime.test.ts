@@ -1,0 +1,88 @@
+// A request transaction lives within its request: a query sent through it
+// after it ended throws instead of running on a connection another request
+// now holds (issue 11); waiting for a connection and every statement are
+// bounded by the request's deadline, and neither costs the pool a connection.
+import { beforeAll, expect, it } from 'vitest';
+import { errorForSqlState } from '../src/db/errors.ts';
+import { poolState, type Sql, type Tx } from '../src/db/pool.ts';
+import { TenantTransaction } from '../src/db/tenant-transaction.ts';
+import { createTestTenant, type TestTenant } from './helpers/app.ts';
+import { useTestDatabase } from './helpers/db.ts';
+
+let pool: Sql;
+let tenant: TestTenant;
+const sent: string[] = [];
+
+beforeAll(async () => {
+  const db = await useTestDatabase();
+  pool = db.appPool(1, (query) => sent.push(query));
+  tenant = await createTestTenant(db.owner, 'lifetime');
+});
+
+const selection = (): ConstructorParameters<typeof TenantTransaction>[1] => ({
+  credentials: { kind: 'user', userId: tenant.members.MEMBER.userId, roleCap: undefined },
+  tenant: tenant.id,
+  allowedSlugs: undefined,
+});
+
+it('a query through a transaction that has ended throws, and never reaches the connection the next request holds', async () => {
+  const first = new TenantTransaction(pool, selection());
+  let kept: Tx | undefined;
+  await first.run(async (tx) => {
+    kept = tx;
+    return tx`select 1`;
+  });
+  await first.end(true);
+
+  const next = new TenantTransaction(pool, selection()); // the pool's only connection is now this one's
+  const [row] = await next.run((tx) => tx<{ tenant: string }[]>`select current_setting('app.tenant_id') as tenant`);
+  expect(row!.tenant).toBe(tenant.id);
+
+  const before = sent.length;
+  expect(() => kept!`select 'late' as stray`).toThrow(/already ended/);
+  expect(() => kept!.unsafe('select 1')).toThrow(/already ended/);
+  await next.end(true);
+  expect(sent.slice(before).some((query) => query.includes('stray'))).toBe(false);
+});
+
+it('the wait for a connection ends at the deadline: UNAVAILABLE timeout, counted, and the connection is not lost', async () => {
+  const holder = new TenantTransaction(pool, selection());
+  await holder.principal(); // holds the pool's only connection
+  const started = Date.now();
+  const waiting = new TenantTransaction(pool, selection(), { deadline: Date.now() + 300 });
+  await expect(waiting.principal()).rejects.toMatchObject({ extensions: { code: 'UNAVAILABLE', reason: 'timeout' } });
+  expect(Date.now() - started).toBeLessThan(1_000);
+  expect(poolState(pool).acquireTimeouts).toBe(1);
+  await waiting.end(false);
+  await holder.end(false);
+
+  const after = new TenantTransaction(pool, selection(), { deadline: Date.now() + 2_000 });
+  await expect(after.run((tx) => tx`select 1 as one`)).resolves.toEqual([{ one: 1 }]);
+  await after.end(true);
+});
+
+it('a statement running into the deadline is cancelled by the server (statement_timeout from the deadline) and the connection is kept', async () => {
+  const started = Date.now();
+  const slow = new TenantTransaction(pool, selection(), { deadline: Date.now() + 600 });
+  const error = await slow.run((tx) => tx`select pg_sleep(5)`).catch((caught: unknown) => caught);
+  expect(Date.now() - started).toBeLessThan(1_000);
+  expect(errorForSqlState(error)?.extensions).toMatchObject({ code: 'UNAVAILABLE', reason: 'timeout' });
+  await slow.end(false);
+
+  const next = new TenantTransaction(pool, selection());
+  const [row] = await next.run((tx) => tx<{ timeout: string }[]>`select current_setting('statement_timeout') as timeout`);
+  expect(row!.timeout).not.toBe('1ms'); // transaction-local: nothing carried over
+  await next.end(true);
+});
+
+it('past the deadline with no statement running, every later use answers UNAVAILABLE timeout and nothing commits', async () => {
+  const late = new TenantTransaction(pool, selection(), { deadline: Date.now() + 300 });
+  await late.principal();
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  await expect(late.run((tx) => tx`select 1`)).rejects.toMatchObject({ extensions: { code: 'UNAVAILABLE', reason: 'timeout' } });
+  await expect(late.end(true)).rejects.toMatchObject({ extensions: { code: 'UNAVAILABLE', reason: 'timeout' } });
+
+  const next = new TenantTransaction(pool, selection());
+  await expect(next.run((tx) => tx`select 1 as one`)).resolves.toEqual([{ one: 1 }]);
+  await next.end(true);
+});
