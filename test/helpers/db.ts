@@ -4,6 +4,7 @@ import postgres from 'postgres';
 import { afterAll, inject } from 'vitest';
 import { createPool, type Sql } from '../../src/db/pool.ts';
 import { withDatabase } from './local.ts';
+import { appPoolRouting, startPgBouncer } from './pgbouncer.ts';
 
 export type TestDatabase = {
   /** Owner (superuser) connection to this file's database. */
@@ -26,8 +27,12 @@ export async function useTestDatabase(): Promise<TestDatabase> {
   const appUrl = withDatabase(appRoleUrl, name);
   const owner = postgres(ownerUrl, { max: 4, onnotice: () => {} });
   const pools: Sql[] = [];
+  // routeAppPoolsThroughPgBouncer(): app pools reach this database through PgBouncer (transaction mode, no prepared statements).
+  const routing = appPoolRouting();
+  const bouncer = routing ? await startPgBouncer(routing) : undefined;
   afterAll(async () => {
     await Promise.all([owner, ...pools].map((pool) => pool.end({ timeout: 5 })));
+    await bouncer?.stop();
     await admin`drop database if exists ${admin(name)} with (force)`;
     await admin.end();
   });
@@ -36,7 +41,7 @@ export async function useTestDatabase(): Promise<TestDatabase> {
     appUrl,
     owner,
     appPool: (max = 4, onQuery?: (query: string, parameters: readonly unknown[]) => void) => {
-      const pool = createPool(appUrl, { max, prepare: true, onQuery });
+      const pool = createPool(bouncer ? bouncer.url(appUrl) : appUrl, { max, prepare: !bouncer, onQuery });
       pools.push(pool);
       return pool;
     },
