@@ -189,7 +189,7 @@ CREATE TABLE app.contexts (
   created_at timestamp with time zone DEFAULT now() NOT NULL,
   updated_at timestamp with time zone DEFAULT now() NOT NULL,
   content_bytes integer GENERATED ALWAYS AS (octet_length(content)) STORED,
-  search tsvector GENERATED ALWAYS AS (setweight(to_tsvector('english'::regconfig, title), 'A'::"char") || setweight(to_tsvector('english'::regconfig, content), 'B'::"char")) STORED,
+  search tsvector GENERATED ALWAYS AS (app_private.context_search(title, content)) STORED,
   CONSTRAINT contexts_pkey PRIMARY KEY (tenant_id, id),
   CONSTRAINT contexts_agent_fkey FOREIGN KEY (tenant_id, agent_id) REFERENCES app.agents(tenant_id, id) ON DELETE SET NULL (agent_id),
   CONSTRAINT contexts_created_by_fkey FOREIGN KEY (tenant_id, created_by) REFERENCES app.memberships(tenant_id, user_id) ON DELETE SET NULL (created_by),
@@ -1198,6 +1198,28 @@ end
 $function$;
 COMMENT ON FUNCTION app_private.consume_quota(uuid,text,bigint) IS 'Adds amount to the tenant''s counter in one conditional UPDATE (the row lock serializes concurrent consumers; the limit is re-checked on the committed count), or raises TQ001 with quota, limit, used and requested as JSON in DETAIL. Negative amounts release; monthly_tokens starts again each UTC month.';
 
+CREATE OR REPLACE FUNCTION app_private.context_search(title text, content text)
+ RETURNS tsvector
+ LANGUAGE plpgsql
+ IMMUTABLE
+ SET search_path TO ''
+AS $function$
+declare
+  indexed integer := length(content);
+begin
+  loop
+    begin
+      return setweight(to_tsvector('english'::regconfig, title), 'A')
+          || setweight(to_tsvector('english'::regconfig, left(content, indexed)), 'B');
+    exception when program_limit_exceeded then
+      indexed := indexed / 2; -- more distinct words than a tsvector holds: index the first part of the content
+    end;
+  end loop;
+end
+$function$;
+COMMENT ON FUNCTION app_private.context_search(text,text) IS 'The search vector of a context: title (weight A) and content (B); when the whole content would pass the 1 MiB tsvector limit, its first half, quarter and so on (only contents with a great many distinct words).';
+GRANT EXECUTE ON FUNCTION app_private.context_search(text,text) TO :DATABASE_APP;
+
 CREATE OR REPLACE FUNCTION app_private.count_session_tokens()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -1254,6 +1276,46 @@ begin
 end
 $function$;
 COMMENT ON FUNCTION app_private.create_tenant_quotas() IS 'Trigger (after insert on app.tenants, per statement): a quota row for each quota of every new tenant.';
+
+CREATE OR REPLACE FUNCTION app_private.expire_idle_sessions(idle interval, max_sessions integer DEFAULT 500)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  ended integer;
+begin
+  if idle < interval '1 minute' then
+    raise exception 'a session is idle after a minute at the least' using errcode = 'invalid_parameter_value';
+  end if;
+  -- Idle: neither the session (tokens, metadata) nor any of its tasks written for `idle`.
+  -- Rows another transaction holds are left for the next sweep.
+  with idle_sessions as (
+    select s.tenant_id, s.id, s.updated_at
+    from app.sessions s
+    where s.status = 'active' and s.updated_at < now() - idle
+      and not exists (select 1 from app.tasks t
+                      where t.tenant_id = s.tenant_id and t.session_id = s.id and t.updated_at >= now() - idle)
+    order by s.updated_at
+    limit max_sessions
+    for update of s skip locked
+  ), ended_sessions as (
+    update app.sessions s set status = 'failed', ended_at = now()
+    from idle_sessions i
+    where s.tenant_id = i.tenant_id and s.id = i.id
+    returning s.tenant_id, s.id, i.updated_at as last_activity
+  )
+  insert into app.audit_events (tenant_id, actor_kind, action, target_type, target_id, reason, details)
+  select e.tenant_id, 'system', 'session.expire', 'session', e.id::text, 'idle for longer than ' || idle::text,
+         jsonb_build_object('lastActivityAt', e.last_activity, 'idleSeconds', extract(epoch from idle)::bigint)
+  from ended_sessions e;
+  get diagnostics ended = row_count;
+  return ended;
+end
+$function$;
+COMMENT ON FUNCTION app_private.expire_idle_sessions(interval,integer) IS 'Ends (status failed) up to max_sessions active sessions with no write to them or their tasks for idle, records session.expire in each tenant''s audit log, and returns how many; the sessions'' counting trigger releases their active_sessions quota. The service''s idle-session sweep calls it (SESSION_IDLE_TIMEOUT).';
+GRANT EXECUTE ON FUNCTION app_private.expire_idle_sessions(interval,integer) TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app_private.is_operator()
  RETURNS boolean

@@ -158,6 +158,8 @@ describe('roles', () => {
       'app_private.begin_api_key_request',
       'app_private.begin_platform_request',
       'app_private.begin_request',
+      'app_private.context_search',
+      'app_private.expire_idle_sessions',
       'app_private.is_operator',
       'app_private.my_memberships',
       'app_private.operator_create_tenant',
