@@ -12,6 +12,7 @@ import { connectDatabase, runMigrations } from './db/setup.ts';
 import { demoOperator, demoPrincipals, seedDemo, type DemoPrincipal } from './demo.ts';
 import { unavailable } from './errors.ts';
 import { createLogger, flushLogs, type Logger } from './logger.ts';
+import { startIdleSessionSweep } from './modules/sessions/idle-sweep.ts';
 import type { GraphiQLTab } from './http/graphiql.ts';
 import { createApp, listen } from './server.ts';
 import { createFairShareGuard } from './tenancy/fair-share.ts';
@@ -66,12 +67,14 @@ async function serve(config: Config, log: Logger, appUrl: string, tabs: readonly
     },
   });
   const app = createApp({ config, sql, verifyToken: createTokenVerifier(await tokenSettings(config)), log, graphiqlTabs: tabs, guards: [fairShare] });
+  const sweep = startIdleSessionSweep(sql, config.sessionIdleTimeoutSeconds, log); // sessions whose client vanished
   const server = await listen(app, config.host, config.port, config.shutdownTimeoutMs);
   log.info({ pid: process.pid, url: `${server.url}/graphql` }, 'listening');
   flushLogs(); // before the supervisor's banner, in a worker
   return {
     url: server.url,
     close: async () => {
+      sweep.stop();
       drainPool(sql); // /ready says unavailable at once; requests in flight go on
       // Shortly before the shutdown deadline resets the clients still connected, their transactions are
       // rolled back (their connections dropped) and they answer 503: nothing commits after its client is gone.
