@@ -9,7 +9,7 @@ import { createYoga, useReadinessCheck, type Plugin, type YogaServerInstance } f
 import type { TokenVerifier } from './auth/tokens.ts';
 import type { Config } from './config.ts';
 import type { Sql } from './db/pool.ts';
-import { databaseReady, readinessBody } from './db/readiness.ts';
+import { databaseReady, healthBody, readinessBody } from './db/readiness.ts';
 import { schema } from './graphql/schema.ts';
 import { graphiqlOptions, renderGraphiQL, type GraphiQLTab } from './http/graphiql.ts';
 import { allowedOrigin, CORS_REQUEST_HEADERS, EXPOSED_HEADERS } from './http/cors.ts';
@@ -126,6 +126,7 @@ export function createApp(options: AppOptions): App {
       );
     });
     if (req.method === 'POST' && req.url?.split('?')[0] === '/graphql') await graphqlPost(req, res, requestId, state);
+    else if (req.url?.split('?')[0] === '/health') sendHealth(res); // a small JSON body (Yoga's own answers empty)
     else await yoga(req, res, { req, res, requestId, state });
   };
 
@@ -180,6 +181,11 @@ function closedListError(error: unknown): Error {
 }
 
 const CLOSED_CODES = new Set<string>(ERROR_CODES);
+
+function sendHealth(res: ServerResponse): void {
+  const { status, body, headers } = healthBody();
+  res.writeHead(status, headers).end(body);
+}
 
 export type RunningServer = {
   readonly server: Server;

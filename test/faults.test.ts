@@ -233,3 +233,21 @@ it('connection slots exhausted: UNAVAILABLE, not INTERNAL, and the pool does not
   expect(poolState(fresh).acquireTimeouts).toBe(0);
   await fresh.end({ timeout: 1 });
 }, 30_000);
+
+it('/health and /ready answer small JSON bodies that name no address, also while the database is down', async () => {
+  const health = await fetch(`${origin}/health`);
+  expect([health.status, await health.json()]).toEqual([200, { status: 'ok' }]);
+  await expect.poll(async () => (await fetch(`${origin}/ready`)).status, { timeout: 3_000 }).toBe(200);
+  expect(await (await fetch(`${origin}/ready`)).json()).toEqual({ status: 'ready' });
+  await server.stop();
+  try {
+    await expect.poll(async () => (await fetch(`${origin}/ready`)).status, { timeout: 3_000 }).toBe(503);
+    const ready = await fetch(`${origin}/ready`);
+    expect(ready.headers.get('retry-after')).toBe('1');
+    expect(await ready.text()).toBe('{"status":"unavailable"}');
+    const stillHealthy = await fetch(`${origin}/health`);
+    expect([stillHealthy.status, await stillHealthy.text()]).toEqual([200, '{"status":"ok"}']);
+  } finally {
+    await server.start();
+  }
+}, 30_000);

@@ -27,6 +27,11 @@ export function databaseReady(sql: Sql): Promise<boolean> {
   return probe.check();
 }
 
+/** /health's answer: the process is up (it says nothing of the database; /ready does). */
+export function healthBody(): { status: number; body: string; headers: Record<string, string> } {
+  return { status: 200, body: '{"status":"ok"}', headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' } };
+}
+
 /** /ready's answer: a small body that says only what a load balancer needs. */
 export function readinessBody(ready: boolean): { status: number; body: string; headers: Record<string, string> } {
   return {
