@@ -1,6 +1,7 @@
 // The operator's path to the database: the owner connection, used by the CLI
 // and the demo seed only. Never reachable from a GraphQL request.
 import type { Queryable } from '../db/pool.ts';
+import type { ApiKeyRow } from '../modules/api-keys/repo.ts';
 import { isUuid } from '../tenancy/identifiers.ts';
 import type { Role } from '../tenancy/roles.ts';
 
@@ -93,18 +94,8 @@ export async function removeMember(sql: Queryable, tenant: TenantRecord, user: U
   }
 }
 
-export type ApiKeyRecord = {
-  id: string;
-  name: string;
-  prefix: string;
-  role: Role;
-  createdBy: string | null;
-  createdAt: Date;
-  expiresAt: Date | null;
-  lastUsedAt: Date | null;
-  revokedAt: Date | null;
-  status: 'active' | 'expired' | 'revoked';
-};
+/** An API key as the operator sees it: the request role's row, with the creator's email instead of their id, and a status. */
+export type ApiKeyRecord = Omit<ApiKeyRow, 'createdBy'> & { createdBy: string | null; status: 'active' | 'expired' | 'revoked' };
 
 const API_KEY_COLUMNS = `k.id, k.name, k.prefix, k.role, u.email as "createdBy", k.created_at as "createdAt",
   k.expires_at as "expiresAt", k.last_used_at as "lastUsedAt", k.revoked_at as "revokedAt",
