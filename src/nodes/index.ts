@@ -61,3 +61,4 @@ export { connectionType, keysetConnection, type Connection, type ConnectionArgs 
 export { encodeGlobalId, idOfType } from './global-id.ts';
 export { createdRange, createdRangeFields, orderByArg, SortOrderEnum } from './lists.ts';
 export { NodeType, nodeType } from './node-type.ts';
+export { NO_ROWS } from './table.ts';
