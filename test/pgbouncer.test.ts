@@ -14,7 +14,7 @@ import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { addMember, createTenant, createUser } from '../src/operator/repo.ts';
 import { createTestApp, createTestTenant, insertAgents, tokenFor, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
-import { startPgBouncer, versionAtLeast, type PgBouncer } from './helpers/pgbouncer.ts';
+import { pgbouncerVersion, startPgBouncer, versionAtLeast, type PgBouncer } from './helpers/pgbouncer.ts';
 
 const SERVER_CONNECTIONS = 3;
 
@@ -25,7 +25,9 @@ let pool: Sql;
 
 beforeAll(async () => {
   db = await useTestDatabase();
-  bouncer = await startPgBouncer({ poolSize: SERVER_CONNECTIONS });
+  // >= 1.21 keeps named statements when told to: the settings test then expects prepare: true to work.
+  const keepsPrepared = versionAtLeast(pgbouncerVersion(), 1, 21);
+  bouncer = await startPgBouncer({ poolSize: SERVER_CONNECTIONS, ...(keepsPrepared ? { maxPreparedStatements: 200 } : {}) });
   pool = createPool(bouncer.url(db.appUrl), { max: 16, prepare: false });
   return async () => {
     await pool.end({ timeout: 5 });
