@@ -7,6 +7,7 @@ import { isObjectType } from 'graphql';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { schema } from '../src/graphql/schema.ts';
 import { encodeGlobalId, nodeTypeNamed } from '../src/nodes/global-id.ts';
+import { table } from '../src/nodes/table.ts';
 import { createTestApp, createTestTenant, insertAgents, type GraphQLResponse, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 
@@ -83,4 +84,19 @@ it('a malformed id, an unknown type and a type that is not a node read as null',
   for (const id of ['nope', encodeGlobalId('Unknown', a.members.ADMIN.userId), encodeGlobalId('User', a.members.ADMIN.userId), a.members.ADMIN.userId]) {
     expect(data(await api.request('query($id: ID!) { node(id: $id) { id } }', { token, variables: { id } })), id).toEqual({ node: null });
   }
+});
+
+describe('table declarations', () => {
+  type Row = { id: string; name: string; createdAt: Date };
+  it('refuse a row key in two groups, a first group without the id, and a choice of a key they lack', () => {
+    expect(() => table<Row>({ name: 'app.x', columns: [{ id: true, name: true }, { name: true }], orderBy: 'created_at' })).toThrow(/two column groups/);
+    expect(() => table<Row>({ name: 'app.x', columns: [{ name: true }, { id: true }], orderBy: 'created_at' })).toThrow(/must read the id/);
+    const rows = table<Row>({ name: 'app.x', columns: [{ id: true, name: true }, { createdAt: true }], orderBy: 'created_at' });
+    expect(rows.choiceOf(['name'])).toBe(1);
+    expect(rows.choiceOf(['createdAt'])).toBe(0b11);
+    expect(rows.WHOLE).toBe(0b11);
+    expect(rows.POSITION).toBe(0b100);
+    expect(() => rows.choiceOf(['title'])).toThrow(/no column for the row key title/);
+    expect(rows.columnOf('createdAt')).toBe('created_at');
+  });
 });
