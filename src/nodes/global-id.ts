@@ -38,9 +38,3 @@ export function decodeGlobalId(globalId: string): { typename: string; id: string
   if (rest.length > 0 || !typename || !nodeTypes.has(typename) || !isUuid(id)) return undefined;
   return { typename, id: id.toLowerCase() };
 }
-
-/** The uuid inside a global id of `typename`, or undefined when it names nothing of that type. */
-export function idOfType(globalId: string, typename: string): string | undefined {
-  const decoded = decodeGlobalId(globalId);
-  return decoded?.typename === typename ? decoded.id : undefined;
-}

@@ -57,8 +57,7 @@
 // maps fields to row keys and completes rows read in part), global-id.ts (ids
 // and the registry), connection.ts, selection.ts, prefetch.ts, lists.ts; the
 // SQL half, which repositories import: table.ts, keyset.ts, ids.ts.
-export { connectionType, keysetConnection, type Connection, type ConnectionArgs } from './connection.ts';
-export { encodeGlobalId, idOfType } from './global-id.ts';
-export { createdRange, createdRangeFields, orderByArg, SortOrderEnum } from './lists.ts';
-export { NodeType, nodeType } from './node-type.ts';
+export { connectionType, keysetConnection } from './connection.ts';
+export { createdRange, createdRangeFields, orderByArg } from './lists.ts';
+export { nodeType, type NodeType } from './node-type.ts';
 export { NO_ROWS } from './table.ts';

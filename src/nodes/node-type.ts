@@ -85,10 +85,6 @@ export class NodeType<Row extends { id: string }> implements RegisteredNode {
     return decoded?.typename === this.name ? decoded.id : undefined;
   }
 
-  globalId(id: string): string {
-    return encodeGlobalId(this.name, id);
-  }
-
   /**
    * A root list field's resolver: a page of the tenant's rows matching
    * `where` (the repository's conditions for the field's arguments), with the
