@@ -76,6 +76,8 @@ export type FairShareSettings = {
   readonly queueTimeoutMs: number;
   /** Request rates per tenant and per API key, from the plan (operators override them). */
   readonly rateLimits: boolean;
+  /** DB_POOL_MAX: the slots all tenants share in this process. */
+  readonly poolSize: number;
 };
 
 export class ConfigError extends Error {
@@ -190,6 +192,7 @@ function fairShareSettings(env: Env, dbPoolMax: number): FairShareSettings {
     queueMax: integer(env, 'TENANT_QUEUE_MAX', 100, 0, 100_000),
     queueTimeoutMs: integer(env, 'TENANT_QUEUE_TIMEOUT_MS', 5_000, 1, 600_000),
     rateLimits: boolean(env, 'RATE_LIMITS', true),
+    poolSize: dbPoolMax,
   };
 }
 

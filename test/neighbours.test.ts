@@ -4,6 +4,7 @@
 // more than a small bound. The same load without the fair-share guard shows
 // what it prevents: the locked tenant's requests take every pool connection
 // and the third tenant's requests wait with them.
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import postgres from 'postgres';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { RequestGuard } from '../src/http/guard.ts';
@@ -12,13 +13,17 @@ import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 import { createTestFairShare, setRequestRates, TEST_FAIR_SHARE } from './helpers/fair-share.ts';
 
 const POOL = 10; // DB_POOL_MAX's default; TENANT_MAX_CONCURRENCY defaults to half of it
-const NOISY_PER_MINUTE = 600; // 10 a second, a bucket of 100
+const NOISY_PER_MINUTE = 300; // 5 a second, a bucket of 50
 const PHASE_MS = 6000;
 const VICTIM_WORKERS = 4;
 const LOCKED_WORKERS = 20;
 const CLIENT_TIMEOUT_MS = 5000;
-/** The bound asserted, loosely (the test shares its process with the load and the machine with other suites); the figures are printed. */
-const P99_BOUND_MS = 1500;
+/**
+ * The bound asserted on the victim's p99 in the service (from the pipeline's
+ * admission to its transaction's end), loosely: the test shares its process
+ * with the load and the machine with other suites. Its clients' p99 is printed too.
+ */
+const P99_BOUND_MS = 1000;
 
 let db: TestDatabase;
 let noisy: TestTenant;
@@ -35,11 +40,25 @@ beforeAll(async () => {
   await setRequestRates(db.owner, locked.id, { perMinute: 60_000 });
 });
 
-type Service = { origin: () => Promise<string> };
+type Service = { origin: () => Promise<string>; spans: number[] };
 
+/** The app, its guards behind a stopwatch: the victim's requests timed from the pipeline's admission to their end. */
 function service(guards: readonly RequestGuard[]): Service {
-  const api = createTestApp(db.appPool(POOL), { guards });
-  return { origin: () => api.origin() };
+  const spans: number[] = [];
+  const stopwatch: RequestGuard = {
+    admit: ({ selection }) => {
+      const started = performance.now();
+      return { release: () => void (selection.tenant === victim.id && spans.push(performance.now() - started)) };
+    },
+  };
+  const api = createTestApp(db.appPool(POOL), { guards: [stopwatch, ...guards] });
+  return { origin: () => api.origin(), spans };
+}
+
+function percentiles(values: number[]) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (q: number) => round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN);
+  return { p50: at(0.5), p99: at(0.99), max: round(sorted.at(-1) ?? NaN) };
 }
 
 async function post(app: Service, token: string, query: string, timeoutMs = CLIENT_TIMEOUT_MS): Promise<{ status: number; ms: number }> {
@@ -59,13 +78,23 @@ async function post(app: Service, token: string, query: string, timeoutMs = CLIE
   }
 }
 
+const round = (ms: number) => Math.round(ms * 10) / 10;
+
 const VICTIM_QUERY = '{ agents(first: 10) { edges { node { id name } } } }';
 const NOISY_QUERY = '{ viewer { role } }';
 let created = 0;
 const lockedMutation = () => `mutation { createAgent(input: { name: "blocked ${++created}", kind: "assistant" }) { agent { id } } }`;
 
-/** The victim's closed loop: VICTIM_WORKERS clients, each sending as soon as it has its answer. */
+/**
+ * The victim's closed loop: VICTIM_WORKERS clients, each sending as soon as it
+ * has its answer. `stall` is the longest this process could not run (its event
+ * loop's worst delay): on a shared machine that, not a neighbour, can hold a
+ * request up, and the bound allows for it.
+ */
 async function victimLoad(app: Service, ms: number) {
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
+  app.spans.length = 0;
   const until = performance.now() + ms;
   const latencies: number[] = [];
   const statuses: number[] = [];
@@ -78,9 +107,16 @@ async function victimLoad(app: Service, ms: number) {
       }
     }),
   );
-  latencies.sort((a, b) => a - b);
-  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
-  return { count: latencies.length, p50: at(0.5), p99: at(0.99), max: latencies.at(-1)!, failed: statuses.filter((status) => status !== 200).length };
+  loop.disable();
+  return {
+    count: latencies.length,
+    failed: statuses.filter((status) => status !== 200).length,
+    /** In the service: from the pipeline's admission to the transaction's end. */
+    service: percentiles(app.spans),
+    /** At the clients, in this process. */
+    client: percentiles(latencies),
+    stall: round(loop.max / 1e6),
+  };
 }
 
 /** The noisy tenant: an open loop at ten times its rate (ticks the timer misses are caught up). */
@@ -130,16 +166,15 @@ async function lockedLoad(app: Service, ms: number) {
   };
 }
 
-const round = (ms: number) => Math.round(ms * 10) / 10;
 
 describe('a third tenant beside a noisy one and a locked one', () => {
-  it(`keeps its p99 within ${P99_BOUND_MS} ms of its p99 alone (fair-share guard on)`, async () => {
+  it(`keeps its p99 in the service within ${P99_BOUND_MS} ms of its p99 alone (fair-share guard on)`, async () => {
     const guard = createTestFairShare(db, {});
     expect(TEST_FAIR_SHARE.maxConcurrency).toBe(POOL / 2);
     const app = service([guard]);
     // Everyone's credentials placed in their tenant before measuring.
     for (const token of [victim.members.VIEWER.token, noisy.members.VIEWER.token, locked.members.ADMIN.token]) await post(app, token, NOISY_QUERY);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await guard.settled();
     await victimLoad(app, 1000); // warm-up
 
     const alone = await victimLoad(app, PHASE_MS / 2);
@@ -150,17 +185,17 @@ describe('a third tenant beside a noisy one and a locked one', () => {
     const lockedStatuses = await lockedClients.stop();
 
     const figures = {
-      alone: { ...alone, p50: round(alone.p50), p99: round(alone.p99), max: round(alone.max) },
-      beside: { ...beside, p50: round(beside.p50), p99: round(beside.p99), max: round(beside.max) },
+      alone,
+      beside,
       noisy: noisyAnswers,
       locked: { ok: lockedStatuses.filter((s) => s === 200).length, refused: lockedStatuses.filter((s) => s === 429).length, other: lockedStatuses.filter((s) => s !== 200 && s !== 429).length },
     };
     console.log(`neighbours, guard on: ${JSON.stringify(figures)}`);
 
-    expect(beside.failed).toBe(0);
-    expect(beside.p99).toBeLessThan(alone.p99 + P99_BOUND_MS);
-    // The noisy tenant got about its rate: its bucket and 10 a second, not the ten times it asked.
-    const allowed = 100 + (PHASE_MS / 1000) * 10;
+    expect(beside.failed).toBe(0); // every request answered within the clients' 5 s
+    expect(beside.service.p99).toBeLessThan(alone.service.p99 + P99_BOUND_MS);
+    // The noisy tenant got about its rate: its bucket and its refill, not the ten times it asked.
+    const allowed = NOISY_PER_MINUTE / 6 + (PHASE_MS / 1000) * (NOISY_PER_MINUTE / 60);
     expect(noisyAnswers.admitted).toBeLessThanOrEqual(allowed * 1.2);
     expect(noisyAnswers.refused).toBeGreaterThan(noisyAnswers.admitted);
     // The locked tenant was held to its lanes: the overflow of its queue was refused, not left to take the pool.
@@ -174,7 +209,7 @@ describe('a third tenant beside a noisy one and a locked one', () => {
     await new Promise((resolve) => setTimeout(resolve, 200));
     const beside = await victimLoad(app, PHASE_MS / 2);
     await lockedClients.stop();
-    console.log(`neighbours, no guard: ${JSON.stringify({ ...beside, p50: round(beside.p50), p99: round(beside.p99), max: round(beside.max) })}`);
-    expect(beside.failed > 0 || beside.p99 > 1000).toBe(true);
+    console.log(`neighbours, no guard: ${JSON.stringify(beside)}`);
+    expect(beside.failed > 0 || beside.service.p99 > 1000).toBe(true);
   }, 60_000);
 });

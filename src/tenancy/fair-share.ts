@@ -10,82 +10,125 @@
 // by naming it.
 import { GraphQLError } from 'graphql';
 import type { FairShareSettings } from '../config.ts';
+import { apiError } from '../errors.ts';
 import type { Sql } from '../db/pool.ts';
 import type { Admission, GuardRequest, RequestGuard } from '../http/guard.ts';
 import { RateLimiter, type RateLimitOptions } from './rate-limit.ts';
 import { identityKey, TenantDirectory, type DirectoryOptions } from './tenant-directory.ts';
 
 
-type Waiter = { readonly grant: () => void; done: boolean; timer?: NodeJS.Timeout };
-type Lane = { active: number; waiting: number; queue: Waiter[] };
+type Waiter = { readonly grant: () => void; readonly since: number; done: boolean; timer?: NodeJS.Timeout };
+type Lane = { readonly name: string; active: number; waiting: number; queue: Waiter[] };
+type LaneSettings = Pick<FairShareSettings, 'maxConcurrency' | 'queueMax' | 'queueTimeoutMs' | 'poolSize'>;
 
-/** Bounded lanes per name, each with its own FIFO queue. */
+/**
+ * The pool's connections as slots: a request holds one from admission to its
+ * end. A lane (a tenant) holds at most `maxConcurrency`; all lanes together at
+ * most `poolSize`, so no request of the service waits for a connection inside
+ * the pool. A freed slot goes to the waiting lane that holds the fewest (its
+ * oldest request first): a tenant arriving beside two that fill the pool is
+ * served next, not after their queues.
+ */
 export class TenantLanes {
   readonly #lanes = new Map<string, Lane>();
-  readonly #settings: Pick<FairShareSettings, 'maxConcurrency' | 'queueMax' | 'queueTimeoutMs'>;
+  /** Lanes with requests waiting (for a slot of their own, or of the pool). */
+  readonly #waiting = new Set<Lane>();
+  readonly #settings: LaneSettings;
+  #active = 0;
 
-  constructor(settings: Pick<FairShareSettings, 'maxConcurrency' | 'queueMax' | 'queueTimeoutMs'>) {
+  constructor(settings: LaneSettings) {
     this.#settings = settings;
   }
 
   hasRoom(name: string): boolean {
-    return (this.#lanes.get(name)?.active ?? 0) < this.#settings.maxConcurrency;
+    return (this.#lanes.get(name)?.active ?? 0) < this.#settings.maxConcurrency && this.#active < this.#settings.poolSize;
   }
 
-  /** A lane now (its release function), a promise of one, or RATE_LIMITED when the queue is full. */
+  /**
+   * A slot now (its release function), or a promise of one; RATE_LIMITED when
+   * the lane's queue is full, or after the queue timeout when the lane was at
+   * its share (UNAVAILABLE when it waited for the pool instead).
+   */
   acquire(name: string): (() => void) | Promise<() => void> {
     let lane = this.#lanes.get(name);
     if (!lane) {
-      lane = { active: 0, waiting: 0, queue: [] };
+      lane = { name, active: 0, waiting: 0, queue: [] };
       this.#lanes.set(name, lane);
     }
-    const release = this.#releaser(name, lane);
-    if (lane.active < this.#settings.maxConcurrency) {
-      lane.active += 1;
-      return release;
+    if (lane.waiting === 0 && lane.active < this.#settings.maxConcurrency && this.#active < this.#settings.poolSize) {
+      this.#take(lane);
+      return this.#releaser(lane);
     }
     if (lane.waiting >= this.#settings.queueMax) throw busy(1);
     const current = lane;
     return new Promise((resolve, reject) => {
-      const waiter: Waiter = { done: false, grant: () => resolve(release) };
+      const waiter: Waiter = { done: false, since: performance.now(), grant: () => resolve(this.#releaser(current)) };
       waiter.timer = setTimeout(() => {
         waiter.done = true;
         current.waiting -= 1;
-        reject(busy(1));
-        this.#forget(name, current);
+        if (current.waiting === 0) this.#waiting.delete(current);
+        reject(current.active >= this.#settings.maxConcurrency ? busy(1) : poolBusy());
+        this.#forget(current);
       }, this.#settings.queueTimeoutMs);
       current.queue.push(waiter);
       current.waiting += 1;
+      this.#waiting.add(current);
     });
   }
 
-  /** Lanes held and requests waiting, per name (for tests and metrics). */
+  /** Slots held and requests waiting, per lane (for tests and metrics). */
   snapshot(): Record<string, { active: number; waiting: number }> {
     return Object.fromEntries([...this.#lanes].map(([name, lane]) => [name, { active: lane.active, waiting: lane.waiting }]));
   }
 
-  #releaser(name: string, lane: Lane): () => void {
+  #take(lane: Lane): void {
+    lane.active += 1;
+    this.#active += 1;
+  }
+
+  #releaser(lane: Lane): () => void {
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      // Hand the lane to the oldest waiter still waiting, else give it up.
-      for (let next = lane.queue.shift(); next; next = lane.queue.shift()) {
-        if (next.done) continue;
-        next.done = true;
-        clearTimeout(next.timer);
-        lane.waiting -= 1;
-        next.grant();
-        return;
-      }
       lane.active -= 1;
-      this.#forget(name, lane);
+      this.#active -= 1;
+      this.#dispatch();
+      this.#forget(lane);
     };
   }
 
-  #forget(name: string, lane: Lane): void {
-    if (lane.active === 0 && lane.waiting === 0 && this.#lanes.get(name) === lane) this.#lanes.delete(name);
+  /** Free slots to waiting lanes below their share: the one holding fewest first, then the one waiting longest. */
+  #dispatch(): void {
+    while (this.#active < this.#settings.poolSize && this.#waiting.size > 0) {
+      let best: { lane: Lane; head: Waiter } | undefined;
+      for (const lane of this.#waiting) {
+        if (lane.active >= this.#settings.maxConcurrency) continue;
+        while (lane.queue[0]?.done) lane.queue.shift();
+        const head = lane.queue[0];
+        if (!head) continue;
+        if (!best || lane.active < best.lane.active || (lane.active === best.lane.active && head.since < best.head.since)) best = { lane, head };
+      }
+      if (!best) return;
+      const { lane, head } = best;
+      lane.queue.shift();
+      head.done = true;
+      clearTimeout(head.timer);
+      lane.waiting -= 1;
+      if (lane.waiting === 0) this.#waiting.delete(lane);
+      this.#take(lane);
+      head.grant();
+    }
   }
+
+  #forget(lane: Lane): void {
+    if (lane.active === 0 && lane.waiting === 0 && this.#lanes.get(lane.name) === lane) this.#lanes.delete(lane.name);
+  }
+}
+
+/** Every connection of this process is taken by other tenants' requests (each within its share): busy, not this tenant's fault. */
+function poolBusy(): GraphQLError {
+  return apiError('UNAVAILABLE', 'Every database connection is busy: try again shortly', { reason: 'timeout', retryAfter: 1 });
 }
 
 function busy(retryAfter: number): GraphQLError {
@@ -96,6 +139,8 @@ function busy(retryAfter: number): GraphQLError {
 
 export type FairShareGuard = RequestGuard & {
   readonly lanes: TenantLanes;
+  /** Resolves once the lookups and leases asked for so far have landed (tests). */
+  settled(): Promise<void>;
   /** Gives unspent rate tokens back to the database. */
   close(): Promise<void>;
 };
@@ -167,6 +212,10 @@ export function createFairShareGuard(sql: Sql, settings: FairShareSettings, opti
       if (known === null || lanes.hasRoom(UNPLACED)) return inLane(UNPLACED, undefined);
       // First use of these credentials while the shared lane is full: wait for the lookup instead.
       return directory.resolve(key, selection).then((resolved) => (resolved ? placed(resolved.tenantId, resolved.apiKeyId) : inLane(UNPLACED, undefined)));
+    },
+    settled: async () => {
+      await directory.idle();
+      await limiter?.idle();
     },
     close: async () => {
       await limiter?.close();

@@ -7,7 +7,9 @@
 // holds, so processes cannot overspend it together; what they can do is spend
 // tokens leased before the bucket refilled (bounded by the leases held, a
 // tenth of the bucket per process at most) or leave leased tokens unspent for
-// a while (the same bound, the other way).
+// a while (the same bound, the other way). When the database does not answer
+// a lease in time, each process refills its buckets itself at their limit's
+// pace until it does: a tenant then gets at most its rate in each process.
 import { GraphQLError } from 'graphql';
 import type { Sql } from '../db/pool.ts';
 import { takeRequestTokens, type TokenLease } from './fair-share-repo.ts';
@@ -21,7 +23,7 @@ export type RateLimitOptions = {
   readonly maxLeaseShare?: number;
   /** An empty bucket is asked again at most this often. */
   readonly minRetryMs?: number;
-  /** A request waits at most this long for a lease; past it (the database is slow or down) it goes on. */
+  /** A request waits at most this long for a lease; past it (the database is slow or down) the bucket refills locally. */
   readonly waitMs?: number;
   readonly onError?: (error: unknown) => void;
 };
@@ -46,8 +48,11 @@ type Bucket = {
   remote: number;
   syncedAt: number;
   emptyUntil: number;
-  /** The database did not answer: spend without tokens until then. */
-  failOpenUntil: number;
+  /** The database did not answer a lease: the bucket refills here, from `localAt`, until a lease lands. */
+  local: boolean;
+  localAt: number;
+  /** In local mode, the next lease is tried no sooner than this. */
+  retryLeaseAt: number;
   leasedAt: number;
   lastSpentAt: number;
   /** Tokens a second spent here (moving average). */
@@ -102,6 +107,11 @@ export class RateLimiter {
     }
   }
 
+  /** Resolves once no lease is asked for or under way (tests). */
+  async idle(): Promise<void> {
+    while (this.#queue.size > 0 || this.#flushing || this.#scheduled) await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+
   /** Gives every unspent token back (on shutdown), waiting at most two seconds for the database. */
   async close(): Promise<void> {
     clearInterval(this.#sweeper);
@@ -118,8 +128,8 @@ export class RateLimiter {
     clearTimeout(timer);
     const now = Date.now();
     if (outcome === 'timeout') {
-      for (const bucket of [tenant, key]) if (bucket && bucket.tokens < 1) bucket.failOpenUntil = now + this.#waitMs;
-      this.#onError(new Error(`no token lease within ${this.#waitMs} ms: admitting without one`));
+      for (const bucket of [tenant, key]) if (bucket && bucket.tokens < 1) this.#goLocal(bucket, now);
+      this.#onError(new Error(`no token lease within ${this.#waitMs} ms: buckets refill locally meanwhile`));
       return this.#decide(tenant, key, now);
     }
     // Others may have taken what the lease brought; ask again unless the bucket is known to be empty.
@@ -130,14 +140,33 @@ export class RateLimiter {
 
   /** Undefined when the bucket can decide now; else the lease to wait for. */
   #wait(bucket: Bucket, now: number): Promise<void> | undefined {
-    if (bucket.perMinute === null || bucket.tokens >= 1 || now < bucket.failOpenUntil) return undefined;
+    if (bucket.local) this.#refillLocally(bucket, now);
+    if (bucket.perMinute === null || bucket.tokens >= 1 || bucket.local) return undefined;
     if (bucket.perMinute !== undefined && now < bucket.emptyUntil) return undefined;
     return this.#lease(bucket, 1);
   }
 
+  /** The database did not answer: refill here from now on, try a lease again later. */
+  #goLocal(bucket: Bucket, now: number): void {
+    if (!bucket.local) {
+      bucket.local = true;
+      bucket.localAt = now;
+    }
+    bucket.retryLeaseAt = now + this.#waitMs;
+  }
+
+  /** At the limit's pace, at most one lease's worth held (a limit not known yet admits: nothing to go by). */
+  #refillLocally(bucket: Bucket, now: number): void {
+    if (typeof bucket.perMinute !== 'number') return;
+    const cap = Math.max(1, Math.floor(bucket.burst * this.#maxLeaseShare));
+    const refilled = bucket.tokens + ((now - bucket.localAt) * bucket.perMinute) / 60_000;
+    bucket.tokens = Math.max(bucket.tokens, Math.min(cap, refilled)); // never takes tokens away, never above a lease's worth
+    bucket.localAt = now;
+  }
+
   #decide(tenant: Bucket, key: Bucket | undefined, now: number): RateDecision {
     for (const bucket of [tenant, key]) {
-      if (bucket && !this.#has(bucket, now)) return { ok: false, error: this.#refusal(tenant, key, bucket, now) };
+      if (bucket && !this.#has(bucket)) return { ok: false, error: this.#refusal(tenant, key, bucket, now) };
     }
     const spent = [tenant, key].filter((bucket) => bucket !== undefined && this.#spend(bucket, now));
     return {
@@ -149,8 +178,8 @@ export class RateLimiter {
     };
   }
 
-  #has(bucket: Bucket, now: number): boolean {
-    return bucket.perMinute === null || bucket.tokens >= 1 || now < bucket.failOpenUntil || bucket.perMinute === undefined;
+  #has(bucket: Bucket): boolean {
+    return bucket.perMinute === null || bucket.tokens >= 1 || bucket.perMinute === undefined;
   }
 
   /** False when nothing was spent: unlimited, or admitted while the database was away. */
@@ -162,7 +191,9 @@ export class RateLimiter {
     const weight = Math.min(1, elapsed / 1000);
     bucket.demand = bucket.demand * (1 - weight) + (1000 / elapsed) * weight;
     bucket.lastSpentAt = now;
-    if (bucket.tokens < Math.max(1, this.#chunk(bucket) / 2) && !bucket.pending) void this.#lease(bucket, 0);
+    if (bucket.tokens < Math.max(1, this.#chunk(bucket) / 2) && !bucket.pending && (!bucket.local || now >= bucket.retryLeaseAt)) {
+      void this.#lease(bucket, 0);
+    }
     return true;
   }
 
@@ -215,7 +246,7 @@ export class RateLimiter {
         } catch (error) {
           this.#onError(error);
           const now = Date.now();
-          for (const { bucket } of leases) bucket.failOpenUntil = now + this.#waitMs;
+          for (const { bucket } of leases) this.#goLocal(bucket, now);
         } finally {
           for (const { lease } of leases) lease.settle();
         }
@@ -235,7 +266,7 @@ export class RateLimiter {
     bucket.remote = result.remaining;
     bucket.syncedAt = now;
     bucket.leasedAt = now;
-    bucket.failOpenUntil = 0;
+    bucket.local = false;
     if (result.perMinute !== null && result.granted < want && bucket.tokens < 1) {
       const wait = result.perMinute === 0 ? 60_000 : ((1 - result.remaining) * 60_000) / result.perMinute;
       bucket.emptyUntil = now + Math.max(this.#minRetryMs, wait);
@@ -284,7 +315,9 @@ export class RateLimiter {
         remote: 0,
         syncedAt: 0,
         emptyUntil: 0,
-        failOpenUntil: 0,
+        local: false,
+        localAt: 0,
+        retryLeaseAt: 0,
         leasedAt: 0,
         lastSpentAt: 0,
         demand: 0,
@@ -308,7 +341,7 @@ export class RateLimiter {
 
   #giveBack(bucket: Bucket): void {
     const unspent = Math.floor(bucket.tokens);
-    if (unspent < 1 || typeof bucket.perMinute !== 'number') return;
+    if (unspent < 1 || typeof bucket.perMinute !== 'number' || bucket.local) return; // tokens refilled here were never leased
     bucket.tokens -= unspent;
     this.#returns.push({ tenantId: bucket.tenantId, apiKeyId: bucket.apiKeyId, want: -unspent });
   }

@@ -88,6 +88,11 @@ export class TenantDirectory {
     return undefined;
   }
 
+  /** Resolves once no lookup is asked for or under way (tests). */
+  async idle(): Promise<void> {
+    while (this.#pending.size > 0 || this.#flushing || this.#scheduled) await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+
   /** The identity's tenant, waiting for the database when it is not known. */
   resolve(key: string, selection: TenantSelection): Promise<ResolvedIdentity> {
     const known = this.peek(key, selection);

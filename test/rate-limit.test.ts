@@ -1,0 +1,62 @@
+// The rate limiter against the database, without the HTTP service: tokens
+// not spent go back to the bucket, and a limiter whose database stops
+// answering keeps each tenant to its rate by refilling locally.
+import { beforeAll, expect, it } from 'vitest';
+import { RateLimiter } from '../src/tenancy/rate-limit.ts';
+import { createTestTenant } from './helpers/app.ts';
+import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
+import { setRequestRates } from './helpers/fair-share.ts';
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await useTestDatabase();
+});
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function take(limiter: RateLimiter, tenantId: string): Promise<boolean> {
+  const decision = await limiter.take(tenantId, null);
+  return decision.ok;
+}
+
+async function bucketTokens(tenantId: string): Promise<number> {
+  const [row] = await db.owner<{ tokens: number }[]>`
+    select least(app.request_burst(600), tokens + extract(epoch from now() - refilled_at) * 10)::float8 as tokens
+    from app.request_buckets where tenant_id = ${tenantId} and api_key_id is null`;
+  return row!.tokens;
+}
+
+it('gives back the tokens it leased and did not spend within a second', async () => {
+  const tenant = await createTestTenant(db.owner, 'rl-give-back', 'free');
+  await setRequestRates(db.owner, tenant.id, { perMinute: 600 }); // a bucket of 100
+  const limiter = new RateLimiter(db.appPool(1), { leaseTtlMs: 300 });
+  for (let i = 0; i < 30; i++) expect(await take(limiter, tenant.id)).toBe(true);
+  await limiter.idle();
+  const leased = 100 - (await bucketTokens(tenant.id));
+  expect(leased).toBeGreaterThan(30); // it leased ahead of its demand
+  await pause(1000); // idle: the sweep gives the rest back
+  await limiter.idle();
+  expect(100 - (await bucketTokens(tenant.id))).toBeLessThan(31);
+  await limiter.close();
+});
+
+it('keeps a tenant to its rate when the database stops answering (refilled locally)', async () => {
+  const tenant = await createTestTenant(db.owner, 'rl-local', 'free');
+  await setRequestRates(db.owner, tenant.id, { perMinute: 600 }); // 10 a second, a bucket of 100
+  const pool = db.appPool(1);
+  const errors: unknown[] = [];
+  const limiter = new RateLimiter(pool, { onError: (error) => errors.push(error), waitMs: 200 });
+  while (await take(limiter, tenant.id)); // spend the whole bucket
+  await pool.end(); // from now on every lease fails
+  let admitted = 0;
+  const started = Date.now();
+  while (Date.now() - started < 2000) {
+    if (await take(limiter, tenant.id)) admitted += 1;
+    await pause(2);
+  }
+  expect(errors.length).toBeGreaterThan(0);
+  // Ten a second for two seconds, and at most one lease's worth (10) at once: not the ~600 it asked for.
+  expect(admitted).toBeGreaterThanOrEqual(10);
+  expect(admitted).toBeLessThanOrEqual(10 + 20 + 2);
+  await limiter.close();
+});
