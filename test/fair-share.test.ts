@@ -259,6 +259,14 @@ describe('TenantLanes', () => {
     await expect(l.acquire('b') as Promise<unknown>).rejects.toMatchObject({ extensions: { code: 'UNAVAILABLE', retryAfter: 1 } });
   });
 
+  it('a wait ends by the request deadline when that comes before the queue timeout', async () => {
+    const l = new TenantLanes({ maxConcurrency: 1, queueMax: 5, queueTimeoutMs: 10_000, poolSize: 10 });
+    expect(typeof l.acquire('t')).toBe('function');
+    const started = performance.now();
+    await expect(l.acquire('t', 50) as Promise<unknown>).rejects.toMatchObject({ extensions: { code: 'RATE_LIMITED' } });
+    expect(performance.now() - started).toBeLessThan(1000);
+  });
+
   it('refuses a waiter after the queue timeout with RATE_LIMITED', async () => {
     const l = lanes();
     expect(typeof l.acquire('t')).toBe('function');

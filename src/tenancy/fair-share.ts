@@ -49,7 +49,7 @@ export class TenantLanes {
    * the lane's queue is full, or after the queue timeout when the lane was at
    * its share (UNAVAILABLE when it waited for the pool instead).
    */
-  acquire(name: string): (() => void) | Promise<() => void> {
+  acquire(name: string, waitMs = this.#settings.queueTimeoutMs): (() => void) | Promise<() => void> {
     let lane = this.#lanes.get(name);
     if (!lane) {
       lane = { name, active: 0, waiting: 0, queue: [] };
@@ -69,7 +69,7 @@ export class TenantLanes {
         if (current.waiting === 0) this.#waiting.delete(current);
         reject(current.active >= this.#settings.maxConcurrency ? busy(1) : poolBusy());
         this.#forget(current);
-      }, this.#settings.queueTimeoutMs);
+      }, Math.max(0, Math.min(waitMs, this.#settings.queueTimeoutMs)));
       current.queue.push(waiter);
       current.waiting += 1;
       this.#waiting.add(current);
@@ -173,10 +173,15 @@ export function createFairShareGuard(sql: Sql, settings: FairShareSettings, opti
     return headers ? { headers, release } : { release };
   }
 
-  function inLane(name: string, headers: Readonly<Record<string, string>> | undefined, refund?: () => void): Admission | Promise<Admission> {
+  function inLane(
+    name: string,
+    deadline: number | undefined,
+    headers: Readonly<Record<string, string>> | undefined,
+    refund?: () => void,
+  ): Admission | Promise<Admission> {
     let lane: (() => void) | Promise<() => void>;
     try {
-      lane = lanes.acquire(name);
+      lane = lanes.acquire(name, deadline === undefined ? undefined : deadline - Date.now());
     } catch (error) {
       refund?.();
       throw error;
@@ -191,27 +196,30 @@ export function createFairShareGuard(sql: Sql, settings: FairShareSettings, opti
     );
   }
 
-  function placed(tenantId: string, apiKeyId: string | null): Admission | Promise<Admission> {
+  function placed(tenantId: string, apiKeyId: string | null, deadline: number | undefined): Admission | Promise<Admission> {
     const lane = `tenant ${tenantId}`;
-    if (!limiter) return inLane(lane, undefined);
+    if (!limiter) return inLane(lane, deadline, undefined);
     const decision = limiter.take(tenantId, apiKeyId);
     const decide = (rate: Awaited<typeof decision>) => {
       if (!rate.ok) throw rate.error;
-      return inLane(lane, rate.headers, rate.refund);
+      return inLane(lane, deadline, rate.headers, rate.refund);
     };
     return decision instanceof Promise ? decision.then(decide) : decide(decision);
   }
 
   return {
     lanes,
-    admit({ selection }: GuardRequest): Admission | Promise<Admission> {
+    /** `deadline` (epoch ms), when the pipeline passes the request's: a wait for a slot ends by it. */
+    admit({ selection, deadline }: GuardRequest & { readonly deadline?: number }): Admission | Promise<Admission> {
       const key = identityKey(selection);
-      if (key === undefined) return inLane(PLATFORM, undefined);
+      if (key === undefined) return inLane(PLATFORM, deadline, undefined);
       const known = directory.peek(key, selection);
-      if (known) return placed(known.tenantId, known.apiKeyId);
-      if (known === null || lanes.hasRoom(UNPLACED)) return inLane(UNPLACED, undefined);
+      if (known) return placed(known.tenantId, known.apiKeyId, deadline);
+      if (known === null || lanes.hasRoom(UNPLACED)) return inLane(UNPLACED, deadline, undefined);
       // First use of these credentials while the shared lane is full: wait for the lookup instead.
-      return directory.resolve(key, selection).then((resolved) => (resolved ? placed(resolved.tenantId, resolved.apiKeyId) : inLane(UNPLACED, undefined)));
+      return directory
+        .resolve(key, selection)
+        .then((resolved) => (resolved ? placed(resolved.tenantId, resolved.apiKeyId, deadline) : inLane(UNPLACED, deadline, undefined)));
     },
     settled: async () => {
       await directory.idle();
