@@ -33,7 +33,7 @@ export function errorForSqlState(error: unknown): GraphQLError | undefined {
     return badUserInput('input', 'violates a constraint of the data');
   }
   if (code === '42501') return forbidden();
-  if (code === '40001' || code === '40P01') return apiError('CONFLICT', 'Concurrent update: try again');
+  if (code === '40001' || code === '40P01') return apiError('CONFLICT', 'Concurrent update: try again', { reason: 'concurrent' });
   return undefined;
 }
 
@@ -84,8 +84,15 @@ export function unavailableFor(error: unknown): GraphQLError | undefined {
   return undefined;
 }
 
-/** A deadlock or serialization failure: the whole transaction may be tried again once. */
+/**
+ * A deadlock or serialization failure (raw, as a resolver's GraphQLError's
+ * originalError, or already mapped to CONFLICT): the whole transaction was
+ * rolled back, and may be run once more if nothing of it was sent.
+ */
 export function isRetryableConflict(error: unknown): boolean {
+  if (isApiError(error)) return error.extensions.code === 'CONFLICT' && error.extensions.reason === 'concurrent';
   const code = (error as { code?: unknown } | null)?.code;
-  return code === '40001' || code === '40P01';
+  if (code === '40001' || code === '40P01') return true;
+  const original = (error as { originalError?: unknown } | null)?.originalError;
+  return original !== undefined && original !== error && isRetryableConflict(original);
 }

@@ -34,6 +34,8 @@ type Opened = { readonly tx: Reserved; readonly principal: Promise<Principal> };
 
 /** Server-side timeouts end a little before the deadline, so a slow statement fails cleanly and the connection is kept. */
 const SERVER_MARGIN_MS = 250;
+/** A backend whose client went away (a request dropped at its deadline) stops within a second; also behind PgBouncer, which drops startup parameters. */
+const CLIENT_CHECK = 'set local client_connection_check_interval = 1000';
 
 /**
  * One transaction per GraphQL operation, opened on first use and ended once
@@ -211,9 +213,10 @@ export class TenantTransaction {
     state.open.add(this);
     const left = this.#deadline - Date.now();
     this.#timer = setTimeout(() => this.abort(unavailable('timeout')), left);
-    const begun = tx`begin`;
-    const serverTimeout = String(Math.max(1, left - Math.min(SERVER_MARGIN_MS, left / 10)) | 0);
-    void tx`select set_config('statement_timeout', ${serverTimeout}, true), set_config('lock_timeout', ${serverTimeout}, true)`.catch(() => {});
+    // BEGIN and the timeouts in one simple-protocol message: no extra statement, and no Parse/Describe
+    // round trip behind PgBouncer (prepare: false). The figure is an integer computed here, never input.
+    const serverTimeout = Math.max(1, Math.floor(left - Math.min(SERVER_MARGIN_MS, left / 10)));
+    const begun = tx.unsafe(`begin; set local statement_timeout = ${serverTimeout}; set local lock_timeout = ${serverTimeout}; ${CLIENT_CHECK}`);
     const checked = beginRequest(tx, this.#selection, this.#mode);
     const principal = begun.then(() => checked).catch((error: unknown) => {
       throw this.#failure ?? unavailableFor(error) ?? error; // a lost connection is UNAVAILABLE, not INTERNAL
