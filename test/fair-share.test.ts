@@ -21,7 +21,7 @@ const guardErrors: unknown[] = [];
 
 beforeAll(async () => {
   db = await useTestDatabase();
-  guard = createTestFairShare(db, { maxConcurrency: 2, queueMax: 1, queueTimeoutMs: 3000 }, { onError: (error) => guardErrors.push(error) });
+  guard = createTestFairShare(db, { maxConcurrency: 2, queueMax: 1, queueTimeoutMs: 8000 }, { onError: (error) => guardErrors.push(error) });
   api = createTestApp(db.appPool(10), { guards: [guard] });
   acme = await createTestTenant(db.owner, 'fair-acme', 'free');
   globex = await createTestTenant(db.owner, 'fair-globex', 'free');
