@@ -16,6 +16,7 @@ export async function waitForDatabase(url: string, timeoutMs: number, log: (mess
   const deadline = Date.now() + timeoutMs;
   const where = describe(url);
   let last: unknown;
+  log(`connecting to the database at ${where} (trying for up to ${timeoutMs / 1000} s)`);
   for (let attempt = 1; ; attempt++) {
     const left = deadline - Date.now();
     if (left <= 0) break;
