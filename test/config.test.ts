@@ -35,6 +35,14 @@ describe('loadConfig', () => {
     expect(() => loadConfig(env)).toThrow(name);
   });
 
+  it('gives each tenant half the pool by default, at most the pool', () => {
+    expect(loadConfig({}).fairShare).toEqual({ maxConcurrency: 5, queueMax: 100, queueTimeoutMs: 5000, rateLimits: true, poolSize: 10 });
+    expect(loadConfig({ DB_POOL_MAX: '1' }).fairShare.maxConcurrency).toBe(1);
+    expect(loadConfig({ DB_POOL_MAX: '40', TENANT_MAX_CONCURRENCY: '8', RATE_LIMITS: 'false' }).fairShare).toMatchObject({ maxConcurrency: 8, rateLimits: false, poolSize: 40 });
+    expect(() => loadConfig({ TENANT_MAX_CONCURRENCY: '11' })).toThrow(/TENANT_MAX_CONCURRENCY must be a whole number from 1 to 10/);
+    expect(() => loadConfig({ TENANT_QUEUE_TIMEOUT_MS: '0' })).toThrow(/TENANT_QUEUE_TIMEOUT_MS/);
+  });
+
   it('parses the tenancy settings', () => {
     const config = loadConfig({ MULTI_TENANCY_ENABLED: 'false', DEFAULT_TENANT: 'acme', ALLOWED_TENANTS: ' acme , globex ,' });
     expect(config).toMatchObject({ multiTenancy: false, defaultTenant: 'acme', allowedTenants: ['acme', 'globex'] });
