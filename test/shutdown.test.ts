@@ -73,7 +73,8 @@ it('SIGTERM under load: responses in flight are finished, a request stuck past t
     // Nothing in flight was cut off: every request sent before the signal got a whole answer; after it, new connections are refused.
     for (const one of answers) {
       if (one.at < signalledAt) expect(one.failed, JSON.stringify(tally(answers))).toBeUndefined();
-      else if (one.failed) expect(one.failed).toBe('ECONNREFUSED');
+      // After it: refused, or a keep-alive socket the server closed as idle just as the client reused it (the usual keep-alive race).
+      else if (one.failed) expect(['ECONNREFUSED', 'UND_ERR_SOCKET', 'ECONNRESET']).toContain(one.failed);
     }
     expect(answers.filter((one) => one.status === 200).length).toBeGreaterThan(0);
     // The stuck write was rolled back and answered before the deadline reset its client.
