@@ -74,6 +74,15 @@ async function childrenOf(pid: number): Promise<number[]> {
   return found;
 }
 
+/** A backend may exit between listing and signalling: that one needs no signal. */
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'ESRCH') throw error;
+  }
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -163,20 +172,14 @@ export async function startFaultServer(options: FaultServerOptions = {}): Promis
       while ([lastPid, ...backends].some(alive) && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
     },
     freeze: async () => {
-      for (const member of await family()) process.kill(member, 'SIGSTOP');
+      for (const member of await family()) signal(member, 'SIGSTOP');
     },
     thaw: async () => {
-      for (const member of await family()) process.kill(member, 'SIGCONT');
+      for (const member of await family()) signal(member, 'SIGCONT');
     },
     log: () => readFile(logFile, 'utf8').catch(() => ''),
     destroy: async () => {
-      for (const member of await family()) {
-        try {
-          process.kill(member, 'SIGCONT');
-        } catch {
-          // already gone
-        }
-      }
+      for (const member of await family()) signal(member, 'SIGCONT');
       await pgCtl('stop', '-m', 'immediate', '-w', '-t', '30').catch(() => {});
       await rm(root, { recursive: true, force: true });
     },
