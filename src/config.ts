@@ -190,7 +190,8 @@ function fairShareSettings(env: Env, dbPoolMax: number): FairShareSettings {
   return {
     maxConcurrency: integer(env, 'TENANT_MAX_CONCURRENCY', Math.max(1, Math.floor(dbPoolMax / 2)), 1, dbPoolMax),
     queueMax: integer(env, 'TENANT_QUEUE_MAX', 100, 0, 100_000),
-    queueTimeoutMs: integer(env, 'TENANT_QUEUE_TIMEOUT_MS', 5_000, 1, 600_000),
+    // By default a request may wait as long as its deadline lets it.
+    queueTimeoutMs: integer(env, 'TENANT_QUEUE_TIMEOUT_MS', integer(env, 'REQUEST_TIMEOUT_MS', 10_000, 100, 600_000), 1, 600_000),
     rateLimits: boolean(env, 'RATE_LIMITS', true),
     poolSize: dbPoolMax,
   };

@@ -36,7 +36,8 @@ describe('loadConfig', () => {
   });
 
   it('gives each tenant half the pool by default, at most the pool', () => {
-    expect(loadConfig({}).fairShare).toEqual({ maxConcurrency: 5, queueMax: 100, queueTimeoutMs: 5000, rateLimits: true, poolSize: 10 });
+    expect(loadConfig({}).fairShare).toEqual({ maxConcurrency: 5, queueMax: 100, queueTimeoutMs: 10_000, rateLimits: true, poolSize: 10 });
+    expect(loadConfig({ REQUEST_TIMEOUT_MS: '3000' }).fairShare.queueTimeoutMs).toBe(3000);
     expect(loadConfig({ DB_POOL_MAX: '1' }).fairShare.maxConcurrency).toBe(1);
     expect(loadConfig({ DB_POOL_MAX: '40', TENANT_MAX_CONCURRENCY: '8', RATE_LIMITS: 'false' }).fairShare).toMatchObject({ maxConcurrency: 8, rateLimits: false, poolSize: 40 });
     expect(() => loadConfig({ TENANT_MAX_CONCURRENCY: '11' })).toThrow(/TENANT_MAX_CONCURRENCY must be a whole number from 1 to 10/);
