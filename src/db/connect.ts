@@ -11,6 +11,9 @@ export class DatabaseUnreachableError extends Error {
 /** Waiting more does not help: the credentials or the database name are wrong. */
 const PERMANENT = /^(28|3D)/;
 
+/** Less time than this left: not worth another attempt (it could only end in our own timer). */
+const MIN_ATTEMPT_MS = 100;
+
 /** Resolves once `url` takes a connection and answers on it; throws DatabaseUnreachableError past `timeoutMs`. */
 export async function waitForDatabase(url: string, timeoutMs: number, log: (message: string) => void = () => {}): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -19,7 +22,7 @@ export async function waitForDatabase(url: string, timeoutMs: number, log: (mess
   log(`connecting to the database at ${where} (trying for up to ${timeoutMs / 1000} s)`);
   for (let attempt = 1; ; attempt++) {
     const left = deadline - Date.now();
-    if (left <= 0) break;
+    if (left <= 0 || (attempt > 1 && left < MIN_ATTEMPT_MS)) break;
     const sql = postgres(url, {
       max: 1,
       connect_timeout: Math.max(0.1, left / 1000),
@@ -31,9 +34,12 @@ export async function waitForDatabase(url: string, timeoutMs: number, log: (mess
     let timer: NodeJS.Timeout | undefined;
     try {
       // connect_timeout bounds the connection; a server that takes it and never answers is bounded here.
+      // The timer rejects only after the I/O already due (a refusal, say) has been read: on a busy
+      // machine both can be due at once, and the refusal is the better report.
+      const noAnswer = () => Object.assign(new Error('no answer'), { code: 'NO_ANSWER' });
       await Promise.race([
         sql`select 1`,
-        new Promise((_, reject) => (timer = setTimeout(() => reject(Object.assign(new Error('no answer'), { code: 'NO_ANSWER' })), left))),
+        new Promise((_, reject) => (timer = setTimeout(() => setImmediate(() => reject(noAnswer())), left))),
       ]);
       return;
     } catch (error) {
