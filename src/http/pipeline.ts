@@ -5,6 +5,7 @@
 // and the response ceiling. A limit, a guard or a metric is added here, once.
 import { execute, GraphQLError, OperationTypeNode, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import type { TokenVerifier } from '../auth/tokens.ts';
+import { isRetryableConflict } from '../db/errors.ts';
 import { poolState, type Sql } from '../db/pool.ts';
 import { TenantTransaction } from '../db/tenant-transaction.ts';
 import { apiError, responseTooLarge } from '../errors.ts';
@@ -62,6 +63,9 @@ export type Pipeline = {
   documents(): { readonly entries: number; readonly bytes: number };
 };
 
+/** A transaction rolled back by a deadlock or serialization failure is run at most this many times in all. */
+const CONFLICT_ATTEMPTS = 2;
+
 type Params = { query: string; variables: Record<string, unknown> | undefined; operationName: string | undefined };
 
 export function createPipeline(options: PipelineOptions): Pipeline {
@@ -89,19 +93,28 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     }
     refuseCost(documents.cost(operation, params.variables), maxCost);
 
-    const db = new TenantTransaction(sql, selection, { deadline: request.deadline, readBytes: maxResponseBytes });
-    request.state.transaction = db;
-    const context = requestContext(request.requestId, db);
-    db.start(transactionMode(schema, operation.definition));
     const jit = documents.compiled(operation, checked, params.operationName);
-    const result = jit
-      ? await jit.query(undefined, context, params.variables)
-      : await execute({ schema, document: checked.document, variableValues: params.variables, operationName: params.operationName, contextValue: context });
-    // Rows past the response limit: the whole request is refused (and rolled back), not answered in part.
-    if (db.overReadBudget) return { errors: [responseTooLarge(maxResponseBytes)] };
-    const finished = await finishOperation(context, result, kind === OperationTypeNode.MUTATION, log);
-    if (db.known) documents.remember(key, checked, params.query); // the database accepted the caller
-    return finished;
+    const mode = transactionMode(schema, operation.definition);
+    for (let attempt = 1; ; attempt++) {
+      const db = new TenantTransaction(sql, selection, { deadline: request.deadline, readBytes: maxResponseBytes });
+      request.state.transaction = db;
+      const context = requestContext(request.requestId, db);
+      db.start(mode);
+      const result = jit
+        ? await jit.query(undefined, context, params.variables)
+        : await execute({ schema, document: checked.document, variableValues: params.variables, operationName: params.operationName, contextValue: context });
+      // Rows past the response limit: the whole request is refused (and rolled back), not answered in part.
+      if (db.overReadBudget) return { errors: [responseTooLarge(maxResponseBytes)] };
+      const finished = await finishOperation(context, result, kind === OperationTypeNode.MUTATION, log);
+      // A deadlock or serialization failure rolled the whole transaction back and nothing was sent:
+      // run it once more while the deadline allows (DESIGN.md section 5, CONFLICT).
+      if (attempt < CONFLICT_ATTEMPTS && finished.errors?.some(isRetryableConflict) && Date.now() < (request.deadline ?? Infinity)) {
+        log.debug({ requestId: request.requestId, attempt }, 'concurrent update: running the transaction again');
+        continue;
+      }
+      if (db.known) documents.remember(key, checked, params.query); // the database accepted the caller
+      return finished;
+    }
   }
 
   async function handle(request: PipelineRequest): Promise<PipelineResponse> {

@@ -32,7 +32,7 @@ export type GraphQLResponse = {
   status: number;
   body: {
     data?: Record<string, unknown> | null;
-    errors?: { message: string; path?: string[]; extensions?: { code?: string; field?: string } }[];
+    errors?: { message: string; path?: string[]; extensions?: { code?: string; field?: string; reason?: string } }[];
   };
 };
 
