@@ -89,11 +89,11 @@ for (const service of Object.values(services)) load(service.origin); // warm-up
 for (let round = 1; round <= ROUNDS; round++) {
   const line: string[] = [];
   for (const [name, service] of Object.entries(services)) {
-    const before = cpuNow(service.child.pid!);
+    const before = cpuNow(service.child.pid!, db.postgresPid);
     const result = load(service.origin);
-    const after = cpuNow(service.child.pid!);
+    const after = cpuNow(service.child.pid!, db.postgresPid);
     const perRequest = ((after.server - before.server) * 1000) / result.total;
-    line.push(`rate limits ${name}: ${Math.round(result.requestsPerSecond)} req/s, p99 ${result.p99} ms, ${Math.round(perRequest)} us CPU a request, ${result.non2xx + result.errors} not 2xx`);
+    line.push(`rate limits ${name}: ${Math.round(result.requestsPerSecond)} req/s, p99 ${result.p99} ms, ${Math.round(perRequest)} us CPU a request, ${result.non2xx + result.errors + result.bodyErrors} not 2xx or with errors`);
   }
   console.log(`round ${round}: ${line.join('; ')}`);
 }

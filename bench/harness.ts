@@ -11,11 +11,13 @@ import { openEmbeddedPostgres, type EmbeddedServer } from '../src/db/embedded.ts
 import { ensureAppRole, runMigrations } from '../src/db/setup.ts';
 import type { Role } from '../src/tenancy/roles.ts';
 import { freePort } from '../test/helpers/local.ts';
+import { postmasterPid } from './cpu.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
 const SECRET = 'bench-secret-that-is-at-least-32-bytes-long';
 
-export type BenchDatabase = { ownerUrl: string; appUrl: string; dataDir: string; embedded: EmbeddedServer | undefined };
+/** `postgresPid`: the embedded server's postmaster (its CPU and its backends' are measured); undefined with DATABASE_URL. */
+export type BenchDatabase = { ownerUrl: string; appUrl: string; dataDir: string; embedded: EmbeddedServer | undefined; postgresPid: number | undefined };
 
 export async function startDatabase(): Promise<BenchDatabase> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'tenancy-bench-'));
@@ -24,7 +26,7 @@ export async function startDatabase(): Promise<BenchDatabase> {
   const ownerUrl = process.env.DATABASE_URL ?? embedded!.ownerUrl;
   const appUrl = process.env.DATABASE_APP_URL ?? (await ensureAppRole(ownerUrl, dataDir));
   await runMigrations(ownerUrl, appUrl, () => {});
-  return { ownerUrl, appUrl, dataDir, embedded };
+  return { ownerUrl, appUrl, dataDir, embedded, postgresPid: embedded ? postmasterPid(path.join(dataDir, 'pg')) : undefined };
 }
 
 /** Seeds with the owner connection; returns what `seed` returns. */

@@ -140,9 +140,9 @@ type Measured = LoadResult & { serverCpuUs: number; postgresCpuUs: number };
 type Row = { round: number; case: CaseName; service: Measured; limit: Measured; ratio: number; p99Ratio: number };
 
 function measured(system: Service, requests: LoadRequest[]): Measured {
-  const before = cpuNow(system.child.pid!);
+  const before = cpuNow(system.child.pid!, db.postgresPid);
   const result = load(system.origin, requests, SECONDS);
-  const after = cpuNow(system.child.pid!);
+  const after = cpuNow(system.child.pid!, db.postgresPid);
   const per = (ms: number) => Math.round((ms * 1000) / Math.max(1, result.total));
   return { ...result, serverCpuUs: per(after.server - before.server), postgresCpuUs: per(after.postgres - before.postgres) };
 }
@@ -171,6 +171,7 @@ try {
       const row = { round, case: name, ...result, ratio: result.service.requestsPerSecond / result.limit.requestsPerSecond, p99Ratio: result.service.p99 / Math.max(1, result.limit.p99) };
       rows.push(row);
       process.stdout.write(`${line(row)}\n`);
+      for (const [system, r] of Object.entries(result)) if (r.firstError) process.stdout.write(`  ${system}: first error: ${r.firstError}\n`);
     }
   }
 
@@ -188,7 +189,7 @@ try {
   await mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
   await writeFile(path.join(ROOT, 'bench/results/latest.json'), `${JSON.stringify({ ...meta, rows, soak }, null, 2)}\n`);
   await writeFile(path.join(ROOT, 'bench/results/latest.md'), `${JSON.stringify(meta)}\n\n${table}\n`);
-  if (rows.some((row) => row.service.errors + row.service.non2xx + row.limit.errors + row.limit.non2xx > 0) || soak?.errors) {
+  if (rows.some((row) => failures(row.service) + failures(row.limit) > 0) || soak?.errors) {
     process.stderr.write('errors under load: see the table\n');
     process.exitCode = 1;
   }
@@ -206,7 +207,7 @@ function runSoak(service: Service, requests: LoadRequest[]) {
   const samples: { seconds: number; rssMiB: number; requestsPerSecond: number; errors: number }[] = [];
   for (let i = 1; i <= slices; i++) {
     const result = load(service.origin, requests, 30);
-    samples.push({ seconds: i * 30, rssMiB: rssMiB(service.child.pid!), requestsPerSecond: Math.round(result.requestsPerSecond), errors: result.errors + result.non2xx });
+    samples.push({ seconds: i * 30, rssMiB: rssMiB(service.child.pid!), requestsPerSecond: Math.round(result.requestsPerSecond), errors: failures(result) });
     process.stdout.write(`soak ${i * 30} s: RSS ${samples.at(-1)!.rssMiB} MiB, ${samples.at(-1)!.requestsPerSecond} req/s\n`);
   }
   const first = samples[0]!.rssMiB;
@@ -216,6 +217,11 @@ function runSoak(service: Service, requests: LoadRequest[]) {
   return { atRestMiB: atRest, samples, growthPercent: Number(growth.toFixed(1)), errors, summary };
 }
 
+/** Failed connections, non-2xx answers and 2xx answers carrying GraphQL errors. */
+function failures(result: LoadResult): number {
+  return result.errors + result.non2xx + result.bodyErrors;
+}
+
 function rssMiB(pid: number): number {
   const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return match ? Math.round(Number(match[1]) / 1024) : 0;
@@ -223,7 +229,7 @@ function rssMiB(pid: number): number {
 
 function line(row: Row): string {
   const cell = (r: Measured) =>
-    `${r.requestsPerSecond.toFixed(0)} req/s p50 ${r.p50} p99 ${r.p99} err ${r.errors + r.non2xx} cpu/req ${r.serverCpuUs}+${r.postgresCpuUs} us`;
+    `${r.requestsPerSecond.toFixed(0)} req/s p50 ${r.p50} p99 ${r.p99} err ${failures(r)} cpu/req ${r.serverCpuUs}+${r.postgresCpuUs} us`;
   return `round ${row.round} ${row.case.padEnd(3)}  service ${cell(row.service)} | limit ${cell(row.limit)} | ratio ${row.ratio.toFixed(2)}`;
 }
 
@@ -233,7 +239,7 @@ function render(rows: Row[]): string {
   const lines = rows.map((row) => {
     const s = row.service;
     const l = row.limit;
-    return `| ${row.round} | ${row.case} | ${s.requestsPerSecond.toFixed(0)} | ${s.p50} | ${s.p99} | ${s.errors + s.non2xx} | ${s.serverCpuUs}+${s.postgresCpuUs} | ${l.requestsPerSecond.toFixed(0)} | ${l.p50} | ${l.p99} | ${l.errors + l.non2xx} | ${l.serverCpuUs}+${l.postgresCpuUs} | ${row.ratio.toFixed(2)} | ${row.p99Ratio.toFixed(2)} |`;
+    return `| ${row.round} | ${row.case} | ${s.requestsPerSecond.toFixed(0)} | ${s.p50} | ${s.p99} | ${failures(s)} | ${s.serverCpuUs}+${s.postgresCpuUs} | ${l.requestsPerSecond.toFixed(0)} | ${l.p50} | ${l.p99} | ${failures(l)} | ${l.serverCpuUs}+${l.postgresCpuUs} | ${row.ratio.toFixed(2)} | ${row.p99Ratio.toFixed(2)} |`;
   });
   const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
   const summary = CASES.map((name) => {
