@@ -2,7 +2,12 @@
 // before any document is executed or connection taken (rate limits, fair share).
 import type { TenantSelection } from '../tenancy/principal.ts';
 
-export type GuardRequest = { readonly selection: TenantSelection; readonly requestId: string };
+export type GuardRequest = {
+  readonly selection: TenantSelection;
+  readonly requestId: string;
+  /** The request's deadline (epoch ms): a guard that queues the request stops waiting by it. */
+  readonly deadline?: number;
+};
 
 export type Admission = {
   /** Response headers to add (RateLimit, RateLimit-Policy, ...). */

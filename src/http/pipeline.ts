@@ -79,7 +79,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     // Credentials first: a caller without them gets no parsing, no cache entry, no guard state.
     const selection = await resolveTenant(request.headers, verifyToken, tenancy);
     Object.assign(request.state, { userId: selection.credentials.kind === 'user' ? selection.credentials.userId : undefined, tenant: selection.tenant });
-    for (const guard of guards) admissions.push(await guard.admit({ selection, requestId: request.requestId }));
+    for (const guard of guards) admissions.push(await guard.admit({ selection, requestId: request.requestId, deadline: request.deadline }));
 
     const found = documents.check(params.query);
     if ('errors' in found) return { errors: [...found.errors] };

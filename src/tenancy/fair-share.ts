@@ -209,8 +209,8 @@ export function createFairShareGuard(sql: Sql, settings: FairShareSettings, opti
 
   return {
     lanes,
-    /** `deadline` (epoch ms), when the pipeline passes the request's: a wait for a slot ends by it. */
-    admit({ selection, deadline }: GuardRequest & { readonly deadline?: number }): Admission | Promise<Admission> {
+    /** A wait for a slot ends by the request's deadline. */
+    admit({ selection, deadline }: GuardRequest): Admission | Promise<Admission> {
       const key = identityKey(selection);
       if (key === undefined) return inLane(PLATFORM, deadline, undefined);
       const known = directory.peek(key, selection);
