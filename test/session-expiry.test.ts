@@ -1,7 +1,7 @@
 // Sessions whose client vanished stop holding the active-session quota: the
 // idle-session sweep ends those with no write to them or their tasks for
-// SESSION_IDLE_TIMEOUT (status FAILED), records session.expire in the
-// tenant's audit log, and the quota is free again. A context of about 1 MiB
+// SESSION_IDLE_TIMEOUT (status FAILED), audited in the tenant's log (the
+// sessions' audit trigger: session.update by the system, with the reason), and the quota is free again. A context of about 1 MiB
 // with many distinct words is stored and searchable, never INTERNAL.
 import { pino } from 'pino';
 import { beforeAll, expect, it } from 'vitest';
@@ -60,9 +60,10 @@ it('ends sessions idle past the timeout, audits it, releases their quota; a sess
   const statuses = await db.owner<{ id: string; status: string }[]>`select id, status from app.sessions where tenant_id = ${tenant.id}`;
   const statusOf = Object.fromEntries(statuses.map((row) => [row.id, row.status]));
   expect([statusOf[ids[0]!], statusOf[ids[1]!], statusOf[ids[2]!], statusOf[ids[3]!]]).toEqual(['failed', 'failed', 'active', 'active']);
-  const audits = await db.owner<{ target_id: string; actor_kind: string }[]>`
-    select target_id, actor_kind from app.audit_events where tenant_id = ${tenant.id} and action = 'session.expire' order by target_id`;
-  expect(audits).toEqual([ids[0]!, ids[1]!].sort().map((id) => ({ target_id: id, actor_kind: 'system' })));
+  const audits = await db.owner<{ target_id: string; actor_kind: string; status: string }[]>`
+    select target_id, actor_kind, details->>'status' as status from app.audit_events
+    where tenant_id = ${tenant.id} and action = 'session.update' and reason = 'idle for longer than 01:00:00' order by target_id`;
+  expect(audits).toEqual([ids[0]!, ids[1]!].sort().map((id) => ({ target_id: id, actor_kind: 'system', status: 'failed' })));
   const [quota] = await db.owner<{ used: string }[]>`select used from app.quotas where tenant_id = ${tenant.id} and quota = 'active_sessions'`;
   expect(Number(quota!.used)).toBe(3);
   expect(codes(await startSession())).toEqual([]); // a slot is free again
