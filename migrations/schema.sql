@@ -63,6 +63,7 @@ CREATE TRIGGER agents_check_update BEFORE UPDATE ON app.agents FOR EACH ROW EXEC
 CREATE TRIGGER agents_count_delete AFTER DELETE ON app.agents REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('agents');
 CREATE TRIGGER agents_count_insert AFTER INSERT ON app.agents REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('agents');
 CREATE TRIGGER agents_updated_at BEFORE UPDATE ON app.agents FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
+CREATE TRIGGER agents_z_audit BEFORE INSERT OR DELETE OR UPDATE ON app.agents FOR EACH ROW EXECUTE FUNCTION app_private.audit_row('agent', 'name', 'kind', 'status', 'model');
 
 ALTER TABLE app.agents ENABLE ROW LEVEL SECURITY;
 ALTER TABLE app.agents FORCE ROW LEVEL SECURITY;
@@ -212,6 +213,7 @@ CREATE TRIGGER contexts_count_delete AFTER DELETE ON app.contexts REFERENCING OL
 CREATE TRIGGER contexts_count_insert AFTER INSERT ON app.contexts REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('context_bytes', 'content_bytes');
 CREATE TRIGGER contexts_count_update AFTER UPDATE ON app.contexts REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('context_bytes', 'content_bytes');
 CREATE TRIGGER contexts_updated_at BEFORE UPDATE ON app.contexts FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
+CREATE TRIGGER contexts_z_audit BEFORE INSERT OR DELETE OR UPDATE ON app.contexts FOR EACH ROW EXECUTE FUNCTION app_private.audit_row('context', 'kind', 'bytes:content', 'agent_id', 'session_id');
 
 ALTER TABLE app.contexts ENABLE ROW LEVEL SECURITY;
 ALTER TABLE app.contexts FORCE ROW LEVEL SECURITY;
@@ -294,6 +296,7 @@ CREATE INDEX fine_tuning_jobs_tenant_status_idx ON app.fine_tuning_jobs USING bt
 
 CREATE TRIGGER fine_tuning_jobs_check_write BEFORE INSERT OR UPDATE ON app.fine_tuning_jobs FOR EACH ROW EXECUTE FUNCTION app_private.check_fine_tuning_job_write();
 CREATE TRIGGER fine_tuning_jobs_updated_at BEFORE UPDATE ON app.fine_tuning_jobs FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
+CREATE TRIGGER fine_tuning_jobs_z_audit BEFORE INSERT OR DELETE OR UPDATE ON app.fine_tuning_jobs FOR EACH ROW EXECUTE FUNCTION app_private.audit_row('fine_tuning_job', 'base_model', 'status');
 
 ALTER TABLE app.fine_tuning_jobs ENABLE ROW LEVEL SECURITY;
 ALTER TABLE app.fine_tuning_jobs FORCE ROW LEVEL SECURITY;
@@ -534,6 +537,7 @@ CREATE TRIGGER sessions_count_insert AFTER INSERT ON app.sessions REFERENCING NE
 CREATE TRIGGER sessions_count_update AFTER UPDATE ON app.sessions REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('active_sessions', '(status = ''active'')::int');
 CREATE TRIGGER sessions_meter_tokens AFTER UPDATE ON app.sessions REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_session_tokens();
 CREATE TRIGGER sessions_updated_at BEFORE UPDATE ON app.sessions FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
+CREATE TRIGGER sessions_z_audit BEFORE INSERT OR DELETE OR UPDATE ON app.sessions FOR EACH ROW EXECUTE FUNCTION app_private.audit_row('session', 'agent_id', 'status', 'tokens_used');
 
 ALTER TABLE app.sessions ENABLE ROW LEVEL SECURITY;
 ALTER TABLE app.sessions FORCE ROW LEVEL SECURITY;
@@ -590,6 +594,7 @@ CREATE INDEX tasks_tenant_session_created_idx ON app.tasks USING btree (tenant_i
 CREATE TRIGGER tasks_check_write BEFORE INSERT OR UPDATE ON app.tasks FOR EACH ROW EXECUTE FUNCTION app_private.check_task_write();
 CREATE TRIGGER tasks_tokens_to_session AFTER INSERT OR UPDATE OF tokens ON app.tasks FOR EACH ROW EXECUTE FUNCTION app_private.add_task_tokens_to_session();
 CREATE TRIGGER tasks_updated_at BEFORE UPDATE ON app.tasks FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
+CREATE TRIGGER tasks_z_audit BEFORE INSERT OR DELETE OR UPDATE ON app.tasks FOR EACH ROW EXECUTE FUNCTION app_private.audit_row('task', 'session_id', 'status', 'assignee_id', 'tokens');
 
 ALTER TABLE app.tasks ENABLE ROW LEVEL SECURITY;
 ALTER TABLE app.tasks FORCE ROW LEVEL SECURITY;
@@ -838,8 +843,9 @@ begin
   if exists (select 1 from app.memberships m where m.tenant_id = tenant.id and m.user_id = me) then
     raise exception 'already a member' using errcode = 'TI409';
   end if;
-  insert into app.memberships (tenant_id, user_id, role) values (tenant.id, me, invitation.role);
+  -- The invitation first: its invitation.accept event names the member, and the membership's trigger sees it accepted.
   update app.invitations i set accepted_at = now(), accepted_by = me where i.tenant_id = tenant.id and i.id = invitation.id;
+  insert into app.memberships (tenant_id, user_id, role) values (tenant.id, me, invitation.role);
   return query select tenant.id, tenant.slug, tenant.name, invitation.role;
 end
 $function$;
@@ -926,7 +932,11 @@ CREATE OR REPLACE FUNCTION app_private.audit_membership()
 AS $function$
 begin
   if tg_op = 'INSERT' then
-    perform app_private.record_audit(new.tenant_id, 'member.add', 'user', new.user_id::text, jsonb_build_object('role', new.role));
+    -- A membership that an invitation brought in this transaction is its invitation.accept event.
+    if not exists (select 1 from app.invitations i
+                   where i.tenant_id = new.tenant_id and i.accepted_by = new.user_id and i.accepted_at = now()) then
+      perform app_private.record_audit(new.tenant_id, 'member.add', 'user', new.user_id::text, jsonb_build_object('role', new.role));
+    end if;
   elsif tg_op = 'UPDATE' then
     perform app_private.record_audit(new.tenant_id, 'member.role_change', 'user', new.user_id::text,
                                      jsonb_build_object('from', old.role, 'to', new.role));
@@ -936,7 +946,48 @@ begin
   return null;
 end
 $function$;
-COMMENT ON FUNCTION app_private.audit_membership() IS 'Trigger (after insert, delete or update of role on app.memberships): member.add, member.role_change and member.remove audit events.';
+COMMENT ON FUNCTION app_private.audit_membership() IS 'Trigger (after insert, delete or update of role on app.memberships): member.add, member.role_change and member.remove audit events; a membership an invitation brought in the same transaction is audited as that invitation.accept.';
+
+CREATE OR REPLACE FUNCTION app_private.audit_row()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  target_type text := tg_argv[0];
+  row_json jsonb := to_jsonb(case when tg_op = 'DELETE' then old else new end);
+  details jsonb := '{}';
+  changed text[];
+  summarised text;
+begin
+  -- Written by another trigger or a foreign-key action: the change that caused it is audited.
+  if pg_trigger_depth() > 1 then
+    return case when tg_op = 'DELETE' then old else new end;
+  end if;
+  if tg_op = 'UPDATE' then
+    -- Generated and maintained columns are not a change of their own (and generated ones are not computed yet).
+    select array_agg(app_private.camel_case(n.key) order by n.key) into changed
+    from jsonb_each(row_json) n
+    where n.key not in ('updated_at', 'search', 'content_bytes') and n.value is distinct from (to_jsonb(old) -> n.key);
+    if changed is null then
+      return new; -- nothing changed
+    end if;
+    details := jsonb_build_object('changed', to_jsonb(changed));
+  end if;
+  foreach summarised in array tg_argv[1:] loop
+    details := details || case
+      when summarised like 'bytes:%' then jsonb_build_object(app_private.camel_case(substr(summarised, 7)) || 'Bytes', octet_length(row_json ->> substr(summarised, 7)))
+      else jsonb_build_object(app_private.camel_case(summarised), row_json -> summarised) end;
+  end loop;
+  perform app_private.record_audit((row_json ->> 'tenant_id')::uuid,
+                                   target_type || '.' || case tg_op when 'INSERT' then 'create' when 'UPDATE' then 'update' else 'delete' end,
+                                   target_type, row_json ->> 'id', details,
+                                   nullif(current_setting('app.audit_reason', true), ''));
+  return case when tg_op = 'DELETE' then old else new end;
+end
+$function$;
+COMMENT ON FUNCTION app_private.audit_row() IS 'Trigger (before insert, update or delete, for each row, named to fire after the table''s other before triggers): one audit event <target>.create|update|delete for the row (target type: the first trigger argument), with the columns named by the other arguments (bytes:<column>: its length in bytes) and, for an update, the changed columns. None for an update that changes nothing, nor for a change that another trigger or a foreign-key action made (depth > 1: its cause is audited). app.audit_reason, when set, is the event''s reason.';
 
 CREATE OR REPLACE FUNCTION app_private.begin_api_key_request(secret_hash bytea, tenant text DEFAULT NULL::text, allowed_slugs text[] DEFAULT NULL::text[])
  RETURNS TABLE(tenant_id uuid, tenant_slug text, tenant_name text, tenant_status text, role text, acting_user_id uuid, api_key_id uuid, is_operator boolean)
@@ -1048,6 +1099,14 @@ end
 $function$;
 COMMENT ON FUNCTION app_private.begin_request(uuid,text,uuid,text,text[]) IS 'The first statement of a signed-in user''s request transaction. Exactly one of by_id and by_slug names the tenant; a tenant that does not exist, one the user is not in and one outside allowed_slugs raise the same TN404, a suspended one TN423, an invalid role_cap TN401. Lowers the membership role to role_cap, then sets app.tenant_id, app.user_id, app.role and app.api_key_id transaction-local.';
 GRANT EXECUTE ON FUNCTION app_private.begin_request(uuid,text,uuid,text,text[]) TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app_private.camel_case(name text)
+ RETURNS text
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+ SET search_path TO ''
+AS $function$ select left(name, 1) || substr(replace(initcap(replace(name, '_', ' ')), ' ', ''), 2) $function$;
+COMMENT ON FUNCTION app_private.camel_case(text) IS 'A snake_case column name as the API spells it (agent_id -> agentId), for audit event details.';
 
 CREATE OR REPLACE FUNCTION app_private.check_agent_update()
  RETURNS trigger
@@ -1289,10 +1348,12 @@ begin
   if idle < interval '1 minute' then
     raise exception 'a session is idle after a minute at the least' using errcode = 'invalid_parameter_value';
   end if;
+  -- The sessions' audit trigger records each as session.update (status failed, actor system) with this reason.
+  perform set_config('app.audit_reason', 'idle for longer than ' || idle::text, true);
   -- Idle: neither the session (tokens, metadata) nor any of its tasks written for `idle`.
   -- Rows another transaction holds are left for the next sweep.
   with idle_sessions as (
-    select s.tenant_id, s.id, s.updated_at
+    select s.tenant_id, s.id
     from app.sessions s
     where s.status = 'active' and s.updated_at < now() - idle
       and not exists (select 1 from app.tasks t
@@ -1300,21 +1361,16 @@ begin
     order by s.updated_at
     limit max_sessions
     for update of s skip locked
-  ), ended_sessions as (
-    update app.sessions s set status = 'failed', ended_at = now()
-    from idle_sessions i
-    where s.tenant_id = i.tenant_id and s.id = i.id
-    returning s.tenant_id, s.id, i.updated_at as last_activity
   )
-  insert into app.audit_events (tenant_id, actor_kind, action, target_type, target_id, reason, details)
-  select e.tenant_id, 'system', 'session.expire', 'session', e.id::text, 'idle for longer than ' || idle::text,
-         jsonb_build_object('lastActivityAt', e.last_activity, 'idleSeconds', extract(epoch from idle)::bigint)
-  from ended_sessions e;
+  update app.sessions s set status = 'failed', ended_at = now()
+  from idle_sessions i
+  where s.tenant_id = i.tenant_id and s.id = i.id;
   get diagnostics ended = row_count;
+  perform set_config('app.audit_reason', '', true);
   return ended;
 end
 $function$;
-COMMENT ON FUNCTION app_private.expire_idle_sessions(interval,integer) IS 'Ends (status failed) up to max_sessions active sessions with no write to them or their tasks for idle, records session.expire in each tenant''s audit log, and returns how many; the sessions'' counting trigger releases their active_sessions quota. The service''s idle-session sweep calls it (SESSION_IDLE_TIMEOUT).';
+COMMENT ON FUNCTION app_private.expire_idle_sessions(interval,integer) IS 'Ends (status failed) up to max_sessions active sessions with no write to them or their tasks for idle, and returns how many; each is audited by the sessions'' trigger (session.update, reason "idle for longer than ..."), and the sessions'' counting trigger releases their active_sessions quota. The service''s idle-session sweep calls it (SESSION_IDLE_TIMEOUT).';
 GRANT EXECUTE ON FUNCTION app_private.expire_idle_sessions(interval,integer) TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app_private.is_operator()
