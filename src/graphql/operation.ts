@@ -42,8 +42,11 @@ export async function finishOperation(context: GraphQLContext, result: Execution
   try {
     await context.db.end(!failed);
   } catch (error) {
-    log.error({ err: error }, 'commit failed');
-    return { errors: [errorForSqlState(error) ?? internal()] };
+    const coded = errorForSqlState(error);
+    // A database fault (UNAVAILABLE) or a conflict is the caller's to retry and already counted; anything else is a bug.
+    if (coded) log.warn({ err: error, code: coded.extensions.code }, 'commit failed');
+    else log.error({ err: error }, 'commit failed');
+    return { errors: [coded ?? internal()] };
   }
   return failed && isMutation ? { data: null, errors: result.errors } : result;
 }
