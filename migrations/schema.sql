@@ -135,6 +135,75 @@ GRANT SELECT (tenant_id, id, name, prefix, role, created_by, created_at, expires
 GRANT UPDATE (revoked_at) ON TABLE app.api_keys TO :DATABASE_APP;
 
 --------------------------------------------------------------------------------
+-- Table app.audit_chain_heads
+
+CREATE TABLE app.audit_chain_heads (
+  tenant_id uuid NOT NULL,
+  seq bigint DEFAULT 0 NOT NULL,
+  hash bytea DEFAULT '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea NOT NULL,
+  prev_hash bytea,
+  purged_through bigint DEFAULT 0 NOT NULL,
+  CONSTRAINT audit_chain_heads_pkey PRIMARY KEY (tenant_id),
+  CONSTRAINT audit_chain_heads_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES app.tenants(id) ON DELETE CASCADE
+);
+COMMENT ON TABLE app.audit_chain_heads IS 'The head of each tenant''s audit chain (seq and hash of the newest event, what retention purged); written only by the chain''s own functions, read by ADMINs.';
+
+ALTER TABLE app.audit_chain_heads ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app.audit_chain_heads FORCE ROW LEVEL SECURITY;
+CREATE POLICY audit_chain_heads_delete ON app.audit_chain_heads FOR DELETE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false));
+CREATE POLICY audit_chain_heads_insert ON app.audit_chain_heads FOR INSERT
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false));
+CREATE POLICY audit_chain_heads_owner ON app.audit_chain_heads TO :DATABASE_OWNER
+  USING (true)
+  WITH CHECK (true);
+CREATE POLICY audit_chain_heads_select ON app.audit_chain_heads FOR SELECT
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('ADMIN'::text) AS has_role)));
+CREATE POLICY audit_chain_heads_update ON app.audit_chain_heads FOR UPDATE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false))
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false));
+
+GRANT SELECT ON TABLE app.audit_chain_heads TO :DATABASE_APP;
+
+--------------------------------------------------------------------------------
+-- Table app.audit_checkpoints
+
+CREATE TABLE app.audit_checkpoints (
+  tenant_id uuid NOT NULL,
+  kind text NOT NULL,
+  seq bigint NOT NULL,
+  hash bytea NOT NULL,
+  signed_at timestamp with time zone NOT NULL,
+  key_id text NOT NULL,
+  jws text NOT NULL,
+  CONSTRAINT audit_checkpoints_pkey PRIMARY KEY (tenant_id, kind, seq),
+  CONSTRAINT audit_checkpoints_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES app.tenants(id) ON DELETE CASCADE,
+  CONSTRAINT audit_checkpoints_hash_check CHECK (octet_length(hash) = 32),
+  CONSTRAINT audit_checkpoints_jws_check CHECK (octet_length(jws) <= 4096),
+  CONSTRAINT audit_checkpoints_key_id_check CHECK (char_length(key_id) >= 1 AND char_length(key_id) <= 100),
+  CONSTRAINT audit_checkpoints_kind_check CHECK (kind = ANY (ARRAY['checkpoint'::text, 'anchor'::text])),
+  CONSTRAINT audit_checkpoints_seq_check CHECK (seq > 0)
+);
+COMMENT ON TABLE app.audit_checkpoints IS 'Signed statements about a tenant''s audit chain (the JWS is what counts; the columns index it): checkpoints of its head and anchors of retention purges. Written only by app_private.store_audit_checkpoint and app_private.purge_audit_events; read by ADMINs.';
+
+ALTER TABLE app.audit_checkpoints ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app.audit_checkpoints FORCE ROW LEVEL SECURITY;
+CREATE POLICY audit_checkpoints_delete ON app.audit_checkpoints FOR DELETE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false));
+CREATE POLICY audit_checkpoints_insert ON app.audit_checkpoints FOR INSERT
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false));
+CREATE POLICY audit_checkpoints_owner ON app.audit_checkpoints TO :DATABASE_OWNER
+  USING (true)
+  WITH CHECK (true);
+CREATE POLICY audit_checkpoints_select ON app.audit_checkpoints FOR SELECT
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND ( SELECT app.has_role('ADMIN'::text) AS has_role)));
+CREATE POLICY audit_checkpoints_update ON app.audit_checkpoints FOR UPDATE
+  USING (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false))
+  WITH CHECK (((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND false));
+
+GRANT SELECT ON TABLE app.audit_checkpoints TO :DATABASE_APP;
+
+--------------------------------------------------------------------------------
 -- Table app.audit_events
 
 CREATE TABLE app.audit_events (
@@ -149,13 +218,25 @@ CREATE TABLE app.audit_events (
   target_id text NOT NULL,
   reason text,
   details jsonb DEFAULT '{}'::jsonb NOT NULL,
+  seq bigint NOT NULL,
+  prev_hash bytea NOT NULL,
+  hash bytea NOT NULL,
+  request_id text,
   CONSTRAINT audit_events_pkey PRIMARY KEY (tenant_id, id),
+  CONSTRAINT audit_events_seq_key UNIQUE (tenant_id, seq),
   CONSTRAINT audit_events_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES app.tenants(id) ON DELETE CASCADE,
-  CONSTRAINT audit_events_actor_kind CHECK (actor_kind = ANY (ARRAY['user'::text, 'api_key'::text, 'operator'::text, 'system'::text]))
+  CONSTRAINT audit_events_actor_kind CHECK (actor_kind = ANY (ARRAY['user'::text, 'api_key'::text, 'operator'::text, 'system'::text])),
+  CONSTRAINT audit_events_request_id_length CHECK (char_length(request_id) >= 1 AND char_length(request_id) <= 200)
 );
 COMMENT ON TABLE app.audit_events IS 'The tenant''s own audit record, append-only: written by SECURITY DEFINER triggers and functions (app_private.record_audit) in the transaction of the change; the request role reads it as ADMIN and never writes it.';
+COMMENT ON COLUMN app.audit_events.seq IS 'The event''s place in its tenant''s chain: 1, 2, 3 … without gaps (until a signed retention anchor).';
+COMMENT ON COLUMN app.audit_events.hash IS 'SHA-256 over the canonical encoding of the event and prev_hash (app_private.audit_event_hash).';
+COMMENT ON COLUMN app.audit_events.request_id IS 'The request that wrote it (the transaction setting app.request_id), when one did.';
 
 CREATE INDEX audit_events_tenant_occurred_idx ON app.audit_events USING btree (tenant_id, occurred_at, id);
+
+CREATE TRIGGER audit_events_append_only BEFORE DELETE OR UPDATE ON app.audit_events FOR EACH ROW EXECUTE FUNCTION app_private.audit_events_append_only();
+CREATE TRIGGER audit_events_chain BEFORE INSERT ON app.audit_events FOR EACH ROW EXECUTE FUNCTION app_private.chain_audit_event();
 
 ALTER TABLE app.audit_events ENABLE ROW LEVEL SECURITY;
 ALTER TABLE app.audit_events FORCE ROW LEVEL SECURITY;
@@ -628,8 +709,10 @@ CREATE TABLE app.tenants (
   plan text DEFAULT 'free'::text NOT NULL,
   suspended_at timestamp with time zone,
   suspended_reason text,
+  audit_retention_days integer,
   CONSTRAINT tenants_pkey PRIMARY KEY (id),
   CONSTRAINT tenants_slug_key UNIQUE (slug),
+  CONSTRAINT tenants_audit_retention_floor CHECK (audit_retention_days IS NULL OR audit_retention_days >= 90 AND audit_retention_days <= 36600),
   CONSTRAINT tenants_name_length CHECK (char_length(name) >= 1 AND char_length(name) <= 200),
   CONSTRAINT tenants_plan CHECK (plan = ANY (ARRAY['free'::text, 'team'::text, 'enterprise'::text])),
   CONSTRAINT tenants_slug_format CHECK (slug ~ '^[a-z][a-z0-9-]{1,61}[a-z0-9]$'::text),
@@ -639,6 +722,7 @@ CREATE TABLE app.tenants (
   CONSTRAINT tenants_suspension CHECK ((status = 'suspended'::text) = (suspended_at IS NOT NULL))
 );
 COMMENT ON TABLE app.tenants IS 'A team sharing the deployment. Global: the request role sees only the current tenant (app.current_tenant_id()). status active|suspended (suspended_at is set exactly while suspended); plan free|team|enterprise sets the quota limits.';
+COMMENT ON COLUMN app.tenants.audit_retention_days IS 'Audit events older than this many days are purged by the service under a signed anchor; at least 90, null keeps them all.';
 
 CREATE TRIGGER tenants_create_quotas AFTER INSERT ON app.tenants REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.create_tenant_quotas();
 CREATE TRIGGER tenants_updated_at BEFORE UPDATE ON app.tenants FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
@@ -696,9 +780,18 @@ CREATE TABLE app_private.operator_audit_events (
   target_tenant_id uuid,
   reason text,
   details jsonb DEFAULT '{}'::jsonb NOT NULL,
-  CONSTRAINT operator_audit_events_pkey PRIMARY KEY (id)
+  seq bigint NOT NULL,
+  prev_hash bytea NOT NULL,
+  hash bytea NOT NULL,
+  request_id text,
+  CONSTRAINT operator_audit_events_pkey PRIMARY KEY (id),
+  CONSTRAINT operator_audit_events_seq_key UNIQUE (seq),
+  CONSTRAINT operator_audit_events_request_id_length CHECK (char_length(request_id) >= 1 AND char_length(request_id) <= 200)
 );
 COMMENT ON TABLE app_private.operator_audit_events IS 'Every use of the operator capability, in the transaction of the change. No foreign keys: the record outlives the tenant and the user it names.';
+
+CREATE TRIGGER operator_audit_events_append_only BEFORE DELETE OR UPDATE ON app_private.operator_audit_events FOR EACH ROW EXECUTE FUNCTION app_private.audit_events_append_only();
+CREATE TRIGGER operator_audit_events_chain BEFORE INSERT ON app_private.operator_audit_events FOR EACH ROW EXECUTE FUNCTION app_private.chain_platform_audit_event();
 
 ALTER TABLE app_private.operator_audit_events ENABLE ROW LEVEL SECURITY;
 ALTER TABLE app_private.operator_audit_events FORCE ROW LEVEL SECURITY;
@@ -722,6 +815,50 @@ COMMENT ON TABLE app_private.operators IS 'Platform operators (cross-tenant admi
 ALTER TABLE app_private.operators ENABLE ROW LEVEL SECURITY;
 ALTER TABLE app_private.operators FORCE ROW LEVEL SECURITY;
 CREATE POLICY operators_owner ON app_private.operators TO :DATABASE_OWNER
+  USING (true)
+  WITH CHECK (true);
+
+--------------------------------------------------------------------------------
+-- Table app_private.platform_audit_chain_head
+
+CREATE TABLE app_private.platform_audit_chain_head (
+  singleton boolean DEFAULT true NOT NULL,
+  seq bigint DEFAULT 0 NOT NULL,
+  hash bytea DEFAULT '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea NOT NULL,
+  prev_hash bytea,
+  CONSTRAINT platform_audit_chain_head_pkey PRIMARY KEY (singleton),
+  CONSTRAINT platform_audit_chain_head_singleton_check CHECK (singleton)
+);
+COMMENT ON TABLE app_private.platform_audit_chain_head IS 'The head of the platform audit chain (app_private.operator_audit_events): one row, locked by each append until its commit.';
+
+ALTER TABLE app_private.platform_audit_chain_head ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app_private.platform_audit_chain_head FORCE ROW LEVEL SECURITY;
+CREATE POLICY platform_audit_chain_head_owner ON app_private.platform_audit_chain_head TO :DATABASE_OWNER
+  USING (true)
+  WITH CHECK (true);
+
+--------------------------------------------------------------------------------
+-- Table app_private.platform_audit_checkpoints
+
+CREATE TABLE app_private.platform_audit_checkpoints (
+  kind text NOT NULL,
+  seq bigint NOT NULL,
+  hash bytea NOT NULL,
+  signed_at timestamp with time zone NOT NULL,
+  key_id text NOT NULL,
+  jws text NOT NULL,
+  CONSTRAINT platform_audit_checkpoints_pkey PRIMARY KEY (kind, seq),
+  CONSTRAINT platform_audit_checkpoints_hash_check CHECK (octet_length(hash) = 32),
+  CONSTRAINT platform_audit_checkpoints_jws_check CHECK (octet_length(jws) <= 4096),
+  CONSTRAINT platform_audit_checkpoints_key_id_check CHECK (char_length(key_id) >= 1 AND char_length(key_id) <= 100),
+  CONSTRAINT platform_audit_checkpoints_kind_check CHECK (kind = ANY (ARRAY['checkpoint'::text, 'anchor'::text])),
+  CONSTRAINT platform_audit_checkpoints_seq_check CHECK (seq > 0)
+);
+COMMENT ON TABLE app_private.platform_audit_checkpoints IS 'Signed checkpoints of the platform audit chain (app_private.operator_audit_events), as app.audit_checkpoints for a tenant.';
+
+ALTER TABLE app_private.platform_audit_checkpoints ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app_private.platform_audit_checkpoints FORCE ROW LEVEL SECURITY;
+CREATE POLICY platform_audit_checkpoints_owner ON app_private.platform_audit_checkpoints TO :DATABASE_OWNER
   USING (true)
   WITH CHECK (true);
 
@@ -903,6 +1040,68 @@ end
 $function$;
 COMMENT ON FUNCTION app_private.audit_api_key() IS 'Trigger (after insert or update of revoked_at on app.api_keys): api_key.create and api_key.revoke audit events.';
 
+CREATE OR REPLACE FUNCTION app_private.audit_checkpoints_due(max_chains integer DEFAULT 1000)
+ RETURNS TABLE(tenant_id uuid, seq bigint, hash bytea, first_seq bigint, first_hash bytea)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+    (select null::uuid, h.seq, h.hash, 1::bigint,
+            (select e.hash from app_private.operator_audit_events e order by e.seq limit 1)
+     from app_private.platform_audit_chain_head h
+     where h.seq > coalesce((select max(c.seq) from app_private.platform_audit_checkpoints c where c.kind = 'checkpoint'), 0))
+    union all
+    (select h.tenant_id, h.seq, h.hash, h.purged_through + 1,
+            (select e.hash from app.audit_events e where e.tenant_id = h.tenant_id and e.seq = h.purged_through + 1)
+     from app.audit_chain_heads h
+     where h.seq > coalesce((select max(c.seq) from app.audit_checkpoints c where c.tenant_id = h.tenant_id and c.kind = 'checkpoint'), 0)
+       and h.seq > h.purged_through
+     order by h.tenant_id
+     limit max_chains)
+  $function$;
+COMMENT ON FUNCTION app_private.audit_checkpoints_due(integer) IS 'The chain heads newer than their latest checkpoint (tenant null: the platform chain), with the first event still kept: what the service signs next.';
+GRANT EXECUTE ON FUNCTION app_private.audit_checkpoints_due(integer) TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app_private.audit_event_hash(tenant uuid, seq bigint, occurred_at timestamp with time zone, actor_kind text, actor_user_id uuid, actor_api_key_id uuid, action text, target_type text, target_id text, reason text, details jsonb, request_id text, prev_hash bytea)
+ RETURNS bytea
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+ SET search_path TO ''
+AS $function$
+    select sha256(convert_to(
+      'tenancy-audit-v1;' || app_private.audit_field(tenant::text) || app_private.audit_field(seq::text)
+      || app_private.audit_field(app_private.audit_time(occurred_at)) || app_private.audit_field(actor_kind)
+      || app_private.audit_field(actor_user_id::text) || app_private.audit_field(actor_api_key_id::text)
+      || app_private.audit_field(action) || app_private.audit_field(target_type) || app_private.audit_field(target_id)
+      || app_private.audit_field(reason) || app_private.audit_field(details::text) || app_private.audit_field(request_id),
+      'UTF8') || prev_hash)
+  $function$;
+COMMENT ON FUNCTION app_private.audit_event_hash(uuid,bigint,timestamp with time zone,text,uuid,uuid,text,text,text,text,jsonb,text,bytea) IS 'The hash of a tenant audit event: SHA-256 over tenancy-audit-v1 and its fields in the canonical encoding, then prev_hash.';
+
+CREATE OR REPLACE FUNCTION app_private.audit_events_append_only()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO ''
+AS $function$
+begin
+  if tg_op = 'DELETE' and tg_table_name = 'audit_events'
+     and (not exists (select 1 from app.tenants t where t.id = old.tenant_id)
+          or current_setting('app_private.purging_audit_of', true) = old.tenant_id::text) then
+    return old;
+  end if;
+  raise exception 'audit events are append-only (% refused)', lower(tg_op) using errcode = 'insufficient_privilege';
+end
+$function$;
+COMMENT ON FUNCTION app_private.audit_events_append_only() IS 'Trigger (before update or delete on the audit tables): refuses, but for a deleted tenant''s events and a retention purge.';
+
+CREATE OR REPLACE FUNCTION app_private.audit_field(value text)
+ RETURNS text
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+ SET search_path TO ''
+AS $function$ select coalesce(octet_length(value)::text || ':' || value || ';', 'N;') $function$;
+COMMENT ON FUNCTION app_private.audit_field(text) IS 'One field of the canonical audit encoding: <octets>:<text>; or N; for null (src/audit/chain.ts encodes alike).';
+
 CREATE OR REPLACE FUNCTION app_private.audit_invitation()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -948,6 +1147,33 @@ end
 $function$;
 COMMENT ON FUNCTION app_private.audit_membership() IS 'Trigger (after insert, delete or update of role on app.memberships): member.add, member.role_change and member.remove audit events; a membership an invitation brought in the same transaction is audited as that invitation.accept.';
 
+CREATE OR REPLACE FUNCTION app_private.audit_purges_due(batch integer DEFAULT 1000, max_chains integer DEFAULT 100)
+ RETURNS TABLE(tenant_id uuid, through_seq bigint, through_hash bytea)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+    select h.tenant_id, p.seq, p.hash
+    from app.tenants t
+    join app.audit_chain_heads h on h.tenant_id = t.id
+    cross join lateral (
+      -- The longest run of the oldest events kept, at most `batch`, that are all past retention.
+      select b.seq, b.hash from (
+        select e.seq, e.hash, bool_and(e.occurred_at < now() - make_interval(days => t.audit_retention_days)) over (order by e.seq) as past
+        from (select e.seq, e.hash, e.occurred_at from app.audit_events e
+              where e.tenant_id = t.id and e.seq > h.purged_through order by e.seq limit least(batch, 10000)) e
+      ) b
+      where b.past order by b.seq desc limit 1
+    ) p
+    where t.audit_retention_days is not null
+      and (select e.occurred_at from app.audit_events e where e.tenant_id = t.id and e.seq = h.purged_through + 1)
+          < now() - make_interval(days => t.audit_retention_days)
+    order by t.id
+    limit max_chains
+  $function$;
+COMMENT ON FUNCTION app_private.audit_purges_due(integer,integer) IS 'Tenants with audit events past their retention: the newest seq of the oldest batch to purge and its hash, for the service to sign as an anchor.';
+GRANT EXECUTE ON FUNCTION app_private.audit_purges_due(integer,integer) TO :DATABASE_APP;
+
 CREATE OR REPLACE FUNCTION app_private.audit_row()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -988,6 +1214,14 @@ begin
 end
 $function$;
 COMMENT ON FUNCTION app_private.audit_row() IS 'Trigger (before insert, update or delete, for each row, named to fire after the table''s other before triggers): one audit event <target>.create|update|delete for the row (target type: the first trigger argument), with the columns named by the other arguments (bytes:<column>: its length in bytes) and, for an update, the changed columns. None for an update that changes nothing, nor for a change that another trigger or a foreign-key action made (depth > 1: its cause is audited). app.audit_reason, when set, is the event''s reason.';
+
+CREATE OR REPLACE FUNCTION app_private.audit_time(at timestamp with time zone)
+ RETURNS text
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+ SET search_path TO ''
+AS $function$ select to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') $function$;
+COMMENT ON FUNCTION app_private.audit_time(timestamp with time zone) IS 'An audit event''s time as the chain hashes it: UTC, microseconds, whatever the session''s TimeZone and DateStyle.';
 
 CREATE OR REPLACE FUNCTION app_private.begin_api_key_request(secret_hash bytea, tenant text DEFAULT NULL::text, allowed_slugs text[] DEFAULT NULL::text[])
  RETURNS TABLE(tenant_id uuid, tenant_slug text, tenant_name text, tenant_status text, role text, acting_user_id uuid, api_key_id uuid, is_operator boolean)
@@ -1107,6 +1341,54 @@ CREATE OR REPLACE FUNCTION app_private.camel_case(name text)
  SET search_path TO ''
 AS $function$ select left(name, 1) || substr(replace(initcap(replace(name, '_', ' ')), ' ', ''), 2) $function$;
 COMMENT ON FUNCTION app_private.camel_case(text) IS 'A snake_case column name as the API spells it (agent_id -> agentId), for audit event details.';
+
+CREATE OR REPLACE FUNCTION app_private.chain_audit_event()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  new.request_id := coalesce(new.request_id, nullif(current_setting('app.request_id', true), ''));
+  loop
+    -- The head's row lock is held to commit: the tenant's next writer waits for it, so seq order is commit
+    -- order and no two events share a predecessor. Under READ COMMITTED a waiting update recomputes its SET
+    -- list on the committed head, so the hash always chains to the newest event.
+    update app.audit_chain_heads h
+      set seq = h.seq + 1, prev_hash = h.hash,
+          hash = app_private.audit_event_hash(new.tenant_id, h.seq + 1, new.occurred_at, new.actor_kind, new.actor_user_id,
+                   new.actor_api_key_id, new.action, new.target_type, new.target_id, new.reason, new.details, new.request_id, h.hash)
+      where h.tenant_id = new.tenant_id
+      returning h.seq, h.prev_hash, h.hash into new.seq, new.prev_hash, new.hash;
+    exit when found;
+    insert into app.audit_chain_heads (tenant_id) values (new.tenant_id) on conflict (tenant_id) do nothing;
+  end loop;
+  return new;
+end
+$function$;
+COMMENT ON FUNCTION app_private.chain_audit_event() IS 'Trigger (before insert on app.audit_events): the event''s seq, prev_hash and hash from its tenant''s chain head, locked to commit; request_id from app.request_id.';
+
+CREATE OR REPLACE FUNCTION app_private.chain_platform_audit_event()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  new.request_id := coalesce(new.request_id, nullif(current_setting('app.request_id', true), ''));
+  loop
+    update app_private.platform_audit_chain_head h
+      set seq = h.seq + 1, prev_hash = h.hash,
+          hash = app_private.platform_audit_event_hash(h.seq + 1, new.occurred_at, new.actor_user_id, new.actor, new.action,
+                   new.target_tenant_id, new.reason, new.details, new.request_id, h.hash)
+      returning h.seq, h.prev_hash, h.hash into new.seq, new.prev_hash, new.hash;
+    exit when found;
+    insert into app_private.platform_audit_chain_head (singleton) values (true) on conflict (singleton) do nothing;
+  end loop;
+  return new;
+end
+$function$;
+COMMENT ON FUNCTION app_private.chain_platform_audit_event() IS 'Trigger (before insert on app_private.operator_audit_events): seq, prev_hash and hash from the platform chain''s head, locked to commit.';
 
 CREATE OR REPLACE FUNCTION app_private.check_agent_update()
  RETURNS trigger
@@ -1530,6 +1812,65 @@ $function$;
 COMMENT ON FUNCTION app_private.operator_tenants(text,text,uuid,text,uuid,integer,boolean) IS 'Operators: a keyset page of tenants with their usage (audited as tenant.list).';
 GRANT EXECUTE ON FUNCTION app_private.operator_tenants(text,text,uuid,text,uuid,integer,boolean) TO :DATABASE_APP;
 
+CREATE OR REPLACE FUNCTION app_private.platform_audit_event_hash(seq bigint, occurred_at timestamp with time zone, actor_user_id uuid, actor text, action text, target_tenant_id uuid, reason text, details jsonb, request_id text, prev_hash bytea)
+ RETURNS bytea
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+ SET search_path TO ''
+AS $function$
+    select sha256(convert_to(
+      'tenancy-platform-audit-v1;' || app_private.audit_field(seq::text)
+      || app_private.audit_field(app_private.audit_time(occurred_at)) || app_private.audit_field(actor_user_id::text)
+      || app_private.audit_field(actor) || app_private.audit_field(action) || app_private.audit_field(target_tenant_id::text)
+      || app_private.audit_field(reason) || app_private.audit_field(details::text) || app_private.audit_field(request_id),
+      'UTF8') || prev_hash)
+  $function$;
+COMMENT ON FUNCTION app_private.platform_audit_event_hash(bigint,timestamp with time zone,uuid,text,text,uuid,text,jsonb,text,bytea) IS 'The hash of a platform audit event: SHA-256 over tenancy-platform-audit-v1 and its fields in the canonical encoding, then prev_hash.';
+
+CREATE OR REPLACE FUNCTION app_private.purge_audit_events(tenant uuid, through_seq bigint, through_hash bytea, signed_at timestamp with time zone, key_id text, anchor text)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  retention integer;
+  purged_through bigint;
+  purged integer;
+begin
+  select t.audit_retention_days into retention from app.tenants t where t.id = tenant;
+  if retention is null then
+    raise exception 'the tenant keeps its audit events (no retention set)' using errcode = 'invalid_parameter_value';
+  end if;
+  -- Purges of one tenant take turns; appends go on meanwhile (they never touch the oldest events).
+  perform pg_advisory_xact_lock(hashtextextended('tenancy.audit-purge:' || tenant::text, 0));
+  select h.purged_through into purged_through from app.audit_chain_heads h where h.tenant_id = tenant;
+  if through_seq <= purged_through then
+    return 0; -- another worker purged it first
+  elsif through_seq - purged_through > 10000 then
+    raise exception 'a purge takes at most 10000 events' using errcode = 'invalid_parameter_value';
+  elsif not exists (select 1 from app.audit_events e where e.tenant_id = tenant and e.seq = through_seq and e.hash = through_hash) then
+    raise exception 'no audit event % with that hash in the tenant', through_seq using errcode = 'P0002';
+  elsif exists (select 1 from app.audit_events e
+                where e.tenant_id = tenant and e.seq > purged_through and e.seq <= through_seq
+                  and e.occurred_at >= now() - make_interval(days => retention)) then
+    raise exception 'events up to % are not all past the tenant''s retention', through_seq using errcode = 'invalid_parameter_value';
+  end if;
+  insert into app.audit_checkpoints (tenant_id, kind, seq, hash, signed_at, key_id, jws)
+    values (tenant, 'anchor', through_seq, through_hash, signed_at, key_id, anchor);
+  update app.audit_chain_heads h set purged_through = through_seq where h.tenant_id = tenant;
+  perform set_config('app_private.purging_audit_of', tenant::text, true);
+  delete from app.audit_events e where e.tenant_id = tenant and e.seq <= through_seq;
+  get diagnostics purged = row_count;
+  perform set_config('app_private.purging_audit_of', '', true);
+  -- The new anchor stands for what it covers: older checkpoints and anchors say nothing more.
+  delete from app.audit_checkpoints c where c.tenant_id = tenant and c.seq < through_seq;
+  return purged;
+end
+$function$;
+COMMENT ON FUNCTION app_private.purge_audit_events(uuid,bigint,bytea,timestamp with time zone,text,text) IS 'Retention: deletes a tenant''s audit events up to through_seq (all past its audit_retention_days, at most 10000) and keeps the anchor the service signed for them.';
+GRANT EXECUTE ON FUNCTION app_private.purge_audit_events(uuid,bigint,bytea,timestamp with time zone,text,text) TO :DATABASE_APP;
+
 CREATE OR REPLACE FUNCTION app_private.quota_limit(tenant uuid, quota text)
  RETURNS bigint
  LANGUAGE sql
@@ -1583,6 +1924,36 @@ AS $function$
   $function$;
 COMMENT ON FUNCTION app_private.resolve_request_tenants(uuid[],uuid[],text[],bytea[]) IS 'The tenant (and API key) of each presented identity, for the request guards; null when the identity belongs to no active tenant';
 GRANT EXECUTE ON FUNCTION app_private.resolve_request_tenants(uuid[],uuid[],text[],bytea[]) TO :DATABASE_APP;
+
+CREATE OR REPLACE FUNCTION app_private.store_audit_checkpoint(tenant uuid, seq bigint, hash bytea, signed_at timestamp with time zone, key_id text, jws text)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  stored integer;
+begin
+  -- Only a checkpoint of an event that is there: a mistaken one would fail every later verification.
+  if tenant is null then
+    if not exists (select 1 from app_private.operator_audit_events e where e.seq = store_audit_checkpoint.seq and e.hash = store_audit_checkpoint.hash) then
+      raise exception 'no platform audit event % with that hash', seq using errcode = 'P0002';
+    end if;
+    insert into app_private.platform_audit_checkpoints (kind, seq, hash, signed_at, key_id, jws)
+      values ('checkpoint', seq, hash, signed_at, key_id, jws) on conflict do nothing;
+  else
+    if not exists (select 1 from app.audit_events e where e.tenant_id = tenant and e.seq = store_audit_checkpoint.seq and e.hash = store_audit_checkpoint.hash) then
+      raise exception 'no audit event % with that hash in the tenant', seq using errcode = 'P0002';
+    end if;
+    insert into app.audit_checkpoints (tenant_id, kind, seq, hash, signed_at, key_id, jws)
+      values (tenant, 'checkpoint', seq, hash, signed_at, key_id, jws) on conflict do nothing;
+  end if;
+  get diagnostics stored = row_count;
+  return stored = 1;
+end
+$function$;
+COMMENT ON FUNCTION app_private.store_audit_checkpoint(uuid,bigint,bytea,timestamp with time zone,text,text) IS 'Keeps a checkpoint the service signed of a chain head (tenant null: the platform chain); false when that one was kept already.';
+GRANT EXECUTE ON FUNCTION app_private.store_audit_checkpoint(uuid,bigint,bytea,timestamp with time zone,text,text) TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app_private.take_request_tokens(tenant_ids uuid[], api_key_ids uuid[], wants integer[])
  RETURNS TABLE(ord bigint, granted integer, remaining double precision, per_minute bigint)

@@ -155,6 +155,8 @@ describe('roles', () => {
       'app.request_rate_used',
       'app.role_rank',
       'app_private.accept_invitation',
+      'app_private.audit_checkpoints_due',
+      'app_private.audit_purges_due',
       'app_private.begin_api_key_request',
       'app_private.begin_platform_request',
       'app_private.begin_request',
@@ -167,7 +169,9 @@ describe('roles', () => {
       'app_private.operator_set_tenant_limits',
       'app_private.operator_set_tenant_status',
       'app_private.operator_tenants',
+      'app_private.purge_audit_events',
       'app_private.resolve_request_tenants',
+      'app_private.store_audit_checkpoint',
       'app_private.take_request_tokens',
     ]);
   });
