@@ -62,6 +62,9 @@ CREATE INDEX agents_tenant_status_created_idx ON app.agents USING btree (tenant_
 CREATE TRIGGER agents_check_update BEFORE UPDATE ON app.agents FOR EACH ROW EXECUTE FUNCTION app_private.check_agent_update();
 CREATE TRIGGER agents_count_delete AFTER DELETE ON app.agents REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('agents');
 CREATE TRIGGER agents_count_insert AFTER INSERT ON app.agents REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('agents');
+CREATE TRIGGER agents_notify_delete AFTER DELETE ON app.agents REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('Agent');
+CREATE TRIGGER agents_notify_insert AFTER INSERT ON app.agents REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('Agent');
+CREATE TRIGGER agents_notify_update AFTER UPDATE ON app.agents REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('Agent');
 CREATE TRIGGER agents_updated_at BEFORE UPDATE ON app.agents FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
 CREATE TRIGGER agents_z_audit BEFORE INSERT OR DELETE OR UPDATE ON app.agents FOR EACH ROW EXECUTE FUNCTION app_private.audit_row('agent', 'name', 'kind', 'status', 'model');
 
@@ -114,6 +117,7 @@ COMMENT ON TABLE app.api_keys IS 'Machine access to one tenant: the secret is sh
 CREATE INDEX api_keys_tenant_created_idx ON app.api_keys USING btree (tenant_id, created_at, id);
 
 CREATE TRIGGER api_keys_audit AFTER INSERT OR UPDATE OF revoked_at ON app.api_keys FOR EACH ROW EXECUTE FUNCTION app_private.audit_api_key();
+CREATE TRIGGER api_keys_notify_revoked AFTER UPDATE OF revoked_at ON app.api_keys FOR EACH ROW WHEN (old.revoked_at IS NULL AND new.revoked_at IS NOT NULL) EXECUTE FUNCTION app_private.notify_api_key_revoked();
 
 ALTER TABLE app.api_keys ENABLE ROW LEVEL SECURITY;
 ALTER TABLE app.api_keys FORCE ROW LEVEL SECURITY;
@@ -376,6 +380,9 @@ CREATE INDEX fine_tuning_jobs_tenant_created_idx ON app.fine_tuning_jobs USING b
 CREATE INDEX fine_tuning_jobs_tenant_status_idx ON app.fine_tuning_jobs USING btree (tenant_id, status, created_at, id);
 
 CREATE TRIGGER fine_tuning_jobs_check_write BEFORE INSERT OR UPDATE ON app.fine_tuning_jobs FOR EACH ROW EXECUTE FUNCTION app_private.check_fine_tuning_job_write();
+CREATE TRIGGER fine_tuning_jobs_notify_delete AFTER DELETE ON app.fine_tuning_jobs REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('FineTuningJob');
+CREATE TRIGGER fine_tuning_jobs_notify_insert AFTER INSERT ON app.fine_tuning_jobs REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('FineTuningJob');
+CREATE TRIGGER fine_tuning_jobs_notify_update AFTER UPDATE ON app.fine_tuning_jobs REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('FineTuningJob');
 CREATE TRIGGER fine_tuning_jobs_updated_at BEFORE UPDATE ON app.fine_tuning_jobs FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
 CREATE TRIGGER fine_tuning_jobs_z_audit BEFORE INSERT OR DELETE OR UPDATE ON app.fine_tuning_jobs FOR EACH ROW EXECUTE FUNCTION app_private.audit_row('fine_tuning_job', 'base_model', 'status');
 
@@ -471,6 +478,9 @@ CREATE TRIGGER memberships_audit AFTER INSERT OR DELETE OR UPDATE OF role ON app
 CREATE TRIGGER memberships_count_delete AFTER DELETE ON app.memberships REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('members');
 CREATE TRIGGER memberships_count_insert AFTER INSERT ON app.memberships REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('members');
 CREATE TRIGGER memberships_keep_an_admin BEFORE DELETE OR UPDATE OF role ON app.memberships FOR EACH ROW EXECUTE FUNCTION app_private.keep_an_admin();
+CREATE TRIGGER memberships_notify_delete AFTER DELETE ON app.memberships REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_member_changes();
+CREATE TRIGGER memberships_notify_insert AFTER INSERT ON app.memberships REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_member_changes();
+CREATE TRIGGER memberships_notify_update AFTER UPDATE ON app.memberships REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_member_changes();
 CREATE TRIGGER memberships_updated_at BEFORE UPDATE ON app.memberships FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
 
 ALTER TABLE app.memberships ENABLE ROW LEVEL SECURITY;
@@ -617,6 +627,9 @@ CREATE TRIGGER sessions_count_delete AFTER DELETE ON app.sessions REFERENCING OL
 CREATE TRIGGER sessions_count_insert AFTER INSERT ON app.sessions REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('active_sessions', '(status = ''active'')::int');
 CREATE TRIGGER sessions_count_update AFTER UPDATE ON app.sessions REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('active_sessions', '(status = ''active'')::int');
 CREATE TRIGGER sessions_meter_tokens AFTER UPDATE ON app.sessions REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_session_tokens();
+CREATE TRIGGER sessions_notify_delete AFTER DELETE ON app.sessions REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('Session');
+CREATE TRIGGER sessions_notify_insert AFTER INSERT ON app.sessions REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('Session');
+CREATE TRIGGER sessions_notify_update AFTER UPDATE ON app.sessions REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('Session');
 CREATE TRIGGER sessions_updated_at BEFORE UPDATE ON app.sessions FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
 CREATE TRIGGER sessions_z_audit BEFORE INSERT OR DELETE OR UPDATE ON app.sessions FOR EACH ROW EXECUTE FUNCTION app_private.audit_row('session', 'agent_id', 'status', 'tokens_used');
 
@@ -673,6 +686,9 @@ CREATE INDEX tasks_tenant_created_idx ON app.tasks USING btree (tenant_id, creat
 CREATE INDEX tasks_tenant_session_created_idx ON app.tasks USING btree (tenant_id, session_id, created_at, id);
 
 CREATE TRIGGER tasks_check_write BEFORE INSERT OR UPDATE ON app.tasks FOR EACH ROW EXECUTE FUNCTION app_private.check_task_write();
+CREATE TRIGGER tasks_notify_delete AFTER DELETE ON app.tasks REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('Task');
+CREATE TRIGGER tasks_notify_insert AFTER INSERT ON app.tasks REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('Task');
+CREATE TRIGGER tasks_notify_update AFTER UPDATE ON app.tasks REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('Task');
 CREATE TRIGGER tasks_tokens_to_session AFTER INSERT OR UPDATE OF tokens ON app.tasks FOR EACH ROW EXECUTE FUNCTION app_private.add_task_tokens_to_session();
 CREATE TRIGGER tasks_updated_at BEFORE UPDATE ON app.tasks FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
 CREATE TRIGGER tasks_z_audit BEFORE INSERT OR DELETE OR UPDATE ON app.tasks FOR EACH ROW EXECUTE FUNCTION app_private.audit_row('task', 'session_id', 'status', 'assignee_id', 'tokens');
@@ -725,6 +741,7 @@ COMMENT ON TABLE app.tenants IS 'A team sharing the deployment. Global: the requ
 COMMENT ON COLUMN app.tenants.audit_retention_days IS 'Audit events older than this many days are purged by the service under a signed anchor; at least 90, null keeps them all.';
 
 CREATE TRIGGER tenants_create_quotas AFTER INSERT ON app.tenants REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.create_tenant_quotas();
+CREATE TRIGGER tenants_notify_status AFTER UPDATE OF status ON app.tenants FOR EACH ROW WHEN (old.status IS DISTINCT FROM new.status) EXECUTE FUNCTION app_private.notify_tenant_status();
 CREATE TRIGGER tenants_updated_at BEFORE UPDATE ON app.tenants FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
 
 ALTER TABLE app.tenants ENABLE ROW LEVEL SECURITY;
@@ -767,6 +784,23 @@ CREATE POLICY users_select ON app.users FOR SELECT
   WHERE ((m.tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) AND (m.user_id = users.id))))));
 
 GRANT SELECT ON TABLE app.users TO :DATABASE_APP;
+
+--------------------------------------------------------------------------------
+-- Table app_private.event_outbox
+
+CREATE UNLOGGED TABLE app_private.event_outbox (
+  seq bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
+  payload text NOT NULL,
+  CONSTRAINT event_outbox_pkey PRIMARY KEY (seq),
+  CONSTRAINT event_outbox_payload_size CHECK (octet_length(payload) <= 1000)
+);
+COMMENT ON TABLE app_private.event_outbox IS 'Live events not yet published: one JSON notification payload per row (tenant, type, id, kind; or an access change; or a tenant resync), added by the notify_* triggers in the writing transaction and moved to NOTIFY tenancy_events by app_private.publish_events. Unlogged: a crash empties it, and drops the listening connections, whose subscribers then get a resync. The request role has no access.';
+
+ALTER TABLE app_private.event_outbox ENABLE ROW LEVEL SECURITY;
+ALTER TABLE app_private.event_outbox FORCE ROW LEVEL SECURITY;
+CREATE POLICY event_outbox_owner ON app_private.event_outbox TO :DATABASE_OWNER
+  USING (true)
+  WITH CHECK (true);
 
 --------------------------------------------------------------------------------
 -- Table app_private.operator_audit_events
@@ -1697,6 +1731,98 @@ AS $function$
 COMMENT ON FUNCTION app_private.my_memberships() IS 'The signed-in user''s own memberships across tenants (viewer.memberships): reads nothing but rows of the user the request set.';
 GRANT EXECUTE ON FUNCTION app_private.my_memberships() TO :DATABASE_APP;
 
+CREATE OR REPLACE FUNCTION app_private.notify_api_key_revoked()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  insert into app_private.event_outbox (payload)
+    values (format('{"event":"access","tenant":"%s","kind":"api_key_revoked","key":"%s"}', new.tenant_id, new.id));
+  return null;
+end;
+$function$;
+COMMENT ON FUNCTION app_private.notify_api_key_revoked() IS 'Trigger (after update of revoked_at on app.api_keys, for each row that became revoked): adds {"event":"access", tenant, kind: api_key_revoked, key} to app_private.event_outbox, so streams opened with the key end.';
+
+CREATE OR REPLACE FUNCTION app_private.notify_member_changes()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  if tg_op = 'INSERT' then
+    insert into app_private.event_outbox (payload)
+      select format('{"event":"row","tenant":"%s","type":"Member","id":"%s","kind":"created"}', tenant_id, user_id) from new_rows;
+  elsif tg_op = 'UPDATE' then
+    insert into app_private.event_outbox (payload)
+      select format('{"event":"access","tenant":"%s","kind":"role_changed","user":"%s"}', n.tenant_id, n.user_id)
+        from new_rows n join old_rows o using (tenant_id, user_id)
+       where n.role is distinct from o.role;
+    insert into app_private.event_outbox (payload)
+      select format('{"event":"row","tenant":"%s","type":"Member","id":"%s","kind":"updated"}', tenant_id, user_id) from new_rows;
+  else
+    insert into app_private.event_outbox (payload)
+      select format('{"event":"access","tenant":"%s","kind":"member_removed","user":"%s"}', tenant_id, user_id) from old_rows;
+    insert into app_private.event_outbox (payload)
+      select format('{"event":"row","tenant":"%s","type":"Member","id":"%s","kind":"deleted"}', tenant_id, user_id) from old_rows;
+  end if;
+  return null;
+end;
+$function$;
+COMMENT ON FUNCTION app_private.notify_member_changes() IS 'Trigger (after insert, update or delete on app.memberships, for each statement, referencing new_rows / old_rows): adds a Member row event per changed membership (id: the user id) to app_private.event_outbox and, before it, the access change a subscriber must act on: role_changed when the role changed, member_removed when the membership is gone. Never folded into a resync.';
+
+CREATE OR REPLACE FUNCTION app_private.notify_row_changes()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  change text := case tg_op when 'INSERT' then 'created' when 'UPDATE' then 'updated' else 'deleted' end;
+  changed bigint;
+begin
+  if tg_op = 'DELETE' then
+    select count(*) into changed from old_rows;
+  else
+    select count(*) into changed from new_rows;
+  end if;
+  if changed > 1000 then
+    if tg_op = 'DELETE' then
+      insert into app_private.event_outbox (payload)
+        select format('{"event":"resync","tenant":"%s"}', tenant_id) from (select distinct tenant_id from old_rows) tenants;
+    else
+      insert into app_private.event_outbox (payload)
+        select format('{"event":"resync","tenant":"%s"}', tenant_id) from (select distinct tenant_id from new_rows) tenants;
+    end if;
+  elsif tg_op = 'DELETE' then
+    insert into app_private.event_outbox (payload)
+      select format('{"event":"row","tenant":"%s","type":"%s","id":"%s","kind":"%s"}', r.tenant_id, tg_argv[0], r.id, change) from old_rows r;
+  else
+    insert into app_private.event_outbox (payload)
+      select format('{"event":"row","tenant":"%s","type":"%s","id":"%s","kind":"%s"}', r.tenant_id, tg_argv[0], r.id, change) from new_rows r;
+  end if;
+  return null;
+end;
+$function$;
+COMMENT ON FUNCTION app_private.notify_row_changes() IS 'Trigger (after insert, update or delete, for each statement, referencing the changed rows as new_rows / old_rows; argument: the GraphQL type): adds {"event":"row", tenant, type, id, kind} to app_private.event_outbox per changed row, or one {"event":"resync", tenant} per tenant when the statement changed more than 1000 rows. Ids only, never row content.';
+
+CREATE OR REPLACE FUNCTION app_private.notify_tenant_status()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+begin
+  insert into app_private.event_outbox (payload)
+    values (format('{"event":"access","tenant":"%s","kind":"%s"}', new.id,
+      case new.status when 'suspended' then 'tenant_suspended' else 'tenant_reactivated' end));
+  return null;
+end;
+$function$;
+COMMENT ON FUNCTION app_private.notify_tenant_status() IS 'Trigger (after update of status on app.tenants, for each row whose status changed): adds {"event":"access", tenant, kind: tenant_suspended | tenant_reactivated} to app_private.event_outbox.';
+
 CREATE OR REPLACE FUNCTION app_private.operator_audit(action text, target uuid, reason text, details jsonb DEFAULT '{}'::jsonb)
  RETURNS void
  LANGUAGE sql
@@ -1826,6 +1952,41 @@ AS $function$
       'UTF8') || prev_hash)
   $function$;
 COMMENT ON FUNCTION app_private.platform_audit_event_hash(bigint,timestamp with time zone,uuid,text,text,uuid,text,jsonb,text,bytea) IS 'The hash of a platform audit event: SHA-256 over tenancy-platform-audit-v1 and its fields in the canonical encoding, then prev_hash.';
+
+CREATE OR REPLACE FUNCTION app_private.publish_events(max_events integer)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  payloads text[];
+  payload text;
+begin
+  if max_events is null or max_events < 1 or max_events > 10000 then
+    raise exception 'max_events must be from 1 to 10000' using errcode = '22023';
+  end if;
+  -- One publisher at a time across processes: batches reach the queue in the order they leave the outbox.
+  if not pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtextextended('tenancy.publish-events', 0)) then
+    return -1;
+  end if;
+  with batch as (
+    delete from app_private.event_outbox
+     where seq in (select seq from app_private.event_outbox order by seq limit max_events)
+    returning seq, event_outbox.payload
+  )
+  select pg_catalog.array_agg(batch.payload order by seq) into payloads from batch;
+  if payloads is null then
+    return 0;
+  end if;
+  foreach payload in array payloads loop
+    perform pg_catalog.pg_notify('tenancy_events', payload);
+  end loop;
+  return pg_catalog.cardinality(payloads);
+end;
+$function$;
+COMMENT ON FUNCTION app_private.publish_events(integer) IS 'Called by the listening processes (src/events/hub.ts), every few milliseconds: moves up to max_events (1..10000) of the oldest committed rows of app_private.event_outbox to NOTIFY tenancy_events, in outbox order, in one transaction (one commit-time notify lock per batch, not per write). Returns how many it published, or -1 when another process is publishing right now.';
+GRANT EXECUTE ON FUNCTION app_private.publish_events(integer) TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app_private.purge_audit_events(tenant uuid, through_seq bigint, through_hash bytea, signed_at timestamp with time zone, key_id text, anchor text)
  RETURNS integer

@@ -169,6 +169,7 @@ describe('roles', () => {
       'app_private.operator_set_tenant_limits',
       'app_private.operator_set_tenant_status',
       'app_private.operator_tenants',
+      'app_private.publish_events',
       'app_private.purge_audit_events',
       'app_private.resolve_request_tenants',
       'app_private.store_audit_checkpoint',
