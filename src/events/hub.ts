@@ -1,11 +1,15 @@
-// The event source of subscriptions: one dedicated LISTEN connection per
-// process (direct to PostgreSQL, never through PgBouncer in transaction mode),
-// fanned out in memory to the subscribers of each tenant. Notifications carry
-// only tenant id, type, id and kind (migrations: app_private.notify_*); a
-// subscriber re-reads the row in its own tenant transaction. When the
-// connection is lost it is made again with backoff, and every subscriber gets
-// a `resync`: anything may have been missed, so silence is never mistaken for
-// "nothing happened".
+// The event source of subscriptions: one dedicated connection per process
+// (direct to PostgreSQL, never through PgBouncer in transaction mode: LISTEN
+// is session state) that LISTENs on tenancy_events and fans notifications out
+// in memory to the subscribers of each tenant. Writers never NOTIFY: their
+// triggers add rows to an outbox (migration 000013), and this connection moves
+// them to NOTIFY every few milliseconds (app_private.publish_events, one
+// publisher at a time across processes), so the commit-time notify lock is
+// taken once per batch instead of once per write. Notifications carry only
+// tenant id, type, id and kind; a subscriber re-reads the row in its own
+// tenant transaction. When the connection is lost it is made again with
+// backoff, and every subscriber gets a `resync`: anything may have been
+// missed, so silence is never mistaken for "nothing happened".
 import postgres from 'postgres';
 import { isUuid } from '../tenancy/identifiers.ts';
 import type { Logger } from '../logger.ts';
@@ -35,7 +39,8 @@ export interface AccessChange {
 export type HubEvent =
   | { readonly type: 'row'; readonly change: RowChange }
   | { readonly type: 'access'; readonly change: AccessChange }
-  /** the listening connection was lost and is back: anything may have been missed in between */
+  /** the listening connection was lost and is back, or one statement changed more than 1000 of the tenant's rows:
+   *  anything may have changed (access too), so re-read what you show */
   | { readonly type: 'resync' };
 
 export interface EventHub {
@@ -58,8 +63,10 @@ export type EventHubOptions = {
   /** a DIRECT connection string, never through PgBouncer in transaction mode (LISTEN is session state) */
   readonly url: string;
   readonly logger: Logger;
-  /** How often the idle connection is asked `select 1`, to notice a silently dead one (a dropped network). */
-  readonly heartbeatMs?: number;
+  /** How often the outbox is published when it was empty (the added latency, on average half of it). */
+  readonly publishIntervalMs?: number;
+  /** A publish that takes longer means a dead connection (a frozen server, a dropped network): it is replaced. */
+  readonly publishTimeoutMs?: number;
   /** Reconnect delays grow from `minBackoffMs` to `maxBackoffMs`. */
   readonly minBackoffMs?: number;
   readonly maxBackoffMs?: number;
@@ -68,13 +75,16 @@ export type EventHubOptions = {
 type Listener = (event: HubEvent) => void;
 
 const CONNECT_TIMEOUT_S = 5;
+/** Events one publish moves at most; a full batch is followed by the next at once. */
+const PUBLISH_BATCH = 1000;
 /** A warning about a bad payload or a throwing listener at most this often (a loop would flood the log). */
 const WARN_EVERY_MS = 10_000;
 
 /** The hub of this process: listens at once, and keeps listening (reconnecting) until `close`. */
 export function createEventHub(options: EventHubOptions): EventHub {
   const log = options.logger.child({ component: 'events' });
-  const heartbeatMs = options.heartbeatMs ?? 10_000;
+  const publishIntervalMs = options.publishIntervalMs ?? 20;
+  const publishTimeoutMs = options.publishTimeoutMs ?? 5_000;
   const minBackoffMs = options.minBackoffMs ?? 100;
   const maxBackoffMs = options.maxBackoffMs ?? 5_000;
   const tenants = new Map<string, Set<Listener>>();
@@ -84,7 +94,7 @@ export function createEventHub(options: EventHubOptions): EventHub {
   let everConnected = false;
   let attempts = 0;
   let retryTimer: NodeJS.Timeout | undefined;
-  let heartbeat: NodeJS.Timeout | undefined;
+  let publishTimer: NodeJS.Timeout | undefined;
   let connecting: Promise<void> | undefined;
   const warnedAt = new Map<string, number>();
 
@@ -104,14 +114,14 @@ export function createEventHub(options: EventHubOptions): EventHub {
   };
 
   const deliver = (payload: string) => {
-    const event = parsePayload(payload);
-    if (!event) {
+    const parsed = parsePayload(payload);
+    if (!parsed) {
       warn('payload', { bytes: payload.length }, 'events: a notification on the events channel is not one of ours; dropped');
       return;
     }
-    const listeners = tenants.get(event.change.tenantId);
+    const listeners = tenants.get(parsed.tenantId);
     if (!listeners) return;
-    for (const listener of [...listeners]) call(listener, event);
+    for (const listener of [...listeners]) call(listener, parsed.event);
   };
 
   const resyncAll = () => {
@@ -160,28 +170,35 @@ export function createEventHub(options: EventHubOptions): EventHub {
     everConnected = true;
     // Events between the loss and this LISTEN are gone; a subscriber that came meanwhile may have missed some too.
     resyncAll();
-    heartbeat = setInterval(() => void ping(sql), heartbeatMs);
-    heartbeat.unref();
+    void publish(sql);
   };
 
-  const ping = async (sql: postgres.Sql) => {
+  /** Moves the outbox to NOTIFY, again and again while this connection lasts; its answer doubles as the heartbeat. */
+  const publish = async (sql: postgres.Sql) => {
+    publishTimer = undefined;
+    if (sql !== connection || closing) return;
     let timer: NodeJS.Timeout | undefined;
+    let published: number;
     try {
-      await Promise.race([
-        sql`select 1`,
-        new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('no answer')), Math.max(1_000, heartbeatMs / 2)))),
+      const rows = await Promise.race([
+        sql<{ published: number }[]>`select app_private.publish_events(${PUBLISH_BATCH}) as published`,
+        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer')), publishTimeoutMs))),
       ]);
+      published = rows[0]?.published ?? 0;
     } catch (error) {
-      if (sql === connection) lost(sql, error instanceof Error ? error.message : 'heartbeat failed');
+      if (sql === connection) lost(sql, error instanceof Error ? error.message : 'publish failed');
+      return;
     } finally {
       clearTimeout(timer);
     }
+    if (sql !== connection || closing) return;
+    publishTimer = setTimeout(() => void publish(sql), published >= PUBLISH_BATCH ? 0 : publishIntervalMs);
   };
 
   const lost = (sql: postgres.Sql, reason: string) => {
     if (sql !== connection) return;
     connection = undefined;
-    clearInterval(heartbeat);
+    clearTimeout(publishTimer);
     void sql.end({ timeout: 0 });
     if (closing) return;
     if (connected) log.warn({ reason }, 'events: lost the listening connection; reconnecting (subscribers get a resync when it is back)');
@@ -224,7 +241,7 @@ export function createEventHub(options: EventHubOptions): EventHub {
     async close() {
       closing = true;
       clearTimeout(retryTimer);
-      clearInterval(heartbeat);
+      clearTimeout(publishTimer);
       await connecting;
       const sql = connection;
       connection = undefined;
@@ -235,8 +252,8 @@ export function createEventHub(options: EventHubOptions): EventHub {
   };
 }
 
-/** A notification's payload (JSON, from the triggers) as an event; undefined when it is not one of ours. */
-export function parsePayload(payload: string): Extract<HubEvent, { type: 'row' | 'access' }> | undefined {
+/** A notification's payload (JSON, from the triggers) as the tenant's event; undefined when it is not one of ours. */
+export function parsePayload(payload: string): { tenantId: string; event: HubEvent } | undefined {
   let value: unknown;
   try {
     value = JSON.parse(payload);
@@ -252,22 +269,17 @@ export function parsePayload(payload: string): Extract<HubEvent, { type: 'row' |
     if (typeof type !== 'string' || !ROW_TYPES.includes(type)) return undefined;
     if (typeof id !== 'string' || !isUuid(id)) return undefined;
     if (typeof kind !== 'string' || !ROW_KINDS.includes(kind)) return undefined;
-    return { type: 'row', change: { tenantId, type, id, kind: kind as ChangeKind } };
+    return { tenantId, event: { type: 'row', change: { tenantId, type, id, kind: kind as ChangeKind } } };
   }
   if (fields.event === 'access') {
     const { kind, user, key } = fields;
     if (typeof kind !== 'string' || !ACCESS_KINDS.includes(kind)) return undefined;
-    if (user !== undefined && user !== null && (typeof user !== 'string' || !isUuid(user))) return undefined;
-    if (key !== undefined && key !== null && (typeof key !== 'string' || !isUuid(key))) return undefined;
-    return {
-      type: 'access',
-      change: {
-        tenantId,
-        kind: kind as AccessChangeKind,
-        ...(typeof user === 'string' ? { userId: user } : {}),
-        ...(typeof key === 'string' ? { apiKeyId: key } : {}),
-      },
-    };
+    if (user !== undefined && (typeof user !== 'string' || !isUuid(user))) return undefined;
+    if (key !== undefined && (typeof key !== 'string' || !isUuid(key))) return undefined;
+    const change: AccessChange = { tenantId, kind: kind as AccessChangeKind, ...(user !== undefined ? { userId: user } : {}), ...(key !== undefined ? { apiKeyId: key } : {}) };
+    return { tenantId, event: { type: 'access', change } };
   }
+  // A statement changed too many of this tenant's rows to name each one (the triggers fold them).
+  if (fields.event === 'resync') return { tenantId, event: { type: 'resync' } };
   return undefined;
 }
