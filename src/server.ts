@@ -119,6 +119,7 @@ export function createApp(options: AppOptions): App {
           ms: Number(process.hrtime.bigint() - started) / 1e6,
           tenantId: state.transaction?.known?.tenant?.id,
           tenantRequested: state.tenant,
+          ...tenantSwitch(state),
           userId: state.transaction?.known?.userId ?? state.userId,
           apiKeyId: state.transaction?.known?.apiKeyId ?? undefined,
         },
@@ -133,6 +134,16 @@ export function createApp(options: AppOptions): App {
   return { yoga, handle, pipeline };
 }
 
+
+/**
+ * A context switch (seed 003): the token names one tenant (`tid`) and the
+ * request works in another, chosen by X-Tenant-ID or the host name. The log
+ * line then carries both ids and says so.
+ */
+function tenantSwitch(state: RequestState): { tenantSwitch?: true; tokenTenantId?: string } {
+  const working = state.transaction?.known?.tenant?.id;
+  return state.tokenTenant && working && working !== state.tokenTenant ? { tenantSwitch: true, tokenTenantId: state.tokenTenant } : {};
+}
 
 /**
  * Yoga's GraphQL requests (GET, and POSTs under yoga.fetch) go through the

@@ -28,6 +28,8 @@ export type TransactionOptions = {
   readonly deadline?: number;
   /** Bytes of rows the request may read (MAX_RESPONSE_BYTES): past it every use answers the response limit. */
   readonly readBytes?: number;
+  /** The request's id (the request log's, the response's): set as `app.request_id`, so audit events name it. */
+  readonly requestId?: string;
 };
 
 type Opened = { readonly tx: Reserved; readonly principal: Promise<Principal> };
@@ -54,6 +56,7 @@ export class TenantTransaction {
   /** Bytes of rows still allowed (undefined: no budget); charged as each repository call returns. */
   #readBytesLeft: number | undefined;
   readonly #readBytes: number | undefined;
+  readonly #requestId: string;
   #timer: NodeJS.Timeout | undefined;
   #reserved: Reserved | undefined;
   /** Why the transaction was cut short (deadline, shutdown): every later use answers it. */
@@ -66,6 +69,7 @@ export class TenantTransaction {
     this.#selection = selection;
     this.#deadline = options.deadline ?? Date.now() + poolState(sql).requestTimeoutMs;
     this.#readBytes = this.#readBytesLeft = options.readBytes;
+    this.#requestId = options.requestId ?? '';
   }
 
   /** True once the rows read passed `readBytes`: the request is refused with the response limit. */
@@ -217,7 +221,7 @@ export class TenantTransaction {
     // round trip behind PgBouncer (prepare: false). The figure is an integer computed here, never input.
     const serverTimeout = Math.max(1, Math.floor(left - Math.min(SERVER_MARGIN_MS, left / 10)));
     const begun = tx.unsafe(`begin; set local statement_timeout = ${serverTimeout}; set local lock_timeout = ${serverTimeout}; ${CLIENT_CHECK}`);
-    const checked = beginRequest(tx, this.#selection, this.#mode);
+    const checked = beginRequest(tx, this.#selection, this.#mode, this.#requestId);
     const principal = begun.then(() => checked).catch((error: unknown) => {
       throw this.#failure ?? unavailableFor(error) ?? error; // a lost connection is UNAVAILABLE, not INTERNAL
     });
@@ -274,7 +278,8 @@ type TenantRow = {
   role: Role;
 };
 
-async function beginRequest(tx: Tx, selection: TenantSelection, mode: TransactionMode): Promise<Principal> {
+// app.request_id is set in the request check's own statement (no statement more): '' when the caller has no id.
+async function beginRequest(tx: Tx, selection: TenantSelection, mode: TransactionMode, requestId: string): Promise<Principal> {
   const { credentials, tenant, allowedSlugs } = selection;
   const allowed = allowedSlugs ? tx.array([...allowedSlugs]) : null;
   const tenantOf = (row: TenantRow): TenantContext => ({
@@ -287,17 +292,19 @@ async function beginRequest(tx: Tx, selection: TenantSelection, mode: Transactio
   try {
     if (credentials.kind === 'apiKey') {
       const [row] = await tx<(TenantRow & { acting_user_id: string; api_key_id: string })[]>`
-        select * from app_private.begin_api_key_request(${credentials.secretHash}, ${tenant ?? null}, ${allowed})`;
+        select b.* from app_private.begin_api_key_request(${credentials.secretHash}, ${tenant ?? null}, ${allowed}) b,
+                        set_config('app.request_id', ${requestId}, true)`;
       return { userId: row!.acting_user_id, apiKeyId: row!.api_key_id, operator: false, tenant: tenantOf(row!) };
     }
     if (mode === 'platform') {
-      const [row] = await tx<{ is_operator: boolean }[]>`select * from app_private.begin_platform_request(${credentials.userId})`;
+      const [row] = await tx<{ is_operator: boolean }[]>`select b.* from app_private.begin_platform_request(${credentials.userId}) b, set_config('app.request_id', ${requestId}, true)`;
       return { userId: credentials.userId, apiKeyId: null, operator: row!.is_operator, tenant: undefined };
     }
     // The server knows whether it holds an id or a slug; the function need not find out.
     const [row] = await tx<TenantRow[]>`
-      select * from app_private.begin_request(${isUuid(tenant) ? tenant : null}::uuid, ${isUuid(tenant) ? null : tenant!},
-                                              ${credentials.userId}, ${credentials.roleCap ?? null}, ${allowed})`;
+      select b.* from app_private.begin_request(${isUuid(tenant) ? tenant : null}::uuid, ${isUuid(tenant) ? null : tenant!},
+                                                ${credentials.userId}, ${credentials.roleCap ?? null}, ${allowed}) b,
+                      set_config('app.request_id', ${requestId}, true)`;
     return { userId: credentials.userId, apiKeyId: null, tenant: tenantOf(row!) };
   } catch (error) {
     throw tenantError(error, credentials.kind) ?? error;

@@ -19,7 +19,14 @@ import { resolveTenant, type HeaderSource, type TenancySettings } from '../tenan
 import type { Admission, RequestGuard } from './guard.ts';
 
 /** What the request log line reports, filled in as the request goes. */
-export type RequestState = { userId?: string; tenant?: string; transaction?: TenantTransaction; refused?: string };
+export type RequestState = {
+  userId?: string;
+  tenant?: string;
+  /** The token's `tid` claim: when the request works in another tenant (X-Tenant-ID, host name), the log line names both. */
+  tokenTenant?: string;
+  transaction?: TenantTransaction;
+  refused?: string;
+};
 
 export type PipelineRequest = {
   /** The request's GraphQL parameters as the transport decoded them (unchecked). */
@@ -78,7 +85,11 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     const params = checkParams(request.params);
     // Credentials first: a caller without them gets no parsing, no cache entry, no guard state.
     const selection = await resolveTenant(request.headers, verifyToken, tenancy);
-    Object.assign(request.state, { userId: selection.credentials.kind === 'user' ? selection.credentials.userId : undefined, tenant: selection.tenant });
+    Object.assign(request.state, {
+      userId: selection.credentials.kind === 'user' ? selection.credentials.userId : undefined,
+      tenant: selection.tenant,
+      tokenTenant: selection.tokenTenant,
+    });
     for (const guard of guards) admissions.push(await guard.admit({ selection, requestId: request.requestId, deadline: request.deadline }));
 
     const found = documents.check(params.query);
@@ -96,7 +107,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     const jit = documents.compiled(operation, checked, params.operationName);
     const mode = transactionMode(schema, operation.definition);
     for (let attempt = 1; ; attempt++) {
-      const db = new TenantTransaction(sql, selection, { deadline: request.deadline, readBytes: maxResponseBytes });
+      const db = new TenantTransaction(sql, selection, { deadline: request.deadline, readBytes: maxResponseBytes, requestId: request.requestId });
       request.state.transaction = db;
       const context = requestContext(request.requestId, db);
       db.start(mode);

@@ -14,6 +14,8 @@ export type TenantSelection = {
   readonly credentials: Credentials;
   /** Tenant uuid or slug; undefined when the credentials name none. */
   readonly tenant: string | undefined;
+  /** The token's `tid` claim, whether or not it decided `tenant` (undefined for an API key). */
+  readonly tokenTenant?: string | undefined;
   /** ALLOWED_TENANTS: every other tenant reads as not found. */
   readonly allowedSlugs: readonly string[] | undefined;
 };

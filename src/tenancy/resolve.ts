@@ -50,6 +50,7 @@ export async function resolveTenant(
   return {
     credentials,
     tenant: settings.multiTenancy ? requestedTenant(headers, claimedTenant, settings.tenantHostSuffix) : settings.defaultTenant,
+    tokenTenant: claimedTenant,
     allowedSlugs: settings.allowedTenants,
   };
 }

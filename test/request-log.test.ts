@@ -1,0 +1,90 @@
+// The request log line names a context switch: a token whose tid names one
+// tenant, used in another (X-Tenant-ID), is logged with both ids. The
+// request's id is the one the response carries and the one its audit event names.
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { beforeAll, expect, it } from 'vitest';
+import { createTokenVerifier } from '../src/auth/tokens.ts';
+import { addMember } from '../src/operator/repo.ts';
+import { createApp, type App } from '../src/server.ts';
+import { createTestTenant, TEST_HTTP, TEST_TOKENS, tokenFor, type TestTenant } from './helpers/app.ts';
+import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
+
+let db: TestDatabase;
+let app: App;
+let a: TestTenant;
+let b: TestTenant;
+const lines: Record<string, unknown>[] = [];
+
+beforeAll(async () => {
+  db = await useTestDatabase();
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+      done();
+    },
+  });
+  app = createApp({
+    config: { multiTenancy: true, defaultTenant: undefined, allowedTenants: undefined, graphiql: false, tenantHostSuffix: undefined, http: TEST_HTTP },
+    sql: db.appPool(2),
+    verifyToken: createTokenVerifier(TEST_TOKENS),
+    log: pino({ level: 'info' }, sink),
+  });
+  a = await createTestTenant(db.owner, 'log-a');
+  b = await createTestTenant(db.owner, 'log-b');
+  await addMember(db.owner, b.id, a.members.ADMIN.userId, 'ADMIN'); // A's ADMIN is in B too
+});
+
+/** Sends through the yoga path of the app and waits for its log line. */
+async function send(query: string, token: string, headers: Record<string, string> = {}) {
+  const server = createServer((req, res) => void app.handle(req, res));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const { port } = server.address() as AddressInfo;
+    const response = await fetch(`http://127.0.0.1:${port}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, ...headers },
+      body: JSON.stringify({ query }),
+    });
+    const body = (await response.json()) as { data?: Record<string, unknown>; errors?: unknown[] };
+    const requestId = response.headers.get('x-request-id')!;
+    await expect.poll(() => lines.some((line) => line.requestId === requestId)).toBe(true);
+    return { body, requestId, line: lines.find((line) => line.requestId === requestId)! };
+  } finally {
+    server.close();
+  }
+}
+
+it('a request in another tenant than its token names is logged with both ids', async () => {
+  const token = await tokenFor(a.members.ADMIN.userId, a.id);
+  const switched = await send('{ tenant { slug } }', token, { 'x-tenant-id': 'log-b' });
+  expect(switched.body.data).toEqual({ tenant: { slug: 'log-b' } });
+  expect(switched.line).toMatchObject({ tenantId: b.id, tenantSwitch: true, tokenTenantId: a.id });
+
+  const home = await send('{ tenant { slug } }', token);
+  expect(home.line).toMatchObject({ tenantId: a.id });
+  expect(home.line).not.toHaveProperty('tenantSwitch');
+  const named = await send('{ tenant { slug } }', token, { 'x-tenant-id': a.id });
+  expect(named.line).not.toHaveProperty('tenantSwitch');
+  // A token without tid that picks a tenant is no switch: it had none to switch from.
+  const untied = await send('{ tenant { slug } }', await tokenFor(a.members.ADMIN.userId), { 'x-tenant-id': 'log-b' });
+  expect(untied.line).toMatchObject({ tenantId: b.id });
+  expect(untied.line).not.toHaveProperty('tenantSwitch');
+});
+
+it('the audit event of a change names the request id of the response and of the log line', async () => {
+  const token = await tokenFor(a.members.ADMIN.userId, a.id);
+  const made = await send('mutation { createAgent(input: { name: "logged", kind: "assistant" }) { agent { id } } }', token, { 'x-tenant-id': 'log-b' });
+  expect(made.body.errors).toBeUndefined();
+  const events = await db.owner<{ tenant_id: string; action: string }[]>`select tenant_id, action from app.audit_events where request_id = ${made.requestId}`;
+  expect(events).toEqual([{ tenant_id: b.id, action: 'agent.create' }]);
+  // A client's own X-Request-Id (within its limits) is kept; anything else is replaced by a fresh uuid.
+  const own = await send('mutation { createAgent(input: { name: "logged-2", kind: "assistant" }) { agent { id } } }', token, { 'x-request-id': 'client-req.42' });
+  expect(own.requestId).toBe('client-req.42');
+  expect(await db.owner`select action from app.audit_events where request_id = 'client-req.42'`).toEqual([{ action: 'agent.create' }]);
+  const hostile = await send('mutation { createAgent(input: { name: "logged-3", kind: "assistant" }) { agent { id } } }', token, { 'x-request-id': "x'); drop table app.audit_events; --" });
+  expect(hostile.requestId).toMatch(/^[0-9a-f-]{36}$/);
+  expect(await db.owner`select action from app.audit_events where request_id = ${hostile.requestId}`).toEqual([{ action: 'agent.create' }]);
+});
