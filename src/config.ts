@@ -12,6 +12,8 @@ export type Config = {
   readonly databaseUrl: string | undefined;
   /** Request-role connection. Absent: derived from databaseUrl with the app role. */
   readonly databaseAppUrl: string | undefined;
+  /** Live events' LISTEN connection: direct to PostgreSQL, never through PgBouncer in transaction mode. Absent: the request role's URL. */
+  readonly databaseListenUrl: string | undefined;
   /** The request role the service creates and keeps for this database (without databaseAppUrl). Absent: `<database>_app`. */
   readonly databaseAppRole: string | undefined;
   readonly dataDir: string;
@@ -231,6 +233,10 @@ export function loadConfig(env: Env = process.env): Config {
   if (databaseAppRole !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(databaseAppRole)) {
     throw new ConfigError(`DATABASE_APP_ROLE must be a role name of lowercase letters, digits and _, at most 63 characters (got "${databaseAppRole}")`);
   }
+  const databaseListenUrl = url(env, 'DATABASE_LISTEN_URL', ['postgres:', 'postgresql:']);
+  if (databaseListenUrl !== undefined && databaseUrl === undefined) {
+    throw new ConfigError('DATABASE_LISTEN_URL needs DATABASE_URL (the embedded database is listened to directly)');
+  }
   if (databaseAppRole !== undefined && databaseAppUrl !== undefined) {
     throw new ConfigError('DATABASE_APP_ROLE and DATABASE_APP_URL are exclusive: the role is the one DATABASE_APP_URL connects as');
   }
@@ -263,6 +269,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel,
     databaseUrl,
     databaseAppUrl,
+    databaseListenUrl,
     databaseAppRole,
     dataDir: path.resolve(text(env, 'TENANCY_DATA_DIR') ?? '.tenancy-data'),
     embeddedPgPort: integer(env, 'EMBEDDED_PG_PORT', 54329, 1, 65535),
