@@ -22,6 +22,8 @@ import {
   listTenants,
   OperatorError,
   PLANS,
+  recordOwnerChange,
+  recordTenantCreated,
   removeMember,
   revokeApiKey,
   setOperator,
@@ -78,10 +80,16 @@ const COMMANDS: readonly Command[] = [
   {
     name: 'tenant create',
     synopsis: '--slug <slug> --name <name> [--plan free|team|enterprise]',
-    summary: 'create a tenant (plan: free)',
+    summary: 'create a tenant (plan: free; audited)',
     options: ['slug', 'name', 'plan'],
     required: ['slug', 'name'],
-    run: ({ sql, options }) => createTenant(sql, options.slug!, options.name!, (options.plan ?? 'free') as Plan),
+    run: ({ sql, options, actor }) =>
+      sql.begin(async (tx) => {
+        const tenant = await createTenant(tx, options.slug!, options.name!, (options.plan ?? 'free') as Plan);
+        await recordTenantCreated(tx, tenant);
+        await recordOwnerChange(tx, actor, 'tenant.create', tenant.id, { slug: tenant.slug, plan: tenant.plan });
+        return tenant;
+      }),
   },
   { name: 'tenant list', synopsis: '', summary: 'list tenants', options: [], run: ({ sql }) => listTenants(sql) },
   {
@@ -109,22 +117,31 @@ const COMMANDS: readonly Command[] = [
   {
     name: 'user create',
     synopsis: '--email <email> [--name <name>]',
-    summary: 'create a user',
+    summary: 'create a user (audited)',
     options: ['email', 'name'],
     required: ['email'],
-    run: ({ sql, options }) => createUser(sql, options.email!, options.name ?? ''),
+    run: ({ sql, options, actor }) =>
+      sql.begin(async (tx) => {
+        const user = await createUser(tx, options.email!, options.name ?? '');
+        await recordOwnerChange(tx, actor, 'user.create', null, { userId: user.id, email: user.email });
+        return user;
+      }),
   },
   {
     name: 'member add',
     synopsis: `${TENANT} --user <email|id> --role ${ROLE_LIST}`,
-    summary: 'add a member, or change their role',
+    summary: 'add a member, or change their role (audited)',
     options: ['tenant', 'user', 'role'],
     required: ['tenant', 'user', 'role'],
-    run: async ({ sql, options }) => {
+    run: async ({ sql, options, actor }) => {
       const tenant = await findTenant(sql, options.tenant!);
       const user = await findUser(sql, options.user!);
       const role = options.role!.toUpperCase() as (typeof ROLES)[number];
-      return { ...(await addMember(sql, tenant.id, user.id, role)), tenant: tenant.slug, email: user.email };
+      return sql.begin(async (tx) => {
+        const member = await addMember(tx, tenant.id, user.id, role);
+        await recordOwnerChange(tx, actor, 'member.add', tenant.id, { userId: user.id, role });
+        return { ...member, tenant: tenant.slug, email: user.email };
+      });
     },
   },
   {
@@ -138,10 +155,18 @@ const COMMANDS: readonly Command[] = [
   {
     name: 'member remove',
     synopsis: `${TENANT} --user <email|id>`,
-    summary: 'remove a member (their API keys stop working); a tenant keeps its last ADMIN',
+    summary: 'remove a member (their API keys stop working); a tenant keeps its last ADMIN (audited)',
     options: ['tenant', 'user'],
     required: ['tenant', 'user'],
-    run: async ({ sql, options }) => removeMember(sql, await findTenant(sql, options.tenant!), await findUser(sql, options.user!)),
+    run: async ({ sql, options, actor }) => {
+      const tenant = await findTenant(sql, options.tenant!);
+      const user = await findUser(sql, options.user!);
+      return sql.begin(async (tx) => {
+        const removed = await removeMember(tx, tenant, user);
+        await recordOwnerChange(tx, actor, 'member.remove', tenant.id, { userId: user.id });
+        return removed;
+      });
+    },
   },
   {
     name: 'key list',
@@ -157,9 +182,13 @@ const COMMANDS: readonly Command[] = [
     summary: 'revoke an API key at once (audited)',
     options: ['tenant', 'key'],
     required: ['tenant', 'key'],
-    run: async ({ sql, options }) => {
+    run: async ({ sql, options, actor }) => {
       const tenant = await findTenant(sql, options.tenant!);
-      return sql.begin((tx) => revokeApiKey(tx, tenant, options.key!));
+      return sql.begin(async (tx) => {
+        const key = await revokeApiKey(tx, tenant, options.key!);
+        await recordOwnerChange(tx, actor, 'api_key.revoke', tenant.id, { apiKeyId: key.id, prefix: key.prefix });
+        return key;
+      });
     },
   },
   {

@@ -121,6 +121,22 @@ export async function revokeApiKey(sql: Queryable, tenant: TenantRecord, key: st
   return row!;
 }
 
+/**
+ * Records an owner-side change (the CLI) in the platform log, by `actor`;
+ * pass the change's transaction, so the change and its record commit
+ * together or not at all. The tenant's own log records the change through
+ * its triggers (API keys, memberships) or `recordTenantCreated`.
+ */
+export async function recordOwnerChange(sql: Queryable, actor: string, action: string, tenantId: string | null, details: Record<string, string>): Promise<void> {
+  await sql`insert into app_private.operator_audit_events (actor, action, target_tenant_id, details)
+            values (${actor}, ${action}, ${tenantId}, ${sql.json(details)})`;
+}
+
+/** The first event of a tenant created behind the API (the CLI): tenant.create in its own log, by the platform's owner. */
+export async function recordTenantCreated(sql: Queryable, tenant: TenantRecord): Promise<void> {
+  await sql`select app_private.record_audit(${tenant.id}, 'tenant.create', 'tenant', ${tenant.id}, ${sql.json({ plan: tenant.plan })}, null, 'operator')`;
+}
+
 export type TenantStatusRecord = TenantRecord & { suspendedAt: Date | null; suspendedReason: string | null };
 
 /**
