@@ -6,6 +6,20 @@ import { createPool, type Sql } from '../../src/db/pool.ts';
 import { withDatabase } from './local.ts';
 import { appPoolRouting, startPgBouncer } from './pgbouncer.ts';
 
+// Cleanups registered while the file runs (useTestDatabase is called inside
+// beforeAll, where an afterAll registered is never run by vitest 4): run when
+// the file ends, newest first. This module is imported at the top of each test
+// file, so its afterAll belongs to the file and runs after the file's own.
+const fileCleanups: (() => Promise<void>)[] = [];
+afterAll(async () => {
+  for (const cleanup of fileCleanups.splice(0).reverse()) await cleanup();
+});
+
+/** Runs `cleanup` when the test file has ended (callable from inside beforeAll, unlike afterAll). */
+export function atFileEnd(cleanup: () => Promise<void> | void): void {
+  fileCleanups.push(async () => cleanup());
+}
+
 export type TestDatabase = {
   /** Owner (superuser) connection to this file's database. */
   readonly ownerUrl: string;
@@ -30,7 +44,7 @@ export async function useTestDatabase(): Promise<TestDatabase> {
   // routeAppPoolsThroughPgBouncer(): app pools reach this database through PgBouncer (transaction mode, no prepared statements).
   const routing = appPoolRouting();
   const bouncer = routing ? await startPgBouncer(routing) : undefined;
-  afterAll(async () => {
+  atFileEnd(async () => {
     await Promise.all([owner, ...pools].map((pool) => pool.end({ timeout: 5 })));
     await bouncer?.stop();
     await admin`drop database if exists ${admin(name)} with (force)`;

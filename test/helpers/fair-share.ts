@@ -1,17 +1,16 @@
 // The fair-share guard as tests use it: production defaults (a pool of 10),
 // its own connection to the file's database, limits set behind the API.
-import { afterAll } from 'vitest';
 import { loadConfig, type FairShareSettings } from '../../src/config.ts';
 import type { Sql } from '../../src/db/pool.ts';
 import { createFairShareGuard, type FairShareGuard, type FairShareOptions } from '../../src/tenancy/fair-share.ts';
-import type { TestDatabase } from './db.ts';
+import { atFileEnd, type TestDatabase } from './db.ts';
 
 /** What a service with DB_POOL_MAX=10 and nothing else set would use. */
 export const TEST_FAIR_SHARE: FairShareSettings = loadConfig({ NODE_ENV: 'test' }).fairShare;
 
 export function createTestFairShare(db: TestDatabase, settings: Partial<FairShareSettings> = {}, options: FairShareOptions = {}): FairShareGuard {
   const guard = createFairShareGuard(db.appPool(1), { ...TEST_FAIR_SHARE, ...settings }, options);
-  afterAll(() => guard.close());
+  atFileEnd(() => guard.close());
   return guard;
 }
 
