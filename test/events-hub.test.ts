@@ -25,10 +25,10 @@ let session: { a: string; b: string };
 const logLines: Array<{ msg: string; level: number }> = [];
 
 /** A pino logger whose lines the tests can read. */
-function recordingLogger() {
+function recordingLogger(lines = logLines) {
   const stream = new Writable({
     write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n').filter(Boolean)) logLines.push(JSON.parse(line) as { msg: string; level: number });
+      for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as { msg: string; level: number });
       done();
     },
   });
@@ -333,6 +333,22 @@ describe('behind PgBouncer', () => {
     const events = await heard.until(hasRow('Agent', ids.at(-1)!, 'created'));
     heard.stop();
     expect(rows(events)).toEqual(ids.map((id) => `Agent:${id}:created`));
+  });
+});
+
+describe('a listening URL through PgBouncer', () => {
+  it('is named in a warning: the server is on another port than the URL', async () => {
+    const bouncer = await startPgBouncer({ poolSize: 2 });
+    const lines: Array<{ msg: string; level: number }> = [];
+    const proxied = createEventHub({ url: bouncer.url(db.appUrl), logger: recordingLogger(lines) });
+    try {
+      await until(() => proxied.connected);
+      expect(lines.map((line) => line.msg)).toContainEqual(expect.stringContaining('LISTEN needs a direct connection (DATABASE_LISTEN_URL)'));
+    } finally {
+      await proxied.close();
+      await bouncer.stop();
+    }
+    expect(logLines.map((line) => line.msg)).not.toContainEqual(expect.stringContaining('LISTEN needs a direct connection'));
   });
 });
 

@@ -151,8 +151,14 @@ export function createEventHub(options: EventHubOptions): EventHub {
       },
     });
     connection = sql;
+    let serverPort: number | null | undefined;
     try {
-      await sql.unsafe(`listen ${EVENTS_CHANNEL}`);
+      // A connected server that never answers (frozen) must not hold the hub here: bounded like a publish.
+      const [, rows] = await withTimeout(
+        Promise.all([sql.unsafe(`listen ${EVENTS_CHANNEL}`), sql<{ port: number | null }[]>`select inet_server_port() as port`]),
+        publishTimeoutMs,
+      );
+      serverPort = rows[0]?.port;
     } catch (error) {
       if (sql !== connection) return;
       connection = undefined;
@@ -167,6 +173,11 @@ export function createEventHub(options: EventHubOptions): EventHub {
     attempts = 0;
     if (everConnected) log.info('events: listening again; subscribers get a resync');
     else log.info('events: listening');
+    const urlPort = portOf(options.url);
+    if (!everConnected && serverPort != null && urlPort !== undefined && serverPort !== urlPort) {
+      // PgBouncer in transaction mode (or another proxy) between us and PostgreSQL: LISTEN would hear only by chance.
+      log.warn({ urlPort, serverPort }, 'events: the listening connection reaches PostgreSQL on another port than its URL names: through a proxy? LISTEN needs a direct connection (DATABASE_LISTEN_URL)');
+    }
     everConnected = true;
     // Events between the loss and this LISTEN are gone; a subscriber that came meanwhile may have missed some too.
     resyncAll();
@@ -177,19 +188,13 @@ export function createEventHub(options: EventHubOptions): EventHub {
   const publish = async (sql: postgres.Sql) => {
     publishTimer = undefined;
     if (sql !== connection || closing) return;
-    let timer: NodeJS.Timeout | undefined;
     let published: number;
     try {
-      const rows = await Promise.race([
-        sql<{ published: number }[]>`select app_private.publish_events(${PUBLISH_BATCH}) as published`,
-        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer')), publishTimeoutMs))),
-      ]);
+      const rows = await withTimeout(sql<{ published: number }[]>`select app_private.publish_events(${PUBLISH_BATCH}) as published`, publishTimeoutMs);
       published = rows[0]?.published ?? 0;
     } catch (error) {
       if (sql === connection) lost(sql, error instanceof Error ? error.message : 'publish failed');
       return;
-    } finally {
-      clearTimeout(timer);
     }
     if (sql !== connection || closing) return;
     publishTimer = setTimeout(() => void publish(sql), published >= PUBLISH_BATCH ? 0 : publishIntervalMs);
@@ -250,6 +255,24 @@ export function createEventHub(options: EventHubOptions): EventHub {
       await sql?.end({ timeout: 1 });
     },
   };
+}
+
+async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([work, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer')), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The port a connection string names (5432 when it names none); undefined when it is not a URL. */
+function portOf(url: string): number | undefined {
+  try {
+    return Number(new URL(url).port || 5432);
+  } catch {
+    return undefined;
+  }
 }
 
 /** A notification's payload (JSON, from the triggers) as the tenant's event; undefined when it is not one of ours. */
