@@ -148,6 +148,7 @@ it('grants the operator capability (audited), signs a token without a tenant for
   expect(codes(await api.request(QUERY, { token: token.token }))).toEqual(['FORBIDDEN']);
   const audit = await db.owner`select action, reason from app_private.operator_audit_events where details->>'email' = 'root@cli.test' order by id`;
   expect(audit).toEqual([
+    { action: 'user.create', reason: null },
     { action: 'operator.grant', reason: 'on call' },
     { action: 'operator.revoke', reason: null },
   ]);
@@ -171,6 +172,8 @@ it('suspends and reactivates a tenant (audited): its members are refused, then s
     select e.action, e.reason from app_private.operator_audit_events e join app.tenants t on t.id = e.target_tenant_id
     where t.slug = 'cli-co' order by e.id`;
   expect(operatorLog).toEqual([
+    { action: 'tenant.create', reason: null }, // by the CLI, too
+    { action: 'member.add', reason: null },
     { action: 'tenant.suspend', reason: 'unpaid invoice' },
     { action: 'tenant.reactivate', reason: null },
   ]);
@@ -178,6 +181,7 @@ it('suspends and reactivates a tenant (audited): its members are refused, then s
     select a.action, a.actor_kind from app.audit_events a join app.tenants t on t.id = a.tenant_id
     where t.slug = 'cli-co' and a.action like 'tenant.%' order by a.occurred_at, a.action desc`;
   expect(tenantLog).toEqual([
+    { action: 'tenant.create', actor_kind: 'operator' },
     { action: 'tenant.suspend', actor_kind: 'operator' },
     { action: 'tenant.reactivate', actor_kind: 'operator' },
   ]);
