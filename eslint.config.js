@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.tenancy-data/', 'bench/results/'] },
+  { ignores: ['node_modules/', '.tenancy-data/', 'bench/results/', 'bench/peers/'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

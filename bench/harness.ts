@@ -1,7 +1,8 @@
 // What every benchmark needs: a migrated PostgreSQL (embedded in a temporary
 // folder unless DATABASE_URL is set), the service in production mode as a
 // child process, tokens, and a clean stop.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -75,19 +76,32 @@ export async function startService(db: BenchDatabase, env: Record<string, string
   return { origin, url: `${origin}/graphql`, child };
 }
 
-/** bench/limit-server.ts: the same work without GraphQL. */
-export async function startLimitServer(db: BenchDatabase): Promise<Service> {
+/**
+ * A reference server (bench/limit-server.ts, bench/plain-server.ts, the
+ * PostGraphile peer): a Node process that prints a line once it listens.
+ * `env` adds settings (DATABASE_APP_URL among them, to route it elsewhere).
+ */
+export async function startReference(db: BenchDatabase, file: string, env: Record<string, string> = {}): Promise<Service> {
   const port = await freePort();
-  const child = spawn(process.execPath, [path.join(ROOT, 'bench/limit-server.ts')], {
-    env: { PATH: process.env.PATH, NODE_ENV: 'production', DATABASE_APP_URL: db.appUrl, JWT_SECRET: SECRET, PORT: String(port) },
+  const child = spawn(process.execPath, [path.join(ROOT, file)], {
+    env: { PATH: process.env.PATH, NODE_ENV: 'production', DATABASE_APP_URL: db.appUrl, JWT_SECRET: SECRET, PORT: String(port), ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise<void>((resolve, reject) => {
     child.stdout.once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`the limit server exited with ${code}`)));
+    child.once('exit', (code) => reject(new Error(`${file} exited with ${code}`)));
   });
   const origin = `http://127.0.0.1:${port}`;
   return { origin, url: origin, child };
+}
+
+export const PEER_DIR = 'bench/peers/postgraphile';
+
+/** `npm run bench:peers`: PostGraphile 5 into its own folder (bench/peers/postgraphile), never the service's dependencies. */
+export function ensurePeer(): void {
+  if (existsSync(path.join(ROOT, PEER_DIR, 'node_modules/postgraphile/package.json'))) return;
+  process.stdout.write(`installing the peer into ${PEER_DIR} (npm install --prefix)\n`);
+  execFileSync('npm', ['install', '--prefix', path.join(ROOT, PEER_DIR), '--no-audit', '--no-fund', '--loglevel=error'], { stdio: 'inherit' });
 }
 
 async function waitFor(url: string, child: ChildProcess): Promise<void> {

