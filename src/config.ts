@@ -1,4 +1,5 @@
 // Every environment variable the service reads, parsed and validated once.
+import { createPrivateKey } from 'node:crypto';
 import path from 'node:path';
 import { isSlug } from './tenancy/identifiers.ts';
 
@@ -47,6 +48,18 @@ export type Config = {
   readonly tenantHostSuffix: string | undefined;
   /** Each tenant's share of the pool and of the request rate (README: Fair share and rate limits). */
   readonly fairShare: FairShareSettings;
+  /** The audit log's signing key, checkpoints and retention (README: Audit log). */
+  readonly audit: AuditSettings;
+};
+
+export type AuditSettings = {
+  /** An Ed25519 private key in PEM (PKCS#8), or a file holding one; neither: generated in dataDir outside production. */
+  readonly signingKey: string | undefined;
+  readonly signingKeyFile: string | undefined;
+  /** How often each worker signs the chain heads that moved: the tamper window of the newest events. */
+  readonly checkpointIntervalSeconds: number;
+  /** Events one retention purge deletes under one anchor. */
+  readonly purgeBatch: number;
 };
 
 export type HttpSettings = {
@@ -199,6 +212,31 @@ function fairShareSettings(env: Env, dbPoolMax: number): FairShareSettings {
   };
 }
 
+function auditSettings(env: Env): AuditSettings {
+  const signingKey = text(env, 'AUDIT_SIGNING_KEY')?.replaceAll('\\n', '\n');
+  const signingKeyFile = text(env, 'AUDIT_SIGNING_KEY_FILE');
+  if (signingKey !== undefined && signingKeyFile !== undefined) {
+    throw new ConfigError('AUDIT_SIGNING_KEY and AUDIT_SIGNING_KEY_FILE are exclusive: set one');
+  }
+  if (signingKey !== undefined) {
+    let type: string | undefined;
+    try {
+      type = createPrivateKey(signingKey).asymmetricKeyType;
+    } catch {
+      type = undefined;
+    }
+    if (type !== 'ed25519') {
+      throw new ConfigError('AUDIT_SIGNING_KEY must be an Ed25519 private key in PEM (openssl genpkey -algorithm ed25519)');
+    }
+  }
+  return {
+    signingKey,
+    signingKeyFile: signingKeyFile === undefined ? undefined : path.resolve(signingKeyFile),
+    checkpointIntervalSeconds: duration(env, 'AUDIT_CHECKPOINT_INTERVAL', 60),
+    purgeBatch: integer(env, 'AUDIT_PURGE_BATCH', 1_000, 1, 10_000),
+  };
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const nodeEnvRaw = text(env, 'NODE_ENV') ?? 'development';
   if (nodeEnvRaw !== 'development' && nodeEnvRaw !== 'production' && nodeEnvRaw !== 'test') {
@@ -293,5 +331,6 @@ export function loadConfig(env: Env = process.env): Config {
     http: httpSettings(env, production),
     tenantHostSuffix: hostSuffix(env),
     fairShare: fairShareSettings(env, dbPoolMax),
+    audit: auditSettings(env),
   };
 }

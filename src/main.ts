@@ -12,6 +12,8 @@ import { connectDatabase, runMigrations } from './db/setup.ts';
 import { demoOperator, demoPrincipals, seedDemo, type DemoPrincipal } from './demo.ts';
 import { unavailable } from './errors.ts';
 import { createLogger, flushLogs, type Logger } from './logger.ts';
+import { loadAuditKey } from './modules/audit-chain/keys.ts';
+import { startAuditSweep } from './modules/audit-chain/signing.ts';
 import { startIdleSessionSweep } from './modules/sessions/idle-sweep.ts';
 import type { GraphiQLTab } from './http/graphiql.ts';
 import { createApp, listen } from './server.ts';
@@ -66,8 +68,13 @@ async function serve(config: Config, log: Logger, appUrl: string, tabs: readonly
       log.warn({ err: error }, 'fair share: a tenant lookup or token lease failed; requests are admitted without it meanwhile');
     },
   });
-  const app = createApp({ config, sql, verifyToken: createTokenVerifier(await tokenSettings(config)), log, graphiqlTabs: tabs, guards: [fairShare] });
+  const auditKey = await loadAuditKey(config); // beside the service, never in the database
+  if (!auditKey) log.warn('no AUDIT_SIGNING_KEY or AUDIT_SIGNING_KEY_FILE: the audit log is chained but nothing signs its checkpoints');
+  const app = createApp({ config, sql, verifyToken: createTokenVerifier(await tokenSettings(config)), log, graphiqlTabs: tabs, guards: [fairShare], audit: { key: auditKey } });
   const sweep = startIdleSessionSweep(sql, config.sessionIdleTimeoutSeconds, log); // sessions whose client vanished
+  const auditSweep = auditKey
+    ? startAuditSweep(sql, auditKey, { intervalSeconds: config.audit.checkpointIntervalSeconds, purgeBatch: config.audit.purgeBatch }, log)
+    : undefined;
   const server = await listen(app, config.host, config.port, config.shutdownTimeoutMs);
   log.info({ pid: process.pid, url: `${server.url}/graphql` }, 'listening');
   flushLogs(); // before the supervisor's banner, in a worker
@@ -75,6 +82,7 @@ async function serve(config: Config, log: Logger, appUrl: string, tabs: readonly
     url: server.url,
     close: async () => {
       sweep.stop();
+      auditSweep?.stop();
       drainPool(sql); // /ready says unavailable at once; requests in flight go on
       // Shortly before the shutdown deadline resets the clients still connected, their transactions are
       // rolled back (their connections dropped) and they answer 503: nothing commits after its client is gone.

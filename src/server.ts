@@ -8,6 +8,7 @@ import { GraphQLError } from 'graphql';
 import { createYoga, useReadinessCheck, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { TokenVerifier } from './auth/tokens.ts';
 import type { Config } from './config.ts';
+import type { AuditServices } from './graphql/context.ts';
 import type { Sql } from './db/pool.ts';
 import { databaseReady, healthBody, readinessBody } from './db/readiness.ts';
 import { schema } from './graphql/schema.ts';
@@ -35,6 +36,8 @@ export type AppOptions = {
   readonly graphiqlTabs?: readonly GraphiQLTab[];
   /** Rate limits and fair share, in order (http/guard.ts). */
   readonly guards?: readonly RequestGuard[];
+  /** The audit signing key (src/modules/audit-chain/keys.ts); none: verifyAuditChain checks hashes and links only. */
+  readonly audit?: AuditServices;
 };
 
 export type App = {
@@ -64,6 +67,7 @@ export function createApp(options: AppOptions): App {
     maxCost: http.limits.cost,
     maxResponseBytes: http.maxResponseBytes,
     guards: options.guards ?? [],
+    audit: options.audit,
   });
   const graphqlPost = createPostHandler({ pipeline, maxBodyBytes: http.maxBodyBytes, corsOrigins: http.corsOrigins });
   const yoga = createYoga<ServerContext, Record<string, never>>({

@@ -1,4 +1,5 @@
 import type { TenantTransaction } from '../db/tenant-transaction.ts';
+import type { AuditKey } from '../modules/audit-chain/keys.ts';
 
 /**
  * Who is asking, as the database accepted it: the principal, its tenant and
@@ -15,9 +16,15 @@ export type GraphQLContext = {
   readonly requestId: string;
   readonly identity: RequestIdentity;
   readonly db: RequestDatabase;
+  /** The audit log's signing key, held by the service (never the database); undefined: nothing is signed. */
+  readonly audit: AuditServices;
 };
 
+export type AuditServices = { readonly key: AuditKey | undefined };
+
+const NO_AUDIT_KEY: AuditServices = { key: undefined };
+
 /** The context of one operation: identity and database are two faces of its one tenant transaction. */
-export function requestContext(requestId: string, transaction: TenantTransaction): GraphQLContext {
-  return { requestId, identity: transaction, db: transaction };
+export function requestContext(requestId: string, transaction: TenantTransaction, audit: AuditServices = NO_AUDIT_KEY): GraphQLContext {
+  return { requestId, identity: transaction, db: transaction, audit };
 }

@@ -9,7 +9,7 @@ import { isRetryableConflict } from '../db/errors.ts';
 import { poolState, type Sql } from '../db/pool.ts';
 import { TenantTransaction } from '../db/tenant-transaction.ts';
 import { apiError, responseTooLarge } from '../errors.ts';
-import { requestContext } from '../graphql/context.ts';
+import { requestContext, type AuditServices } from '../graphql/context.ts';
 import { createDocumentCache, type DocumentOptions } from '../graphql/documents.ts';
 import { refuseCost } from '../graphql/limits.ts';
 import { createMaskError } from '../graphql/masking.ts';
@@ -62,6 +62,8 @@ export type PipelineOptions = {
   /** Largest response body in bytes; past it the request answers BAD_USER_INPUT instead. */
   readonly maxResponseBytes: number;
   readonly guards?: readonly RequestGuard[];
+  /** The audit signing key, for verifyAuditChain (src/modules/audit-chain). */
+  readonly audit?: AuditServices;
 };
 
 export type Pipeline = {
@@ -109,7 +111,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     for (let attempt = 1; ; attempt++) {
       const db = new TenantTransaction(sql, selection, { deadline: request.deadline, readBytes: maxResponseBytes, requestId: request.requestId });
       request.state.transaction = db;
-      const context = requestContext(request.requestId, db);
+      const context = requestContext(request.requestId, db, options.audit);
       db.start(mode);
       const result = jit
         ? await jit.query(undefined, context, params.variables)

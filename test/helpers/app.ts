@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { createTokenVerifier, signToken, type TokenSettings } from '../../src/auth/tokens.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
 import type { Sql } from '../../src/db/pool.ts';
+import type { AuditServices } from '../../src/graphql/context.ts';
 import type { RequestGuard } from '../../src/http/guard.ts';
 import { addMember, createTenant, createUser, type Plan } from '../../src/operator/repo.ts';
 import { createApp, type App } from '../../src/server.ts';
@@ -23,6 +24,8 @@ export const TEST_TOKENS: TokenSettings = {
 export type TenancyOptions = Partial<Pick<Config, 'multiTenancy' | 'defaultTenant' | 'allowedTenants' | 'tenantHostSuffix' | 'http'>> & {
   /** Request guards; none unless given (fair share with test limits: test/helpers/fair-share.ts). */
   readonly guards?: readonly RequestGuard[];
+  /** The audit signing key verifyAuditChain checks against; none unless given. */
+  readonly audit?: AuditServices;
 };
 
 /** The settings a service started with NODE_ENV=test and nothing else would have. */
@@ -46,13 +49,14 @@ export type TestApp = {
 };
 
 export function createTestApp(sql: Sql, tenancy: TenancyOptions = {}): TestApp {
-  const { guards, ...settings } = tenancy;
+  const { guards, audit, ...settings } = tenancy;
   const app = createApp({
     config: { multiTenancy: true, defaultTenant: undefined, allowedTenants: undefined, graphiql: false, tenantHostSuffix: undefined, http: TEST_HTTP, ...settings },
     sql,
     verifyToken: createTokenVerifier(TEST_TOKENS),
     log: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
     guards,
+    audit,
   });
   let origin: Promise<string> | undefined;
   const listening = () =>

@@ -1,0 +1,72 @@
+// The audit chain's canonical encoding, computed again outside the database:
+// the same bytes app_private.audit_event_hash and platform_audit_event_hash
+// hash at insert (migration 000012), so a verifier needs only the events' text.
+// Each field is `<octets>:<text>;` (a null `N;`) behind a version tag; the hash
+// is SHA-256 over that encoding followed by the previous event's hash.
+import { createHash } from 'node:crypto';
+
+/** The chain's start: the previous hash of its first event. */
+export const GENESIS = Buffer.alloc(32);
+
+/** Which chain: a tenant's (its uuid) or the platform's. */
+export type ChainId = { readonly kind: 'tenant'; readonly tenantId: string } | { readonly kind: 'platform' };
+
+export const PLATFORM_CHAIN: ChainId = { kind: 'platform' };
+export const tenantChain = (tenantId: string): ChainId => ({ kind: 'tenant', tenantId });
+
+/** The name a signed checkpoint gives its chain. */
+export function chainName(chain: ChainId): string {
+  return chain.kind === 'platform' ? 'platform' : `tenant:${chain.tenantId}`;
+}
+
+/** A tenant event's hashed content, each field as the database prints it (occurredAt: UTC, microseconds). */
+export type TenantEventFields = {
+  readonly seq: string;
+  readonly occurredAt: string;
+  readonly actorKind: string;
+  readonly actorUserId: string | null;
+  readonly actorApiKeyId: string | null;
+  readonly action: string;
+  readonly targetType: string;
+  readonly targetId: string;
+  readonly reason: string | null;
+  /** jsonb's own text of the details. */
+  readonly details: string;
+  readonly requestId: string | null;
+};
+
+export type PlatformEventFields = {
+  readonly seq: string;
+  readonly occurredAt: string;
+  readonly actorUserId: string | null;
+  readonly actor: string;
+  readonly action: string;
+  readonly targetTenantId: string | null;
+  readonly reason: string | null;
+  readonly details: string;
+  readonly requestId: string | null;
+};
+
+function encode(tag: string, fields: readonly (string | null)[]): Buffer {
+  let text = `${tag};`;
+  for (const field of fields) text += field === null ? 'N;' : `${Buffer.byteLength(field)}:${field};`;
+  return Buffer.from(text, 'utf8');
+}
+
+function sha256(...parts: Buffer[]): Buffer {
+  const hash = createHash('sha256');
+  for (const part of parts) hash.update(part);
+  return hash.digest();
+}
+
+export function tenantEventHash(tenantId: string, event: TenantEventFields, prevHash: Buffer): Buffer {
+  const fields = [tenantId, event.seq, event.occurredAt, event.actorKind, event.actorUserId, event.actorApiKeyId,
+    event.action, event.targetType, event.targetId, event.reason, event.details, event.requestId];
+  return sha256(encode('tenancy-audit-v1', fields), prevHash);
+}
+
+export function platformEventHash(event: PlatformEventFields, prevHash: Buffer): Buffer {
+  const fields = [event.seq, event.occurredAt, event.actorUserId, event.actor, event.action, event.targetTenantId,
+    event.reason, event.details, event.requestId];
+  return sha256(encode('tenancy-platform-audit-v1', fields), prevHash);
+}

@@ -1,0 +1,82 @@
+// The service's signatures on the audit chains: a checkpoint of every chain
+// head that moved since its last one, and an anchor for every retention purge
+// (the events up to seq were deleted because they were past the tenant's
+// retention), both kept in the database. Every worker runs the sweep on a
+// timer (AUDIT_CHECKPOINT_INTERVAL); the CLI runs the same on demand. Two
+// workers signing the same head keep one checkpoint (the second is a no-op).
+import type { Sql, Tx } from '../../db/pool.ts';
+import type { Logger } from '../../logger.ts';
+import { chainName, PLATFORM_CHAIN, tenantChain } from './chain.ts';
+import type { AuditKey, SignedStatement } from './keys.ts';
+import { checkpointsDue, purge, purgesDue, storeCheckpoint } from './repo.ts';
+
+export type SignedCheckpoint = { readonly chain: string; readonly seq: number; readonly hash: string; readonly jws: string; readonly stored: boolean };
+export type Purged = { readonly tenantId: string; readonly throughSeq: number; readonly events: number; readonly anchor: string };
+
+/** Signs and keeps a checkpoint of every chain head newer than its newest checkpoint (at most `maxChains`). */
+export async function signCheckpoints(tx: Tx, key: AuditKey, maxChains = 1000): Promise<SignedCheckpoint[]> {
+  const signed: SignedCheckpoint[] = [];
+  for (const due of await checkpointsDue(tx, maxChains)) {
+    const at = new Date().toISOString();
+    const statement: SignedStatement = {
+      typ: 'checkpoint',
+      chain: chainName(due.tenantId === null ? PLATFORM_CHAIN : tenantChain(due.tenantId)),
+      seq: Number(due.seq),
+      hash: due.hash.toString('hex'),
+      first: { seq: Number(due.firstSeq), hash: due.firstHash?.toString('hex') ?? null },
+      at,
+    };
+    const jws = await key.sign(statement);
+    const stored = await storeCheckpoint(tx, due, at, key.keyId, jws);
+    signed.push({ chain: statement.chain, seq: statement.seq, hash: statement.hash, jws, stored });
+  }
+  return signed;
+}
+
+/** One batch per tenant past its retention: signs its anchor, then deletes the events it covers. */
+export async function purgeExpired(tx: Tx, key: AuditKey, batch: number, maxChains = 100): Promise<Purged[]> {
+  const purged: Purged[] = [];
+  for (const due of await purgesDue(tx, batch, maxChains)) {
+    const at = new Date().toISOString();
+    const statement: SignedStatement = {
+      typ: 'anchor',
+      chain: chainName(tenantChain(due.tenantId)),
+      seq: Number(due.throughSeq),
+      hash: due.throughHash.toString('hex'),
+      at,
+    };
+    const anchor = await key.sign(statement);
+    const events = await purge(tx, due, at, key.keyId, anchor);
+    purged.push({ tenantId: due.tenantId, throughSeq: statement.seq, events, anchor });
+  }
+  return purged;
+}
+
+export type AuditSweep = {
+  /** One round now: checkpoints first (so a purge never leaves a head unsigned), then retention batches. */
+  sweep(): Promise<{ checkpoints: SignedCheckpoint[]; purged: Purged[] }>;
+  stop(): void;
+};
+
+export function startAuditSweep(sql: Sql, key: AuditKey, settings: { intervalSeconds: number; purgeBatch: number }, log: Logger): AuditSweep {
+  let warnedAt = 0;
+  let running: Promise<{ checkpoints: SignedCheckpoint[]; purged: Purged[] }> | undefined;
+  const round = async () => {
+    const checkpoints = await signCheckpoints(sql, key);
+    // Every signed checkpoint also goes to the log, which leaves the machine: a copy no DBA can reach.
+    for (const checkpoint of checkpoints) if (checkpoint.stored) log.info({ audit: checkpoint }, 'audit checkpoint signed');
+    const purged = await purgeExpired(sql, key, settings.purgeBatch);
+    for (const batch of purged) if (batch.events > 0) log.info({ audit: batch }, 'audit events past retention purged under a signed anchor');
+    return { checkpoints, purged };
+  };
+  const sweep = () => (running ??= round().finally(() => (running = undefined)));
+  const timer = setInterval(() => {
+    sweep().catch((error: unknown) => {
+      if (Date.now() - warnedAt < 600_000) return; // a database outage is reported by requests and /ready
+      warnedAt = Date.now();
+      log.warn({ err: error }, 'audit checkpoint sweep failed; it runs again shortly');
+    });
+  }, settings.intervalSeconds * 1000);
+  timer.unref();
+  return { sweep, stop: () => clearInterval(timer) };
+}
