@@ -51,6 +51,7 @@ const LISTS: Record<string, string> = {
   ApiKey: 'apiKeys',
   Invitation: 'invitations',
   Member: 'members',
+  AuditEvent: 'auditEvents',
 };
 
 it('every type that implements Node is a declared node type, and every declared one is listed here', () => {

@@ -5,7 +5,7 @@
 import { parseCursorConnectionArgs, type ObjectRef } from '@pothos/core';
 import { badUserInput } from '../errors.ts';
 import { builder } from '../graphql/builder.ts';
-import { isUuid } from '../tenancy/identifiers.ts';
+import { isIdOf, type IdType } from './ids.ts';
 import type { KeysetPage, Position } from './keyset.ts';
 
 export type ConnectionArgs = {
@@ -22,10 +22,11 @@ export function encodeCursor(position: Position): string {
   return Buffer.from(`${position.at}|${position.id}`).toString('base64url');
 }
 
-export function decodeCursor(cursor: string | null | undefined, argument: string): Position | undefined {
+export function decodeCursor(cursor: string | null | undefined, argument: string, idType: IdType = 'uuid'): Position | undefined {
   if (cursor == null) return undefined;
+  if (cursor.length > 200) throw badUserInput(argument, 'is not a cursor this list returned');
   const [at, id, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  if (rest.length > 0 || !at || !TIMESTAMP.test(at) || !isUuid(id)) {
+  if (rest.length > 0 || !at || !TIMESTAMP.test(at) || !isIdOf(idType, id)) {
     throw badUserInput(argument, 'is not a cursor this list returned');
   }
   return { at, id };
@@ -61,9 +62,10 @@ export async function keysetConnection<Row extends KeysetRow>(
   args: ConnectionArgs,
   load: (page: KeysetPage) => Promise<readonly Row[]>,
   newestFirst = false,
+  idType: IdType = 'uuid',
 ): Promise<Connection<Row>> {
   const { before, after, limit, inverted, expectedSize, hasPreviousPage, hasNextPage } = parseCursorConnectionArgs({ args, defaultSize: 20, maxSize: 100 });
-  const rows = await load({ after: decodeCursor(after, 'after'), before: decodeCursor(before, 'before'), limit, inverted, newestFirst });
+  const rows = await load({ after: decodeCursor(after, 'after', idType), before: decodeCursor(before, 'before', idType), limit, inverted, newestFirst });
   const page = rows.slice(0, expectedSize);
   if (inverted) page.reverse();
   const edges = page.map((row) => new Edge(row));

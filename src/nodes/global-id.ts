@@ -2,8 +2,8 @@
 // they name. The registry is filled by the node type declarations
 // (`nodeType()` in node-type.ts), so a declared type is always known: an id
 // that does not decode to a registered type and a uuid reads as an id that does not exist.
-import { isUuid } from '../tenancy/identifiers.ts';
 import type { GraphQLContext } from '../graphql/context.ts';
+import { isIdOf } from './ids.ts';
 import type { ColumnChoice, Table } from './table.ts';
 
 /** What the schema's plumbing needs of a node type (node-type.ts implements it). */
@@ -35,6 +35,7 @@ export function encodeGlobalId(typename: string, id: string): string {
 export function decodeGlobalId(globalId: string): { typename: string; id: string } | undefined {
   if (globalId.length > 200) return undefined;
   const [typename, id, ...rest] = Buffer.from(globalId, 'base64url').toString('utf8').split(':');
-  if (rest.length > 0 || !typename || !nodeTypes.has(typename) || !isUuid(id)) return undefined;
-  return { typename, id: id.toLowerCase() };
+  const node = typename ? nodeTypes.get(typename) : undefined;
+  if (rest.length > 0 || !node || !isIdOf(node.table.idType, id)) return undefined;
+  return { typename: typename!, id: id.toLowerCase() };
 }

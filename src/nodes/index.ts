@@ -47,9 +47,11 @@
 //    (a start-up error names the field that forgot).
 // 4. One import in src/graphql/schema.ts: `import '../modules/artifacts/schema.ts';`
 //
-// Today's limits: ids are uuids and lists order by created_at or started_at
-// (a table with a bigint id or another time column, such as app.audit_events,
-// needs table.ts and the cursor to learn that type first).
+// Ids are uuids unless the table says `idType: 'bigint'` (an identity column:
+// cursors, global ids and id parameters follow it); lists order by a time
+// column (`created_at`, `started_at`, `occurred_at`) with the id breaking ties.
+// A list without an `orderBy` argument reads oldest first, or newest first
+// with `list(where, { newestFirst: true })` (a log: src/modules/audit-events).
 //
 // Then `npm run schema` regenerates schema.graphql and docs/permissions.md.
 //

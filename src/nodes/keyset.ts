@@ -33,14 +33,17 @@ export type KeysetPage = {
  * Date would lose the microseconds. The plain text output of a UTC timestamp
  * costs a third of to_char's formatting, which showed in every list query (bench: 21 rows).
  */
-export const positionSql = (column: 'created_at' | 'started_at') => `(${column} at time zone 'UTC')::text as position`;
+export const positionSql = (column: string) => `(${column} at time zone 'UTC')::text as position`;
 
 /** `and …` conditions for the page's cursors; compare with the list's display order. */
-export function keysetConditions(tx: Tx, column: string, idColumn: string, page: KeysetPage) {
+export function keysetConditions(tx: Tx, column: string, idColumn: string, page: KeysetPage, idType: 'uuid' | 'bigint' = 'uuid') {
   if (!page.after && !page.before) return tx.unsafe('');
   const newest = page.newestFirst === true;
   // ::text first: a parameter typed timestamp would go through a JS Date and lose the microseconds.
-  const at = (position: Position) => tx`(${position.at}::text::timestamp at time zone 'UTC', ${position.id}::uuid)`;
+  const at = (position: Position) =>
+    idType === 'uuid'
+      ? tx`(${position.at}::text::timestamp at time zone 'UTC', ${position.id}::uuid)`
+      : tx`(${position.at}::text::timestamp at time zone 'UTC', ${position.id}::bigint)`;
   const key = tx.unsafe(`(${column}, ${idColumn})`);
   return conditions(
     tx,

@@ -88,12 +88,19 @@ export class NodeType<Row extends { id: string }> implements RegisteredNode {
   /**
    * A root list field's resolver: a page of the tenant's rows matching
    * `where` (the repository's conditions for the field's arguments), with the
-   * columns the selected fields need.
+   * columns the selected fields need; oldest first unless `orderBy` or
+   * `newestFirst` (for a list without the argument) says otherwise.
    */
-  list<Args extends ListArgs>(where: (tx: Tx, args: Args) => Where) {
+  list<Args extends ListArgs>(where: (tx: Tx, args: Args) => Where, options: { readonly newestFirst?: boolean } = {}) {
     return (_root: unknown, args: Args, context: GraphQLContext, info: GraphQLResolveInfo): Promise<Connection<Row>> => {
       const choice = this.listChoice(info);
-      return keysetConnection(args, (page) => context.db.run((tx) => this.table.page(tx, page, choice, where(tx, args))) as Promise<Row[]>, args.orderBy === 'newest');
+      return keysetConnection(
+        args,
+        (page) => context.db.run((tx) => this.table.page(tx, page, choice, where(tx, args))) as Promise<Row[]>,
+        // A list without an orderBy argument reads in the order it declares (a log: newest first).
+        args.orderBy == null ? options.newestFirst === true : args.orderBy === 'newest',
+        this.table.idType,
+      );
     };
   }
 
@@ -125,6 +132,7 @@ export class NodeType<Row extends { id: string }> implements RegisteredNode {
               return (await rows).filter((row) => row[parentKey] === parentId) as Row[];
             },
             args.orderBy === 'newest',
+            this.table.idType,
           ),
         ),
       );

@@ -4,7 +4,7 @@
 // page, one page per parent in one statement, a row found through another
 // table's key. Every text here is built once from constants; values are parameters.
 import type { Tx } from '../db/pool.ts';
-import { idIn, parents } from './ids.ts';
+import { idIn, parents, type IdType } from './ids.ts';
 import { keysetConditions, keysetOrder, positionSql, type Fragment, type KeysetPage, type Position } from './keyset.ts';
 
 /**
@@ -26,9 +26,11 @@ export type TableOptions<Row> = {
    */
   readonly columns: readonly [ColumnGroup<Row>, ...ColumnGroup<Row>[]];
   /** The time column lists are ordered by, with the id breaking ties. */
-  readonly orderBy: 'created_at' | 'started_at';
+  readonly orderBy: 'created_at' | 'started_at' | 'occurred_at';
   /** The column that holds the row's `id`, when not `id` (memberships: `user_id`). */
   readonly idColumn?: string;
+  /** The id's type: `uuid` (the default), or `bigint` for an identity column (audit events). */
+  readonly idType?: IdType;
 };
 
 /** Which columns a statement reads: a bit per group (the first always), and `POSITION`. */
@@ -49,6 +51,8 @@ export class Table<Row extends { id: string }> {
   readonly #groups: string[];
   readonly #orderBy: TableOptions<Row>['orderBy'];
   readonly #idColumn: string;
+  /** What the ids are (cursors, global ids and id parameters follow it). */
+  readonly idType: IdType;
   /** Texts by choice, built on first use: the columns, `select … from app.x`, and that with a parent condition. */
   readonly #texts: string[] = [];
   readonly #heads: string[] = [];
@@ -62,6 +66,7 @@ export class Table<Row extends { id: string }> {
     this.name = options.name;
     this.#orderBy = options.orderBy;
     this.#idColumn = options.idColumn ?? 'id';
+    this.idType = options.idType ?? 'uuid';
     this.#groups = options.columns.map((group, index) =>
       Object.entries(group)
         .map(([key, source]) => {
@@ -113,14 +118,14 @@ export class Table<Row extends { id: string }> {
 
   /** Whole rows by id, in one statement: the node type's loader. */
   async byIds(tx: Tx, ids: readonly string[]): Promise<Row[]> {
-    return tx<Row[]>`${this.#head(tx, this.WHOLE)} where ${idIn(tx, this.#idColumn, ids)}`;
+    return tx<Row[]>`${this.#head(tx, this.WHOLE)} where ${idIn(tx, this.#idColumn, ids, this.idType)}`;
   }
 
   /** A page of the tenant's rows (RLS keeps it to the tenant) matching `where`, with the chosen columns. */
   async page(tx: Tx, page: KeysetPage, choice: ColumnChoice, where: Where): Promise<Listed<Row>[]> {
     if (where === NO_ROWS) return [];
     return tx<Listed<Row>[]>`
-      ${this.#head(tx, choice)} where true ${where} ${keysetConditions(tx, this.#orderBy, this.#idColumn, page)}
+      ${this.#head(tx, choice)} where true ${where} ${keysetConditions(tx, this.#orderBy, this.#idColumn, page, this.idType)}
       ${keysetOrder(tx, this.#orderBy, this.#idColumn, page)}
       limit ${page.limit}`;
   }
@@ -134,7 +139,7 @@ export class Table<Row extends { id: string }> {
       select page.* from ${parents(tx, parentIds)}
       cross join lateral (
         ${tx.unsafe(head)} ${where}
-        ${keysetConditions(tx, this.#orderBy, this.#idColumn, page)}
+        ${keysetConditions(tx, this.#orderBy, this.#idColumn, page, this.idType)}
         ${keysetOrder(tx, this.#orderBy, this.#idColumn, page)}
         limit ${page.limit}
       ) page`;
@@ -146,7 +151,7 @@ export class Table<Row extends { id: string }> {
    */
   async rowVia<From extends { id: string }>(tx: Tx, choice: ColumnChoice, from: Table<From>, key: keyof From & string, id: string): Promise<Listed<Row> | undefined> {
     const [row] = await tx<Listed<Row>[]>`
-      ${this.#head(tx, choice)} where ${tx(this.#idColumn)} = (select ${tx(from.columnOf(key))} from ${tx.unsafe(from.name)} where ${tx(from.#idColumn)} = ${id}::uuid)`;
+      ${this.#head(tx, choice)} where ${tx(this.#idColumn)} = (select ${tx(from.columnOf(key))} from ${tx.unsafe(from.name)} where ${idIn(tx, from.#idColumn, [id], from.idType)})`;
     return row;
   }
 

@@ -10,7 +10,7 @@ import { RoleEnum } from '../tenants/schema.ts';
 import { UserRef } from '../users/schema.ts';
 import { apiKeyConditions, apiKeys, createApiKey, revokeApiKey, type ApiKeyRow } from './repo.ts';
 
-const ApiKey = nodeType('ApiKey', {
+export const ApiKey = nodeType('ApiKey', {
   table: apiKeys,
   description: 'Machine access to the tenant: send the secret as the X-Api-Key header',
   fields: (t) => ({
