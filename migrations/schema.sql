@@ -824,6 +824,8 @@ CREATE TABLE app_private.operator_audit_events (
 );
 COMMENT ON TABLE app_private.operator_audit_events IS 'Every use of the operator capability, in the transaction of the change. No foreign keys: the record outlives the tenant and the user it names.';
 
+CREATE INDEX operator_audit_events_occurred_idx ON app_private.operator_audit_events USING btree (occurred_at, id);
+
 CREATE TRIGGER operator_audit_events_append_only BEFORE DELETE OR UPDATE ON app_private.operator_audit_events FOR EACH ROW EXECUTE FUNCTION app_private.audit_events_append_only();
 CREATE TRIGGER operator_audit_events_chain BEFORE INSERT ON app_private.operator_audit_events FOR EACH ROW EXECUTE FUNCTION app_private.chain_platform_audit_event();
 
@@ -1833,6 +1835,39 @@ AS $function$
     values (app_private.assert_operator(), 'user:' || app.current_user_id(), action, target, reason, details)
   $function$;
 COMMENT ON FUNCTION app_private.operator_audit(text,uuid,text,jsonb) IS 'Records a use of the operator capability in app_private.operator_audit_events (checking it first).';
+
+CREATE OR REPLACE FUNCTION app_private.operator_audit_log(action_filter text, tenant_filter uuid, actor_filter uuid, occurred_after timestamp with time zone, occurred_before timestamp with time zone, after_at text, after_id bigint, before_at text, before_id bigint, page_size integer, inverted boolean)
+ RETURNS TABLE(id bigint, seq bigint, occurred_at timestamp with time zone, actor_user_id uuid, actor text, action text, target_tenant_id uuid, reason text, details jsonb, request_id text, "position" text)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO ''
+AS $function$
+declare
+  after_key timestamptz := after_at::timestamp at time zone 'UTC';
+  before_key timestamptz := before_at::timestamp at time zone 'UTC';
+begin
+  perform app_private.operator_audit('audit.read', tenant_filter, null,
+    jsonb_strip_nulls(jsonb_build_object('action', action_filter, 'actorUserId', actor_filter,
+                                         'occurredAfter', occurred_after, 'occurredBefore', occurred_before)));
+  -- Newest first: `after` a cursor is older, `before` newer; inverted (Relay last) reads from the oldest end.
+  return query
+    select e.id, e.seq, e.occurred_at, e.actor_user_id, e.actor, e.action, e.target_tenant_id, e.reason, e.details, e.request_id,
+           (e.occurred_at at time zone 'UTC')::text
+    from app_private.operator_audit_events e
+    where (action_filter is null or e.action = action_filter)
+      and (tenant_filter is null or e.target_tenant_id = tenant_filter)
+      and (actor_filter is null or e.actor_user_id = actor_filter)
+      and (occurred_after is null or e.occurred_at >= occurred_after)
+      and (occurred_before is null or e.occurred_at < occurred_before)
+      and (after_at is null or (e.occurred_at, e.id) < (after_key, after_id))
+      and (before_at is null or (e.occurred_at, e.id) > (before_key, before_id))
+    order by case when inverted then e.occurred_at end, case when inverted then e.id end,
+             e.occurred_at desc, e.id desc
+    limit least(page_size, 101);
+end
+$function$;
+COMMENT ON FUNCTION app_private.operator_audit_log(text,uuid,uuid,timestamp with time zone,timestamp with time zone,text,bigint,text,bigint,integer,boolean) IS 'Operators: a keyset page of the platform log (app_private.operator_audit_events), newest first by (occurred_at, id), filtered by action, target tenant, acting user and time; checks the capability and records the read (audit.read) first.';
+GRANT EXECUTE ON FUNCTION app_private.operator_audit_log(text,uuid,uuid,timestamp with time zone,timestamp with time zone,text,bigint,text,bigint,integer,boolean) TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app_private.operator_create_tenant(slug text, name text, plan text, reason text)
  RETURNS SETOF app_private.tenant_summary_row

@@ -164,6 +164,7 @@ describe('roles', () => {
       'app_private.expire_idle_sessions',
       'app_private.is_operator',
       'app_private.my_memberships',
+      'app_private.operator_audit_log',
       'app_private.operator_create_tenant',
       'app_private.operator_invite',
       'app_private.operator_set_tenant_limits',
