@@ -31,6 +31,7 @@ import {
   tenantUsage,
   type Plan,
 } from '../operator/repo.ts';
+import { checkpointNow, exportAudit, setAuditRetention, verifyAudit, type ChainVerification } from '../modules/audit-chain/cli.ts';
 import { isSlug } from '../tenancy/identifiers.ts';
 import { isRole, roleAtLeast, ROLES } from '../tenancy/roles.ts';
 
@@ -45,6 +46,8 @@ const OPTIONS = {
   plan: { type: 'string' },
   reason: { type: 'string' },
   key: { type: 'string' },
+  checkpoints: { type: 'string' },
+  days: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -61,9 +64,14 @@ type Command = {
   readonly options: readonly OptionName[];
   readonly required?: readonly OptionName[];
   run(context: Context): Promise<unknown>;
+  /** How the result is printed and the exit code it means; default: indented JSON, 0. */
+  readonly print?: (result: unknown) => { readonly text: string; readonly exitCode: number };
 };
 
 const TENANT = '--tenant <slug|id>';
+/** A verification that failed exits 1: scripts and cron jobs see a tampered chain. */
+const VERIFIED = (result: unknown) => ({ text: JSON.stringify(result, null, 2), exitCode: (result as ChainVerification).ok ? 0 : 1 });
+const NDJSON = (result: unknown) => ({ text: (result as string[]).join('\n'), exitCode: 0 });
 const ROLE_LIST = ROLES.join('|');
 
 const COMMANDS: readonly Command[] = [
@@ -247,6 +255,60 @@ const COMMANDS: readonly Command[] = [
       return sql.begin((tx) => setOperator(tx, user, false, actor, options.reason));
     },
   },
+  {
+    name: 'audit verify',
+    synopsis: `${TENANT} [--checkpoints <file>]`,
+    summary:
+      "recompute a tenant's audit chain and check it against its newest signed checkpoint (and those in\n" +
+      '--checkpoints: an export, or one JWS a line, kept outside the database); exit 1 when it does not verify',
+    options: ['tenant', 'checkpoints'],
+    required: ['tenant'],
+    run: async ({ config, sql, options }) => verifyAudit(sql, config, await findTenant(sql, options.tenant!), options.checkpoints),
+    print: VERIFIED,
+  },
+  {
+    name: 'audit export',
+    synopsis: TENANT,
+    summary: "a tenant's audit chain as NDJSON: a header with the public key, every event, its signed checkpoints and anchors",
+    options: ['tenant'],
+    required: ['tenant'],
+    run: async ({ config, sql, options }) => exportAudit(sql, config, await findTenant(sql, options.tenant!)),
+    print: NDJSON,
+  },
+  {
+    name: 'audit checkpoint',
+    synopsis: '',
+    summary: 'sign a checkpoint of every audit chain that moved since its last one, now (the service does every AUDIT_CHECKPOINT_INTERVAL)',
+    options: [],
+    run: ({ config, sql }) => checkpointNow(sql, config),
+  },
+  {
+    name: 'audit retention',
+    synopsis: `${TENANT} --days <90..36600|keep>`,
+    summary: "purge a tenant's audit events older than this many days (under a signed anchor), or keep them all (audited)",
+    options: ['tenant', 'days'],
+    required: ['tenant', 'days'],
+    run: async ({ sql, options, actor }) => {
+      const tenant = await findTenant(sql, options.tenant!);
+      return sql.begin((tx) => setAuditRetention(tx, tenant, options.days === 'keep' ? null : Number(options.days), actor));
+    },
+  },
+  {
+    name: 'platform-audit verify',
+    synopsis: '[--checkpoints <file>]',
+    summary: 'the same for the platform audit chain (operator actions); exit 1 when it does not verify',
+    options: ['checkpoints'],
+    run: ({ config, sql, options }) => verifyAudit(sql, config, undefined, options.checkpoints),
+    print: VERIFIED,
+  },
+  {
+    name: 'platform-audit export',
+    synopsis: '',
+    summary: 'the platform audit chain as NDJSON, with its signed checkpoints',
+    options: [],
+    run: ({ config, sql }) => exportAudit(sql, config, undefined),
+    print: NDJSON,
+  },
 ];
 
 const INTRO = `usage: tenancy <command> [options]      tenancy <command> --help: one command
@@ -291,6 +353,8 @@ function checkValues(command: Command, options: Options): void {
   if (role !== undefined && !isRole(role.toUpperCase())) fail(`--role must be ${ROLES.join(', ')} (got "${role}")`);
   if (ttl !== undefined && !/^\d+\s*[smhdw]$/.test(ttl)) fail(`--ttl is a number and a unit: 30s, 15m, 1h, 7d, 2w (got "${ttl}")`);
   if (reason !== undefined && reason.length > 500) fail('--reason must be at most 500 characters');
+  if (options.days !== undefined && options.days !== 'keep' && !/^\d{1,5}$/.test(options.days)) fail(`--days is a number of days or keep (got "${options.days}")`);
+  if (options.checkpoints !== undefined && options.checkpoints.length > 4096) fail('--checkpoints must be a file path of at most 4096 characters');
   if (command.name === 'token' && role !== undefined && options.tenant === undefined) fail('--role needs --tenant: a token without a tenant carries no role');
 }
 
@@ -373,7 +437,9 @@ try {
     process.stdout.write(`${parsed.text}\n`);
   } else {
     const result = await run(loadConfig(), parsed.command, parsed.options);
-    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    const printed = parsed.command.print?.(result) ?? { text: JSON.stringify(result, null, 2), exitCode: 0 };
+    process.stdout.write(`${printed.text}\n`);
+    exitCode = printed.exitCode;
   }
 } catch (error) {
   const expected = error instanceof UsageError || error instanceof OperatorError || error instanceof ConfigError;

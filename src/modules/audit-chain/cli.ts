@@ -1,0 +1,106 @@
+// The CLI's audit commands (src/cli/main.ts): verify a chain (exit 1 when it
+// does not verify), export it as NDJSON with its signed checkpoints and
+// anchors, sign checkpoints now, set a tenant's audit retention. They run on
+// the owner connection with the key beside the service (AUDIT_SIGNING_KEY…).
+import { readFile, stat } from 'node:fs/promises';
+import type { Config } from '../../config.ts';
+import type { Queryable } from '../../db/pool.ts';
+import { OperatorError, type TenantRecord } from '../../operator/repo.ts';
+import { loadAuditKey, type AuditKey } from './keys.ts';
+import { readPlatformChain, readTenantChain, type StoredChain } from './repo.ts';
+import { signCheckpoints } from './signing.ts';
+import { verifyChain, type Verification } from './verify.ts';
+
+/** The largest file of checkpoints `--checkpoints` reads. */
+const STATEMENTS_FILE_BYTES = 64 << 20;
+const COMPACT_JWS = /^[\w-]+\.[\w-]+\.[\w-]+$/;
+
+type KeyConfig = Pick<Config, 'audit' | 'production' | 'dataDir'>;
+
+/** Signed statements kept outside the database: an export (lines with a `jws`) or one compact JWS a line. */
+export async function readStatementsFile(file: string): Promise<string[]> {
+  let size: number;
+  try {
+    size = (await stat(file)).size;
+  } catch {
+    throw new OperatorError(`cannot read --checkpoints ${file}`);
+  }
+  if (size > STATEMENTS_FILE_BYTES) throw new OperatorError(`--checkpoints ${file} is larger than ${STATEMENTS_FILE_BYTES >> 20} MiB`);
+  const statements: string[] = [];
+  for (const line of (await readFile(file, 'utf8')).split('\n').map((text) => text.trim())) {
+    if (COMPACT_JWS.test(line)) statements.push(line);
+    else if (line.startsWith('{')) {
+      let value: unknown;
+      try {
+        value = JSON.parse(line);
+      } catch {
+        throw new OperatorError(`--checkpoints ${file} has a line that is neither JSON nor a compact JWS`);
+      }
+      const jws = (value as { jws?: unknown }).jws;
+      if (typeof jws === 'string' && COMPACT_JWS.test(jws)) statements.push(jws);
+    } else if (line !== '') {
+      throw new OperatorError(`--checkpoints ${file} has a line that is neither JSON nor a compact JWS`);
+    }
+  }
+  return statements;
+}
+
+async function chainOf(sql: Queryable, tenant: TenantRecord | undefined, extra: readonly string[]): Promise<StoredChain<object>> {
+  return tenant ? readTenantChain(sql, tenant.id, extra) : readPlatformChain(sql, extra);
+}
+
+export type ChainVerification = Verification & { readonly chain: string; readonly tenant: string | null; readonly signed: boolean };
+
+/** `tenancy audit verify`: a tenant's chain (or the platform's, without a tenant). */
+export async function verifyAudit(sql: Queryable, config: KeyConfig, tenant: TenantRecord | undefined, checkpointsFile: string | undefined): Promise<ChainVerification> {
+  const key = await loadAuditKey(config);
+  const extra = checkpointsFile ? await readStatementsFile(checkpointsFile) : [];
+  const stored = await chainOf(sql, tenant, extra);
+  return { chain: stored.input.chain, tenant: tenant?.slug ?? null, signed: key !== undefined, ...(await verifyChain(stored.input, key)) };
+}
+
+/** `tenancy audit export`: NDJSON lines, a header, every event with the text its hash covers, then the signed statements. */
+export async function exportAudit(sql: Queryable, config: KeyConfig, tenant: TenantRecord | undefined): Promise<string[]> {
+  const key: AuditKey | undefined = await loadAuditKey(config);
+  const stored = await chainOf(sql, tenant, []);
+  const header = {
+    type: 'chain',
+    chain: stored.input.chain,
+    tenant: tenant?.slug ?? null,
+    encoding: tenant ? 'tenancy-audit-v1' : 'tenancy-platform-audit-v1',
+    exportedAt: new Date().toISOString(),
+    publicKey: key?.publicJwk ?? null,
+  };
+  const lines = [JSON.stringify(header)];
+  for (const row of stored.rows as (Record<string, unknown> & { seq: string; prevHash: Buffer; hash: Buffer; details: string })[]) {
+    const { seq, prevHash, hash, details, ...fields } = row;
+    lines.push(JSON.stringify({ type: 'event', seq: Number(seq), ...fields, details: JSON.parse(details) as unknown, detailsText: details, prevHash: prevHash.toString('hex'), hash: hash.toString('hex') }));
+  }
+  for (const statement of stored.meta.statements) lines.push(JSON.stringify({ type: statement.kind, seq: statement.seq, signedAt: statement.signedAt, keyId: statement.keyId, jws: statement.jws }));
+  return lines;
+}
+
+/** `tenancy audit checkpoint`: signs every chain head newer than its newest checkpoint, now. */
+export async function checkpointNow(sql: Queryable, config: KeyConfig) {
+  const key = await loadAuditKey(config);
+  if (!key) throw new OperatorError('no audit signing key: set AUDIT_SIGNING_KEY or AUDIT_SIGNING_KEY_FILE (production generates none)');
+  const signed = await signCheckpoints(sql, key, 100_000);
+  return { keyId: key.keyId, signed: signed.map(({ chain, seq, hash, stored }) => ({ chain, seq, hash, stored })) };
+}
+
+/** `tenancy audit retention`: days (at least 90) or null to keep every event; recorded in both logs. */
+export async function setAuditRetention(sql: Queryable, tenant: TenantRecord, days: number | null, actor: string) {
+  try {
+    await sql`update app.tenants set audit_retention_days = ${days} where id = ${tenant.id}`;
+  } catch (error) {
+    if ((error as { constraint_name?: string }).constraint_name === 'tenants_audit_retention_floor') {
+      throw new OperatorError('--days must be from 90 to 36600, or keep');
+    }
+    throw error;
+  }
+  const details = sql.json({ auditRetentionDays: days });
+  await sql`insert into app_private.operator_audit_events (actor, action, target_tenant_id, details)
+            values (${actor}, 'tenant.set_audit_retention', ${tenant.id}, ${details})`;
+  await sql`select app_private.record_audit(${tenant.id}, 'tenant.set_audit_retention', 'tenant', ${tenant.id}, ${details}, null, 'operator')`;
+  return { tenant: tenant.slug, auditRetentionDays: days };
+}
