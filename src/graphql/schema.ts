@@ -13,6 +13,7 @@ import '../modules/members/schema.ts';
 import '../modules/api-keys/schema.ts';
 import '../modules/platform/schema.ts';
 import '../modules/audit-events/schema.ts';
+import '../modules/audit-events/platform-schema.ts';
 import '../modules/audit-chain/schema.ts';
 
 builder.queryType({});

@@ -1,8 +1,11 @@
 // The tenant's audit log as the request role reads it (app.audit_events: RLS
-// lets ADMIN read the tenant's own rows and nobody write them). Newest first,
-// by (occurred_at, id) on audit_events_tenant_occurred_idx.
+// lets ADMIN read the tenant's own rows and nobody write them), newest first
+// by (occurred_at, id) on audit_events_tenant_occurred_idx; and the platform
+// log as operators read it (app_private.operator_audit_log, migration 000014).
+import { isPgError } from '../../db/errors.ts';
 import type { Tx } from '../../db/pool.ts';
-import { conditions, timeRange } from '../../nodes/keyset.ts';
+import { forbidden } from '../../errors.ts';
+import { conditions, timeRange, type KeysetPage } from '../../nodes/keyset.ts';
 import { table } from '../../nodes/table.ts';
 
 export type AuditActorKind = 'user' | 'api_key' | 'operator' | 'system';
@@ -56,4 +59,44 @@ export function auditEventConditions(tx: Tx, filter: AuditEventFilter) {
     filter.targetId && tx`and target_id = ${filter.targetId}`,
     timeRange(tx, 'occurred_at', filter.occurredAfter, filter.occurredBefore),
   );
+}
+
+/** An event of the platform log (app_private.operator_audit_events) as operators read it. */
+export type PlatformAuditEventRow = {
+  id: string;
+  seq: number;
+  occurredAt: Date;
+  actorUserId: string | null;
+  /** `user:<uuid>` for an operator's request, `cli:<OS user>` for the owner-side CLI. */
+  actor: string;
+  action: string;
+  targetTenantId: string | null;
+  reason: string | null;
+  details: Record<string, unknown>;
+  requestId: string | null;
+  position: string;
+};
+
+export type PlatformAuditEventFilter = {
+  action?: string | undefined;
+  tenantId?: string | undefined;
+  actorUserId?: string | undefined;
+  occurredAfter?: Date | undefined;
+  occurredBefore?: Date | undefined;
+};
+
+/** A page of the platform log, newest first; the function checks the operator capability and records the read. */
+export async function platformAuditEvents(tx: Tx, filter: PlatformAuditEventFilter, page: KeysetPage): Promise<PlatformAuditEventRow[]> {
+  try {
+    return await tx<PlatformAuditEventRow[]>`
+      select id, seq::float8 as seq, occurred_at as "occurredAt", actor_user_id as "actorUserId", actor, action,
+             target_tenant_id as "targetTenantId", reason, details, request_id as "requestId", position
+      from app_private.operator_audit_log(${filter.action ?? null}, ${filter.tenantId ?? null}::uuid, ${filter.actorUserId ?? null}::uuid,
+                                          ${filter.occurredAfter ?? null}::timestamptz, ${filter.occurredBefore ?? null}::timestamptz,
+                                          ${page.after?.at ?? null}, ${page.after?.id ?? null}::bigint,
+                                          ${page.before?.at ?? null}, ${page.before?.id ?? null}::bigint, ${page.limit}, ${page.inverted})`;
+  } catch (error) {
+    if (isPgError(error) && error.code === 'TO403') throw forbidden('Only platform operators may do this');
+    throw error;
+  }
 }
