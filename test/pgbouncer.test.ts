@@ -262,7 +262,7 @@ describe('round trips through PgBouncer with prepare: false', () => {
         });
       const reads = await writesPerRequest(read);
       const writes = await writesPerRequest(write);
-      console.info(`round trips through PgBouncer, prepare: false: read ${reads}, write ${writes} (direct with prepared statements: 2 and 3)`);
+      console.info(`round trips through PgBouncer, prepare: false: read ${reads}, write ${writes} (direct with prepared statements: 1 and 3)`);
       expect({ reads, writes }).toEqual({ reads: 5, writes: 5 }); // BEGIN and the timeouts go as one simple-protocol message
     } finally {
       await single.end({ timeout: 1 });

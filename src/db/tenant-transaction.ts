@@ -30,6 +30,15 @@ export type TransactionOptions = {
   readonly readBytes?: number;
   /** The request's id (the request log's, the response's): set as `app.request_id`, so audit events name it. */
   readonly requestId?: string;
+  /**
+   * The operation only reads and is expected to send all its statements as it
+   * starts (it did last time): COMMIT is queued behind the statements of the
+   * first tick, so BEGIN, the request check, the statements and COMMIT leave
+   * in one write and the read costs one round trip. A statement sent later
+   * begins a new transaction on the same connection, with its own request
+   * check (see `sentLate`).
+   */
+  readonly commitEarly?: boolean;
 };
 
 type Opened = { readonly tx: Reserved; readonly principal: Promise<Principal> };
@@ -63,6 +72,14 @@ export class TenantTransaction {
   #failure: GraphQLError | undefined;
   /** What repositories get: the reserved connection, refusing queries once the transaction has ended. */
   #tx: Tx | undefined;
+  readonly #commitEarly: boolean;
+  /** True from BEGIN until the end of its tick: statements sent meanwhile leave in BEGIN's write. */
+  #firstTick = false;
+  #sentLate = false;
+  /** The COMMIT queued behind the statements (commitEarly), while no statement has followed it. */
+  #committing: Promise<unknown> | undefined;
+  /** A later transaction's request check refused (a membership revoked mid-request): its statements fail with this. */
+  #recheckError: unknown;
 
   constructor(sql: Sql, selection: TenantSelection, options: TransactionOptions = {}) {
     this.#sql = sql;
@@ -70,6 +87,16 @@ export class TenantTransaction {
     this.#deadline = options.deadline ?? Date.now() + poolState(sql).requestTimeoutMs;
     this.#readBytes = this.#readBytesLeft = options.readBytes;
     this.#requestId = options.requestId ?? '';
+    this.#commitEarly = options.commitEarly ?? false;
+  }
+
+  /**
+   * True when a statement was sent after the tick in which the transaction
+   * began (a nested list's next level, a repository that awaits one statement
+   * before the next): such an operation cannot be read in one round trip.
+   */
+  get sentLate(): boolean {
+    return this.#sentLate;
   }
 
   /** True once the rows read passed `readBytes`: the request is refused with the response limit. */
@@ -112,9 +139,14 @@ export class TenantTransaction {
       result.catch(() => {}); // failed only because the transaction was aborted
       throw error;
     }
-    if (this.#readBytesLeft === undefined) return result;
+    let value: T;
+    try {
+      value = await result;
+    } catch (error) {
+      throw this.#recheckError ?? error; // its transaction's request check refused: that is the answer
+    }
+    if (this.#readBytesLeft === undefined) return value;
     // Charged per call, so a request stops reading once past its budget instead of building the whole answer.
-    const value = await result;
     this.#readBytesLeft -= approximateBytes(value);
     if (this.overReadBudget) throw responseTooLarge(this.#readBytes!);
     return value;
@@ -173,7 +205,13 @@ export class TenantTransaction {
     }
     try {
       if (this.#failure) throw this.#failure;
-      if (commit) await tx`commit`;
+      // Already queued behind the statements (a read: committing and rolling back keep the same nothing).
+      if (this.#committing) {
+        await this.#committing.catch((error: unknown) => {
+          tx.destroy(); // its state is unknown: never hand it to the next request
+          throw error;
+        });
+      } else if (commit) await tx`commit`;
       else {
         await tx`rollback`.catch(() => {
           tx.destroy(); // its state is unknown: never hand it to the next request
@@ -213,14 +251,16 @@ export class TenantTransaction {
       throw this.#failure ?? unavailable('shutdown');
     }
     this.#reserved = tx;
-    this.#tx = refusingAfterEnd(tx, () => this.#ended);
+    this.#tx = refusingAfterEnd(tx, () => this.#ended, () => this.#beforeStatement());
     state.open.add(this);
-    const left = this.#deadline - Date.now();
-    this.#timer = setTimeout(() => this.abort(unavailable('timeout')), left);
-    // BEGIN and the timeouts in one simple-protocol message: no extra statement, and no Parse/Describe
-    // round trip behind PgBouncer (prepare: false). The figure is an integer computed here, never input.
-    const serverTimeout = Math.max(1, Math.floor(left - Math.min(SERVER_MARGIN_MS, left / 10)));
-    const begun = tx.unsafe(`begin; set local statement_timeout = ${serverTimeout}; set local lock_timeout = ${serverTimeout}; ${CLIENT_CHECK}`);
+    this.#timer = setTimeout(() => this.abort(unavailable('timeout')), this.#deadline - Date.now());
+    // Registered before BEGIN is queued, so it runs before postgres.js writes what this tick queued (setImmediate is FIFO).
+    this.#firstTick = true;
+    setImmediate(() => {
+      this.#firstTick = false;
+      this.#commitIfEarly();
+    });
+    const begun = this.#beginStatement(tx);
     const checked = beginRequest(tx, this.#selection, this.#mode, this.#requestId);
     const principal = begun.then(() => checked).catch((error: unknown) => {
       throw this.#failure ?? unavailableFor(error) ?? error; // a lost connection is UNAVAILABLE, not INTERNAL
@@ -228,6 +268,39 @@ export class TenantTransaction {
     checked.catch(() => {}); // observed through `principal`
     principal.then((known) => (this.#known = known), () => {}); // failures are observed by run() and principal()
     return { tx, principal };
+  }
+
+  /**
+   * BEGIN and the timeouts left of the deadline in one simple-protocol message: no extra statement, and no
+   * Parse/Describe round trip behind PgBouncer (prepare: false). The figure is an integer computed here, never input.
+   */
+  #beginStatement(tx: Reserved) {
+    const left = this.#deadline - Date.now();
+    const serverTimeout = Math.max(1, Math.floor(left - Math.min(SERVER_MARGIN_MS, left / 10)));
+    return tx.unsafe(`begin; set local statement_timeout = ${serverTimeout}; set local lock_timeout = ${serverTimeout}; ${CLIENT_CHECK}`);
+  }
+
+  /** commitEarly: COMMIT queued behind what the tick sent, in the same write. */
+  #commitIfEarly(): void {
+    if (!this.#commitEarly || this.#ended || this.#failure || this.#committing || !this.#reserved) return;
+    const committing = this.#reserved`commit`;
+    committing.catch(() => {}); // observed by end(); this also queues it now, before postgres.js writes
+    this.#committing = committing;
+  }
+
+  /** Before each statement a repository sends: noted when late; after an early COMMIT, a new transaction first. */
+  #beforeStatement(): void {
+    if (!this.#firstTick) this.#sentLate = true;
+    if (!this.#committing) return;
+    // The statement would run outside any transaction (no tenant: zero rows). BEGIN and the request check again,
+    // pipelined before it: each transaction checks the credentials and sets the settings itself (also through PgBouncer).
+    this.#committing = undefined;
+    const tx = this.#reserved!;
+    const begun = this.#beginStatement(tx);
+    const checked = beginRequest(tx, this.#selection, this.#mode, this.#requestId);
+    begun.catch(() => {}); // a failed BEGIN fails the statements behind it
+    checked.catch((error: unknown) => (this.#recheckError ??= unavailableFor(error) ?? error));
+    setImmediate(() => this.#commitIfEarly());
   }
 }
 
@@ -254,9 +327,10 @@ async function acquire(sql: Sql, ms: number): Promise<Reserved> {
  * The connection as repositories see it: once the transaction has ended, a
  * query throws instead of running on a connection another request may hold.
  */
-function refusingAfterEnd(tx: Reserved, ended: () => boolean): Tx {
+function refusingAfterEnd(tx: Reserved, ended: () => boolean, before: () => void): Tx {
   const check = () => {
     if (ended()) throw new Error('the request transaction has already ended: a query cannot run after it');
+    before();
   };
   const guarded = ((first: unknown, ...rest: unknown[]) => {
     check();

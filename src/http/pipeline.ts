@@ -10,7 +10,7 @@ import { poolState, type Sql } from '../db/pool.ts';
 import { TenantTransaction } from '../db/tenant-transaction.ts';
 import { apiError, responseTooLarge } from '../errors.ts';
 import { requestContext, type AuditServices } from '../graphql/context.ts';
-import { createDocumentCache, type DocumentOptions } from '../graphql/documents.ts';
+import { createDocumentCache, type CheckedOperation, type DocumentOptions } from '../graphql/documents.ts';
 import { refuseCost } from '../graphql/limits.ts';
 import { createMaskError } from '../graphql/masking.ts';
 import { finishOperation, transactionMode } from '../graphql/operation.ts';
@@ -82,6 +82,8 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   const guards = options.guards ?? [];
   const documents = createDocumentCache(schema, options.documents);
   const maskError = createMaskError(log);
+  /** Per cached operation: whether its runs send every statement in the tick the transaction begins (true), or not (false). */
+  const readsAtOnce = new WeakMap<CheckedOperation, boolean>();
 
   async function run(request: PipelineRequest, admissions: Admission[]): Promise<ExecutionResult> {
     const params = checkParams(request.params);
@@ -109,13 +111,17 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     const jit = documents.compiled(operation, checked, params.operationName);
     const mode = transactionMode(schema, operation.definition);
     for (let attempt = 1; ; attempt++) {
-      const db = new TenantTransaction(sql, selection, { deadline: request.deadline, readBytes: maxResponseBytes, requestId: request.requestId });
+      // A read that sent all its statements as it started last time: BEGIN, the check, the statements and COMMIT in one write.
+      const commitEarly = kind === OperationTypeNode.QUERY && readsAtOnce.get(operation) === true;
+      const db = new TenantTransaction(sql, selection, { deadline: request.deadline, readBytes: maxResponseBytes, requestId: request.requestId, commitEarly });
       request.state.transaction = db;
       const context = requestContext(request.requestId, db, options.audit);
       db.start(mode);
       const result = jit
         ? await jit.query(undefined, context, params.variables)
         : await execute({ schema, document: checked.document, variableValues: params.variables, operationName: params.operationName, contextValue: context });
+      // Learned for good: one statement sent after the first tick (a nested level) and the operation is never read at once again.
+      if (kind === OperationTypeNode.QUERY && readsAtOnce.get(operation) !== false) readsAtOnce.set(operation, !db.sentLate);
       // Rows past the response limit: the whole request is refused (and rolled back), not answered in part.
       if (db.overReadBudget) return { errors: [responseTooLarge(maxResponseBytes)] };
       const finished = await finishOperation(context, result, kind === OperationTypeNode.MUTATION, log);
