@@ -1101,18 +1101,13 @@ GRANT EXECUTE ON FUNCTION app_private.audit_checkpoints_due(integer) TO :DATABAS
 CREATE OR REPLACE FUNCTION app_private.audit_event_hash(tenant uuid, seq bigint, occurred_at timestamp with time zone, actor_kind text, actor_user_id uuid, actor_api_key_id uuid, action text, target_type text, target_id text, reason text, details jsonb, request_id text, prev_hash bytea)
  RETURNS bytea
  LANGUAGE sql
- IMMUTABLE PARALLEL SAFE
- SET search_path TO ''
+ STABLE PARALLEL SAFE
 AS $function$
-    select sha256(convert_to(
-      'tenancy-audit-v1;' || app_private.audit_field(tenant::text) || app_private.audit_field(seq::text)
-      || app_private.audit_field(app_private.audit_time(occurred_at)) || app_private.audit_field(actor_kind)
-      || app_private.audit_field(actor_user_id::text) || app_private.audit_field(actor_api_key_id::text)
-      || app_private.audit_field(action) || app_private.audit_field(target_type) || app_private.audit_field(target_id)
-      || app_private.audit_field(reason) || app_private.audit_field(details::text) || app_private.audit_field(request_id),
-      'UTF8') || prev_hash)
+    select sha256(convert_to(json_build_array('tenancy-audit-v2', tenant, seq::text,
+      to_char(occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), actor_kind, actor_user_id, actor_api_key_id,
+      action, target_type, target_id, reason, details::text, request_id)::text, 'UTF8') || prev_hash)
   $function$;
-COMMENT ON FUNCTION app_private.audit_event_hash(uuid,bigint,timestamp with time zone,text,uuid,uuid,text,text,text,text,jsonb,text,bytea) IS 'The hash of a tenant audit event: SHA-256 over tenancy-audit-v1 and its fields in the canonical encoding, then prev_hash.';
+COMMENT ON FUNCTION app_private.audit_event_hash(uuid,bigint,timestamp with time zone,text,uuid,uuid,text,text,text,text,jsonb,text,bytea) IS 'The hash of a tenant audit event: SHA-256 over the JSON array tenancy-audit-v2 and its fields (time in UTC with microseconds, details as jsonb text), then prev_hash (src/modules/audit-chain/chain.ts computes the same).';
 
 CREATE OR REPLACE FUNCTION app_private.audit_events_append_only()
  RETURNS trigger
@@ -1129,14 +1124,6 @@ begin
 end
 $function$;
 COMMENT ON FUNCTION app_private.audit_events_append_only() IS 'Trigger (before update or delete on the audit tables): refuses, but for a deleted tenant''s events and a retention purge.';
-
-CREATE OR REPLACE FUNCTION app_private.audit_field(value text)
- RETURNS text
- LANGUAGE sql
- IMMUTABLE PARALLEL SAFE
- SET search_path TO ''
-AS $function$ select coalesce(octet_length(value)::text || ':' || value || ';', 'N;') $function$;
-COMMENT ON FUNCTION app_private.audit_field(text) IS 'One field of the canonical audit encoding: <octets>:<text>; or N; for null (src/audit/chain.ts encodes alike).';
 
 CREATE OR REPLACE FUNCTION app_private.audit_invitation()
  RETURNS trigger
@@ -1219,9 +1206,9 @@ AS $function$
 declare
   target_type text := tg_argv[0];
   row_json jsonb := to_jsonb(case when tg_op = 'DELETE' then old else new end);
-  details jsonb := '{}';
-  changed text[];
-  summarised text;
+  old_json jsonb;
+  details jsonb;
+  changed jsonb;
 begin
   -- Written by another trigger or a foreign-key action: the change that caused it is audited.
   if pg_trigger_depth() > 1 then
@@ -1229,19 +1216,21 @@ begin
   end if;
   if tg_op = 'UPDATE' then
     -- Generated and maintained columns are not a change of their own (and generated ones are not computed yet).
-    select array_agg(app_private.camel_case(n.key) order by n.key) into changed
+    old_json := to_jsonb(old); -- once: a context's row holds its whole body
+    select jsonb_agg(app_private.camel_case(n.key) order by n.key) into changed
     from jsonb_each(row_json) n
-    where n.key not in ('updated_at', 'search', 'content_bytes') and n.value is distinct from (to_jsonb(old) -> n.key);
+    where n.key not in ('updated_at', 'search', 'content_bytes') and n.value is distinct from old_json -> n.key;
     if changed is null then
       return new; -- nothing changed
     end if;
-    details := jsonb_build_object('changed', to_jsonb(changed));
   end if;
-  foreach summarised in array tg_argv[1:] loop
-    details := details || case
-      when summarised like 'bytes:%' then jsonb_build_object(app_private.camel_case(substr(summarised, 7)) || 'Bytes', octet_length(row_json ->> substr(summarised, 7)))
-      else jsonb_build_object(app_private.camel_case(summarised), row_json -> summarised) end;
-  end loop;
+  select coalesce(jsonb_object_agg(case when s like 'bytes:%' then app_private.camel_case(substr(s, 7)) || 'Bytes' else app_private.camel_case(s) end,
+                                   case when s like 'bytes:%' then to_jsonb(octet_length(row_json ->> substr(s, 7))) else row_json -> s end), '{}')
+    into details
+  from unnest(tg_argv[1:]) s;
+  if changed is not null then
+    details := details || jsonb_build_object('changed', changed);
+  end if;
   perform app_private.record_audit((row_json ->> 'tenant_id')::uuid,
                                    target_type || '.' || case tg_op when 'INSERT' then 'create' when 'UPDATE' then 'update' else 'delete' end,
                                    target_type, row_json ->> 'id', details,
@@ -1250,14 +1239,6 @@ begin
 end
 $function$;
 COMMENT ON FUNCTION app_private.audit_row() IS 'Trigger (before insert, update or delete, for each row, named to fire after the table''s other before triggers): one audit event <target>.create|update|delete for the row (target type: the first trigger argument), with the columns named by the other arguments (bytes:<column>: its length in bytes) and, for an update, the changed columns. None for an update that changes nothing, nor for a change that another trigger or a foreign-key action made (depth > 1: its cause is audited). app.audit_reason, when set, is the event''s reason.';
-
-CREATE OR REPLACE FUNCTION app_private.audit_time(at timestamp with time zone)
- RETURNS text
- LANGUAGE sql
- IMMUTABLE PARALLEL SAFE
- SET search_path TO ''
-AS $function$ select to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') $function$;
-COMMENT ON FUNCTION app_private.audit_time(timestamp with time zone) IS 'An audit event''s time as the chain hashes it: UTC, microseconds, whatever the session''s TimeZone and DateStyle.';
 
 CREATE OR REPLACE FUNCTION app_private.begin_api_key_request(secret_hash bytea, tenant text DEFAULT NULL::text, allowed_slugs text[] DEFAULT NULL::text[])
  RETURNS TABLE(tenant_id uuid, tenant_slug text, tenant_name text, tenant_status text, role text, acting_user_id uuid, api_key_id uuid, is_operator boolean)
@@ -1374,9 +1355,8 @@ CREATE OR REPLACE FUNCTION app_private.camel_case(name text)
  RETURNS text
  LANGUAGE sql
  IMMUTABLE PARALLEL SAFE
- SET search_path TO ''
-AS $function$ select left(name, 1) || substr(replace(initcap(replace(name, '_', ' ')), ' ', ''), 2) $function$;
-COMMENT ON FUNCTION app_private.camel_case(text) IS 'A snake_case column name as the API spells it (agent_id -> agentId), for audit event details.';
+AS $function$ select pg_catalog.left(name, 1) || pg_catalog.substr(pg_catalog.replace(pg_catalog.initcap(pg_catalog.replace(name, '_', ' ')), ' ', ''), 2) $function$;
+COMMENT ON FUNCTION app_private.camel_case(text) IS 'A snake_case column name as the API spells it (agent_id -> agentId), for audit event details. No SET clause, so it inlines: it names only pg_catalog functions.';
 
 CREATE OR REPLACE FUNCTION app_private.chain_audit_event()
  RETURNS trigger
@@ -1976,17 +1956,13 @@ GRANT EXECUTE ON FUNCTION app_private.operator_tenants(text,text,uuid,text,uuid,
 CREATE OR REPLACE FUNCTION app_private.platform_audit_event_hash(seq bigint, occurred_at timestamp with time zone, actor_user_id uuid, actor text, action text, target_tenant_id uuid, reason text, details jsonb, request_id text, prev_hash bytea)
  RETURNS bytea
  LANGUAGE sql
- IMMUTABLE PARALLEL SAFE
- SET search_path TO ''
+ STABLE PARALLEL SAFE
 AS $function$
-    select sha256(convert_to(
-      'tenancy-platform-audit-v1;' || app_private.audit_field(seq::text)
-      || app_private.audit_field(app_private.audit_time(occurred_at)) || app_private.audit_field(actor_user_id::text)
-      || app_private.audit_field(actor) || app_private.audit_field(action) || app_private.audit_field(target_tenant_id::text)
-      || app_private.audit_field(reason) || app_private.audit_field(details::text) || app_private.audit_field(request_id),
-      'UTF8') || prev_hash)
+    select sha256(convert_to(json_build_array('tenancy-platform-audit-v2', seq::text,
+      to_char(occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), actor_user_id, actor, action, target_tenant_id,
+      reason, details::text, request_id)::text, 'UTF8') || prev_hash)
   $function$;
-COMMENT ON FUNCTION app_private.platform_audit_event_hash(bigint,timestamp with time zone,uuid,text,text,uuid,text,jsonb,text,bytea) IS 'The hash of a platform audit event: SHA-256 over tenancy-platform-audit-v1 and its fields in the canonical encoding, then prev_hash.';
+COMMENT ON FUNCTION app_private.platform_audit_event_hash(bigint,timestamp with time zone,uuid,text,text,uuid,text,jsonb,text,bytea) IS 'The hash of a platform audit event: SHA-256 over the JSON array tenancy-platform-audit-v2 and its fields, then prev_hash.';
 
 CREATE OR REPLACE FUNCTION app_private.publish_events(max_events integer)
  RETURNS integer
