@@ -192,15 +192,19 @@ function against(
       : { tamper: 'TRUNCATED', seq: lastSeq + 1, message: `the chain ends at seq ${lastSeq}, but ${signed}` };
   }
   if (!checkpoint) return undefined;
-  const at = bySeq.get(checkpoint.seq);
-  if (at !== undefined && events[at]!.hash.toString('hex') === checkpoint.hash) {
+  // Every signed checkpoint must still hold, not only the newest: a chain rewritten and hashed again whose new
+  // head the service was then made to sign agrees with that newest checkpoint, and with no older one.
+  const holdsAt = (statement: SignedStatement) => events[bySeq.get(statement.seq) ?? -1]?.hash.toString('hex') === statement.hash;
+  const broken = checkpoints.filter((statement) => !holdsAt(statement)).at(-1);
+  if (!broken) {
     if (oldestChanged) return { tamper: 'OLDEST_DELETED', seq: first.seq, message: 'the oldest events are not the ones the signed checkpoint saw' };
     return undefined;
   }
-  // Consistent hashes that the signed head does not know: the chain was rewritten and hashed again. What it
-  // looked like is gone with the old hashes; where it went wrong lies after the newest checkpoint that holds.
-  const holds = checkpoints.find((older) => events[bySeq.get(older.seq) ?? -1]?.hash.toString('hex') === older.hash);
+  // Consistent hashes that a signed head does not know: the chain was rewritten and hashed again. What it
+  // looked like is gone with the old hashes; where it went wrong lies after the newest checkpoint older than
+  // the oldest one broken that still holds.
+  const holds = checkpoints.find((older) => older.seq < broken.seq && holdsAt(older));
   const from = holds ? holds.seq + 1 : start.seq + 1;
   if (oldestChanged && !holds) return { tamper: 'OLDEST_DELETED', seq: first.seq, message: 'the oldest events are not the ones the signed checkpoint saw, and the chain was hashed again' };
-  return { tamper: 'EDITED', seq: from, message: `the chain was rewritten after seq ${from - 1} and hashed again: it disagrees with the checkpoint signed at seq ${checkpoint.seq}` };
+  return { tamper: 'EDITED', seq: from, message: `the chain was rewritten after seq ${from - 1} and hashed again: it disagrees with the checkpoint signed at seq ${broken.seq}` };
 }

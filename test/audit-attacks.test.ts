@@ -1,0 +1,261 @@
+// Red team of the audit log (issue 14): attacks that test/audit-chain.test.ts
+// does not make. A database superuser rewriting history and then letting the
+// service sign the rewritten head, rolling the chain back to an older
+// checkpoint, editing the checkpoint table's columns, moving events between
+// tenants, changing each hashed column (and the one that is not hashed);
+// another tenant's ADMIN reading or inferring tenant A's audit data; hostile
+// filter input; writers, checkpointing and retention racing across tenants.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { auditKeyFromPem, generateAuditKeyPem, type AuditKey } from '../src/modules/audit-chain/keys.ts';
+import { readPlatformChain, readTenantChain } from '../src/modules/audit-chain/repo.ts';
+import { signCheckpoints } from '../src/modules/audit-chain/signing.ts';
+import { verifyChain, type Verification } from '../src/modules/audit-chain/verify.ts';
+import type { Sql } from '../src/db/pool.ts';
+import { createTestTenant, type TestTenant } from './helpers/app.ts';
+import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
+
+let db: TestDatabase;
+let key: AuditKey;
+let tenants = 0;
+
+beforeAll(async () => {
+  db = await useTestDatabase();
+  key = await auditKeyFromPem(generateAuditKeyPem());
+});
+
+/** An audit event as the service writes one, in its own transaction. */
+async function record(sql: Sql, tenantId: string, n: number): Promise<void> {
+  await sql`select app_private.record_audit(${tenantId}, 'test.event', 'thing', ${String(n)}, ${JSON.stringify({ n })}::jsonb)`;
+}
+
+/** A tenant whose chain ends at seq 10, signed at 5 and at 10. */
+async function chainedTenant(): Promise<TestTenant> {
+  const tenant = await createTestTenant(db.owner, `attack-${++tenants}`);
+  const [head] = await db.owner<{ seq: string }[]>`select seq from app.audit_chain_heads where tenant_id = ${tenant.id}`;
+  for (let n = Number(head?.seq ?? 0) + 1; n <= 5; n++) await record(db.owner, tenant.id, n);
+  await signCheckpoints(db.owner, key);
+  for (let n = 6; n <= 10; n++) await record(db.owner, tenant.id, n);
+  await signCheckpoints(db.owner, key);
+  return tenant;
+}
+
+const verifyTenant = async (sql: Sql, tenantId: string, extra: readonly string[] = []): Promise<Verification> =>
+  verifyChain((await readTenantChain(sql, tenantId, extra)).input, key);
+
+/** Every statement the database holds about a chain: what an export (or the service's log) keeps outside it. */
+async function exported(tenantId: string): Promise<string[]> {
+  const rows = await db.owner<{ jws: string }[]>`select jws from app.audit_checkpoints where tenant_id = ${tenantId} order by seq`;
+  return rows.map((row) => row.jws);
+}
+
+/** Statements run as a superuser behind the service, triggers off; $1 is the tenant. */
+async function tamper(tenantId: string, statements: readonly string[]): Promise<void> {
+  await db.owner.begin(async (tx) => {
+    await tx`set local session_replication_role = replica`;
+    for (const statement of statements) await tx.unsafe(statement, [tenantId]);
+  });
+}
+
+/** The attacker's next step: every hash of the tenant's chain recomputed from its start, the head set to match. */
+async function rehash(tenantId: string): Promise<void> {
+  await db.owner.begin(async (tx) => {
+    await tx`set local session_replication_role = replica`;
+    await tx`select set_config('tamper.tenant', ${tenantId}, true)`;
+    await tx.unsafe(`do $$
+      declare
+        t uuid := current_setting('tamper.tenant')::uuid;
+        e record;
+        prev bytea;
+        last_seq bigint := 0;
+      begin
+        select coalesce((select x.prev_hash from app.audit_events x where x.tenant_id = t order by x.seq limit 1), '\\x${'00'.repeat(32)}') into prev;
+        for e in select * from app.audit_events where tenant_id = t order by seq loop
+          update app.audit_events x set prev_hash = prev,
+            hash = app_private.audit_event_hash(t, e.seq, e.occurred_at, e.actor_kind, e.actor_user_id, e.actor_api_key_id, e.action,
+                                                e.target_type, e.target_id, e.reason, e.details, e.request_id, prev)
+          where x.tenant_id = t and x.seq = e.seq returning x.hash into prev;
+          last_seq := e.seq;
+        end loop;
+        update app.audit_chain_heads set seq = last_seq, hash = prev where tenant_id = t;
+      end $$`);
+  });
+}
+
+/** Runs `attack` in a transaction that is rolled back afterwards, so one chain serves many attacks. */
+async function rolledBack(attack: (tx: Sql) => Promise<void>): Promise<void> {
+  const undo = new Error('undo');
+  await db.owner
+    .begin(async (tx) => {
+      await tx`set local session_replication_role = replica`;
+      await attack(tx as unknown as Sql);
+      throw undo;
+    })
+    .catch((error: unknown) => {
+      if (error !== undo) throw error;
+    });
+}
+
+describe('a superuser rewriting history', () => {
+  it('rewrites an old event, recomputes every hash and lets the service sign the next head: still caught', async () => {
+    const tenant = await chainedTenant();
+    const outside = await exported(tenant.id);
+    await tamper(tenant.id, [`update app.audit_events set details = '{"n": "rewritten"}' where tenant_id = $1 and seq = 3`]);
+    await rehash(tenant.id);
+    expect(await verifyTenant(db.owner, tenant.id)).toMatchObject({ ok: false, tamper: 'EDITED' });
+    // The next legitimate write moves the head; the service's sweep is asked to sign it.
+    await record(db.owner, tenant.id, 11);
+    await signCheckpoints(db.owner, key);
+    const result = await verifyTenant(db.owner, tenant.id);
+    expect(result, result.message).toMatchObject({ ok: false });
+    expect(await verifyTenant(db.owner, tenant.id, outside)).toMatchObject({ ok: false });
+  });
+
+  it('the same, with the old checkpoints deleted first: the database alone cannot tell, a checkpoint kept outside it can', async () => {
+    const tenant = await chainedTenant();
+    const outside = await exported(tenant.id);
+    await tamper(tenant.id, [
+      `update app.audit_events set details = '{"n": "rewritten"}' where tenant_id = $1 and seq = 3`,
+      'delete from app.audit_checkpoints where tenant_id = $1',
+    ]);
+    await rehash(tenant.id);
+    await record(db.owner, tenant.id, 11);
+    await signCheckpoints(db.owner, key);
+    const inside = await verifyTenant(db.owner, tenant.id);
+    expect(inside, 'out of reach: nothing in the database disagrees').toMatchObject({ ok: true, checkpoint: { seq: 11 } });
+    const result = await verifyTenant(db.owner, tenant.id, outside);
+    expect(result, result.message).toMatchObject({ ok: false, tamper: 'EDITED' });
+    expect(result.firstBadSeq).toBeLessThanOrEqual(5);
+  });
+
+  it('rolls the chain back to an older checkpoint (newer events, newer checkpoints and the head): caught by a checkpoint kept outside', async () => {
+    const tenant = await chainedTenant();
+    const outside = await exported(tenant.id);
+    await tamper(tenant.id, [
+      'delete from app.audit_events where tenant_id = $1 and seq > 5',
+      'delete from app.audit_checkpoints where tenant_id = $1 and seq > 5',
+      'update app.audit_chain_heads h set seq = 5, hash = e.hash, prev_hash = e.prev_hash from app.audit_events e where h.tenant_id = $1 and e.tenant_id = $1 and e.seq = 5',
+    ]);
+    // Out of reach from inside: the database now looks exactly like it did at seq 5.
+    expect(await verifyTenant(db.owner, tenant.id)).toMatchObject({ ok: true, lastSeq: 5, checkpoint: { seq: 5 } });
+    expect(await verifyTenant(db.owner, tenant.id, outside)).toMatchObject({ ok: false, tamper: 'TRUNCATED', firstBadSeq: 6 });
+  });
+
+  it("edits the checkpoint table's columns (seq, hash, kind, key id) but not the JWS: the JWS is what counts", async () => {
+    const tenant = await chainedTenant();
+    await rolledBack(async (tx) => {
+      await tx`update app.audit_checkpoints set seq = 1, hash = sha256('x'), key_id = 'theirs', signed_at = now() - interval '1 year'
+               where tenant_id = ${tenant.id} and seq = 10`;
+      await tx`update app.audit_checkpoints set kind = 'anchor' where tenant_id = ${tenant.id} and seq = 5`;
+      const result = await verifyTenant(tx, tenant.id);
+      expect(result, result.message).toMatchObject({ ok: true, anchorSeq: 0, checkpoint: { seq: 10 } });
+    });
+  });
+
+  it('passes a checkpoint off as an anchor to hide the oldest events: the JWS says checkpoint', async () => {
+    const tenant = await chainedTenant();
+    await rolledBack(async (tx) => {
+      await tx`update app.audit_checkpoints set kind = 'anchor' where tenant_id = ${tenant.id} and seq = 5`;
+      await tx`delete from app.audit_events where tenant_id = ${tenant.id} and seq <= 5`;
+      await tx`update app.audit_chain_heads set purged_through = 5 where tenant_id = ${tenant.id}`;
+      expect(await verifyTenant(tx, tenant.id)).toMatchObject({ ok: false, tamper: 'OLDEST_DELETED', firstBadSeq: 1 });
+    });
+  });
+
+  it('moves an event to another tenant, or swaps two chains whole: each chain hashes its tenant', async () => {
+    const [a, b] = [await chainedTenant(), await chainedTenant()];
+    await rolledBack(async (tx) => {
+      await tx`update app.audit_events set tenant_id = ${b.id}, seq = 11,
+                 prev_hash = (select hash from app.audit_chain_heads where tenant_id = ${b.id})
+               where tenant_id = ${a.id} and seq = 10`;
+      await tx`update app.audit_chain_heads h set seq = 9, hash = e.hash from app.audit_events e where h.tenant_id = ${a.id} and e.tenant_id = ${a.id} and e.seq = 9`;
+      await tx`update app.audit_chain_heads h set seq = 11, hash = e.hash from app.audit_events e where h.tenant_id = ${b.id} and e.tenant_id = ${b.id} and e.seq = 11`;
+      expect(await verifyTenant(tx, a.id)).toMatchObject({ ok: false, tamper: 'TRUNCATED', firstBadSeq: 10 });
+      expect(await verifyTenant(tx, b.id)).toMatchObject({ ok: false, tamper: 'EDITED', firstBadSeq: 11 });
+    });
+    await rolledBack(async (tx) => {
+      const swap = async (table: string) => {
+        await tx.unsafe(`update ${table} set tenant_id = case tenant_id when $1::uuid then $2::uuid else $1::uuid end where tenant_id in ($1, $2)`, [a.id, b.id]);
+      };
+      await tx`alter table app.audit_events drop constraint audit_events_seq_key`;
+      await tx`alter table app.audit_events drop constraint audit_events_pkey`;
+      await tx`alter table app.audit_checkpoints drop constraint audit_checkpoints_pkey`;
+      await tx`alter table app.audit_chain_heads drop constraint audit_chain_heads_pkey cascade`;
+      for (const table of ['app.audit_events', 'app.audit_chain_heads', 'app.audit_checkpoints']) await swap(table);
+      expect(await verifyTenant(tx, a.id)).toMatchObject({ ok: false, tamper: 'FORGED_CHECKPOINT' });
+      await tx`delete from app.audit_checkpoints where tenant_id in (${a.id}, ${b.id})`;
+      expect(await verifyTenant(tx, a.id)).toMatchObject({ ok: false, tamper: 'EDITED', firstBadSeq: 1 });
+      expect(await verifyTenant(tx, b.id)).toMatchObject({ ok: false, tamper: 'EDITED', firstBadSeq: 1 });
+    });
+  });
+
+  it('every column of an event but its id is hashed or a link; each hashed column changed by the least step is caught', async () => {
+    const columns = await db.owner<{ column_name: string }[]>`
+      select column_name from information_schema.columns where table_schema = 'app' and table_name = 'audit_events' order by column_name`;
+    const hashed = ['tenant_id', 'seq', 'occurred_at', 'actor_kind', 'actor_user_id', 'actor_api_key_id', 'action', 'target_type', 'target_id', 'reason', 'details', 'request_id'];
+    const links = ['prev_hash', 'hash'];
+    // id is an identity number for the API's global ids and cursors, not content: a superuser may renumber it unseen.
+    expect(columns.map((c) => c.column_name).sort()).toEqual([...hashed, ...links, 'id'].sort());
+
+    const tenant = await createTestTenant(db.owner, `columns-${++tenants}`);
+    const [user] = await db.owner<{ id: string }[]>`select id from app.users limit 1`;
+    const edits: Record<string, string> = {
+      occurred_at: `occurred_at = occurred_at + interval '1 microsecond'`,
+      actor_kind: `actor_kind = case actor_kind when 'system' then 'operator' else 'system' end`,
+      actor_user_id: `actor_user_id = '${user!.id}'`,
+      actor_api_key_id: `actor_api_key_id = gen_random_uuid()`,
+      action: `action = action || 'x'`,
+      target_type: `target_type = target_type || 'x'`,
+      target_id: `target_id = target_id || ' '`,
+      reason: `reason = ''`, // null and empty are not the same
+      details: `details = details || '{"extra": null}'`,
+      details_unicode: `details = '{"n": "e\u0301"}', target_id = 'é'`, // NFD and NFC are other bytes
+      request_id: `request_id = 'req-forged'`,
+    };
+    await db.owner`select app_private.record_audit(${tenant.id}, 'test.event', 'thing', '7', '{"n": "\u00e9"}')`;
+    const [seven] = await db.owner<{ seq: string }[]>`select seq from app.audit_chain_heads where tenant_id = ${tenant.id}`;
+    await record(db.owner, tenant.id, 8);
+    await signCheckpoints(db.owner, key);
+    expect(await verifyTenant(db.owner, tenant.id)).toMatchObject({ ok: true });
+    for (const [name, edit] of Object.entries(edits)) {
+      await rolledBack(async (tx) => {
+        await tx.unsafe(`update app.audit_events set ${edit} where tenant_id = $1 and seq = $2`, [tenant.id, seven!.seq]);
+        expect(await verifyTenant(tx, tenant.id), name).toMatchObject({ ok: false, tamper: 'EDITED', firstBadSeq: Number(seven!.seq) });
+      });
+    }
+    // jsonb keeps one text for one value: reordered keys or spaces are the same details, nothing to catch.
+    await rolledBack(async (tx) => {
+      await tx`update app.audit_events set details = '{ "n" :  "\u00e9" }'::jsonb where tenant_id = ${tenant.id} and seq = ${seven!.seq}`;
+      expect(await verifyTenant(tx, tenant.id)).toMatchObject({ ok: true });
+    });
+  });
+
+  it('the platform chain: rewritten, rehashed and then signed by the service is still caught', async () => {
+    await rolledBack(async (tx) => {
+      await tx`set local session_replication_role = origin`;
+      for (let n = 0; n < 3; n++) await tx`insert into app_private.operator_audit_events (actor, action, details) values ('cli:red', 'test.platform', ${tx.json({ n })})`;
+      await signCheckpoints(tx, key);
+      const verifyPlatform = async () => verifyChain((await readPlatformChain(tx)).input, key);
+      expect(await verifyPlatform()).toMatchObject({ ok: true });
+      await tx`set local session_replication_role = replica`;
+      await tx`update app_private.operator_audit_events set reason = 'nothing happened' where seq = 1`;
+      await tx.unsafe(`do $$
+        declare e record; prev bytea := '\\x${'00'.repeat(32)}'; last_seq bigint := 0;
+        begin
+          for e in select * from app_private.operator_audit_events order by seq loop
+            update app_private.operator_audit_events x set prev_hash = prev,
+              hash = app_private.platform_audit_event_hash(e.seq, e.occurred_at, e.actor_user_id, e.actor, e.action, e.target_tenant_id,
+                                                           e.reason, e.details, e.request_id, prev)
+            where x.seq = e.seq returning x.hash into prev;
+            last_seq := e.seq;
+          end loop;
+          update app_private.platform_audit_chain_head set seq = last_seq, hash = prev;
+        end $$`);
+      expect(await verifyPlatform()).toMatchObject({ ok: false });
+      await tx`set local session_replication_role = origin`;
+      await tx`insert into app_private.operator_audit_events (actor, action) values ('cli:red', 'test.platform')`;
+      await signCheckpoints(tx, key).catch(() => []);
+      const result = await verifyPlatform();
+      expect(result, result.message).toMatchObject({ ok: false });
+    });
+  });
+});
