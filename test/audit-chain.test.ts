@@ -165,6 +165,17 @@ describe('each tamper class, done with plain SQL as a superuser, is caught by ve
     expect(await verify(tenant)).toMatchObject({ ok: true, lastSeq: 11, checkpointSeq: 10, unsignedEvents: 1 });
   });
 
+  it('the service computes the hash the database wrote, whatever the text: quotes, escapes, control characters, emoji', async () => {
+    const tenant = await createTestTenant(db.owner, `chain-${++tenants}`);
+    const nasty = `quote" back\\ new\nline tab\t bell\u0007 nul-less é 😀 \u2028 </script>`;
+    await db.owner.begin(async (tx) => {
+      await tx`select set_config('app.request_id', ${`req:${nasty.slice(0, 20)}`}, true)`;
+      await tx`select app_private.record_audit(${tenant.id}, ${`test.${nasty}`}, 'thing', ${nasty}, ${JSON.stringify({ [nasty]: [nasty, 1.5, null, true] })}::jsonb, ${nasty})`;
+    });
+    await signCheckpoints(db.owner, key);
+    expect(await verify(tenant)).toMatchObject({ ok: true, unsignedEvents: 0 });
+  });
+
   it.each(CASES)('$name', async ({ statements, tamper: expected, firstBadSeq }) => {
     const tenant = await chainedTenant();
     await tamper(tenant.id, statements);

@@ -1,8 +1,10 @@
 // The audit chain's canonical encoding, computed again outside the database:
 // the same bytes app_private.audit_event_hash and platform_audit_event_hash
-// hash at insert (migration 000012), so a verifier needs only the events' text.
-// Each field is `<octets>:<text>;` (a null `N;`) behind a version tag; the hash
-// is SHA-256 over that encoding followed by the previous event's hash.
+// hash at insert (migration 000015), so a verifier needs only the events' text.
+// The fields, behind a version tag, are a JSON array as PostgreSQL's
+// json_build_array prints it (`["tenancy-audit-v2", "…", null]`: elements
+// joined by a comma and a space, strings escaped as JSON.stringify escapes
+// them); the hash is SHA-256 over its UTF-8 followed by the previous event's hash.
 import { createHash } from 'node:crypto';
 
 /** The chain's start: the previous hash of its first event. */
@@ -48,9 +50,7 @@ export type PlatformEventFields = {
 };
 
 function encode(tag: string, fields: readonly (string | null)[]): Buffer {
-  let text = `${tag};`;
-  for (const field of fields) text += field === null ? 'N;' : `${Buffer.byteLength(field)}:${field};`;
-  return Buffer.from(text, 'utf8');
+  return Buffer.from(`[${[tag, ...fields].map((field) => (field === null ? 'null' : JSON.stringify(field))).join(', ')}]`, 'utf8');
 }
 
 function sha256(...parts: Buffer[]): Buffer {
@@ -62,11 +62,11 @@ function sha256(...parts: Buffer[]): Buffer {
 export function tenantEventHash(tenantId: string, event: TenantEventFields, prevHash: Buffer): Buffer {
   const fields = [tenantId, event.seq, event.occurredAt, event.actorKind, event.actorUserId, event.actorApiKeyId,
     event.action, event.targetType, event.targetId, event.reason, event.details, event.requestId];
-  return sha256(encode('tenancy-audit-v1', fields), prevHash);
+  return sha256(encode('tenancy-audit-v2', fields), prevHash);
 }
 
 export function platformEventHash(event: PlatformEventFields, prevHash: Buffer): Buffer {
   const fields = [event.seq, event.occurredAt, event.actorUserId, event.actor, event.action, event.targetTenantId,
     event.reason, event.details, event.requestId];
-  return sha256(encode('tenancy-platform-audit-v1', fields), prevHash);
+  return sha256(encode('tenancy-platform-audit-v2', fields), prevHash);
 }

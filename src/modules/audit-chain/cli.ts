@@ -67,7 +67,7 @@ export async function exportAudit(sql: Queryable, config: KeyConfig, tenant: Ten
     type: 'chain',
     chain: stored.input.chain,
     tenant: tenant?.slug ?? null,
-    encoding: tenant ? 'tenancy-audit-v1' : 'tenancy-platform-audit-v1',
+    encoding: tenant ? 'tenancy-audit-v2' : 'tenancy-platform-audit-v2',
     exportedAt: new Date().toISOString(),
     publicKey: key?.publicJwk ?? null,
   };
