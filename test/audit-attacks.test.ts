@@ -5,22 +5,25 @@
 // tenants, changing each hashed column (and the one that is not hashed);
 // another tenant's ADMIN reading or inferring tenant A's audit data; hostile
 // filter input; writers, checkpointing and retention racing across tenants.
+import postgres from 'postgres';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { auditKeyFromPem, generateAuditKeyPem, type AuditKey } from '../src/modules/audit-chain/keys.ts';
 import { readPlatformChain, readTenantChain } from '../src/modules/audit-chain/repo.ts';
-import { signCheckpoints } from '../src/modules/audit-chain/signing.ts';
+import { purgeExpired, signCheckpoints } from '../src/modules/audit-chain/signing.ts';
 import { verifyChain, type Verification } from '../src/modules/audit-chain/verify.ts';
 import type { Sql } from '../src/db/pool.ts';
-import { createTestTenant, type TestTenant } from './helpers/app.ts';
+import { codes, createTestApp, createTestTenant, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
 let key: AuditKey;
+let api: TestApp;
 let tenants = 0;
 
 beforeAll(async () => {
   db = await useTestDatabase();
   key = await auditKeyFromPem(generateAuditKeyPem());
+  api = createTestApp(db.appPool(10), { audit: { key } });
 });
 
 /** An audit event as the service writes one, in its own transaction. */
@@ -257,5 +260,104 @@ describe('a superuser rewriting history', () => {
       const result = await verifyPlatform();
       expect(result, result.message).toMatchObject({ ok: false });
     });
+  });
+});
+
+describe('another tenant', () => {
+  it("B's ADMIN passing A's genuine checkpoint to verifyAuditChain learns nothing of A and breaks nothing of B's", async () => {
+    const [a, b] = [await chainedTenant(), await chainedTenant()];
+    const [aCheckpoint] = await exported(a.id);
+    const VERIFY = 'query($c: String) { verifyAuditChain(checkpoint: $c) { ok tamper events lastSeq } }';
+    const response = await api.request(VERIFY, { token: b.members.ADMIN.token, variables: { c: aCheckpoint } });
+    expect(response.body.data?.verifyAuditChain).toMatchObject({ ok: false, tamper: 'FORGED_CHECKPOINT', lastSeq: 10 });
+    expect(JSON.stringify(response.body)).not.toContain(a.slug);
+    // Its own chain still verifies without it, and A's is untouched.
+    expect((await api.request(VERIFY, { token: b.members.ADMIN.token })).body.data?.verifyAuditChain).toMatchObject({ ok: true, lastSeq: 10 });
+    expect(await verifyTenant(db.owner, a.id)).toMatchObject({ ok: true, lastSeq: 10 });
+    for (const role of ['LEAD', 'MEMBER', 'VIEWER'] as const) {
+      expect(codes(await api.request(VERIFY, { token: b.members[role].token, variables: { c: aCheckpoint } }))).toEqual(['FORBIDDEN']);
+    }
+  });
+});
+
+describe('hostile filter input', () => {
+  const LIST = 'query($f: AuditEventFilter, $first: Int, $after: String) { auditEvents(first: $first, after: $after, filter: $f) { edges { node { seq } } } }';
+
+  it('a NUL, a time PostgreSQL cannot hold, a huge API key id, an inverted range: a clear answer each, never INTERNAL', async () => {
+    const tenant = await chainedTenant();
+    const ask = (variables: Record<string, unknown>) => api.request(LIST, { token: tenant.members.ADMIN.token, variables });
+    const answers = await Promise.all([
+      ask({ f: { targetId: 'a\u0000b' } }),
+      ask({ f: { occurredAfter: '-271821-04-20T00:00:00.000Z' } }),
+      ask({ f: { occurredBefore: '+275760-09-13T00:00:00.000Z' } }),
+      ask({ f: { actorApiKeyId: 'A'.repeat(100_000) } }),
+      ask({ f: { actorApiKeyId: '\u0000' } }),
+      ask({ f: { occurredAfter: '2030-01-01T00:00:00Z', occurredBefore: '2020-01-01T00:00:00Z' } }),
+      ask({ first: 2 ** 31 - 1 }),
+      ask({ first: 2 ** 31 }),
+    ]);
+    for (const answer of answers) {
+      for (const code of codes(answer)) expect(code, JSON.stringify(answer.body)).toBe('BAD_USER_INPUT');
+      expect(answer.status).toBe(200);
+    }
+    // A NUL, and times outside what PostgreSQL parses (years past 9999 or before 4713 BC), are refused by the database:
+    // BAD_USER_INPUT, though naming no field (the input's own checks do not look at them).
+    for (const refused of [answers[0], answers[1], answers[2], answers[7]]) expect(codes(refused)).toEqual(['BAD_USER_INPUT']);
+    for (const empty of [answers[3], answers[4], answers[5]]) expect(empty.body.data?.auditEvents).toEqual({ edges: [] });
+    expect((answers[6].body.data?.auditEvents as { edges: unknown[] }).edges).toHaveLength(10);
+  });
+});
+
+describe('racing', () => {
+  it('many tenants written at once through the API and the owner (the CLI), two services checkpointing and purging meanwhile: every chain whole', async () => {
+    const busy = await Promise.all(Array.from({ length: 6 }, (_, n) => createTestTenant(db.owner, `race-${n}`)));
+    // One tenant whose oldest events are past retention (written behind the API with old times), purged while it grows.
+    const [old] = await db.owner<{ id: string }[]>`insert into app.tenants (slug, name, audit_retention_days) values ('race-old', 'Old', 90) returning id`;
+    await db.owner`
+      insert into app.audit_events (tenant_id, occurred_at, actor_kind, action, target_type, target_id, details)
+      select ${old!.id}, now() - interval '200 days' + n * interval '1 minute', 'system', 'test.old', 'thing', n::text, '{}'
+      from generate_series(1, 40) n`;
+    const owners = postgres(db.ownerUrl, { max: 6, onnotice: () => {} });
+    const services = [db.appPool(2), db.appPool(2)]; // two service processes, each on the request role
+    const failures: unknown[] = [];
+    let writing = true;
+    const sweeping = services.map(async (sql) => {
+      while (writing) {
+        await signCheckpoints(sql, key).catch((error: unknown) => failures.push(error));
+        await purgeExpired(sql, key, 7).catch((error: unknown) => failures.push(error));
+      }
+    });
+    try {
+      const writers = busy.flatMap((tenant, t) => [
+        (async () => {
+          for (let n = 0; n < 6; n++) {
+            const response = await api.request('mutation($n: String!) { createAgent(input: { name: $n, kind: "assistant" }) { agent { id } } }', {
+              token: tenant.members.MEMBER.token,
+              variables: { n: `racer ${t}-${n}` },
+            });
+            expect(codes(response)).toEqual([]);
+          }
+        })(),
+        (async () => {
+          for (let n = 0; n < 6; n++) await record(owners, tenant.id, 100 + n);
+        })(),
+      ]);
+      const young = (async () => {
+        for (let n = 0; n < 12; n++) await record(owners, old!.id, 1000 + n);
+      })();
+      await Promise.all([...writers, young]);
+    } finally {
+      writing = false;
+      await Promise.all(sweeping);
+      await owners.end();
+    }
+    expect(failures).toEqual([]);
+    await signCheckpoints(db.owner, key);
+    for (let round = 0; round < 8; round++) await purgeExpired(db.owner, key, 7);
+    for (const tenantId of [...busy.map((tenant) => tenant.id), old!.id]) {
+      const result = await verifyTenant(db.owner, tenantId);
+      expect(result, result.message).toMatchObject({ ok: true, unsignedEvents: 0 });
+    }
+    expect(await verifyTenant(db.owner, old!.id)).toMatchObject({ anchorSeq: 40, events: 12, lastSeq: 52 });
   });
 });
