@@ -62,9 +62,7 @@ CREATE INDEX agents_tenant_status_created_idx ON app.agents USING btree (tenant_
 CREATE TRIGGER agents_check_update BEFORE UPDATE ON app.agents FOR EACH ROW EXECUTE FUNCTION app_private.check_agent_update();
 CREATE TRIGGER agents_count_delete AFTER DELETE ON app.agents REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('agents');
 CREATE TRIGGER agents_count_insert AFTER INSERT ON app.agents REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('agents');
-CREATE TRIGGER agents_notify_delete AFTER DELETE ON app.agents REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('Agent');
-CREATE TRIGGER agents_notify_insert AFTER INSERT ON app.agents REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('Agent');
-CREATE TRIGGER agents_notify_update AFTER UPDATE ON app.agents REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('Agent');
+CREATE TRIGGER agents_notify AFTER INSERT OR DELETE OR UPDATE ON app.agents FOR EACH ROW EXECUTE FUNCTION app_private.notify_row_change('Agent');
 CREATE TRIGGER agents_updated_at BEFORE UPDATE ON app.agents FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
 CREATE TRIGGER agents_z_audit BEFORE INSERT OR DELETE OR UPDATE ON app.agents FOR EACH ROW EXECUTE FUNCTION app_private.audit_row('agent', 'name', 'kind', 'status', 'model');
 
@@ -380,9 +378,7 @@ CREATE INDEX fine_tuning_jobs_tenant_created_idx ON app.fine_tuning_jobs USING b
 CREATE INDEX fine_tuning_jobs_tenant_status_idx ON app.fine_tuning_jobs USING btree (tenant_id, status, created_at, id);
 
 CREATE TRIGGER fine_tuning_jobs_check_write BEFORE INSERT OR UPDATE ON app.fine_tuning_jobs FOR EACH ROW EXECUTE FUNCTION app_private.check_fine_tuning_job_write();
-CREATE TRIGGER fine_tuning_jobs_notify_delete AFTER DELETE ON app.fine_tuning_jobs REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('FineTuningJob');
-CREATE TRIGGER fine_tuning_jobs_notify_insert AFTER INSERT ON app.fine_tuning_jobs REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('FineTuningJob');
-CREATE TRIGGER fine_tuning_jobs_notify_update AFTER UPDATE ON app.fine_tuning_jobs REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('FineTuningJob');
+CREATE TRIGGER fine_tuning_jobs_notify AFTER INSERT OR DELETE OR UPDATE ON app.fine_tuning_jobs FOR EACH ROW EXECUTE FUNCTION app_private.notify_row_change('FineTuningJob');
 CREATE TRIGGER fine_tuning_jobs_updated_at BEFORE UPDATE ON app.fine_tuning_jobs FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
 CREATE TRIGGER fine_tuning_jobs_z_audit BEFORE INSERT OR DELETE OR UPDATE ON app.fine_tuning_jobs FOR EACH ROW EXECUTE FUNCTION app_private.audit_row('fine_tuning_job', 'base_model', 'status');
 
@@ -478,9 +474,7 @@ CREATE TRIGGER memberships_audit AFTER INSERT OR DELETE OR UPDATE OF role ON app
 CREATE TRIGGER memberships_count_delete AFTER DELETE ON app.memberships REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('members');
 CREATE TRIGGER memberships_count_insert AFTER INSERT ON app.memberships REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('members');
 CREATE TRIGGER memberships_keep_an_admin BEFORE DELETE OR UPDATE OF role ON app.memberships FOR EACH ROW EXECUTE FUNCTION app_private.keep_an_admin();
-CREATE TRIGGER memberships_notify_delete AFTER DELETE ON app.memberships REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_member_changes();
-CREATE TRIGGER memberships_notify_insert AFTER INSERT ON app.memberships REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_member_changes();
-CREATE TRIGGER memberships_notify_update AFTER UPDATE ON app.memberships REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_member_changes();
+CREATE TRIGGER memberships_notify AFTER INSERT OR DELETE OR UPDATE ON app.memberships FOR EACH ROW EXECUTE FUNCTION app_private.notify_member_change();
 CREATE TRIGGER memberships_updated_at BEFORE UPDATE ON app.memberships FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
 
 ALTER TABLE app.memberships ENABLE ROW LEVEL SECURITY;
@@ -627,9 +621,7 @@ CREATE TRIGGER sessions_count_delete AFTER DELETE ON app.sessions REFERENCING OL
 CREATE TRIGGER sessions_count_insert AFTER INSERT ON app.sessions REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('active_sessions', '(status = ''active'')::int');
 CREATE TRIGGER sessions_count_update AFTER UPDATE ON app.sessions REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_usage('active_sessions', '(status = ''active'')::int');
 CREATE TRIGGER sessions_meter_tokens AFTER UPDATE ON app.sessions REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.count_session_tokens();
-CREATE TRIGGER sessions_notify_delete AFTER DELETE ON app.sessions REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('Session');
-CREATE TRIGGER sessions_notify_insert AFTER INSERT ON app.sessions REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('Session');
-CREATE TRIGGER sessions_notify_update AFTER UPDATE ON app.sessions REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('Session');
+CREATE TRIGGER sessions_notify AFTER INSERT OR DELETE OR UPDATE ON app.sessions FOR EACH ROW EXECUTE FUNCTION app_private.notify_row_change('Session');
 CREATE TRIGGER sessions_updated_at BEFORE UPDATE ON app.sessions FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
 CREATE TRIGGER sessions_z_audit BEFORE INSERT OR DELETE OR UPDATE ON app.sessions FOR EACH ROW EXECUTE FUNCTION app_private.audit_row('session', 'agent_id', 'status', 'tokens_used');
 
@@ -686,9 +678,7 @@ CREATE INDEX tasks_tenant_created_idx ON app.tasks USING btree (tenant_id, creat
 CREATE INDEX tasks_tenant_session_created_idx ON app.tasks USING btree (tenant_id, session_id, created_at, id);
 
 CREATE TRIGGER tasks_check_write BEFORE INSERT OR UPDATE ON app.tasks FOR EACH ROW EXECUTE FUNCTION app_private.check_task_write();
-CREATE TRIGGER tasks_notify_delete AFTER DELETE ON app.tasks REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('Task');
-CREATE TRIGGER tasks_notify_insert AFTER INSERT ON app.tasks REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('Task');
-CREATE TRIGGER tasks_notify_update AFTER UPDATE ON app.tasks REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION app_private.notify_row_changes('Task');
+CREATE TRIGGER tasks_notify AFTER INSERT OR DELETE OR UPDATE ON app.tasks FOR EACH ROW EXECUTE FUNCTION app_private.notify_row_change('Task');
 CREATE TRIGGER tasks_tokens_to_session AFTER INSERT OR UPDATE OF tokens ON app.tasks FOR EACH ROW EXECUTE FUNCTION app_private.add_task_tokens_to_session();
 CREATE TRIGGER tasks_updated_at BEFORE UPDATE ON app.tasks FOR EACH ROW EXECUTE FUNCTION app_private.touch_updated_at();
 CREATE TRIGGER tasks_z_audit BEFORE INSERT OR DELETE OR UPDATE ON app.tasks FOR EACH ROW EXECUTE FUNCTION app_private.audit_row('task', 'session_id', 'status', 'assignee_id', 'tokens');
@@ -791,7 +781,6 @@ GRANT SELECT ON TABLE app.users TO :DATABASE_APP;
 CREATE UNLOGGED TABLE app_private.event_outbox (
   seq bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
   payload text NOT NULL,
-  CONSTRAINT event_outbox_pkey PRIMARY KEY (seq),
   CONSTRAINT event_outbox_payload_size CHECK (octet_length(payload) <= 1000)
 );
 COMMENT ON TABLE app_private.event_outbox IS 'Live events not yet published: one JSON notification payload per row (tenant, type, id, kind; or an access change; or a tenant resync), added by the notify_* triggers in the writing transaction and moved to NOTIFY tenancy_events by app_private.publish_events. Unlogged: a crash empties it, and drops the listening connections, whose subscribers then get a resync. The request role has no access.';
@@ -1727,7 +1716,7 @@ end;
 $function$;
 COMMENT ON FUNCTION app_private.notify_api_key_revoked() IS 'Trigger (after update of revoked_at on app.api_keys, for each row that became revoked): adds {"event":"access", tenant, kind: api_key_revoked, key} to app_private.event_outbox, so streams opened with the key end.';
 
-CREATE OR REPLACE FUNCTION app_private.notify_member_changes()
+CREATE OR REPLACE FUNCTION app_private.notify_member_change()
  RETURNS trigger
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -1736,59 +1725,43 @@ AS $function$
 begin
   if tg_op = 'INSERT' then
     insert into app_private.event_outbox (payload)
-      select format('{"event":"row","tenant":"%s","type":"Member","id":"%s","kind":"created"}', tenant_id, user_id) from new_rows;
+      values (format('{"event":"row","tenant":"%s","type":"Member","id":"%s","kind":"created"}', new.tenant_id, new.user_id));
   elsif tg_op = 'UPDATE' then
+    if new.role is distinct from old.role then
+      insert into app_private.event_outbox (payload)
+        values (format('{"event":"access","tenant":"%s","kind":"role_changed","user":"%s"}', new.tenant_id, new.user_id));
+    end if;
     insert into app_private.event_outbox (payload)
-      select format('{"event":"access","tenant":"%s","kind":"role_changed","user":"%s"}', n.tenant_id, n.user_id)
-        from new_rows n join old_rows o using (tenant_id, user_id)
-       where n.role is distinct from o.role;
-    insert into app_private.event_outbox (payload)
-      select format('{"event":"row","tenant":"%s","type":"Member","id":"%s","kind":"updated"}', tenant_id, user_id) from new_rows;
+      values (format('{"event":"row","tenant":"%s","type":"Member","id":"%s","kind":"updated"}', new.tenant_id, new.user_id));
   else
     insert into app_private.event_outbox (payload)
-      select format('{"event":"access","tenant":"%s","kind":"member_removed","user":"%s"}', tenant_id, user_id) from old_rows;
-    insert into app_private.event_outbox (payload)
-      select format('{"event":"row","tenant":"%s","type":"Member","id":"%s","kind":"deleted"}', tenant_id, user_id) from old_rows;
+      values (format('{"event":"access","tenant":"%s","kind":"member_removed","user":"%s"}', old.tenant_id, old.user_id)),
+             (format('{"event":"row","tenant":"%s","type":"Member","id":"%s","kind":"deleted"}', old.tenant_id, old.user_id));
   end if;
   return null;
 end;
 $function$;
-COMMENT ON FUNCTION app_private.notify_member_changes() IS 'Trigger (after insert, update or delete on app.memberships, for each statement, referencing new_rows / old_rows): adds a Member row event per changed membership (id: the user id) to app_private.event_outbox and, before it, the access change a subscriber must act on: role_changed when the role changed, member_removed when the membership is gone. Never folded into a resync.';
+COMMENT ON FUNCTION app_private.notify_member_change() IS 'Trigger (after insert, update or delete on app.memberships, for each row): adds a Member row event (id: the user id) to app_private.event_outbox and, before it, the access change a subscriber must act on: role_changed when the role changed, member_removed when the membership is gone.';
 
-CREATE OR REPLACE FUNCTION app_private.notify_row_changes()
+CREATE OR REPLACE FUNCTION app_private.notify_row_change()
  RETURNS trigger
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO ''
 AS $function$
-declare
-  change text := case tg_op when 'INSERT' then 'created' when 'UPDATE' then 'updated' else 'deleted' end;
-  changed bigint;
 begin
   if tg_op = 'DELETE' then
-    select count(*) into changed from old_rows;
-  else
-    select count(*) into changed from new_rows;
-  end if;
-  if changed > 1000 then
-    if tg_op = 'DELETE' then
-      insert into app_private.event_outbox (payload)
-        select format('{"event":"resync","tenant":"%s"}', tenant_id) from (select distinct tenant_id from old_rows) tenants;
-    else
-      insert into app_private.event_outbox (payload)
-        select format('{"event":"resync","tenant":"%s"}', tenant_id) from (select distinct tenant_id from new_rows) tenants;
-    end if;
-  elsif tg_op = 'DELETE' then
     insert into app_private.event_outbox (payload)
-      select format('{"event":"row","tenant":"%s","type":"%s","id":"%s","kind":"%s"}', r.tenant_id, tg_argv[0], r.id, change) from old_rows r;
+      values (format('{"event":"row","tenant":"%s","type":"%s","id":"%s","kind":"deleted"}', old.tenant_id, tg_argv[0], old.id));
   else
     insert into app_private.event_outbox (payload)
-      select format('{"event":"row","tenant":"%s","type":"%s","id":"%s","kind":"%s"}', r.tenant_id, tg_argv[0], r.id, change) from new_rows r;
+      values (format('{"event":"row","tenant":"%s","type":"%s","id":"%s","kind":"%s"}', new.tenant_id, tg_argv[0], new.id,
+        case tg_op when 'INSERT' then 'created' else 'updated' end));
   end if;
   return null;
 end;
 $function$;
-COMMENT ON FUNCTION app_private.notify_row_changes() IS 'Trigger (after insert, update or delete, for each statement, referencing the changed rows as new_rows / old_rows; argument: the GraphQL type): adds {"event":"row", tenant, type, id, kind} to app_private.event_outbox per changed row, or one {"event":"resync", tenant} per tenant when the statement changed more than 1000 rows. Ids only, never row content.';
+COMMENT ON FUNCTION app_private.notify_row_change() IS 'Trigger (after insert, update or delete, for each row; argument: the GraphQL type): adds {"event":"row", tenant, type, id, kind} to app_private.event_outbox. Ids only, never row content.';
 
 CREATE OR REPLACE FUNCTION app_private.notify_tenant_status()
  RETURNS trigger
@@ -1973,6 +1946,7 @@ AS $function$
 declare
   payloads text[];
   payload text;
+  taken integer;
 begin
   if max_events is null or max_events < 1 or max_events > 10000 then
     raise exception 'max_events must be from 1 to 10000' using errcode = '22023';
@@ -1985,18 +1959,24 @@ begin
     delete from app_private.event_outbox
      where seq in (select seq from app_private.event_outbox order by seq limit max_events)
     returning seq, event_outbox.payload
+  ), parsed as (
+    select seq, batch.payload, (batch.payload::json ->> 'event') = 'row' as is_row, batch.payload::json ->> 'tenant' as tenant from batch
+  ), flooded as (
+    select tenant from parsed where is_row group by tenant having count(*) > 100
   )
-  select pg_catalog.array_agg(batch.payload order by seq) into payloads from batch;
-  if payloads is null then
-    return 0;
-  end if;
-  foreach payload in array payloads loop
+  select pg_catalog.array_agg(p order by s), (select pg_catalog.count(*) from parsed) into payloads, taken from (
+    select seq as s, parsed.payload as p from parsed where not (is_row and tenant in (select tenant from flooded))
+    union all
+    select min(seq), format('{"event":"resync","tenant":"%s"}', tenant) from parsed
+     where is_row and tenant in (select tenant from flooded) group by tenant
+  ) published;
+  foreach payload in array coalesce(payloads, '{}') loop
     perform pg_catalog.pg_notify('tenancy_events', payload);
   end loop;
-  return pg_catalog.cardinality(payloads);
+  return taken;
 end;
 $function$;
-COMMENT ON FUNCTION app_private.publish_events(integer) IS 'Called by the listening processes (src/events/hub.ts), every few milliseconds: moves up to max_events (1..10000) of the oldest committed rows of app_private.event_outbox to NOTIFY tenancy_events, in outbox order, in one transaction (one commit-time notify lock per batch, not per write). Returns how many it published, or -1 when another process is publishing right now.';
+COMMENT ON FUNCTION app_private.publish_events(integer) IS 'Called by the listening processes (src/events/hub.ts) every few milliseconds: moves up to max_events (1..10000) of the oldest committed rows of app_private.event_outbox to NOTIFY tenancy_events, in outbox order, in one transaction (one commit-time notify lock per batch, not per write). A tenant with more than 100 row events in the batch gets one {"event":"resync", tenant} in their place; access changes always pass one by one. Returns how many rows it took (published or folded), or -1 when another process is publishing right now.';
 GRANT EXECUTE ON FUNCTION app_private.publish_events(integer) TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app_private.purge_audit_events(tenant uuid, through_seq bigint, through_hash bytea, signed_at timestamp with time zone, key_id text, anchor text)
