@@ -52,11 +52,12 @@ export type Service = { origin: string; url: string; child: ChildProcess };
  * The service in production mode (its production logging included: one JSON
  * line per request, written to bench/results/service.log). `env` adds settings.
  */
-export async function startService(db: BenchDatabase, env: Record<string, string> = {}, nodeOptions: string[] = []): Promise<Service> {
+export async function startService(db: BenchDatabase, env: Record<string, string> = {}, nodeOptions: string[] = [], root = ROOT): Promise<Service> {
   const port = await freePort();
   await mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
   const log = await open(path.join(ROOT, 'bench/results/service.log'), 'a');
-  const child = spawn(process.execPath, [...nodeOptions, path.join(ROOT, 'src/main.ts')], {
+  // `root`: another checkout's service (a baseline to measure a change against, in the same run).
+  const child = spawn(process.execPath, [...nodeOptions, path.join(root, 'src/main.ts')], {
     env: {
       PATH: process.env.PATH,
       NODE_ENV: 'production',
@@ -81,9 +82,9 @@ export async function startService(db: BenchDatabase, env: Record<string, string
  * PostGraphile peer): a Node process that prints a line once it listens.
  * `env` adds settings (DATABASE_APP_URL among them, to route it elsewhere).
  */
-export async function startReference(db: BenchDatabase, file: string, env: Record<string, string> = {}): Promise<Service> {
+export async function startReference(db: BenchDatabase, file: string, env: Record<string, string> = {}, nodeOptions: string[] = []): Promise<Service> {
   const port = await freePort();
-  const child = spawn(process.execPath, [path.join(ROOT, file)], {
+  const child = spawn(process.execPath, [...nodeOptions, path.join(ROOT, file)], {
     env: { PATH: process.env.PATH, NODE_ENV: 'production', DATABASE_APP_URL: db.appUrl, JWT_SECRET: SECRET, PORT: String(port), ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

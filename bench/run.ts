@@ -22,6 +22,9 @@
 // BENCH_SYSTEMS (all five, comma-separated; the service is always measured),
 // BENCH_SERVICE_ENV (extra service settings as JSON, e.g. {"WORKERS":"2"}),
 // BENCH_SERVICE_NODE_OPTIONS (flags for the service's node, e.g. --cpu-prof),
+// BENCH_REFERENCE_NODE_OPTIONS (the same for the references and the peer),
+// BENCH_BASELINE (a checkout, e.g. a git worktree of an earlier commit: its
+// service runs as the system `baseline`, so a change is measured in the same run),
 // BENCH_SOAK_SECONDS (0; `npm run bench:soak` sets 300 and no rounds).
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -43,14 +46,21 @@ const SECONDS = env('BENCH_SECONDS', 10);
 const WARMUP = env('BENCH_WARMUP', 3);
 const ROUNDS = env('BENCH_ROUNDS', 3);
 const CASES = (process.env.BENCH_CASES ?? 'Q1,Q2,M1,Mix').split(',') as CaseName[];
-const ALL_SYSTEMS = ['service', 'limit+check', 'limit', 'plain', 'postgraphile'] as const;
+const ALL_SYSTEMS = ['service', 'limit+check', 'limit', 'plain', 'postgraphile', 'baseline'] as const;
 type System = (typeof ALL_SYSTEMS)[number];
-const SYSTEMS: System[] = ['service', ...((process.env.BENCH_SYSTEMS?.split(',') ?? ALL_SYSTEMS) as System[]).filter((s) => s !== 'service' && ALL_SYSTEMS.includes(s))];
+// A checkout (git worktree) whose service runs as `baseline`: a change's effect as a same-run ratio.
+const BASELINE = process.env.BENCH_BASELINE;
+const SYSTEMS: System[] = [
+  'service',
+  ...((process.env.BENCH_SYSTEMS?.split(',') ?? ALL_SYSTEMS.filter((s) => s !== 'baseline')) as System[]).filter((s) => s !== 'service' && s !== 'baseline' && ALL_SYSTEMS.includes(s)),
+  ...(BASELINE ? (['baseline'] as const) : []),
+];
 // After the rounds, drive Mix at the service this long and sample its RSS every 30 s.
 const SOAK_SECONDS = env('BENCH_SOAK_SECONDS', 0);
 const SERVICE_ENV = JSON.parse(process.env.BENCH_SERVICE_ENV ?? '{}') as Record<string, string>;
 // e.g. "--cpu-prof --cpu-prof-dir=bench/results/profile" (then: node bench/profile-summary.ts <file>)
 const SERVICE_NODE_OPTIONS = (process.env.BENCH_SERVICE_NODE_OPTIONS ?? '').split(' ').filter(Boolean);
+const REFERENCE_NODE_OPTIONS = (process.env.BENCH_REFERENCE_NODE_OPTIONS ?? '').split(' ').filter(Boolean);
 
 type CaseName = 'Q1' | 'Q2' | 'M1' | 'Mix';
 type Kind = 'Q1' | 'Q2' | 'M1';
@@ -92,7 +102,7 @@ function body(system: System, kind: Kind, principal: Principal): string {
   return JSON.stringify({ query: QUERIES[kind], variables });
 }
 
-const pathFor = (system: System, kind: Kind) => (system === 'service' || system === 'postgraphile' ? '/graphql' : `/${kind}`);
+const pathFor = (system: System, kind: Kind) => (system === 'service' || system === 'baseline' || system === 'postgraphile' ? '/graphql' : `/${kind}`);
 
 /** The request list a load run rotates through: every token, in the case's proportions. */
 function requestsFor(system: System, name: CaseName, principals: Principal[], tokens: string[]): LoadRequest[] {
@@ -187,14 +197,16 @@ function start(system: System, database: BenchDatabase, appUrl = database.appUrl
   switch (system) {
     case 'service':
       return startService(database, { ...SERVICE_ENV, ...routed }, SERVICE_NODE_OPTIONS);
+    case 'baseline':
+      return startService(database, { ...SERVICE_ENV, ...routed }, SERVICE_NODE_OPTIONS, path.resolve(BASELINE!));
     case 'limit+check':
-      return startReference(database, 'bench/limit-server.ts', { ...routed, LIMIT_CHECK: '1' });
+      return startReference(database, 'bench/limit-server.ts', { ...routed, LIMIT_CHECK: '1' }, REFERENCE_NODE_OPTIONS);
     case 'limit':
-      return startReference(database, 'bench/limit-server.ts', routed);
+      return startReference(database, 'bench/limit-server.ts', routed, REFERENCE_NODE_OPTIONS);
     case 'plain':
-      return startReference(database, 'bench/plain-server.ts', routed);
+      return startReference(database, 'bench/plain-server.ts', routed, REFERENCE_NODE_OPTIONS);
     case 'postgraphile':
-      return startReference(database, `${PEER_DIR}/server.mjs`, routed);
+      return startReference(database, `${PEER_DIR}/server.mjs`, routed, REFERENCE_NODE_OPTIONS);
   }
 }
 
