@@ -1,6 +1,7 @@
 // Every environment variable the service reads, parsed and validated once.
 import { createPrivateKey } from 'node:crypto';
 import path from 'node:path';
+import type { SubscriptionSettings } from './subscriptions/engine.ts';
 import { isSlug } from './tenancy/identifiers.ts';
 
 export type Config = {
@@ -80,6 +81,8 @@ export type HttpSettings = {
   readonly suggestions: boolean;
   /** Origins browsers may call from; `*` any. */
   readonly corsOrigins: readonly string[];
+  /** Live events, per process (README: Live events). */
+  readonly subscriptions: SubscriptionSettings;
 };
 
 export type FairShareSettings = {
@@ -190,6 +193,13 @@ function httpSettings(env: Env, production: boolean): HttpSettings {
     introspection: boolean(env, 'INTROSPECTION', !production),
     suggestions: boolean(env, 'SUGGESTIONS', !production),
     corsOrigins,
+    subscriptions: {
+      perTenant: integer(env, 'SUBSCRIPTIONS_PER_TENANT', 200, 1, 1_000_000),
+      total: integer(env, 'SUBSCRIPTIONS_MAX', 10_000, 1, 1_000_000),
+      buffer: integer(env, 'SUBSCRIPTION_BUFFER', 100, 1, 100_000),
+      wsConnections: integer(env, 'WS_MAX_CONNECTIONS', 2_000, 0, 1_000_000),
+      wsInitTimeoutMs: integer(env, 'WS_INIT_TIMEOUT_MS', 3_000, 100, 60_000),
+    },
   };
 }
 

@@ -70,7 +70,7 @@ async function serve(config: Config, log: Logger, appUrl: string, tabs: readonly
   });
   const auditKey = await loadAuditKey(config); // beside the service, never in the database
   if (!auditKey) log.warn('no AUDIT_SIGNING_KEY or AUDIT_SIGNING_KEY_FILE: the audit log is chained but nothing signs its checkpoints');
-  const app = createApp({ config, sql, verifyToken: createTokenVerifier(await tokenSettings(config)), log, graphiqlTabs: tabs, guards: [fairShare], audit: { key: auditKey } });
+  const app = createApp({ config, sql, verifyToken: createTokenVerifier(await tokenSettings(config)), log, graphiqlTabs: tabs, guards: [fairShare], fairShareLanes: fairShare.lanes, audit: { key: auditKey } });
   const sweep = startIdleSessionSweep(sql, config.sessionIdleTimeoutSeconds, log); // sessions whose client vanished
   const auditSweep = auditKey
     ? startAuditSweep(sql, auditKey, { intervalSeconds: config.audit.checkpointIntervalSeconds, purgeBatch: config.audit.purgeBatch }, log)

@@ -4,21 +4,27 @@
 // (http/pipeline.ts). Request ids, the request log line, a draining shutdown.
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { GraphQLError } from 'graphql';
 import { createYoga, useReadinessCheck, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { TokenVerifier } from './auth/tokens.ts';
 import type { Config } from './config.ts';
 import type { AuditServices } from './graphql/context.ts';
-import type { Sql } from './db/pool.ts';
+import { poolState, type Sql } from './db/pool.ts';
 import { databaseReady, healthBody, readinessBody } from './db/readiness.ts';
 import { schema } from './graphql/schema.ts';
 import { graphiqlOptions, renderGraphiQL, type GraphiQLTab } from './http/graphiql.ts';
 import { allowedOrigin, CORS_REQUEST_HEADERS, EXPOSED_HEADERS } from './http/cors.ts';
 import { createPostHandler } from './http/graphql-post.ts';
+import { createSseHandler, wantsEventStream } from './http/graphql-sse.ts';
+import { createWebSocketTransport } from './http/graphql-ws.ts';
 import type { RequestGuard } from './http/guard.ts';
 import { createPipeline, type Pipeline, type RequestState } from './http/pipeline.ts';
 import { ERROR_CODES } from './errors.ts';
+import type { EventHub } from './events/hub.ts';
 import type { Logger } from './logger.ts';
+import { createSubscriptionEngine, type SubscriptionEngine } from './subscriptions/engine.ts';
+import type { TenantLanes } from './tenancy/fair-share.ts';
 
 /** Per HTTP request, shared by the transports and the request log line. */
 export type ServerContext = {
@@ -36,6 +42,10 @@ export type AppOptions = {
   readonly graphiqlTabs?: readonly GraphiQLTab[];
   /** Rate limits and fair share, in order (http/guard.ts). */
   readonly guards?: readonly RequestGuard[];
+  /** The events of subscriptions (src/events/hub.ts); without it subscriptions answer UNAVAILABLE. */
+  readonly events?: EventHub | undefined;
+  /** The fair-share guard's lanes: subscriptions' re-reads take slots of their tenant's lane. */
+  readonly fairShareLanes?: TenantLanes | undefined;
   /** The audit signing key (src/modules/audit-chain/keys.ts); none: verifyAuditChain checks hashes and links only. */
   readonly audit?: AuditServices;
 };
@@ -44,6 +54,11 @@ export type App = {
   readonly yoga: YogaServerInstance<ServerContext, Record<string, never>>;
   readonly handle: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
   readonly pipeline: Pipeline;
+  /** node:http's 'upgrade' event: GraphQL over WebSocket at /graphql. */
+  readonly upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  readonly subscriptions: SubscriptionEngine;
+  /** Ends every subscription and WebSocket (a shutdown: streams would hold the drain up). */
+  readonly closeStreams: () => Promise<void>;
 };
 
 const REQUEST_ID = /^[\w.:-]{1,100}$/;
@@ -51,6 +66,16 @@ const REQUEST_ID = /^[\w.:-]{1,100}$/;
 export function createApp(options: AppOptions): App {
   const { config, sql, verifyToken, log } = options;
   const { http } = config;
+  const subscriptions = createSubscriptionEngine({
+    sql,
+    schema,
+    hub: options.events,
+    log,
+    settings: http.subscriptions,
+    lanes: options.fairShareLanes,
+    readTimeoutMs: poolState(sql).requestTimeoutMs,
+    maxResponseBytes: http.maxResponseBytes,
+  });
   const pipeline = createPipeline({
     schema,
     sql,
@@ -67,9 +92,12 @@ export function createApp(options: AppOptions): App {
     maxCost: http.limits.cost,
     maxResponseBytes: http.maxResponseBytes,
     guards: options.guards ?? [],
+    subscriptions,
     audit: options.audit,
   });
   const graphqlPost = createPostHandler({ pipeline, maxBodyBytes: http.maxBodyBytes, corsOrigins: http.corsOrigins });
+  const graphqlSse = createSseHandler({ pipeline, maxBodyBytes: http.maxBodyBytes, corsOrigins: http.corsOrigins });
+  const websockets = createWebSocketTransport({ pipeline, verifyToken, tenancy: config, settings: http.subscriptions, maxMessageBytes: http.maxBodyBytes });
   const yoga = createYoga<ServerContext, Record<string, never>>({
     schema,
     graphqlEndpoint: '/graphql',
@@ -130,12 +158,18 @@ export function createApp(options: AppOptions): App {
         'request',
       );
     });
-    if (req.method === 'POST' && req.url?.split('?')[0] === '/graphql') await graphqlPost(req, res, requestId, state);
+    const graphql = req.url?.split('?')[0] === '/graphql';
+    if (graphql && (req.method === 'GET' || req.method === 'POST') && wantsEventStream(req)) await graphqlSse(req, res, requestId, state);
+    else if (req.method === 'POST' && graphql) await graphqlPost(req, res, requestId, state);
     else if (req.url?.split('?')[0] === '/health') sendHealth(res); // a small JSON body (Yoga's own answers empty)
     else await yoga(req, res, { req, res, requestId, state });
   };
 
-  return { yoga, handle, pipeline };
+  const closeStreams = async () => {
+    subscriptions.close();
+    await websockets.close();
+  };
+  return { yoga, handle, pipeline, upgrade: (req, socket, head) => websockets.upgrade(req, socket, head), subscriptions, closeStreams };
 }
 
 
@@ -211,6 +245,7 @@ export type RunningServer = {
 
 export async function listen(app: App, host: string, port: number, shutdownTimeoutMs: number): Promise<RunningServer> {
   const server = createServer((req, res) => void app.handle(req, res));
+  server.on('upgrade', app.upgrade);
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -224,6 +259,7 @@ export async function listen(app: App, host: string, port: number, shutdownTimeo
     url: `http://${shownHost}:${boundPort}`,
     close: async () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      await app.closeStreams(); // subscriptions end (UNAVAILABLE, shutdown) rather than hold the drain up
       // Keep-alive connections go idle as their last response is sent: close them then.
       const sweeper = setInterval(() => server.closeIdleConnections(), 50);
       const deadline = setTimeout(() => server.closeAllConnections(), shutdownTimeoutMs);

@@ -1,8 +1,9 @@
 // docs/permissions.md, generated from the schema's scope declarations (the
 // authScopes of each root field, the `memberOwnsOnly` / `ownOnlyBelow`
 // extensions on fields where lower roles act only on what they created, and
-// `platform` on fields that work outside any tenant).
-import type { GraphQLField, GraphQLObjectType, GraphQLSchema } from 'graphql';
+// `platform` on fields that work outside any tenant). The request pipeline
+// reads a subscription field's role from the same declarations (subscriptionRole).
+import { getOperationAST, Kind, type DocumentNode, type GraphQLField, type GraphQLObjectType, type GraphQLSchema } from 'graphql';
 import { ROLES, roleAtLeast, type Role } from '../tenancy/roles.ts';
 
 const SCOPE_ROLE: Record<string, Role> = { viewer: 'VIEWER', member: 'MEMBER', lead: 'LEAD', admin: 'ADMIN' };
@@ -56,6 +57,18 @@ function rows(type: GraphQLObjectType | null | undefined): string[] {
     });
 }
 
+/**
+ * The lowest role the root field of a subscription operation admits (its
+ * authScopes, as the table shows them; VIEWER without any). A subscription
+ * has one root field (validation says so).
+ */
+export function subscriptionRole(schema: GraphQLSchema, document: DocumentNode, operationName: string | undefined): Role {
+  const operation = getOperationAST(document, operationName);
+  const selection = operation?.selectionSet.selections.find((node) => node.kind === Kind.FIELD && node.name.value !== '__typename');
+  const field = selection?.kind === Kind.FIELD ? schema.getSubscriptionType()?.getFields()[selection.name.value] : undefined;
+  return (field && requiredRole(scopesOf(field))) ?? 'VIEWER';
+}
+
 export function permissionsDoc(schema: GraphQLSchema): string {
   const header = `| field | ${[...ROLES].reverse().join(' | ')} | notes |\n| --- | --- | --- | --- | --- | --- |`;
   return [
@@ -80,6 +93,15 @@ export function permissionsDoc(schema: GraphQLSchema): string {
     '',
     header,
     ...rows(schema.getMutationType()),
+    '',
+    '## Subscriptions',
+    '',
+    'A stream ends with FORBIDDEN when a role change takes the role away, and with',
+    'UNAUTHENTICATED, FORBIDDEN or TENANT_SUSPENDED when the token expires, the member',
+    'is removed, the API key is revoked or the tenant is suspended (README: Live events).',
+    '',
+    header,
+    ...rows(schema.getSubscriptionType()),
     '',
   ].join('\n');
 }

@@ -15,6 +15,7 @@ import '../modules/platform/schema.ts';
 import '../modules/audit-events/schema.ts';
 import '../modules/audit-events/platform-schema.ts';
 import '../modules/audit-chain/schema.ts';
+import '../subscriptions/schema.ts';
 
 builder.queryType({});
 builder.mutationType({});

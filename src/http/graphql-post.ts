@@ -68,7 +68,7 @@ function refusalResponse(error: ReturnType<typeof badRequest>): PipelineResponse
 }
 
 /** The body as text, or a rejection once it passes `max` bytes (the rest is drained, not kept). */
-function readBody(req: IncomingMessage, max: number): Promise<string> {
+export function readBody(req: IncomingMessage, max: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -97,7 +97,7 @@ export function nodeHeaders(req: IncomingMessage): HeaderSource {
   };
 }
 
-function send(res: ServerResponse, response: PipelineResponse, corsOrigin: string | undefined, close: boolean): void {
+export function send(res: ServerResponse, response: PipelineResponse, corsOrigin: string | undefined, close: boolean): void {
   if (res.headersSent || res.destroyed) return;
   res.writeHead(response.status, {
     ...response.headers,

@@ -3,18 +3,22 @@
 // credentials and tenant selection, the request guards (rate limits, fair
 // share), the document and its limits, the transaction, execution, masking
 // and the response ceiling. A limit, a guard or a metric is added here, once.
-import { execute, GraphQLError, OperationTypeNode, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import { createSourceEventStream, execute, GraphQLError, OperationTypeNode, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import type { TokenVerifier } from '../auth/tokens.ts';
 import { isRetryableConflict } from '../db/errors.ts';
 import { poolState, type Sql } from '../db/pool.ts';
 import { TenantTransaction } from '../db/tenant-transaction.ts';
-import { apiError, responseTooLarge } from '../errors.ts';
+import { apiError, forbidden, responseTooLarge, unavailable } from '../errors.ts';
 import { requestContext, type AuditServices } from '../graphql/context.ts';
 import { createDocumentCache, type CheckedOperation, type DocumentOptions } from '../graphql/documents.ts';
 import { refuseCost } from '../graphql/limits.ts';
+import { subscriptionRole } from '../graphql/permissions-doc.ts';
 import { createMaskError } from '../graphql/masking.ts';
 import { finishOperation, transactionMode } from '../graphql/operation.ts';
 import type { Logger } from '../logger.ts';
+import type { LiveStream, SubscriptionEngine } from '../subscriptions/engine.ts';
+import { isLiveSource } from '../subscriptions/live.ts';
+import { roleAtLeast } from '../tenancy/roles.ts';
 import { resolveTenant, type HeaderSource, type TenancySettings } from '../tenancy/resolve.ts';
 import type { Admission, RequestGuard } from './guard.ts';
 
@@ -38,6 +42,8 @@ export type PipelineRequest = {
   readonly state: RequestState;
   /** When the request must be over (ms since the epoch), set by the pipeline as it starts. */
   deadline?: number;
+  /** The transport carries a stream of results (SSE, WebSocket): a subscription is answered with one. */
+  readonly streams?: boolean;
 };
 
 export type PipelineResponse = {
@@ -48,6 +54,8 @@ export type PipelineResponse = {
   /** The same errors, masked, with their `http` extension (for Yoga, which sets the status from them). */
   readonly errors: readonly GraphQLError[] | undefined;
   readonly data: ExecutionResult['data'];
+  /** A subscription's events (each a JSON text like `json`), when the request started one. */
+  readonly stream?: LiveStream;
 };
 
 export type PipelineOptions = {
@@ -62,12 +70,19 @@ export type PipelineOptions = {
   /** Largest response body in bytes; past it the request answers BAD_USER_INPUT instead. */
   readonly maxResponseBytes: number;
   readonly guards?: readonly RequestGuard[];
+  /** Where subscriptions live (src/subscriptions/engine.ts); without it they answer UNAVAILABLE. */
+  readonly subscriptions?: SubscriptionEngine | undefined;
   /** The audit signing key, for verifyAuditChain (src/modules/audit-chain). */
   readonly audit?: AuditServices;
 };
 
 export type Pipeline = {
   execute(request: PipelineRequest): Promise<PipelineResponse>;
+  /**
+   * The credentials, the guards and the database's check of them, nothing
+   * else (a WebSocket's connection_init); throws the coded refusal.
+   */
+  authenticate(headers: HeaderSource, requestId: string): Promise<void>;
   /** The document cache's size (tests, metrics). */
   documents(): { readonly entries: number; readonly bytes: number };
 };
@@ -77,18 +92,23 @@ const CONFLICT_ATTEMPTS = 2;
 
 type Params = { query: string; variables: Record<string, unknown> | undefined; operationName: string | undefined };
 
+/** What `run` answers: a result, and for a subscription its stream. */
+type RunResult = ExecutionResult & { stream?: LiveStream };
+
 export function createPipeline(options: PipelineOptions): Pipeline {
-  const { schema, sql, verifyToken, tenancy, log, maxCost, maxResponseBytes } = options;
+  const { schema, sql, verifyToken, tenancy, log, maxCost, maxResponseBytes, subscriptions } = options;
   const guards = options.guards ?? [];
   const documents = createDocumentCache(schema, options.documents);
   const maskError = createMaskError(log);
   /** Per cached operation: whether its runs send every statement in the tick the transaction begins (true), or not (false). */
   const readsAtOnce = new WeakMap<CheckedOperation, boolean>();
 
-  async function run(request: PipelineRequest, admissions: Admission[]): Promise<ExecutionResult> {
+  async function run(request: PipelineRequest, admissions: Admission[]): Promise<RunResult> {
     const params = checkParams(request.params);
     // Credentials first: a caller without them gets no parsing, no cache entry, no guard state.
-    const selection = await resolveTenant(request.headers, verifyToken, tenancy);
+    let expiresAt: number | undefined; // a token's exp ends the stream of a subscription
+    const verify: TokenVerifier = (token) => verifyToken(token).then((claims) => ((expiresAt = claims.expiresAt * 1000), claims));
+    const selection = await resolveTenant(request.headers, request.streams ? verify : verifyToken, tenancy);
     Object.assign(request.state, {
       userId: selection.credentials.kind === 'user' ? selection.credentials.userId : undefined,
       tenant: selection.tenant,
@@ -102,11 +122,18 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     const operation = documents.operation(checked, params.operationName);
     if (!operation) throw badRequest('Name one operation of the document in operationName');
     const kind = operation.definition.operation;
-    if (kind === OperationTypeNode.SUBSCRIPTION) throw badRequest('Subscriptions are not served here');
+    if (kind === OperationTypeNode.SUBSCRIPTION && !request.streams) {
+      throw badRequest('A subscription needs a stream: send it with Accept: text/event-stream (SSE) or over a WebSocket (graphql-ws)', 406);
+    }
     if (kind === OperationTypeNode.MUTATION && request.readOnly) {
       throw apiError('BAD_USER_INPUT', 'Mutations need a POST request', { http: { status: 405, headers: { allow: 'POST' } } });
     }
     refuseCost(documents.cost(operation, params.variables), maxCost);
+    if (kind === OperationTypeNode.SUBSCRIPTION) {
+      const started = await startSubscription(request, selection, expiresAt, checked.document, params);
+      if (started.stream) documents.remember(key, checked, params.query);
+      return started;
+    }
 
     const jit = documents.compiled(operation, checked, params.operationName);
     const mode = transactionMode(schema, operation.definition);
@@ -136,11 +163,51 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     }
   }
 
+  /**
+   * A subscription starts in a transaction of its own: the principal's check,
+   * the field's role, then its `subscribe` (what it follows must be visible;
+   * the rows it can see are named). Its events are re-read later, each in a
+   * transaction of the subscriber's (src/subscriptions/engine.ts).
+   */
+  async function startSubscription(
+    request: PipelineRequest,
+    selection: Parameters<SubscriptionEngine['open']>[0]['selection'],
+    expiresAt: number | undefined,
+    document: Parameters<SubscriptionEngine['open']>[0]['document'],
+    params: Params,
+  ): Promise<RunResult> {
+    if (!subscriptions) throw unavailable('events', 'Live events are not available on this server');
+    const db = new TenantTransaction(sql, selection, { deadline: request.deadline, readBytes: maxResponseBytes });
+    request.state.transaction = db;
+    const context = requestContext(request.requestId, db);
+    db.start('tenant');
+    const principal = await db.principal();
+    const requiredRole = subscriptionRole(schema, document, params.operationName);
+    if (!roleAtLeast(principal.tenant!.role, requiredRole)) return finishOperation(context, { errors: [forbidden()] }, false, log);
+    const { variables, operationName } = params;
+    const source = await createSourceEventStream({ schema, document, variableValues: variables, operationName, contextValue: context });
+    if (!isLiveSource(source)) return finishOperation(context, source as ExecutionResult, false, log);
+    await db.end(false); // it only read
+    const stream = subscriptions.open({
+      requestId: request.requestId,
+      selection,
+      principal,
+      expiresAt,
+      requiredRole,
+      document,
+      operationName,
+      variables,
+      source,
+      encode: (result) => respond(result, {}).json,
+    });
+    return { stream };
+  }
+
   async function handle(request: PipelineRequest): Promise<PipelineResponse> {
     // One deadline from the moment the request is taken: the guards' queues and the transaction live within it.
     request.deadline ??= Date.now() + poolState(sql).requestTimeoutMs;
     const admissions: Admission[] = [];
-    let result: ExecutionResult;
+    let result: RunResult;
     try {
       result = await run(request, admissions);
     } catch (error) {
@@ -151,6 +218,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     }
     const headers: Record<string, string> = {};
     for (const admission of admissions) Object.assign(headers, admission.headers);
+    if (result.stream) return { status: 200, headers, json: '', errors: undefined, data: undefined, stream: result.stream };
     let response = respond(result, headers);
     if (Buffer.byteLength(response.json) > maxResponseBytes) {
       response = respond({ errors: [responseTooLarge(maxResponseBytes)] }, headers);
@@ -159,7 +227,22 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     return response;
   }
 
-  return { execute: handle, documents: () => documents.stats() };
+  async function authenticate(headers: HeaderSource, requestId: string): Promise<void> {
+    const deadline = Date.now() + poolState(sql).requestTimeoutMs;
+    const selection = await resolveTenant(headers, verifyToken, tenancy);
+    const admissions: Admission[] = [];
+    const db = new TenantTransaction(sql, selection, { deadline });
+    try {
+      for (const guard of guards) admissions.push(await guard.admit({ selection, requestId, deadline }));
+      db.start('tenant');
+      await db.principal();
+    } finally {
+      await db.end(false);
+      for (const admission of admissions) admission.release?.();
+    }
+  }
+
+  return { execute: handle, authenticate, documents: () => documents.stats() };
 
   function respond(result: ExecutionResult, headers: Record<string, string>): PipelineResponse {
     const errors = result.errors?.map((error) => maskError(error) as GraphQLError);

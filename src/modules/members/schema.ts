@@ -24,7 +24,7 @@ import {
   type MemberRow,
 } from './repo.ts';
 
-const Member = nodeType('Member', {
+export const Member = nodeType('Member', {
   table: members,
   description: 'A user and their role in the tenant',
   fields: (t) => ({

@@ -1,0 +1,129 @@
+// GraphQL over Server-Sent Events (the graphql-sse protocol's "distinct
+// connections" mode, which Yoga and its GraphiQL speak): a GET or POST to
+// /graphql that accepts text/event-stream. The request goes through the one
+// pipeline (http/pipeline.ts) like any other; a subscription answers a stream
+// of `next` events and a `complete`, any other operation one `next`. A
+// refusal of the whole request (credentials, tenant, limits) is a JSON body
+// with its status, as on the JSON transport.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { allowedOrigin, EXPOSED_HEADERS } from './cors.ts';
+import { nodeHeaders, readBody, send } from './graphql-post.ts';
+import { badRequest, type Pipeline, type PipelineResponse, type RequestState } from './pipeline.ts';
+
+export type SseOptions = {
+  readonly pipeline: Pipeline;
+  readonly maxBodyBytes: number;
+  readonly corsOrigins: readonly string[];
+  /** A comment line this often keeps proxies from closing an idle stream. */
+  readonly keepAliveMs?: number;
+};
+
+export type SseHandler = (req: IncomingMessage, res: ServerResponse, requestId: string, state: RequestState) => Promise<void>;
+
+const KEEP_ALIVE_MS = 12_000;
+/** A stream whose client stopped reading is cut this long after the service gave up on it. */
+const STALLED_MS = 1_000;
+
+/** Whether a request asks for an event stream (GraphQL over SSE) rather than one JSON answer. */
+export function wantsEventStream(req: IncomingMessage): boolean {
+  return /text\/event-stream/i.test(req.headers.accept ?? '');
+}
+
+export function createSseHandler(options: SseOptions): SseHandler {
+  const { pipeline, maxBodyBytes } = options;
+  const keepAliveMs = options.keepAliveMs ?? KEEP_ALIVE_MS;
+  return async (req, res, requestId, state) => {
+    const cors = allowedOrigin(req.headers.origin, options.corsOrigins);
+    let params: unknown;
+    try {
+      params = req.method === 'GET' ? fromQueryString(req.url ?? '') : await fromBody(req, maxBodyBytes);
+    } catch (error) {
+      req.resume();
+      return send(res, refusal(error as ReturnType<typeof badRequest>), cors, true);
+    }
+    const response = await pipeline.execute({ params, headers: nodeHeaders(req), readOnly: req.method === 'GET', requestId, state, streams: true });
+    if (!response.stream && response.status !== 200) return send(res, response, cors, false);
+    res.writeHead(200, {
+      ...response.headers,
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      'x-accel-buffering': 'no', // nginx: pass events on as they come
+      ...(cors ? { 'access-control-allow-origin': cors, vary: 'Origin', 'access-control-expose-headers': EXPOSED_HEADERS.join(', ') } : {}),
+    });
+    res.flushHeaders();
+    if (!response.stream) {
+      res.end(`event: next\ndata: ${response.json}\n\nevent: complete\ndata:\n\n`);
+      return;
+    }
+    const stream = response.stream;
+    const keepAlive = setInterval(() => res.write(':\n\n'), keepAliveMs);
+    const gone = new Promise<void>((resolve) => res.once('close', resolve));
+    void gone.then(() => stream.return?.());
+    try {
+      for await (const json of stream) {
+        if (res.destroyed) break;
+        if (!res.write(`event: next\ndata: ${json}\n\n`)) await drained(res, gone, () => stream.endedWith !== undefined);
+      }
+      if (!res.destroyed) res.end('event: complete\ndata:\n\n');
+    } finally {
+      clearInterval(keepAlive);
+    }
+  };
+}
+
+/**
+ * Waits until the client has read what was written. A client that stopped
+ * reading holds the stream only until the service ends it (its buffer full,
+ * access ended): then the connection is cut.
+ */
+async function drained(res: ServerResponse, gone: Promise<void>, ended: () => boolean): Promise<void> {
+  const drain = new Promise<void>((resolve) => res.once('drain', resolve));
+  for (;;) {
+    const timer = new Promise<'tick'>((resolve) => setTimeout(() => resolve('tick'), STALLED_MS).unref());
+    if ((await Promise.race([drain, gone, timer])) !== 'tick') return;
+    if (ended()) {
+      res.destroy();
+      return;
+    }
+  }
+}
+
+/** GET /graphql?query=…&variables=…&operationName=…: the GraphQL-over-HTTP parameters. */
+function fromQueryString(url: string): unknown {
+  const search = new URL(url, 'http://localhost').searchParams;
+  const variables = search.get('variables');
+  const extensions = search.get('extensions');
+  return {
+    query: search.get('query') ?? undefined,
+    variables: variables === null || variables === '' ? undefined : parseJson(variables, 'variables'),
+    operationName: search.get('operationName') || undefined,
+    ...(extensions ? { extensions: parseJson(extensions, 'extensions') } : {}),
+  };
+}
+
+async function fromBody(req: IncomingMessage, maxBodyBytes: number): Promise<unknown> {
+  if (!/^application\/(json|graphql-response\+json)\s*(;|$)/i.test(req.headers['content-type'] ?? '')) throw badRequest('Send the request as application/json', 415);
+  const length = Number(req.headers['content-length']);
+  if (Number.isFinite(length) && length > maxBodyBytes) throw badRequest(`The body is larger than ${maxBodyBytes} bytes`, 413);
+  let body: string;
+  try {
+    body = await readBody(req, maxBodyBytes);
+  } catch {
+    throw badRequest(`The body is larger than ${maxBodyBytes} bytes`, 413);
+  }
+  return parseJson(body, 'The body');
+}
+
+function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw badRequest(`${what} is not valid JSON`);
+  }
+}
+
+function refusal(error: ReturnType<typeof badRequest>): PipelineResponse {
+  const status = error.extensions.http?.status ?? 400;
+  const body = { errors: [{ message: error.message, extensions: { code: 'BAD_USER_INPUT' } }] };
+  return { status, headers: {}, json: JSON.stringify(body), errors: [error], data: undefined };
+}
