@@ -1066,25 +1066,32 @@ $function$;
 COMMENT ON FUNCTION app_private.audit_api_key() IS 'Trigger (after insert or update of revoked_at on app.api_keys): api_key.create and api_key.revoke audit events.';
 
 CREATE OR REPLACE FUNCTION app_private.audit_checkpoints_due(max_chains integer DEFAULT 1000)
- RETURNS TABLE(tenant_id uuid, seq bigint, hash bytea, first_seq bigint, first_hash bytea)
+ RETURNS TABLE(tenant_id uuid, seq bigint, hash bytea, first_seq bigint, first_hash bytea, purged_through bigint, signed_jws text, signed_event_hash bytea)
  LANGUAGE sql
  STABLE SECURITY DEFINER
  SET search_path TO ''
 AS $function$
     (select null::uuid, h.seq, h.hash, 1::bigint,
-            (select e.hash from app_private.operator_audit_events e order by e.seq limit 1)
+            (select e.hash from app_private.operator_audit_events e order by e.seq limit 1),
+            0::bigint, c.jws,
+            (select e.hash from app_private.operator_audit_events e where e.seq = c.seq)
      from app_private.platform_audit_chain_head h
-     where h.seq > coalesce((select max(c.seq) from app_private.platform_audit_checkpoints c where c.kind = 'checkpoint'), 0))
+     left join lateral (select c.seq, c.jws from app_private.platform_audit_checkpoints c
+                        where c.kind = 'checkpoint' order by c.seq desc limit 1) c on true
+     where h.seq > coalesce(c.seq, 0))
     union all
     (select h.tenant_id, h.seq, h.hash, h.purged_through + 1,
-            (select e.hash from app.audit_events e where e.tenant_id = h.tenant_id and e.seq = h.purged_through + 1)
+            (select e.hash from app.audit_events e where e.tenant_id = h.tenant_id and e.seq = h.purged_through + 1),
+            h.purged_through, c.jws,
+            (select e.hash from app.audit_events e where e.tenant_id = h.tenant_id and e.seq = c.seq)
      from app.audit_chain_heads h
-     where h.seq > coalesce((select max(c.seq) from app.audit_checkpoints c where c.tenant_id = h.tenant_id and c.kind = 'checkpoint'), 0)
-       and h.seq > h.purged_through
+     left join lateral (select c.seq, c.jws from app.audit_checkpoints c
+                        where c.tenant_id = h.tenant_id and c.kind = 'checkpoint' order by c.seq desc limit 1) c on true
+     where h.seq > coalesce(c.seq, 0) and h.seq > h.purged_through
      order by h.tenant_id
      limit max_chains)
   $function$;
-COMMENT ON FUNCTION app_private.audit_checkpoints_due(integer) IS 'The chain heads newer than their latest checkpoint (tenant null: the platform chain), with the first event still kept: what the service signs next.';
+COMMENT ON FUNCTION app_private.audit_checkpoints_due(integer) IS 'The chain heads newer than their newest checkpoint (tenant null: the platform chain), with the first event still kept, what retention purged, and the newest checkpoint with the hash its event has now: what the service signs next, once it has checked that.';
 GRANT EXECUTE ON FUNCTION app_private.audit_checkpoints_due(integer) TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app_private.audit_event_hash(tenant uuid, seq bigint, occurred_at timestamp with time zone, actor_kind text, actor_user_id uuid, actor_api_key_id uuid, action text, target_type text, target_id text, reason text, details jsonb, request_id text, prev_hash bytea)

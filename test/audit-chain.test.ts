@@ -8,7 +8,7 @@ import postgres from 'postgres';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { auditKeyFromPem, generateAuditKeyPem, type AuditKey } from '../src/modules/audit-chain/keys.ts';
 import { readTenantChain } from '../src/modules/audit-chain/repo.ts';
-import { purgeExpired, signCheckpoints } from '../src/modules/audit-chain/signing.ts';
+import { purgeExpired, signCheckpoints, type RefusedCheckpoint } from '../src/modules/audit-chain/signing.ts';
 import { verifyChain, type TamperClass } from '../src/modules/audit-chain/verify.ts';
 import { codes, createTestApp, createTestTenant, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
@@ -247,6 +247,21 @@ describe('each tamper class, done with plain SQL as a superuser, is caught by ve
        select $1, kind, seq + 100, hash, signed_at, key_id, jws from app.audit_checkpoints where tenant_id = '${other.id}' and seq = 10`,
     ]);
     expect(await verify(mine)).toMatchObject({ ok: false, tamper: 'FORGED_CHECKPOINT' });
+  });
+
+  it('the service refuses to sign a chain that no longer holds its newest checkpoint', async () => {
+    const tenant = await chainedTenant();
+    await tamper(tenant.id, [`update app.audit_events set details = '{"n": 99}' where tenant_id = $1 and seq = 7`]);
+    await rehash(tenant.id);
+    await record(tenant.id, 11);
+    const refused: RefusedCheckpoint[] = [];
+    const signed = await signCheckpoints(db.owner, key, 1000, refused);
+    // (Chains tampered with by earlier tests that got no write since are not due; those that did are refused too.)
+    expect(refused.filter((chain) => chain.chain === `tenant:${tenant.id}`)).toEqual([
+      { chain: `tenant:${tenant.id}`, seq: 11, reason: 'the event at seq 10 is not the one its newest checkpoint signed' },
+    ]);
+    expect(signed.map((checkpoint) => checkpoint.chain)).not.toContain(`tenant:${tenant.id}`);
+    expect(await verify(tenant)).toMatchObject({ ok: false, tamper: 'EDITED', firstBadSeq: 6, checkpointSeq: 10 });
   });
 
   it('the tamper window: events newer than the newest checkpoint can be removed unnoticed by a DBA who also sets the head back', async () => {

@@ -8,7 +8,7 @@ import type { Queryable } from '../../db/pool.ts';
 import { OperatorError, type TenantRecord } from '../../operator/repo.ts';
 import { loadAuditKey, type AuditKey } from './keys.ts';
 import { readPlatformChain, readTenantChain, type StoredChain } from './repo.ts';
-import { signCheckpoints } from './signing.ts';
+import { signCheckpoints, type RefusedCheckpoint } from './signing.ts';
 import { verifyChain, type Verification } from './verify.ts';
 
 /** The largest file of checkpoints `--checkpoints` reads. */
@@ -84,8 +84,9 @@ export async function exportAudit(sql: Queryable, config: KeyConfig, tenant: Ten
 export async function checkpointNow(sql: Queryable, config: KeyConfig) {
   const key = await loadAuditKey(config);
   if (!key) throw new OperatorError('no audit signing key: set AUDIT_SIGNING_KEY or AUDIT_SIGNING_KEY_FILE (production generates none)');
-  const signed = await signCheckpoints(sql, key, 100_000);
-  return { keyId: key.keyId, signed: signed.map(({ chain, seq, hash, stored }) => ({ chain, seq, hash, stored })) };
+  const refused: RefusedCheckpoint[] = [];
+  const signed = await signCheckpoints(sql, key, 100_000, refused);
+  return { keyId: key.keyId, signed: signed.map(({ chain, seq, hash, stored }) => ({ chain, seq, hash, stored })), refused };
 }
 
 /** `tenancy audit retention`: days (at least 90) or null to keep every event; recorded in both logs. */

@@ -86,12 +86,23 @@ export async function readPlatformChain(tx: Tx, extra: readonly string[] = []): 
   return stored(PLATFORM_CHAIN, rows, (row, seq) => platformEventHash({ ...row, seq }, row.prevHash), extra);
 }
 
-export type DueCheckpoint = { tenantId: string | null; seq: string; hash: Buffer; firstSeq: string; firstHash: Buffer | null };
+export type DueCheckpoint = {
+  tenantId: string | null;
+  seq: string;
+  hash: Buffer;
+  firstSeq: string;
+  firstHash: Buffer | null;
+  purgedThrough: string;
+  /** The chain's newest checkpoint, and the hash the event it names has now (null: not there). */
+  signedJws: string | null;
+  signedEventHash: Buffer | null;
+};
 
 /** Chain heads newer than their newest checkpoint (tenantId null: the platform chain). */
 export function checkpointsDue(tx: Tx, maxChains: number): Promise<DueCheckpoint[]> {
   return tx<DueCheckpoint[]>`
-    select tenant_id as "tenantId", seq::text as seq, hash, first_seq::text as "firstSeq", first_hash as "firstHash"
+    select tenant_id as "tenantId", seq::text as seq, hash, first_seq::text as "firstSeq", first_hash as "firstHash",
+           purged_through::text as "purgedThrough", signed_jws as "signedJws", signed_event_hash as "signedEventHash"
     from app_private.audit_checkpoints_due(${maxChains})`;
 }
 

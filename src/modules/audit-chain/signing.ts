@@ -4,23 +4,55 @@
 // retention), both kept in the database. Every worker runs the sweep on a
 // timer (AUDIT_CHECKPOINT_INTERVAL); the CLI runs the same on demand. Two
 // workers signing the same head keep one checkpoint (the second is a no-op).
+// A chain whose newest checkpoint no longer holds (the event it names has
+// another hash now, or the checkpoint is not the key's) is not signed again:
+// the service never vouches for a chain someone rewrote.
 import type { Sql, Tx } from '../../db/pool.ts';
 import type { Logger } from '../../logger.ts';
 import { chainName, PLATFORM_CHAIN, tenantChain } from './chain.ts';
-import type { AuditKey, SignedStatement } from './keys.ts';
-import { checkpointsDue, purge, purgesDue, storeCheckpoint } from './repo.ts';
+import { AuditSignatureError, type AuditKey, type SignedStatement } from './keys.ts';
+import { checkpointsDue, purge, purgesDue, storeCheckpoint, type DueCheckpoint } from './repo.ts';
 
 export type SignedCheckpoint = { readonly chain: string; readonly seq: number; readonly hash: string; readonly jws: string; readonly stored: boolean };
+/** A chain left unsigned because it no longer agrees with its newest checkpoint. */
+export type RefusedCheckpoint = { readonly chain: string; readonly seq: number; readonly reason: string };
+
+/** Why the chain must not be signed on top of its newest checkpoint, if it must not. */
+async function rewritten(due: DueCheckpoint, key: AuditKey, chain: string): Promise<string | undefined> {
+  if (due.signedJws === null) return undefined;
+  let signed: SignedStatement;
+  try {
+    signed = await key.verify(due.signedJws);
+  } catch (error) {
+    if (!(error instanceof AuditSignatureError)) throw error;
+    return `its newest checkpoint is not the audit key's (${error.message})`;
+  }
+  if (signed.chain !== chain) return `its newest checkpoint is ${signed.chain}'s`;
+  if (signed.seq <= Number(due.purgedThrough)) return undefined; // purged since, under a newer anchor
+  const now = due.signedEventHash?.toString('hex');
+  if (now !== signed.hash) return now === undefined ? `the event at seq ${signed.seq}, which its newest checkpoint signed, is gone` : `the event at seq ${signed.seq} is not the one its newest checkpoint signed`;
+  return undefined;
+}
 export type Purged = { readonly tenantId: string; readonly throughSeq: number; readonly events: number; readonly anchor: string };
 
-/** Signs and keeps a checkpoint of every chain head newer than its newest checkpoint (at most `maxChains`). */
-export async function signCheckpoints(tx: Tx, key: AuditKey, maxChains = 1000): Promise<SignedCheckpoint[]> {
+/**
+ * Signs and keeps a checkpoint of every chain head newer than its newest
+ * checkpoint (at most `maxChains`); `refused` collects the chains that no
+ * longer hold their newest checkpoint.
+ */
+export async function signCheckpoints(tx: Tx, key: AuditKey, maxChains = 1000, refused: RefusedCheckpoint[] = []): Promise<SignedCheckpoint[]> {
   const signed: SignedCheckpoint[] = [];
   for (const due of await checkpointsDue(tx, maxChains)) {
+    const chain = chainName(due.tenantId === null ? PLATFORM_CHAIN : tenantChain(due.tenantId));
+    const reason = await rewritten(due, key, chain);
+    if (reason !== undefined) {
+      refused.push({ chain, seq: Number(due.seq), reason });
+      continue;
+    }
     const at = new Date().toISOString();
     const statement: SignedStatement = {
       typ: 'checkpoint',
-      chain: chainName(due.tenantId === null ? PLATFORM_CHAIN : tenantChain(due.tenantId)),
+      chain,
       seq: Number(due.seq),
       hash: due.hash.toString('hex'),
       first: { seq: Number(due.firstSeq), hash: due.firstHash?.toString('hex') ?? null },
@@ -54,20 +86,22 @@ export async function purgeExpired(tx: Tx, key: AuditKey, batch: number, maxChai
 
 export type AuditSweep = {
   /** One round now: checkpoints first (so a purge never leaves a head unsigned), then retention batches. */
-  sweep(): Promise<{ checkpoints: SignedCheckpoint[]; purged: Purged[] }>;
+  sweep(): Promise<{ checkpoints: SignedCheckpoint[]; refused: RefusedCheckpoint[]; purged: Purged[] }>;
   stop(): void;
 };
 
 export function startAuditSweep(sql: Sql, key: AuditKey, settings: { intervalSeconds: number; purgeBatch: number }, log: Logger): AuditSweep {
   let warnedAt = 0;
-  let running: Promise<{ checkpoints: SignedCheckpoint[]; purged: Purged[] }> | undefined;
+  let running: ReturnType<AuditSweep['sweep']> | undefined;
   const round = async () => {
-    const checkpoints = await signCheckpoints(sql, key);
+    const refused: RefusedCheckpoint[] = [];
+    const checkpoints = await signCheckpoints(sql, key, 1000, refused);
     // Every signed checkpoint also goes to the log, which leaves the machine: a copy no DBA can reach.
     for (const checkpoint of checkpoints) if (checkpoint.stored) log.info({ audit: checkpoint }, 'audit checkpoint signed');
+    for (const chain of refused) log.error({ audit: chain }, 'audit chain no longer holds its newest checkpoint: not signed (tampered? run tenancy audit verify)');
     const purged = await purgeExpired(sql, key, settings.purgeBatch);
     for (const batch of purged) if (batch.events > 0) log.info({ audit: batch }, 'audit events past retention purged under a signed anchor');
-    return { checkpoints, purged };
+    return { checkpoints, refused, purged };
   };
   const sweep = () => (running ??= round().finally(() => (running = undefined)));
   const timer = setInterval(() => {
