@@ -63,8 +63,10 @@ export type EventHubOptions = {
   /** a DIRECT connection string, never through PgBouncer in transaction mode (LISTEN is session state) */
   readonly url: string;
   readonly logger: Logger;
-  /** How often the outbox is published when it was empty (the added latency, on average half of it). */
+  /** How often the outbox is published while events flow (the added latency, on average half of it). */
   readonly publishIntervalMs?: number;
+  /** After publishes that found nothing, the interval doubles up to this: an idle hub costs the database little. */
+  readonly idlePublishIntervalMs?: number;
   /** A publish that takes longer means a dead connection (a frozen server, a dropped network): it is replaced. */
   readonly publishTimeoutMs?: number;
   /** Reconnect delays grow from `minBackoffMs` to `maxBackoffMs`. */
@@ -84,6 +86,8 @@ const WARN_EVERY_MS = 10_000;
 export function createEventHub(options: EventHubOptions): EventHub {
   const log = options.logger.child({ component: 'events' });
   const publishIntervalMs = options.publishIntervalMs ?? 20;
+  const idlePublishIntervalMs = Math.max(publishIntervalMs, options.idlePublishIntervalMs ?? 100);
+  let interval = publishIntervalMs;
   const publishTimeoutMs = options.publishTimeoutMs ?? 5_000;
   const minBackoffMs = options.minBackoffMs ?? 100;
   const maxBackoffMs = options.maxBackoffMs ?? 5_000;
@@ -181,6 +185,7 @@ export function createEventHub(options: EventHubOptions): EventHub {
     everConnected = true;
     // Events between the loss and this LISTEN are gone; a subscriber that came meanwhile may have missed some too.
     resyncAll();
+    interval = publishIntervalMs;
     void publish(sql);
   };
 
@@ -197,7 +202,9 @@ export function createEventHub(options: EventHubOptions): EventHub {
       return;
     }
     if (sql !== connection || closing) return;
-    publishTimer = setTimeout(() => void publish(sql), published >= PUBLISH_BATCH ? 0 : publishIntervalMs);
+    // Events flowing: every publishIntervalMs (at once after a full batch); none found: less and less often.
+    interval = published > 0 ? publishIntervalMs : Math.min(idlePublishIntervalMs, interval * 2);
+    publishTimer = setTimeout(() => void publish(sql), published >= PUBLISH_BATCH ? 0 : interval);
   };
 
   const lost = (sql: postgres.Sql, reason: string) => {
