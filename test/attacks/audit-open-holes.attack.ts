@@ -1,0 +1,187 @@
+// Audit log attacks that still succeed (red team of issue 14), each written as
+// the test that passes once the hole is closed. Not part of `npm test`:
+//   npx vitest run -c test/attacks/vitest.config.ts
+import { beforeAll, expect, it } from 'vitest';
+import { auditKeyFromPem, generateAuditKeyPem, type AuditKey } from '../../src/modules/audit-chain/keys.ts';
+import { readTenantChain } from '../../src/modules/audit-chain/repo.ts';
+import { purgeExpired, signCheckpoints } from '../../src/modules/audit-chain/signing.ts';
+import { verifyChain } from '../../src/modules/audit-chain/verify.ts';
+import { decodeGlobalId } from '../../src/nodes/global-id.ts';
+import type { Sql } from '../../src/db/pool.ts';
+import { createTestApp, createTestTenant, type TestApp, type TestTenant } from '../helpers/app.ts';
+import { useTestDatabase, type TestDatabase } from '../helpers/db.ts';
+
+let db: TestDatabase;
+let key: AuditKey;
+let api: TestApp;
+let service: Sql;
+let tenants = 0;
+
+beforeAll(async () => {
+  db = await useTestDatabase();
+  key = await auditKeyFromPem(generateAuditKeyPem());
+  service = db.appPool(2); // the sweep runs on the request role
+  api = createTestApp(db.appPool(4), { audit: { key } });
+});
+
+const record = (tenantId: string, n: number) =>
+  db.owner`select app_private.record_audit(${tenantId}, 'test.event', 'thing', ${String(n)}, ${JSON.stringify({ n })}::jsonb)`;
+const verify = async (tenantId: string) => verifyChain((await readTenantChain(db.owner, tenantId)).input, key);
+
+async function chainedTenant(): Promise<TestTenant> {
+  const tenant = await createTestTenant(db.owner, `open-${++tenants}`);
+  const [head] = await db.owner<{ seq: string }[]>`select seq from app.audit_chain_heads where tenant_id = ${tenant.id}`;
+  for (let n = Number(head?.seq ?? 0) + 1; n <= 5; n++) await record(tenant.id, n);
+  await signCheckpoints(service, key);
+  for (let n = 6; n <= 10; n++) await record(tenant.id, n);
+  await signCheckpoints(service, key);
+  return tenant;
+}
+
+async function rewriteAndRehash(tenantId: string): Promise<void> {
+  await db.owner.begin(async (tx) => {
+    await tx`set local session_replication_role = replica`;
+    await tx`update app.audit_events set details = '{"n": "rewritten"}' where tenant_id = ${tenantId} and seq = 3`;
+    await tx`select set_config('tamper.tenant', ${tenantId}, true)`;
+    await tx.unsafe(`do $$
+      declare t uuid := current_setting('tamper.tenant')::uuid; e record; prev bytea := '\\x${'00'.repeat(32)}'; last_seq bigint := 0;
+      begin
+        for e in select * from app.audit_events where tenant_id = t order by seq loop
+          update app.audit_events x set prev_hash = prev,
+            hash = app_private.audit_event_hash(t, e.seq, e.occurred_at, e.actor_kind, e.actor_user_id, e.actor_api_key_id, e.action,
+                                                e.target_type, e.target_id, e.reason, e.details, e.request_id, prev)
+          where x.tenant_id = t and x.seq = e.seq returning x.hash into prev;
+          last_seq := e.seq;
+        end loop;
+        update app.audit_chain_heads set seq = last_seq, hash = prev where tenant_id = t;
+      end $$`);
+  });
+}
+
+it('HOLE 1 (residual, inherent): the service checks a chain holds its newest checkpoint by asking the database; a superuser who makes the database lie has the rewrite signed, and 16 sweeps later the contradicting checkpoints are out of the read', async () => {
+  const tenant = await chainedTenant();
+  await rewriteAndRehash(tenant.id);
+  // The check of migration 000018, lied to: the "hash the event has now" answered from the checkpoint itself.
+  await db.owner.unsafe(`create or replace function app_private.audit_checkpoints_due(max_chains integer default 1000)
+    returns table (tenant_id uuid, seq bigint, hash bytea, first_seq bigint, first_hash bytea, purged_through bigint, signed_jws text, signed_event_hash bytea)
+    language sql stable security definer set search_path = '' as $$
+      select h.tenant_id, h.seq, h.hash, h.purged_through + 1,
+             (select e.hash from app.audit_events e where e.tenant_id = h.tenant_id and e.seq = h.purged_through + 1),
+             h.purged_through, c.jws, c.hash
+      from app.audit_chain_heads h
+      left join lateral (select c.seq, c.jws, c.hash from app.audit_checkpoints c
+                         where c.tenant_id = h.tenant_id and c.kind = 'checkpoint' order by c.seq desc limit 1) c on true
+      where h.seq > coalesce(c.seq, 0) and h.seq > h.purged_through order by h.tenant_id limit max_chains $$`);
+  expect(await verify(tenant.id)).toMatchObject({ ok: false }); // caught now: checkpoints 5 and 10 disagree (commit ad07cd2) ...
+  for (let n = 11; n <= 27; n++) {
+    await record(tenant.id, n);
+    await signCheckpoints(service, key); // ... but the sweep signs every rewritten head
+  }
+  const result = await verify(tenant.id);
+  expect(result, result.message).toMatchObject({ ok: false }); // fails: ok, "signed through 27" (a copy kept outside still catches it)
+});
+
+it('HOLE 2: the service signs an anchor for whatever audit_purges_due names: young events purged under a genuine anchor', async () => {
+  const tenant = await chainedTenant();
+  await db.owner.begin(async (tx) => {
+    // A superuser replaces the two functions the sweep trusts; the events themselves are hours old, not 90 days.
+    await tx`update app.tenants set audit_retention_days = 90 where id = ${tenant.id}`;
+    await tx.unsafe(`create or replace function app_private.audit_purges_due(batch integer default 1000, max_chains integer default 100)
+      returns table (tenant_id uuid, through_seq bigint, through_hash bytea) language sql security definer set search_path = '' as $$
+        select e.tenant_id, e.seq, e.hash from app.audit_events e join app.audit_chain_heads h on h.tenant_id = e.tenant_id
+        where e.tenant_id = '${tenant.id}' and e.seq = 5 and h.purged_through < 5 $$`);
+    await tx.unsafe(`create or replace function app_private.purge_audit_events(tenant uuid, through_seq bigint, through_hash bytea, signed_at timestamptz, key_id text, anchor text)
+      returns integer language plpgsql security definer set search_path = '' as $$
+      declare purged integer;
+      begin
+        insert into app.audit_checkpoints (tenant_id, kind, seq, hash, signed_at, key_id, jws) values (tenant, 'anchor', through_seq, through_hash, signed_at, key_id, anchor);
+        update app.audit_chain_heads h set purged_through = through_seq where h.tenant_id = tenant;
+        perform set_config('app_private.purging_audit_of', tenant::text, true);
+        delete from app.audit_events e where e.tenant_id = tenant and e.seq <= through_seq;
+        get diagnostics purged = row_count;
+        delete from app.audit_checkpoints c where c.tenant_id = tenant and c.seq < through_seq;
+        return purged;
+      end $$`);
+  });
+  expect((await purgeExpired(service, key, 1000)).map((purged) => purged.events)).toEqual([5]);
+  const result = await verify(tenant.id);
+  expect(result, result.message).toMatchObject({ ok: false }); // fails: ok, anchorSeq 5
+});
+
+it("HOLE 3: an AuditEvent's id is a number shared by all tenants: B's ADMIN counts A's events between two of B's", async () => {
+  const [a, b] = [await createTestTenant(db.owner, 'count-a'), await createTestTenant(db.owner, 'count-b')];
+  await record(b.id, 1);
+  for (let n = 0; n < 5; n++) await record(a.id, n); // A's activity, which B must not be able to detect
+  await record(b.id, 2);
+  const response = await api.request('{ auditEvents(first: 2) { edges { node { id seq } } } }', { token: b.members.ADMIN.token });
+  const [newer, older] = (response.body.data!.auditEvents as { edges: { node: { id: string; seq: number } }[] }).edges.map((edge) => edge.node);
+  const gap = Number(decodeGlobalId(newer!.id)!.id) - Number(decodeGlobalId(older!.id)!.id);
+  expect(newer!.seq - older!.seq).toBe(1);
+  expect(gap, 'the ids of two consecutive events of B differ by 1 + the events every other tenant wrote between them').toBe(1); // fails: 6
+});
+
+it("HOLE 4: verifyAuditChain hashes a long chain in one synchronous stretch: every tenant's requests on the process wait for it", async () => {
+  const [big, other] = [await createTestTenant(db.owner, 'long-a'), await createTestTenant(db.owner, 'long-b')];
+  // 50,000 events (a busy tenant's weeks; retention keeps at least 90 days), chained in one loop with triggers off:
+  // through the trigger in one statement they take minutes (the head row's versions pile up in the transaction).
+  await db.owner.begin(async (tx) => {
+    await tx`set local session_replication_role = replica`;
+    await tx`select set_config('seed.tenant', ${big.id}, true)`;
+    await tx.unsafe(`do $$
+      declare t uuid := current_setting('seed.tenant')::uuid; h record; prev bytea; at timestamptz := clock_timestamp();
+      begin
+        select * into h from app.audit_chain_heads where tenant_id = t;
+        prev := h.hash;
+        for n in h.seq + 1 .. h.seq + 50000 loop
+          insert into app.audit_events (tenant_id, occurred_at, actor_kind, action, target_type, target_id, details, seq, prev_hash, hash)
+          values (t, at, 'system', 'test.bulk', 'thing', n::text, jsonb_build_object('n', n), n, prev,
+                  app_private.audit_event_hash(t, n, at, 'system', null, null, 'test.bulk', 'thing', n::text, null, jsonb_build_object('n', n), null, prev))
+          returning hash into prev;
+        end loop;
+        update app.audit_chain_heads set seq = h.seq + 50000, hash = prev where tenant_id = t;
+      end $$`);
+  });
+  let tick = performance.now();
+  let longestStall = 0;
+  const ticker = setInterval(() => {
+    longestStall = Math.max(longestStall, performance.now() - tick);
+    tick = performance.now();
+  }, 5);
+  const started = performance.now();
+  const verifying = api.request('{ verifyAuditChain { ok events } }', { token: big.members.ADMIN.token });
+  const probes: number[] = [];
+  let done = false;
+  void verifying.finally(() => (done = true));
+  while (!done) {
+    const before = performance.now();
+    const probe = await api.request('{ agents(first: 1) { edges { node { id } } } }', { token: other.members.VIEWER.token });
+    expect(probe.body.errors).toBeUndefined();
+    probes.push(performance.now() - before);
+  }
+  const verified = await verifying;
+  clearInterval(ticker);
+  const stalls: Record<string, number> = {};
+  const measure = async <T>(name: string, work: () => Promise<T>): Promise<T> => {
+    let last = performance.now();
+    let worst = 0;
+    const timer = setInterval(() => {
+      worst = Math.max(worst, performance.now() - last);
+      last = performance.now();
+    }, 5);
+    try {
+      return await work();
+    } finally {
+      clearInterval(timer);
+      stalls[name] = Math.round(Math.max(worst, performance.now() - last));
+    }
+  };
+  const input = (await measure('read', () => readTenantChain(db.owner, big.id))).input;
+  const hashing = performance.now();
+  await measure('verify', () => verifyChain(input, key));
+  const hashMs = performance.now() - hashing;
+  console.log('stalls', JSON.stringify(stalls));
+  const slowest = Math.max(...probes);
+  console.log(JSON.stringify({ verifyMs: Math.round(performance.now() - started), hashMs: Math.round(hashMs), probes: probes.length, longestStallMs: Math.round(longestStall), slowestProbeMs: Math.round(slowest), verified: verified.body }));
+  expect(longestStall, `the event loop stalled ${Math.round(longestStall)} ms`).toBeLessThan(250);
+  expect(slowest, `another tenant's one-row read took up to ${Math.round(slowest)} ms; the hashing alone is ${Math.round(hashMs)} ms without a break`).toBeLessThan(250);
+}, 120_000);
