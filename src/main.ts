@@ -11,6 +11,7 @@ import { assertSafeRequestRole } from './db/request-role.ts';
 import { connectDatabase, runMigrations } from './db/setup.ts';
 import { demoOperator, demoPrincipals, seedDemo, type DemoPrincipal } from './demo.ts';
 import { unavailable } from './errors.ts';
+import { createEventHub } from './events/hub.ts';
 import { createLogger, flushLogs, type Logger } from './logger.ts';
 import { loadAuditKey } from './modules/audit-chain/keys.ts';
 import { startAuditSweep } from './modules/audit-chain/signing.ts';
@@ -70,7 +71,9 @@ async function serve(config: Config, log: Logger, appUrl: string, tabs: readonly
   });
   const auditKey = await loadAuditKey(config); // beside the service, never in the database
   if (!auditKey) log.warn('no AUDIT_SIGNING_KEY or AUDIT_SIGNING_KEY_FILE: the audit log is chained but nothing signs its checkpoints');
-  const app = createApp({ config, sql, verifyToken: createTokenVerifier(await tokenSettings(config)), log, graphiqlTabs: tabs, guards: [fairShare], fairShareLanes: fairShare.lanes, audit: { key: auditKey } });
+  // Live events listen on a connection of their own, direct to PostgreSQL (never PgBouncer in transaction mode).
+  const events = createEventHub({ url: config.databaseListenUrl ?? appUrl, logger: log });
+  const app = createApp({ config, sql, events, verifyToken: createTokenVerifier(await tokenSettings(config)), log, graphiqlTabs: tabs, guards: [fairShare], fairShareLanes: fairShare.lanes, audit: { key: auditKey } });
   const sweep = startIdleSessionSweep(sql, config.sessionIdleTimeoutSeconds, log); // sessions whose client vanished
   const auditSweep = auditKey
     ? startAuditSweep(sql, auditKey, { intervalSeconds: config.audit.checkpointIntervalSeconds, purgeBatch: config.audit.purgeBatch }, log)
@@ -95,6 +98,7 @@ async function serve(config: Config, log: Logger, appUrl: string, tabs: readonly
       clearTimeout(abort);
       abortTransactions(sql, unavailable('shutdown')); // anything still open now never commits
       await fairShare.close(); // unspent rate tokens go back to the database
+      await events.close(); // the listening connection, after the streams it fed
       await Promise.all([sql.end({ timeout: 5 }), guardSql.end({ timeout: 5 })]);
     },
   };
