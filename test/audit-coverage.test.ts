@@ -425,6 +425,24 @@ describe('a failed mutation writes nothing', () => {
   });
 });
 
+describe('two changes, two events', () => {
+  it('createTenant with adminEmail makes a tenant and its first invitation: one event each, in both logs', async () => {
+    const { send, state } = sender(asUser());
+    const made = await send('mutation($s: String!) { createTenant(input: { slug: $s, name: "Two", plan: FREE, adminEmail: "first@two.test" }) { tenant { id } adminInvitationToken } }', { s: `two-${randomUUID().slice(0, 8)}` }, operatorToken);
+    const id = String(at(made, 'createTenant', 'tenant', 'id'));
+    const events = await db.owner<{ tenant_id: string; action: string; actor_kind: string; actor_user_id: string }[]>`
+      select tenant_id, action, actor_kind, actor_user_id from app.audit_events where request_id = ${state.requestId} order by seq`;
+    expect(events).toEqual([
+      { tenant_id: id, action: 'tenant.create', actor_kind: 'operator', actor_user_id: operatorId },
+      // The invitation's own trigger: the operator is the request's user.
+      { tenant_id: id, action: 'invitation.create', actor_kind: 'user', actor_user_id: operatorId },
+    ]);
+    const platform = await db.owner<{ action: string }[]>`select action from app_private.operator_audit_events where request_id = ${state.requestId} order by seq`;
+    expect(platform).toEqual([{ action: 'tenant.create' }, { action: 'invitation.create' }]);
+    expect(JSON.stringify(await db.owner`select * from app.audit_events where request_id = ${state.requestId}`)).not.toContain(String(at(made, 'createTenant', 'adminInvitationToken')));
+  });
+});
+
 describe('event contents', () => {
   it('a summary names what changed and never a secret, a token or a body', async () => {
     const { send, state } = sender(asUser());
