@@ -1,6 +1,8 @@
-// `node bench/profile-summary.ts <file.cpuprofile>`: where a CPU profile's
-// time goes, by self time, grouped into areas (GC, idle, our code, each
-// dependency, Node internals by module), plus the top functions.
+// `node bench/profile-summary.ts <file.cpuprofile> [seconds]`: where a CPU
+// profile's time goes, by self time, grouped into areas (GC, idle, our code,
+// each dependency, Node internals by module), plus the top functions. With
+// `seconds`, only the busiest window of that length counts (a load run's
+// window, without start-up, module loading and the idle time around it).
 import { readFileSync } from 'node:fs';
 
 type ProfileNode = { id: number; hitCount: number; callFrame: { functionName: string; url: string; lineNumber: number } };
@@ -9,7 +11,31 @@ type Profile = { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] }
 const profile = JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as Profile;
 const byId = new Map(profile.nodes.map((node) => [node.id, node]));
 const self = new Map<number, number>();
-profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+const [from, to] = busiestWindow(Number(process.argv[3] ?? 0) * 1e6);
+for (let i = from; i < to; i++) self.set(profile.samples[i]!, (self.get(profile.samples[i]!) ?? 0) + (profile.timeDeltas[i] ?? 0));
+
+/** Sample indexes [from, to) of the window of `us` with the most non-idle time; all samples when `us` is 0. */
+function busiestWindow(us: number): [number, number] {
+  const n = profile.samples.length;
+  if (!us) return [0, n];
+  const idle = new Set(profile.nodes.filter((node) => node.callFrame.functionName === '(idle)').map((node) => node.id));
+  let best: [number, number] = [0, 0];
+  let bestBusy = -1;
+  let busy = 0;
+  let span = 0;
+  let start = 0;
+  for (let end = 0; end < n; end++) {
+    span += profile.timeDeltas[end] ?? 0;
+    if (!idle.has(profile.samples[end]!)) busy += profile.timeDeltas[end] ?? 0;
+    while (span > us && start <= end) {
+      span -= profile.timeDeltas[start] ?? 0;
+      if (!idle.has(profile.samples[start]!)) busy -= profile.timeDeltas[start] ?? 0;
+      start++;
+    }
+    if (busy > bestBusy) [bestBusy, best] = [busy, [start, end + 1]];
+  }
+  return best;
+}
 const total = [...self.values()].reduce((a, b) => a + b, 0);
 
 function area(node: ProfileNode): string {
