@@ -8,6 +8,7 @@
 import postgres from 'postgres';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { auditKeyFromPem, generateAuditKeyPem, type AuditKey } from '../src/modules/audit-chain/keys.ts';
+import { tenantEventHash } from '../src/modules/audit-chain/chain.ts';
 import { readPlatformChain, readTenantChain } from '../src/modules/audit-chain/repo.ts';
 import { purgeExpired, signCheckpoints } from '../src/modules/audit-chain/signing.ts';
 import { verifyChain, type Verification } from '../src/modules/audit-chain/verify.ts';
@@ -359,5 +360,46 @@ describe('racing', () => {
       expect(result, result.message).toMatchObject({ ok: true, unsignedEvents: 0 });
     }
     expect(await verifyTenant(db.owner, old!.id)).toMatchObject({ anchorSeq: 40, events: 12, lastSeq: 52 });
+  });
+});
+
+describe('the verifier itself', () => {
+  it('text PostgreSQL and JSON.stringify might escape apart (controls, quotes, backslashes, U+2028, emoji, combining marks) verifies as written', async () => {
+    const tenant = await createTestTenant(db.owner, `escapes-${++tenants}`);
+    const nasty = ['\u0001\u001f\u007f', '"quoted" \\back\\slash/', 'line\u2028sep\u2029para', 'tab\tnew\nline\r\b\f', '😀 e\u0301 \uFEFF', '\\u0000 as text'];
+    for (const [n, text] of nasty.entries()) {
+      await db.owner`select app_private.record_audit(${tenant.id}, 'test.escape', ${'thing'}, ${text}, ${db.owner.json({ text, n })})`;
+      await db.owner.begin(async (tx) => {
+        await tx`select set_config('app.request_id', ${`req-${n}`}, true)`;
+        await tx`select app_private.record_audit(${tenant.id}, 'test.escape', 'thing', ${String(n)}, ${db.owner.json({ [text]: text })}, ${text})`;
+      });
+    }
+    await signCheckpoints(db.owner, key);
+    const result = await verifyTenant(db.owner, tenant.id);
+    expect(result, result.message).toMatchObject({ ok: true, unsignedEvents: 0 });
+  });
+
+  it('a long chain is hashed in slices: the event loop turns while it is verified', async () => {
+    const events = [];
+    let prev: Buffer = Buffer.alloc(32);
+    const tenantId = '00000000-0000-4000-8000-000000000001';
+    for (let seq = 1; seq <= 5000; seq++) {
+      const fields = { seq: String(seq), occurredAt: '2026-12-01T00:00:00.000000Z', actorKind: 'system', actorUserId: null, actorApiKeyId: null, action: 'test.long', targetType: 'thing', targetId: String(seq), reason: null, details: '{}', requestId: null };
+      const prevHash = prev;
+      const hash = tenantEventHash(tenantId, fields, prevHash);
+      events.push({ seq, prevHash, hash, hashAs: (at: number) => tenantEventHash(tenantId, { ...fields, seq: String(at) }, prevHash) });
+      prev = hash;
+    }
+    let turns = 0;
+    let verifying = true;
+    const turn = () => {
+      turns++;
+      if (verifying) setImmediate(turn);
+    };
+    setImmediate(turn);
+    const result = await verifyChain({ chain: `tenant:${tenantId}`, events, statements: [] }, key);
+    verifying = false;
+    expect(result).toMatchObject({ ok: true, events: 5000 });
+    expect(turns).toBeGreaterThanOrEqual(4);
   });
 });
