@@ -1,0 +1,140 @@
+// PostgreSQL restarted under live subscriptions, end to end: the service on a
+// PostgreSQL of this file's own (test/helpers/fault-postgres.ts), requests on
+// the request pool, the event hub on its own direct connection, subscribers
+// over SSE and graphql-ws. A fast restart and a crash (kill -9, then a start):
+// every open stream gets a RESYNC (never silence), stays open, and then carries
+// live events again.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPool, type Sql } from '../src/db/pool.ts';
+import { encodeGlobalId } from '../src/nodes/global-id.ts';
+import { createTestTenant, insertAgents, type TestTenant } from './helpers/app.ts';
+import { startFaultServer, type FaultServer } from './helpers/fault-postgres.ts';
+import { sleep, sse, startLiveServer, wsConnect, type LiveResult, type LiveServer, type Received } from './helpers/live.ts';
+import postgres from 'postgres';
+
+let server: FaultServer;
+let owner: postgres.Sql;
+let pool: Sql;
+let live: LiveServer;
+let a: TestTenant;
+let b: TestTenant;
+let session: { a: string; b: string };
+
+const ACTIVITY = 'subscription ($id: ID!) { sessionActivity(sessionId: $id) { kind id node { __typename ... on Task { title } } } }';
+const MEMBERS = 'subscription { members { kind id } }';
+type Event = { kind: string; id: string | null };
+const kinds = (results: LiveResult[], field: string) => results.map((result) => (result.data?.[field] as Event | undefined)?.kind);
+const ids = (results: LiveResult[], field: string) => results.map((result) => (result.data?.[field] as Event | undefined)?.id);
+
+/** A write as the owner, retried while the database comes back. */
+async function retrying<T>(write: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      return await write();
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await sleep(100);
+    }
+  }
+}
+
+const newTask = (tenant: TestTenant, sessionId: string) =>
+  retrying(async () => {
+    const [row] = await owner<{ id: string }[]>`
+      insert into app.tasks (tenant_id, session_id, title, created_by) values (${tenant.id}, ${sessionId}, 'live', ${tenant.members.MEMBER.userId}) returning id`;
+    return encodeGlobalId('Task', row!.id);
+  });
+
+/** Until the stream hears a task written after it opened (a subscription has no acknowledgement). */
+async function started(stream: Received, tenant: TestTenant, sessionId: string) {
+  for (let attempt = 0; attempt < 30; attempt++) {
+    const id = await newTask(tenant, sessionId);
+    if (await stream.until((results) => ids(results, 'sessionActivity').includes(id), 500).then(() => true, () => false)) return;
+  }
+  throw new Error('the subscription never started');
+}
+
+type Subscriber = { name: string; field: string; stream: Received; live: () => Promise<string> };
+
+async function openSubscribers(): Promise<Subscriber[]> {
+  const subscribers: Subscriber[] = [];
+  for (const [tenant, sessionId] of [[a, session.a], [b, session.b]] as const) {
+    const stream = await sse(live.origin, ACTIVITY, { headers: { authorization: `Bearer ${tenant.members.VIEWER.token}` }, variables: { id: encodeGlobalId('Session', sessionId) } });
+    expect(stream.status).toBe(200);
+    await started(stream, tenant, sessionId);
+    subscribers.push({ name: `sse ${tenant.slug}`, field: 'sessionActivity', stream, live: () => newTask(tenant, sessionId) });
+  }
+  const ws = await wsConnect(live.origin);
+  await ws.init({ authorization: `Bearer ${a.members.ADMIN.token}` });
+  const members = ws.subscribe(MEMBERS);
+  const wsActivity = ws.subscribe(ACTIVITY, { id: encodeGlobalId('Session', session.a) });
+  await started(wsActivity, a, session.a);
+  subscribers.push({ name: 'ws activity', field: 'sessionActivity', stream: wsActivity, live: () => newTask(a, session.a) });
+  subscribers.push({
+    name: 'ws members',
+    field: 'members',
+    stream: members,
+    live: () =>
+      retrying(async () => {
+        const [user] = await owner<{ id: string }[]>`insert into app.users (email) values (${`joiner-${Date.now()}-${Math.random()}@live.test`}) returning id`;
+        await owner`insert into app.memberships (tenant_id, user_id, role) values (${a.id}, ${user!.id}, 'VIEWER')`;
+        return encodeGlobalId('Member', user!.id);
+      }),
+  });
+  return subscribers;
+}
+
+/** After the fault: every stream has a RESYNC, is still open, and hears a change made after it. */
+async function expectResyncThenLive(subscribers: Subscriber[], before: Map<Subscriber, number>) {
+  for (const subscriber of subscribers) {
+    const results = await subscriber.stream.until((all) => kinds(all.slice(before.get(subscriber)), subscriber.field).includes('RESYNC'), 30_000);
+    expect(subscriber.stream.endedAt, subscriber.name).toBeUndefined();
+    const resyncAt = before.get(subscriber)! + kinds(results.slice(before.get(subscriber)), subscriber.field).indexOf('RESYNC');
+    const id = await subscriber.live();
+    const after = await subscriber.stream.until((all) => ids(all.slice(resyncAt), subscriber.field).includes(id), 15_000);
+    expect(after.length, subscriber.name).toBeGreaterThan(resyncAt);
+  }
+}
+
+beforeAll(async () => {
+  server = await startFaultServer();
+  owner = postgres(server.ownerUrl, { max: 2, onnotice: () => {} });
+  pool = createPool(server.appUrl, { max: 6, prepare: true, requestTimeoutMs: 5_000 });
+  a = await createTestTenant(owner, 'live-restart-a');
+  b = await createTestTenant(owner, 'live-restart-b');
+  const [agentA] = await insertAgents(owner, a.id, a.members.ADMIN.userId, ['runner']);
+  const [agentB] = await insertAgents(owner, b.id, b.members.ADMIN.userId, ['runner']);
+  const [sa] = await owner<{ id: string }[]>`insert into app.sessions (tenant_id, agent_id, started_by) values (${a.id}, ${agentA!}, ${a.members.MEMBER.userId}) returning id`;
+  const [sb] = await owner<{ id: string }[]>`insert into app.sessions (tenant_id, agent_id, started_by) values (${b.id}, ${agentB!}, ${b.members.MEMBER.userId}) returning id`;
+  session = { a: sa!.id, b: sb!.id };
+  live = await startLiveServer(pool, server.appUrl);
+}, 60_000);
+
+afterAll(async () => {
+  await live?.close();
+  await pool?.end({ timeout: 1 });
+  await owner?.end({ timeout: 1 });
+  await server?.destroy();
+});
+
+describe('PostgreSQL restarted under live subscriptions', () => {
+  it('a fast restart: every stream gets RESYNC, stays open, then live events', async () => {
+    const subscribers = await openSubscribers();
+    const before = new Map(subscribers.map((subscriber) => [subscriber, subscriber.stream.results.length]));
+    await server.restart();
+    await expectResyncThenLive(subscribers, before);
+    for (const subscriber of subscribers) subscriber.stream.close();
+  }, 120_000);
+
+  it('a crash (kill -9) and a start a second later: the same', async () => {
+    const subscribers = await openSubscribers();
+    const before = new Map(subscribers.map((subscriber) => [subscriber, subscriber.stream.results.length]));
+    await server.kill();
+    await sleep(1_000);
+    expect(live.hub.connected).toBe(false);
+    await server.start();
+    await expectResyncThenLive(subscribers, before);
+    for (const subscriber of subscribers) subscriber.stream.close();
+  }, 120_000);
+});
