@@ -1167,12 +1167,14 @@ $function$;
 COMMENT ON FUNCTION app_private.audit_membership() IS 'Trigger (after insert, delete or update of role on app.memberships): member.add, member.role_change and member.remove audit events; a membership an invitation brought in the same transaction is audited as that invitation.accept.';
 
 CREATE OR REPLACE FUNCTION app_private.audit_purges_due(batch integer DEFAULT 1000, max_chains integer DEFAULT 100)
- RETURNS TABLE(tenant_id uuid, through_seq bigint, through_hash bytea)
+ RETURNS TABLE(tenant_id uuid, through_seq bigint, through_hash bytea, through_prev_hash bytea, occurred_at text, actor_kind text, actor_user_id text, actor_api_key_id text, action text, target_type text, target_id text, reason text, details text, request_id text)
  LANGUAGE sql
  STABLE SECURITY DEFINER
  SET search_path TO ''
 AS $function$
-    select h.tenant_id, p.seq, p.hash
+    select h.tenant_id, p.seq, p.hash, e.prev_hash,
+           to_char(e.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), e.actor_kind, e.actor_user_id::text,
+           e.actor_api_key_id::text, e.action, e.target_type, e.target_id, e.reason, e.details::text, e.request_id
     from app.tenants t
     join app.audit_chain_heads h on h.tenant_id = t.id
     cross join lateral (
@@ -1184,13 +1186,14 @@ AS $function$
       ) b
       where b.past order by b.seq desc limit 1
     ) p
+    join app.audit_events e on e.tenant_id = t.id and e.seq = p.seq
     where t.audit_retention_days is not null
       and (select e.occurred_at from app.audit_events e where e.tenant_id = t.id and e.seq = h.purged_through + 1)
           < now() - make_interval(days => t.audit_retention_days)
     order by t.id
     limit max_chains
   $function$;
-COMMENT ON FUNCTION app_private.audit_purges_due(integer,integer) IS 'Tenants with audit events past their retention: the newest seq of the oldest batch to purge and its hash, for the service to sign as an anchor.';
+COMMENT ON FUNCTION app_private.audit_purges_due(integer,integer) IS 'Tenants with audit events past their retention: the newest seq of the oldest batch to purge, its hash, and that event''s content as the chain hashes it, for the service to check and sign as an anchor.';
 GRANT EXECUTE ON FUNCTION app_private.audit_purges_due(integer,integer) TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app_private.audit_row()
