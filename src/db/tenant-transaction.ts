@@ -30,6 +30,8 @@ export type TransactionOptions = {
   readonly readBytes?: number;
   /** The request's id (the request log's, the response's): set as `app.request_id`, so audit events name it. */
   readonly requestId?: string;
+  /** One snapshot for every statement (REPEATABLE READ): a subscription's re-read shows each row and its relations as of one moment. */
+  readonly snapshot?: boolean;
   /**
    * The operation only reads and is expected to send all its statements as it
    * starts (it did last time): COMMIT is queued behind the statements of the
@@ -62,6 +64,7 @@ export class TenantTransaction {
   #known: Principal | undefined;
   #operator: Promise<boolean> | undefined;
   readonly #deadline: number;
+  readonly #snapshot: boolean;
   /** Bytes of rows still allowed (undefined: no budget); charged as each repository call returns. */
   #readBytesLeft: number | undefined;
   readonly #readBytes: number | undefined;
@@ -85,6 +88,7 @@ export class TenantTransaction {
     this.#sql = sql;
     this.#selection = selection;
     this.#deadline = options.deadline ?? Date.now() + poolState(sql).requestTimeoutMs;
+    this.#snapshot = options.snapshot === true;
     this.#readBytes = this.#readBytesLeft = options.readBytes;
     this.#requestId = options.requestId ?? '';
     this.#commitEarly = options.commitEarly ?? false;
@@ -277,7 +281,7 @@ export class TenantTransaction {
   #beginStatement(tx: Reserved) {
     const left = this.#deadline - Date.now();
     const serverTimeout = Math.max(1, Math.floor(left - Math.min(SERVER_MARGIN_MS, left / 10)));
-    return tx.unsafe(`begin; set local statement_timeout = ${serverTimeout}; set local lock_timeout = ${serverTimeout}; ${CLIENT_CHECK}`);
+    return tx.unsafe(`${this.#snapshot ? 'begin isolation level repeatable read' : 'begin'}; set local statement_timeout = ${serverTimeout}; set local lock_timeout = ${serverTimeout}; ${CLIENT_CHECK}`);
   }
 
   /** commitEarly: COMMIT queued behind what the tick sent, in the same write. */

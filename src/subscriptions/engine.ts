@@ -187,7 +187,7 @@ export function createSubscriptionEngine(options: EngineOptions): SubscriptionEn
     } catch {
       return resync(batch); // no slot in time: these events are missed, and the subscribers are told
     }
-    const db = new TenantTransaction(sql, group.selection, { deadline });
+    const db = new TenantTransaction(sql, group.selection, { deadline, snapshot: true });
     const context = requestContext(`subscription ${group.key}`, db);
     try {
       db.start('tenant');

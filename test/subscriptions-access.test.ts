@@ -1,0 +1,178 @@
+// Streams end when access ends, within 1 s: the token's exp (a timer), the
+// member removed, the API key revoked, the tenant suspended, the creator of a
+// key removed, each with the coded error, over SSE and WebSocket, measured
+// from the commit (or exp) to the stream's end; a role change that leaves
+// access keeps the stream. Then across two service instances sharing the
+// database (each with its own event hub).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Sql } from '../src/db/pool.ts';
+import { encodeGlobalId } from '../src/nodes/global-id.ts';
+import { addMember, createUser } from '../src/operator/repo.ts';
+import { createTestTenant, insertAgents, tokenFor, type TestTenant } from './helpers/app.ts';
+import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
+import { errorCodes, insertApiKey, sleep, sse, startLiveServer, wsConnect, type LiveResult, type LiveServer, type Received } from './helpers/live.ts';
+
+let db: TestDatabase;
+let sql: Sql;
+let one: LiveServer;
+let other: LiveServer;
+let tenant: TestTenant;
+let session: string;
+
+const ACTIVITY = 'subscription ($id: ID!) { sessionActivity(sessionId: $id) { kind id } }';
+/** The bound, and what each case measured (printed at the end). */
+const WITHIN_MS = 1_000;
+const measured: Record<string, number[]> = {};
+
+type Subscriber = { readonly via: 'sse' | 'ws'; readonly stream: Received };
+
+/** Subscribes with these credentials over SSE or WebSocket and waits until events flow. */
+async function subscribe(via: 'sse' | 'ws', credentials: Record<string, string>, origin = one.origin): Promise<Subscriber> {
+  const variables = { id: encodeGlobalId('Session', session) };
+  let stream: Received;
+  if (via === 'sse') {
+    const opened = await sse(origin, ACTIVITY, { headers: credentials, variables });
+    expect(opened.status).toBe(200);
+    stream = opened;
+  } else {
+    const client = await wsConnect(origin);
+    await client.init(credentials);
+    stream = client.subscribe(ACTIVITY, variables);
+  }
+  await flowing(stream);
+  return { via, stream };
+}
+
+/** A marker task every 300 ms until the stream hears one (graphql-ws does not acknowledge a subscribe). */
+async function flowing(stream: Received): Promise<void> {
+  const markers = new Set<string>();
+  for (let attempt = 0; attempt < 40; attempt++) {
+    const [row] = await db.owner<{ id: string }[]>`insert into app.tasks (tenant_id, session_id, title) values (${tenant.id}, ${session}, 'marker') returning id`;
+    markers.add(encodeGlobalId('Task', row!.id));
+    const heard = (results: LiveResult[]) => results.some((result) => markers.has((result.data?.sessionActivity as { id?: string } | undefined)?.id ?? ''));
+    if (await stream.until(heard, 300).then(() => true, () => false)) return;
+  }
+  throw new Error('the subscription never started');
+}
+
+/** Runs `trigger`, then waits for every subscriber's stream to end with `code`; records the milliseconds from the trigger's commit. */
+async function endsWithin(name: string, subscribers: readonly Subscriber[], code: string | readonly string[], trigger: () => Promise<unknown>, from?: () => number) {
+  await trigger();
+  const committed = from?.() ?? performance.now();
+  await Promise.all(subscribers.map(({ stream }) => stream.ended(5_000)));
+  const times = subscribers.map(({ stream }) => stream.endedAt! - committed);
+  (measured[name] ??= []).push(...times);
+  for (const { via, stream } of subscribers) {
+    const last = stream.results.at(-1);
+    expect(errorCodes(last), `${name} over ${via}`).toHaveLength(1);
+    expect(Array.isArray(code) ? code : [code], `${name} over ${via}: ${JSON.stringify(last)}`).toContain(errorCodes(last)[0]);
+  }
+  expect(Math.max(...times), `${name}: ${times.map((ms) => ms.toFixed(0)).join(', ')} ms`).toBeLessThan(WITHIN_MS);
+}
+
+/** A fresh member of the tenant with a token, for a case of its own. */
+async function newMember(role: 'ADMIN' | 'LEAD' | 'MEMBER' | 'VIEWER', label: string) {
+  const user = await createUser(db.owner, `${label}-${Math.random().toString(36).slice(2, 8)}@access.test`, label);
+  await addMember(db.owner, tenant.id, user.id, role);
+  return { userId: user.id, token: await tokenFor(user.id, tenant.id) };
+}
+
+const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
+beforeAll(async () => {
+  db = await useTestDatabase();
+  sql = db.appPool(8);
+  tenant = await createTestTenant(db.owner, 'access-a');
+  const [agent] = await insertAgents(db.owner, tenant.id, tenant.members.ADMIN.userId, ['runner']);
+  session = (await db.owner<{ id: string }[]>`insert into app.sessions (tenant_id, agent_id) values (${tenant.id}, ${agent!}) returning id`)[0]!.id;
+  [one, other] = await Promise.all([startLiveServer(sql, db.appUrl), startLiveServer(db.appPool(4), db.appUrl)]);
+});
+
+afterAll(async () => {
+  await Promise.all([one?.close(), other?.close()]);
+  const lines = Object.entries(measured).map(([name, times]) => `${name}: max ${Math.max(...times).toFixed(0)} ms over ${times.length}`);
+  if (lines.length > 0) console.info(`time to close:\n  ${lines.join('\n  ')}`);
+});
+
+describe('one process', () => {
+  it('the token expires: UNAUTHENTICATED by its exp (a timer, no database needed)', async () => {
+    const member = await newMember('VIEWER', 'expiring');
+    const token = await tokenFor(member.userId, tenant.id, { ttl: '3s' });
+    const exp = (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { exp: number }).exp * 1000;
+    const subscribers = await Promise.all([subscribe('sse', bearer(token)), subscribe('ws', bearer(token))]);
+    // performance.now() at the exp instant, from the wall clock.
+    await endsWithin('token exp', subscribers, 'UNAUTHENTICATED', () => sleep(Math.max(0, exp - Date.now())), () => performance.now() - (Date.now() - exp));
+  });
+
+  it("the member is removed, an API key is revoked, a key's creator is removed (each its own principal), at once", async () => {
+    const removed = await newMember('MEMBER', 'removed');
+    const keyOwner = await newMember('LEAD', 'key-owner');
+    const key = await insertApiKey(db.owner, tenant.id, keyOwner.userId, 'VIEWER');
+    const creator = await newMember('MEMBER', 'creator');
+    const creatorsKey = await insertApiKey(db.owner, tenant.id, creator.userId, 'VIEWER');
+    const [removedSubs, keySubs, creatorKeySubs, bystander] = await Promise.all([
+      Promise.all([subscribe('sse', bearer(removed.token)), subscribe('ws', bearer(removed.token))]),
+      Promise.all([subscribe('sse', { 'x-api-key': key.secret }), subscribe('ws', { 'X-Api-Key': key.secret })]),
+      Promise.all([subscribe('sse', { 'x-api-key': creatorsKey.secret }), subscribe('ws', { 'x-api-key': creatorsKey.secret })]),
+      subscribe('sse', bearer(tenant.members.VIEWER.token)),
+    ]);
+    await Promise.all([
+      endsWithin('member removed', removedSubs, 'FORBIDDEN', () => db.owner`delete from app.memberships where tenant_id = ${tenant.id} and user_id = ${removed.userId}`),
+      endsWithin('API key revoked', keySubs, 'UNAUTHENTICATED', () => db.owner`update app.api_keys set revoked_at = now() where tenant_id = ${tenant.id} and id = ${key.id}`),
+      // A key acts for its creator: without the creator's membership it stops working.
+      endsWithin("key's creator removed", creatorKeySubs, ['UNAUTHENTICATED', 'FORBIDDEN'], () => db.owner`delete from app.memberships where tenant_id = ${tenant.id} and user_id = ${creator.userId}`),
+    ]);
+    // Nobody else's stream ended.
+    expect(bystander.stream.endedAt).toBeUndefined();
+    await flowing(bystander.stream);
+    bystander.stream.close();
+  });
+
+  it('a role change that leaves access keeps the stream (every field needs VIEWER); it is checked again and goes on', async () => {
+    const demoted = await newMember('ADMIN', 'demoted');
+    const subscriber = await subscribe('ws', bearer(demoted.token));
+    await db.owner`update app.memberships set role = 'VIEWER' where tenant_id = ${tenant.id} and user_id = ${demoted.userId}`;
+    await sleep(300);
+    await flowing(subscriber.stream);
+    expect(subscriber.stream.endedAt).toBeUndefined();
+    subscriber.stream.close();
+  });
+
+  it('the tenant is suspended: TENANT_SUSPENDED for every stream of the tenant', async () => {
+    const suspended = await createTestTenant(db.owner, 'access-s');
+    const [agent] = await insertAgents(db.owner, suspended.id, suspended.members.ADMIN.userId, ['runner']);
+    const [row] = await db.owner<{ id: string }[]>`insert into app.sessions (tenant_id, agent_id) values (${suspended.id}, ${agent!}) returning id`;
+    const query = 'subscription ($id: ID!) { agentSessions(agentId: $id) { kind id } }';
+    const streams = await Promise.all(
+      (['ADMIN', 'VIEWER'] as const).flatMap((role) => [
+        sse(one.origin, query, { headers: bearer(suspended.members[role].token), variables: { id: encodeGlobalId('Agent', agent!) } }),
+        (async () => {
+          const client = await wsConnect(one.origin);
+          await client.init(bearer(suspended.members[role].token));
+          return client.subscribe(query, { id: encodeGlobalId('Agent', agent!) });
+        })(),
+      ]),
+    );
+    // Events flow: a session update each of them hears.
+    await db.owner`update app.sessions set metadata = '{"ready": true}' where tenant_id = ${suspended.id} and id = ${row!.id}`;
+    await Promise.all(streams.map((stream) => stream.until((results) => results.length > 0)));
+    await endsWithin('tenant suspended', streams.map((stream, i) => ({ via: i % 2 ? 'ws' : 'sse', stream })), 'TENANT_SUSPENDED', () =>
+      db.owner`update app.tenants set status = 'suspended', suspended_at = now() where id = ${suspended.id}`,
+    );
+  });
+});
+
+describe('across service instances', () => {
+  it('two instances on one database: a member removed through one instance ends the streams on the other', async () => {
+    const removed = await newMember('MEMBER', 'remote');
+    const subscribers = await Promise.all([subscribe('sse', bearer(removed.token), other.origin), subscribe('ws', bearer(removed.token), other.origin)]);
+    await endsWithin('member removed, other instance', subscribers, 'FORBIDDEN', async () => {
+      const response = await fetch(`${one.origin}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...bearer(tenant.members.ADMIN.token) },
+        body: JSON.stringify({ query: 'mutation ($id: ID!) { removeMember(input: { userId: $id }) { removedUserId } }', variables: { id: removed.userId } }),
+      });
+      expect(((await response.json()) as { errors?: unknown }).errors).toBeUndefined();
+    });
+  });
+});
