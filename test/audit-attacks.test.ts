@@ -10,7 +10,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { auditKeyFromPem, generateAuditKeyPem, type AuditKey } from '../src/modules/audit-chain/keys.ts';
 import { tenantEventHash } from '../src/modules/audit-chain/chain.ts';
 import { readPlatformChain, readTenantChain } from '../src/modules/audit-chain/repo.ts';
-import { purgeExpired, signCheckpoints } from '../src/modules/audit-chain/signing.ts';
+import { purgeExpired, signCheckpoints, type RefusedPurge } from '../src/modules/audit-chain/signing.ts';
 import { verifyChain, type Verification } from '../src/modules/audit-chain/verify.ts';
 import type { Sql } from '../src/db/pool.ts';
 import { codes, createTestApp, createTestTenant, type TestApp, type TestTenant } from './helpers/app.ts';
@@ -261,6 +261,55 @@ describe('a superuser rewriting history', () => {
       const result = await verifyPlatform();
       expect(result, result.message).toMatchObject({ ok: false });
     });
+  });
+});
+
+describe('a superuser making the service sign', () => {
+  it('a replaced audit_purges_due naming young events: the service hashes the event again, sees it within the floor and signs no anchor', async () => {
+    const tenant = await chainedTenant();
+    const service = db.appPool(1); // the sweep runs on the request role
+    const [original] = await db.owner<{ def: string }[]>`select pg_get_functiondef('app_private.audit_purges_due(integer, integer)'::regprocedure) as def`;
+    await db.owner`update app.tenants set audit_retention_days = 90 where id = ${tenant.id}`;
+    const lie = async (occurredAt: string, hash: string) => {
+      await db.owner.unsafe(`create or replace function app_private.audit_purges_due(batch integer default 1000, max_chains integer default 100)
+        returns table (tenant_id uuid, through_seq bigint, through_hash bytea, through_prev_hash bytea, occurred_at text, actor_kind text,
+                       actor_user_id text, actor_api_key_id text, action text, target_type text, target_id text, reason text, details text, request_id text)
+        language sql stable security definer set search_path = '' as $$
+          select e.tenant_id, e.seq, ${hash}, e.prev_hash, ${occurredAt}, e.actor_kind, e.actor_user_id::text, e.actor_api_key_id::text,
+                 e.action, e.target_type, e.target_id, e.reason, e.details::text, e.request_id
+          from app.audit_events e where e.tenant_id = '${tenant.id}' and e.seq = 5 $$`);
+    };
+    try {
+      // The event as it is (hours old); then claimed 200 days old, with the hash it has; then with a hash to match the claim.
+      const attempts: [string, string][] = [
+        [`to_char(e.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`, 'e.hash'],
+        [`to_char((now() - interval '200 days') at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`, 'e.hash'],
+        [`to_char((now() - interval '200 days') at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`,
+         `app_private.audit_event_hash(e.tenant_id, e.seq, now() - interval '200 days', e.actor_kind, e.actor_user_id, e.actor_api_key_id,
+                                       e.action, e.target_type, e.target_id, e.reason, e.details, e.request_id, e.prev_hash)`],
+      ];
+      const outcomes: string[] = [];
+      for (const [occurredAt, hash] of attempts) {
+        await lie(occurredAt, hash);
+        const refused: RefusedPurge[] = [];
+        const purged = await purgeExpired(service, key, 1000, 100, refused).then(
+          (batches) => `${batches.length} signed`,
+          (error: unknown) => (error instanceof Error ? error.message : 'failed'),
+        );
+        outcomes.push(refused[0]?.reason ?? purged);
+      }
+      expect(outcomes).toEqual([
+        expect.stringMatching(/within the 90-day retention floor/),
+        expect.stringMatching(/does not hash to the hash the purge names/),
+        // An old time with its own hash gets past the service, but purge_audit_events (still the real one) holds no such
+        // event; a replaced one would delete under an anchor the kept chain does not link to (verification: EDITED).
+        expect.stringMatching(/no audit event 5 with that hash/),
+      ]);
+      expect(await verifyTenant(db.owner, tenant.id)).toMatchObject({ ok: true, anchorSeq: 0, events: 10 });
+    } finally {
+      await db.owner.unsafe(original!.def);
+      await db.owner`update app.tenants set audit_retention_days = null where id = ${tenant.id}`;
+    }
   });
 });
 

@@ -4,7 +4,7 @@
 import { beforeAll, expect, it } from 'vitest';
 import { auditKeyFromPem, generateAuditKeyPem, type AuditKey } from '../../src/modules/audit-chain/keys.ts';
 import { readTenantChain } from '../../src/modules/audit-chain/repo.ts';
-import { purgeExpired, signCheckpoints } from '../../src/modules/audit-chain/signing.ts';
+import { signCheckpoints } from '../../src/modules/audit-chain/signing.ts';
 import { verifyChain } from '../../src/modules/audit-chain/verify.ts';
 import { decodeGlobalId } from '../../src/nodes/global-id.ts';
 import type { Sql } from '../../src/db/pool.ts';
@@ -79,33 +79,6 @@ it('HOLE 1 (residual, inherent): the service checks a chain holds its newest che
   }
   const result = await verify(tenant.id);
   expect(result, result.message).toMatchObject({ ok: false }); // fails: ok, "signed through 27" (a copy kept outside still catches it)
-});
-
-it('HOLE 2: the service signs an anchor for whatever audit_purges_due names: young events purged under a genuine anchor', async () => {
-  const tenant = await chainedTenant();
-  await db.owner.begin(async (tx) => {
-    // A superuser replaces the two functions the sweep trusts; the events themselves are hours old, not 90 days.
-    await tx`update app.tenants set audit_retention_days = 90 where id = ${tenant.id}`;
-    await tx.unsafe(`create or replace function app_private.audit_purges_due(batch integer default 1000, max_chains integer default 100)
-      returns table (tenant_id uuid, through_seq bigint, through_hash bytea) language sql security definer set search_path = '' as $$
-        select e.tenant_id, e.seq, e.hash from app.audit_events e join app.audit_chain_heads h on h.tenant_id = e.tenant_id
-        where e.tenant_id = '${tenant.id}' and e.seq = 5 and h.purged_through < 5 $$`);
-    await tx.unsafe(`create or replace function app_private.purge_audit_events(tenant uuid, through_seq bigint, through_hash bytea, signed_at timestamptz, key_id text, anchor text)
-      returns integer language plpgsql security definer set search_path = '' as $$
-      declare purged integer;
-      begin
-        insert into app.audit_checkpoints (tenant_id, kind, seq, hash, signed_at, key_id, jws) values (tenant, 'anchor', through_seq, through_hash, signed_at, key_id, anchor);
-        update app.audit_chain_heads h set purged_through = through_seq where h.tenant_id = tenant;
-        perform set_config('app_private.purging_audit_of', tenant::text, true);
-        delete from app.audit_events e where e.tenant_id = tenant and e.seq <= through_seq;
-        get diagnostics purged = row_count;
-        delete from app.audit_checkpoints c where c.tenant_id = tenant and c.seq < through_seq;
-        return purged;
-      end $$`);
-  });
-  expect((await purgeExpired(service, key, 1000)).map((purged) => purged.events)).toEqual([5]);
-  const result = await verify(tenant.id);
-  expect(result, result.message).toMatchObject({ ok: false }); // fails: ok, anchorSeq 5
 });
 
 it("HOLE 3: an AuditEvent's id is a number shared by all tenants: B's ADMIN counts A's events between two of B's", async () => {

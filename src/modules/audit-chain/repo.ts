@@ -112,12 +112,16 @@ export async function storeCheckpoint(tx: Tx, due: DueCheckpoint, signedAt: stri
   return row!.stored;
 }
 
-export type DuePurge = { tenantId: string; throughSeq: string; throughHash: Buffer };
+/** A purge to sign: through which event, and that event's content and link, for the service to hash again. */
+export type DuePurge = { tenantId: string; throughSeq: string; throughHash: Buffer; through: Omit<TenantEventFields, 'seq'> & { prevHash: Buffer } };
 
-export function purgesDue(tx: Tx, batch: number, maxChains: number): Promise<DuePurge[]> {
-  return tx<DuePurge[]>`
-    select tenant_id as "tenantId", through_seq::text as "throughSeq", through_hash as "throughHash"
+export async function purgesDue(tx: Tx, batch: number, maxChains: number): Promise<DuePurge[]> {
+  const rows = await tx<(Omit<DuePurge, 'through'> & DuePurge['through'])[]>`
+    select tenant_id as "tenantId", through_seq::text as "throughSeq", through_hash as "throughHash", through_prev_hash as "prevHash",
+           occurred_at as "occurredAt", actor_kind as "actorKind", actor_user_id as "actorUserId", actor_api_key_id as "actorApiKeyId",
+           action, target_type as "targetType", target_id as "targetId", reason, details, request_id as "requestId"
     from app_private.audit_purges_due(${batch}, ${maxChains})`;
+  return rows.map(({ tenantId, throughSeq, throughHash, ...through }) => ({ tenantId, throughSeq, throughHash, through }));
 }
 
 /** Deletes the events the anchor covers; the number deleted (0: another worker purged them first). */

@@ -9,9 +9,9 @@
 // the service never vouches for a chain someone rewrote.
 import type { Sql, Tx } from '../../db/pool.ts';
 import type { Logger } from '../../logger.ts';
-import { chainName, PLATFORM_CHAIN, tenantChain } from './chain.ts';
+import { chainName, PLATFORM_CHAIN, tenantChain, tenantEventHash } from './chain.ts';
 import { AuditSignatureError, type AuditKey, type SignedStatement } from './keys.ts';
-import { checkpointsDue, purge, purgesDue, storeCheckpoint, type DueCheckpoint } from './repo.ts';
+import { checkpointsDue, purge, purgesDue, storeCheckpoint, type DueCheckpoint, type DuePurge } from './repo.ts';
 
 export type SignedCheckpoint = { readonly chain: string; readonly seq: number; readonly hash: string; readonly jws: string; readonly stored: boolean };
 /** A chain left unsigned because it no longer agrees with its newest checkpoint. */
@@ -33,6 +33,8 @@ async function rewritten(due: DueCheckpoint, key: AuditKey, chain: string): Prom
   if (now !== signed.hash) return now === undefined ? `the event at seq ${signed.seq}, which its newest checkpoint signed, is gone` : `the event at seq ${signed.seq} is not the one its newest checkpoint signed`;
   return undefined;
 }
+/** A purge left unsigned: the database named events the service cannot see are past the retention floor. */
+export type RefusedPurge = { readonly tenantId: string; readonly throughSeq: number; readonly reason: string };
 export type Purged = { readonly tenantId: string; readonly throughSeq: number; readonly events: number; readonly anchor: string };
 
 /**
@@ -65,10 +67,31 @@ export async function signCheckpoints(tx: Tx, key: AuditKey, maxChains = 1000, r
   return signed;
 }
 
-/** One batch per tenant past its retention: signs its anchor, then deletes the events it covers. */
-export async function purgeExpired(tx: Tx, key: AuditKey, batch: number, maxChains = 100): Promise<Purged[]> {
+/** The youngest an event may be for the service to sign its purge: the retention floor (migration 000012's constraint). */
+const RETENTION_FLOOR_MS = 90 * 24 * 3600 * 1000;
+
+/** Why the purge must not be signed: the database named an event the service cannot see is past the floor. */
+function tooYoung(due: DuePurge, now: number): string | undefined {
+  const hash = tenantEventHash(due.tenantId, { ...due.through, seq: due.throughSeq }, due.through.prevHash);
+  if (!hash.equals(due.throughHash)) return `the event at seq ${due.throughSeq} does not hash to the hash the purge names`;
+  const occurred = Date.parse(due.through.occurredAt);
+  if (!(occurred < now - RETENTION_FLOOR_MS)) return `the event at seq ${due.throughSeq} (${due.through.occurredAt}) is within the 90-day retention floor`;
+  return undefined;
+}
+
+/**
+ * One batch per tenant past its retention: signs its anchor, then deletes the
+ * events it covers. Only for a batch whose last event the service hashed
+ * again and saw past the floor; `refused` collects the others.
+ */
+export async function purgeExpired(tx: Tx, key: AuditKey, batch: number, maxChains = 100, refused: RefusedPurge[] = []): Promise<Purged[]> {
   const purged: Purged[] = [];
   for (const due of await purgesDue(tx, batch, maxChains)) {
+    const reason = tooYoung(due, Date.now());
+    if (reason !== undefined) {
+      refused.push({ tenantId: due.tenantId, throughSeq: Number(due.throughSeq), reason });
+      continue;
+    }
     const at = new Date().toISOString();
     const statement: SignedStatement = {
       typ: 'anchor',
@@ -99,8 +122,10 @@ export function startAuditSweep(sql: Sql, key: AuditKey, settings: { intervalSec
     // Every signed checkpoint also goes to the log, which leaves the machine: a copy no DBA can reach.
     for (const checkpoint of checkpoints) if (checkpoint.stored) log.info({ audit: checkpoint }, 'audit checkpoint signed');
     for (const chain of refused) log.error({ audit: chain }, 'audit chain no longer holds its newest checkpoint: not signed (tampered? run tenancy audit verify)');
-    const purged = await purgeExpired(sql, key, settings.purgeBatch);
+    const refusedPurges: RefusedPurge[] = [];
+    const purged = await purgeExpired(sql, key, settings.purgeBatch, 100, refusedPurges);
     for (const batch of purged) if (batch.events > 0) log.info({ audit: batch }, 'audit events past retention purged under a signed anchor');
+    for (const purge of refusedPurges) log.error({ audit: purge }, 'audit purge not signed: the database named events not past the retention floor (tampered? run tenancy audit verify)');
     return { checkpoints, refused, purged };
   };
   const sweep = () => (running ??= round().finally(() => (running = undefined)));
