@@ -320,6 +320,30 @@ describe('the listening connection', () => {
     expect(events.some((event) => event.type === 'resync')).toBe(true);
   });
 
+  it('two processes: one publishes, both hear everything, and the other takes over when the publisher goes', async () => {
+    const second = createEventHub({ url: db.appUrl, logger: pino({ level: 'silent' }), minBackoffMs: 50, maxBackoffMs: 500 });
+    try {
+      await until(() => second.connected);
+      const first = listen(hub, a.id);
+      const other = listen(second, a.id);
+      const before = await marker(a);
+      await first.until(hasRow('Agent', before, 'created'));
+      await other.until(hasRow('Agent', before, 'created'));
+      const publishers = await db.owner<{ pid: number }[]>`
+        select l.pid from pg_locks l join pg_stat_activity a using (pid)
+        where l.locktype = 'advisory' and l.granted and a.application_name = 'tenancy-events' and a.datname = current_database()`;
+      expect(publishers).toHaveLength(1);
+      await db.owner`select pg_terminate_backend(${publishers[0]!.pid})`;
+      const after = await marker(a);
+      await other.until(hasRow('Agent', after, 'created'));
+      await first.until(hasRow('Agent', after, 'created'));
+      first.stop();
+      other.stop();
+    } finally {
+      await second.close();
+    }
+  });
+
   it('close ends the connection and the subscriptions', async () => {
     const other = createEventHub({ url: db.appUrl, logger: pino({ level: 'silent' }) });
     await until(() => other.connected);

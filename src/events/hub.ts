@@ -3,8 +3,8 @@
 // is session state) that LISTENs on tenancy_events and fans notifications out
 // in memory to the subscribers of each tenant. Writers never NOTIFY: their
 // triggers add rows to an outbox (migration 000013), and this connection moves
-// them to NOTIFY every few milliseconds (app_private.publish_events, one
-// publisher at a time across processes), so the commit-time notify lock is
+// them to NOTIFY every few tens of milliseconds (app_private.publish_events, one
+// publisher at a time across processes: a session advisory lock), so the commit-time notify lock is
 // taken once per batch instead of once per write. Notifications carry only
 // tenant id, type, id and kind; a subscriber re-reads the row in its own
 // tenant transaction. When the connection is lost it is made again with
@@ -79,15 +79,18 @@ type Listener = (event: HubEvent) => void;
 const CONNECT_TIMEOUT_S = 5;
 /** Events one publish moves at most; a full batch is followed by the next at once. */
 const PUBLISH_BATCH = 1000;
+/** A process that is not the publisher asks for the publisher's lock this often (its heartbeat too). */
+const FOLLOWER_RETRY_MS = 1_000;
 /** A warning about a bad payload or a throwing listener at most this often (a loop would flood the log). */
 const WARN_EVERY_MS = 10_000;
 
 /** The hub of this process: listens at once, and keeps listening (reconnecting) until `close`. */
 export function createEventHub(options: EventHubOptions): EventHub {
   const log = options.logger.child({ component: 'events' });
-  const publishIntervalMs = options.publishIntervalMs ?? 20;
+  const publishIntervalMs = options.publishIntervalMs ?? 40;
   const idlePublishIntervalMs = Math.max(publishIntervalMs, options.idlePublishIntervalMs ?? 100);
   let interval = publishIntervalMs;
+  let publisher = false;
   const publishTimeoutMs = options.publishTimeoutMs ?? 5_000;
   const minBackoffMs = options.minBackoffMs ?? 100;
   const maxBackoffMs = options.maxBackoffMs ?? 5_000;
@@ -186,22 +189,37 @@ export function createEventHub(options: EventHubOptions): EventHub {
     // Events between the loss and this LISTEN are gone; a subscriber that came meanwhile may have missed some too.
     resyncAll();
     interval = publishIntervalMs;
+    publisher = false; // a session lock: it went with the connection that held it
     void publish(sql);
   };
 
-  /** Moves the outbox to NOTIFY, again and again while this connection lasts; its answer doubles as the heartbeat. */
+  /**
+   * Moves the outbox to NOTIFY, again and again while this connection lasts; its answer doubles as the heartbeat.
+   * One process at a time publishes (a session advisory lock): the others only ask for the lock now and then, and
+   * one of them takes over within FOLLOWER_RETRY_MS when the publisher's connection ends.
+   */
   const publish = async (sql: postgres.Sql) => {
     publishTimer = undefined;
     if (sql !== connection || closing) return;
-    let published: number;
+    let published = 0;
     try {
-      const rows = await withTimeout(sql<{ published: number }[]>`select app_private.publish_events(${PUBLISH_BATCH}) as published`, publishTimeoutMs);
-      published = rows[0]?.published ?? 0;
+      if (!publisher) {
+        const [row] = await withTimeout(sql<{ got: boolean }[]>`select pg_try_advisory_lock(hashtextextended('tenancy.events-publisher', 0)) as got`, publishTimeoutMs);
+        publisher = row?.got === true;
+      }
+      if (publisher) {
+        const rows = await withTimeout(sql<{ published: number }[]>`select app_private.publish_events(${PUBLISH_BATCH}) as published`, publishTimeoutMs);
+        published = rows[0]?.published ?? 0;
+      }
     } catch (error) {
       if (sql === connection) lost(sql, error instanceof Error ? error.message : 'publish failed');
       return;
     }
     if (sql !== connection || closing) return;
+    if (!publisher) {
+      publishTimer = setTimeout(() => void publish(sql), FOLLOWER_RETRY_MS);
+      return;
+    }
     // Events flowing: every publishIntervalMs (at once after a full batch); none found: less and less often.
     interval = published > 0 ? publishIntervalMs : Math.min(idlePublishIntervalMs, interval * 2);
     publishTimer = setTimeout(() => void publish(sql), published >= PUBLISH_BATCH ? 0 : interval);
