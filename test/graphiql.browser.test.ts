@@ -1,7 +1,8 @@
 // GraphiQL as a person meets it: `npm start`'s entry point serves the page,
 // headless Chromium (Debian's, driven by playwright-core) loads it with every
 // other host unreachable, and each demo principal's tab carries its title and
-// token; running two tenants' tabs shows each only its own tenant's data.
+// token; running two tenants' tabs shows each only its own tenant's data; a
+// subscription runs over SSE with the tab's headers and shows events as they come.
 // A screenshot is kept in test/artifacts/ (not committed).
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -177,5 +178,35 @@ it('runs the first tab and another tenant\'s tab, each seeing only its own tenan
 
   await mkdir(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: path.join(ARTIFACTS, 'graphiql.png') });
+  expect(foreignRequests).toEqual([]);
+});
+
+it("runs a subscription over SSE with the tab's headers, and shows its events as they come", async () => {
+  const principal = principals.find((candidate) => candidate.slug === 'acme' && candidate.role === 'VIEWER')!;
+  await openTab('acme_VIEWER');
+  await page.locator('section[aria-label="Operation Editor"] .monaco-editor').first().click();
+  await page.keyboard.press('Control+A');
+  await page.keyboard.insertText('subscription live { members { kind node { role user { email } } } }');
+  const opened = page.waitForRequest((request) => request.url().includes('/graphql') && (request.headers().accept ?? '').includes('text/event-stream'));
+  await page.locator('.graphiql-execute-button').click();
+  const request = await opened;
+  const token = /^Bearer (\S+)$/.exec(request.headers().authorization ?? '')?.[1];
+  expect(claims(token ?? 'none.e30.none')).toMatchObject({ sub: principal.userId, tid: principal.tenantId });
+
+  // A member joins acme: the tab shows the event.
+  const owner = postgres(ownerUrl, { max: 1, onnotice: () => {} });
+  try {
+    const email = `live-${randomBytes(3).toString('hex')}@acme.example`;
+    await expect.poll(async () => {
+      const [user] = await owner<{ id: string }[]>`insert into app.users (email, display_name) values (${`${randomBytes(3).toString('hex')}-${email}`}, 'Live') returning id`;
+      await owner`insert into app.memberships (tenant_id, user_id, role) values (${principal.tenantId}, ${user!.id}, 'VIEWER')`;
+      return editorText('Result Window');
+    }, { timeout: 20_000, intervals: [500] }).toContain('"CREATED"');
+    const shown = (await editorText('Result Window')).replace(/\s+/g, ''); // the editor wraps long lines
+    expect(shown, shown).toMatch(/"kind":"CREATED","node":\{"role":"VIEWER","user":\{"email":"[0-9a-f]{6}-live-[0-9a-f]{6}@acme\.example"/);
+  } finally {
+    await owner.end();
+  }
+  await page.locator('.graphiql-execute-button').click(); // stops the subscription
   expect(foreignRequests).toEqual([]);
 });

@@ -3,19 +3,22 @@
 // key removed, each with the coded error, over SSE and WebSocket, measured
 // from the commit (or exp) to the stream's end; a role change that leaves
 // access keeps the stream. Then across two service instances sharing the
-// database (each with its own event hub).
+// database (each with its own event hub), and across WORKERS=2 processes of
+// the real entry point.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Sql } from '../src/db/pool.ts';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { addMember, createUser } from '../src/operator/repo.ts';
-import { createTestTenant, insertAgents, tokenFor, type TestTenant } from './helpers/app.ts';
+import { createTestTenant, insertAgents, TEST_TOKENS, tokenFor, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
+import { startServer, type ServerProcess } from './helpers/process.ts';
 import { errorCodes, insertApiKey, sleep, sse, startLiveServer, wsConnect, type LiveResult, type LiveServer, type Received } from './helpers/live.ts';
 
 let db: TestDatabase;
 let sql: Sql;
 let one: LiveServer;
 let other: LiveServer;
+let process2: ServerProcess | undefined;
 let tenant: TestTenant;
 let session: string;
 
@@ -89,7 +92,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all([one?.close(), other?.close()]);
+  await Promise.all([one?.close(), other?.close(), process2?.stop()]);
   const lines = Object.entries(measured).map(([name, times]) => `${name}: max ${Math.max(...times).toFixed(0)} ms over ${times.length}`);
   if (lines.length > 0) console.info(`time to close:\n  ${lines.join('\n  ')}`);
 });
@@ -162,7 +165,7 @@ describe('one process', () => {
   });
 });
 
-describe('across service instances', () => {
+describe('across service instances and processes', () => {
   it('two instances on one database: a member removed through one instance ends the streams on the other', async () => {
     const removed = await newMember('MEMBER', 'remote');
     const subscribers = await Promise.all([subscribe('sse', bearer(removed.token), other.origin), subscribe('ws', bearer(removed.token), other.origin)]);
@@ -175,4 +178,22 @@ describe('across service instances', () => {
       expect(((await response.json()) as { errors?: unknown }).errors).toBeUndefined();
     });
   });
+
+  it('WORKERS=2: streams in both worker processes end when the API key is revoked', async () => {
+    process2 = await startServer({
+      DATABASE_URL: db.ownerUrl,
+      DATABASE_APP_URL: db.appUrl,
+      JWT_SECRET: TEST_TOKENS.secret!,
+      NODE_ENV: 'test',
+      DEMO_DATA: 'false',
+      WORKERS: '2',
+      PORT: '0',
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'info',
+    });
+    const key = await insertApiKey(db.owner, tenant.id, tenant.members.LEAD.userId, 'VIEWER');
+    // Six connections: node:cluster hands connections to its workers in turn (round-robin on Linux), so both hold some.
+    const subscribers = await Promise.all(Array.from({ length: 6 }, (_, i) => subscribe(i < 4 ? 'sse' : 'ws', { 'x-api-key': key.secret }, process2!.url)));
+    await endsWithin('API key revoked, WORKERS=2', subscribers, 'UNAUTHENTICATED', () => db.owner`update app.api_keys set revoked_at = now() where tenant_id = ${tenant.id} and id = ${key.id}`);
+  }, 120_000);
 });

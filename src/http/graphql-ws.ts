@@ -12,7 +12,7 @@ import type { Duplex } from 'node:stream';
 import { parse, type ExecutionArgs } from 'graphql';
 import { CloseCode, GRAPHQL_TRANSPORT_WS_PROTOCOL } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import type { TokenVerifier } from '../auth/tokens.ts';
 import { isApiError } from '../errors.ts';
 import type { SubscriptionSettings } from '../subscriptions/engine.ts';
@@ -46,6 +46,13 @@ const MAX_PARAM_KEYS = 20;
 const MAX_HEADER_CHARS = 8_192;
 /** Operations one socket may have open at once. */
 const MAX_OPERATIONS_PER_SOCKET = 100;
+/**
+ * The largest message before connection_ack (connection_init: three credentials
+ * of at most 8 KiB and what else a client sends along). Larger ones are refused
+ * unparsed: JSON.parse of a MAX_BODY_BYTES message holds the event loop for
+ * seconds, and before the ack anyone may send one.
+ */
+const MAX_INIT_BYTES = 64 * 1024;
 
 /** What a subscribe message is answered with: a stream, or one result. */
 type Reply = { readonly response: PipelineResponse };
@@ -60,6 +67,8 @@ export function createWebSocketTransport(options: WebSocketOptions): WebSocketTr
   const server = new WebSocketServer({ noServer: true, maxPayload: options.maxMessageBytes, perMessageDeflate: false });
   const headersOf = new WeakMap<object, HeaderSource>();
   const replies = new WeakMap<object, Reply>();
+  const acknowledged = new WeakSet<WebSocket>();
+  server.on('connection', (socket: WebSocket) => refuseLargeBeforeAck(socket, acknowledged));
 
   const disposable = useServer<Record<string, unknown> | undefined, Record<PropertyKey, never>>(
     {
@@ -77,6 +86,7 @@ export function createWebSocketTransport(options: WebSocketOptions): WebSocketTr
           return false;
         }
         headersOf.set(ctx, headers);
+        acknowledged.add(ctx.extra.socket);
         return true;
       },
       onSubscribe: async (ctx, id, payload) => {
@@ -112,8 +122,30 @@ export function createWebSocketTransport(options: WebSocketOptions): WebSocketTr
       }, () => socket.destroy());
     },
     count: () => server.clients.size,
-    close: () => disposable.dispose() as Promise<void>,
+    close: async () => {
+      // The streams were just ended with their coded error (a shutdown): let graphql-ws send those before 1001.
+      await new Promise((resolve) => setImmediate(resolve));
+      await disposable.dispose();
+    },
   };
+}
+
+/** Before connection_ack a message larger than MAX_INIT_BYTES closes the socket (4400) without being parsed. */
+function refuseLargeBeforeAck(socket: WebSocket, acknowledged: WeakSet<WebSocket>): void {
+  const emit = socket.emit.bind(socket);
+  // graphql-ws parses every message it hears: the only way in front of it is the socket's own emit.
+  socket.emit = ((event: string | symbol, ...args: unknown[]) => {
+    if (event === 'message' && !acknowledged.has(socket) && messageBytes(args[0]) > MAX_INIT_BYTES) {
+      socket.close(CloseCode.BadRequest, `BAD_USER_INPUT: a message before connection_ack is at most ${MAX_INIT_BYTES} bytes`);
+      return false;
+    }
+    return emit(event, ...args);
+  }) as typeof socket.emit;
+}
+
+function messageBytes(data: unknown): number {
+  if (Array.isArray(data)) return (data as Buffer[]).reduce((sum, part) => sum + part.length, 0);
+  return data instanceof ArrayBuffer ? data.byteLength : Buffer.isBuffer(data) ? data.length : 0;
 }
 
 /** The HTTP answer refusing an upgrade, or undefined to accept it. */
