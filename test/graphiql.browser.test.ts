@@ -201,7 +201,7 @@ it("runs a subscription over SSE with the tab's headers, and shows its events as
       const [user] = await owner<{ id: string }[]>`insert into app.users (email, display_name) values (${`${randomBytes(3).toString('hex')}-${email}`}, 'Live') returning id`;
       await owner`insert into app.memberships (tenant_id, user_id, role) values (${principal.tenantId}, ${user!.id}, 'VIEWER')`;
       return editorText('Result Window');
-    }, { timeout: 20_000, intervals: [500] }).toContain('"CREATED"');
+    }, { timeout: 20_000, interval: 500 }).toContain('"CREATED"');
     const shown = (await editorText('Result Window')).replace(/\s+/g, ''); // the editor wraps long lines
     expect(shown, shown).toMatch(/"kind":"CREATED","node":\{"role":"VIEWER","user":\{"email":"[0-9a-f]{6}-live-[0-9a-f]{6}@acme\.example"/);
   } finally {
