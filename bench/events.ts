@@ -1,6 +1,8 @@
 // `npm run bench:events`: live events on a real database. 100 tenants, 1,000
 // subscribers (10 per tenant) on an event hub (src/events/hub.ts).
 //
+// 0. Why an outbox: commits per second of 32 writers with no events, through the
+//    outbox, and with NOTIFY in the writing transaction (database level).
 // 1. Latency: tasks inserted at a steady rate across the tenants; for every
 //    delivery to every subscriber, the time from the writer's commit
 //    returning to the subscriber's callback (p50, p99, max).
@@ -14,8 +16,11 @@
 //    service's, PostgreSQL's and this process's hub delivering the events),
 //    which a shared, noisy machine disturbs far less than throughput.
 //
-// The latency and throughput figures are at the hub (subscribers in this
-// process); the service's subscription transports add their own share.
+// 4. End to end: the same 1,000 subscribers over SSE on the service (each event
+//    re-read in every subscriber's tenant transaction), at EVENTS_E2E_RATE
+//    writes/s (20): commit to the event at the client.
+//
+// Figures 1 and 2 are at the hub (subscribers in this process).
 // Settings (environment): EVENTS_ROUNDS (3), EVENTS_SECONDS (10), EVENTS_RATE
 // (writes/s for the latency run, 200), EVENTS_WRITERS (16), BENCH_CONNECTIONS (32).
 import { spawn } from 'node:child_process';
@@ -167,6 +172,48 @@ try {
   };
   process.stdout.write(`throughput: ${JSON.stringify(throughput)}\n`);
 
+  // 0. Why an outbox: 32 writers committing task inserts, with no events, through the outbox (published by the
+  //    hub), and with NOTIFY in the writing transaction (a trigger of this benchmark's own), interleaved.
+  const writers = postgres(db.ownerUrl, { max: 32, onnotice: () => {} });
+  await writers.unsafe(`
+    create function app_private.bench_notify_direct() returns trigger language plpgsql as $$
+    begin
+      perform pg_notify('tenancy_events', format('{"event":"row","tenant":"%s","type":"Task","id":"%s","kind":"created"}', new.tenant_id, new.id));
+      return null;
+    end $$;
+    create trigger tasks_bench_notify_direct after insert on app.tasks for each row execute function app_private.bench_notify_direct();
+    alter table app.tasks disable trigger tasks_bench_notify_direct;`);
+  const commitRates: Record<'none' | 'outbox' | 'direct', number[]> = { none: [], outbox: [], direct: [] };
+  for (let round = 0; round < ROUNDS; round++) {
+    const modes = (['none', 'outbox', 'direct'] as const).slice(round % 3).concat((['none', 'outbox', 'direct'] as const).slice(0, round % 3));
+    for (const mode of modes) {
+      await writers.unsafe(`alter table app.tasks ${mode === 'outbox' ? 'enable' : 'disable'} trigger tasks_notify, ${mode === 'direct' ? 'enable' : 'disable'} trigger tasks_bench_notify_direct`);
+      let commits = 0;
+      const end = performance.now() + (SECONDS * 1000) / 2;
+      await Promise.all(
+        Array.from({ length: 32 }, async (_, w) => {
+          for (let i = w; performance.now() < end; i += 32) {
+            const tenant = tenants[i % tenants.length]!;
+            await writers`insert into app.tasks (tenant_id, session_id, title, created_by) values (${tenant.id}, ${tenant.session}, 'commit', ${tenant.userId})`;
+            commits++;
+          }
+        }),
+      );
+      commitRates[mode].push(Math.round(commits / (SECONDS / 2)));
+      await drain();
+    }
+  }
+  await writers.unsafe('alter table app.tasks enable trigger tasks_notify; drop trigger tasks_bench_notify_direct on app.tasks; drop function app_private.bench_notify_direct()');
+  await writers.end();
+  const medianOf = (values: number[]) => quantile([...values].sort((x, y) => x - y), 0.5);
+  const commitsPerSecond = {
+    none: medianOf(commitRates.none),
+    outbox: medianOf(commitRates.outbox),
+    direct: medianOf(commitRates.direct),
+    rounds: commitRates,
+  };
+  process.stdout.write(`commits/s, 32 writers: ${JSON.stringify(commitsPerSecond)}\n`);
+
   // 3. The service's M1 with notifications on and off, interleaved.
   service = await startService(db, { LOG_LEVEL: 'warn', RATE_LIMITS: 'false' });
   const principals = tenants.slice(0, 64);
@@ -211,6 +258,88 @@ try {
     process.stdout.write(`M1 round ${round}: ${JSON.stringify(rounds.at(-1))}\n`);
   }
   await setNotifications(true);
+  if (hub) {
+    await hub.close();
+    hub = undefined;
+  }
+
+  // 4. End to end: 1,000 subscribers over SSE (sessionActivity of their tenant's session) on the service, whose own
+  //    hub re-reads every event in each subscriber's tenant transaction; a steady, lower write rate (each write is
+  //    10 re-reads on this 2-core machine). Latency from the insert's commit to the event at the client.
+  const allTokens = await sign(tenants.map((tenant) => ({ userId: tenant.userId, tenantId: tenant.id, role: 'ADMIN' as const })));
+  const streamAbort = new AbortController();
+  const heardAt: Array<[string, number]> = [];
+  const heardBy = tenants.map(() => new Set<number>());
+  const subscription = 'subscription ($id: ID!) { sessionActivity(sessionId: $id) { kind id node { __typename ... on Task { title status } } } }';
+  const open = async (tenantIndex: number, subscriber: number) => {
+    const tenant = tenants[tenantIndex]!;
+    const response = await fetch(`${service!.origin}/graphql`, {
+      method: 'POST',
+      signal: streamAbort.signal,
+      headers: { accept: 'text/event-stream', 'content-type': 'application/json', authorization: `Bearer ${allTokens[tenantIndex]!}` },
+      body: JSON.stringify({ query: subscription, variables: { id: encodeGlobalId('Session', tenant.session) } }),
+    });
+    if (!response.headers.get('content-type')?.includes('text/event-stream')) throw new Error(`no stream: ${response.status} ${await response.text()}`);
+    void (async () => {
+      const decoder = new TextDecoder();
+      let buffer = '';
+      try {
+        for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+          buffer += decoder.decode(chunk, { stream: true });
+          let end: number;
+          while ((end = buffer.indexOf('\n\n')) >= 0) {
+            const message = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            if (!/^event: next$/m.test(message)) continue;
+            const data = message.split('\n').filter((line) => line.startsWith('data:')).map((line) => line.slice(5).trimStart()).join('\n');
+            const id = (JSON.parse(data) as { data?: { sessionActivity?: { id?: string } } }).data?.sessionActivity?.id;
+            if (id) {
+              heardAt.push([id, performance.now()]);
+              heardBy[tenantIndex]!.add(subscriber);
+            }
+          }
+        }
+      } catch {
+        // closed at the end
+      }
+    })();
+  };
+  await Promise.all(tenants.flatMap((_, t) => Array.from({ length: SUBSCRIBERS_PER_TENANT }, (_, i) => open(t, i))));
+  // A subscription has no acknowledgement: markers until every subscriber has heard one.
+  for (let attempt = 0; heardBy.some((set) => set.size < SUBSCRIBERS_PER_TENANT); attempt++) {
+    if (attempt > 60) throw new Error('not every subscription started');
+    await Promise.all(tenants.filter((_, t) => heardBy[t]!.size < SUBSCRIBERS_PER_TENANT).map((tenant) => insertTask(tenant)));
+    await sleep(500);
+  }
+  await sleep(1_000);
+  heardAt.length = 0;
+  committedAt.clear();
+  measuring = true;
+  const e2eRate = env('EVENTS_E2E_RATE', 20);
+  const e2eStarted = performance.now();
+  const e2eWrites: Promise<void>[] = [];
+  for (let i = 0; performance.now() - e2eStarted < SECONDS * 1000; i++) {
+    e2eWrites.push(insertTask(tenants[i % tenants.length]!));
+    const wait = e2eStarted + ((i + 1) * 1000) / e2eRate - performance.now();
+    if (wait > 0) await sleep(wait);
+  }
+  await Promise.all(e2eWrites);
+  await sleep(3_000);
+  measuring = false;
+  streamAbort.abort();
+  const byGlobalId = new Map([...committedAt].map(([id, at]) => [encodeGlobalId('Task', id), at]));
+  const e2eSorted = heardAt.filter(([id]) => byGlobalId.has(id)).map(([id, at]) => Math.max(0, at - byGlobalId.get(id)!)).sort((x, y) => x - y);
+  const endToEnd = {
+    transport: 'SSE',
+    writesPerSecond: round1(e2eWrites.length / SECONDS),
+    deliveries: e2eSorted.length,
+    expectedDeliveries: e2eWrites.length * SUBSCRIBERS_PER_TENANT,
+    p50Ms: round1(quantile(e2eSorted, 0.5)),
+    p99Ms: round1(quantile(e2eSorted, 0.99)),
+    maxMs: round1(e2eSorted.at(-1) ?? NaN),
+  };
+  process.stdout.write(`end to end: ${JSON.stringify(endToEnd)}\n`);
+
   const median = (values: number[]) => quantile([...values].sort((x, y) => x - y), 0.5);
   const summary = {
     machine: `${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown'}; shared and noisy`,
@@ -218,6 +347,8 @@ try {
     subscribers: TENANTS * SUBSCRIBERS_PER_TENANT,
     latency,
     throughput,
+    commitsPerSecond,
+    endToEnd,
     m1: {
       rounds,
       // on/off writes per second, and off/on CPU per write (service + PostgreSQL + the hub delivering): 1 = no cost.
