@@ -67,6 +67,7 @@ export function createWebSocketTransport(options: WebSocketOptions): WebSocketTr
   const server = new WebSocketServer({ noServer: true, maxPayload: options.maxMessageBytes, perMessageDeflate: false });
   const headersOf = new WeakMap<object, HeaderSource>();
   const replies = new WeakMap<object, Reply>();
+  let upgrading = 0;
   const acknowledged = new WeakSet<WebSocket>();
   server.on('connection', (socket: WebSocket) => refuseLargeBeforeAck(socket, acknowledged));
 
@@ -112,14 +113,29 @@ export function createWebSocketTransport(options: WebSocketOptions): WebSocketTr
 
   return {
     upgrade(req, socket, head) {
-      const refused = refuseUpgrade(req, server.clients.size, settings.wsConnections, options);
+      // Upgrades still being checked count as open: concurrent ones cannot all pass the cap while credentials verify.
+      const refused = refuseUpgrade(req, server.clients.size + upgrading, settings.wsConnections, options);
+      upgrading++;
+      let settled = false;
+      const settle = () => {
+        if (!settled) upgrading--;
+        settled = true;
+      };
+      socket.once('close', settle); // a handshake ws refuses calls back nothing
       void refused.then((answer) => {
         if (answer) {
+          settle();
           socket.end(answer);
           return;
         }
-        server.handleUpgrade(req, socket, head, (ws) => server.emit('connection', ws, req));
-      }, () => socket.destroy());
+        server.handleUpgrade(req, socket, head, (ws) => {
+          settle();
+          server.emit('connection', ws, req);
+        });
+      }, () => {
+        settle();
+        socket.destroy();
+      });
     },
     count: () => server.clients.size,
     close: async () => {
