@@ -224,6 +224,7 @@ CREATE TABLE app.audit_events (
   prev_hash bytea NOT NULL,
   hash bytea NOT NULL,
   request_id text,
+  event_id uuid DEFAULT gen_random_uuid() NOT NULL,
   CONSTRAINT audit_events_pkey PRIMARY KEY (tenant_id, id),
   CONSTRAINT audit_events_seq_key UNIQUE (tenant_id, seq),
   CONSTRAINT audit_events_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES app.tenants(id) ON DELETE CASCADE,
@@ -234,8 +235,10 @@ COMMENT ON TABLE app.audit_events IS 'The tenant''s own audit record, append-onl
 COMMENT ON COLUMN app.audit_events.seq IS 'The event''s place in its tenant''s chain: 1, 2, 3 … without gaps (until a signed retention anchor).';
 COMMENT ON COLUMN app.audit_events.hash IS 'SHA-256 over the canonical encoding of the event and prev_hash (app_private.audit_event_hash).';
 COMMENT ON COLUMN app.audit_events.request_id IS 'The request that wrote it (the transaction setting app.request_id), when one did.';
+COMMENT ON COLUMN app.audit_events.event_id IS 'The event''s handle in the API (AuditEvent.id, cursors): random, so it tells nothing of other tenants'' events; not hashed (a handle, not content).';
 
-CREATE INDEX audit_events_tenant_occurred_idx ON app.audit_events USING btree (tenant_id, occurred_at, id);
+CREATE UNIQUE INDEX audit_events_tenant_event_idx ON app.audit_events USING btree (tenant_id, event_id);
+CREATE INDEX audit_events_tenant_occurred_idx ON app.audit_events USING btree (tenant_id, occurred_at, event_id);
 
 CREATE TRIGGER audit_events_append_only BEFORE DELETE OR UPDATE ON app.audit_events FOR EACH ROW EXECUTE FUNCTION app_private.audit_events_append_only();
 CREATE TRIGGER audit_events_chain BEFORE INSERT ON app.audit_events FOR EACH ROW EXECUTE FUNCTION app_private.chain_audit_event();

@@ -197,8 +197,9 @@ describe('a superuser rewriting history', () => {
       select column_name from information_schema.columns where table_schema = 'app' and table_name = 'audit_events' order by column_name`;
     const hashed = ['tenant_id', 'seq', 'occurred_at', 'actor_kind', 'actor_user_id', 'actor_api_key_id', 'action', 'target_type', 'target_id', 'reason', 'details', 'request_id'];
     const links = ['prev_hash', 'hash'];
-    // id is an identity number for the API's global ids and cursors, not content: a superuser may renumber it unseen.
-    expect(columns.map((c) => c.column_name).sort()).toEqual([...hashed, ...links, 'id'].sort());
+    // id is an identity number (never shown) and event_id the API's random handle for global ids and cursors:
+    // names, not content, so a superuser may renumber or rename them unseen.
+    expect(columns.map((c) => c.column_name).sort()).toEqual([...hashed, ...links, 'id', 'event_id'].sort());
 
     const tenant = await createTestTenant(db.owner, `columns-${++tenants}`);
     const [user] = await db.owner<{ id: string }[]>`select id from app.users limit 1`;
@@ -326,6 +327,24 @@ describe('another tenant', () => {
     expect(await verifyTenant(db.owner, a.id)).toMatchObject({ ok: true, lastSeq: 10 });
     for (const role of ['LEAD', 'MEMBER', 'VIEWER'] as const) {
       expect(codes(await api.request(VERIFY, { token: b.members[role].token, variables: { c: aCheckpoint } }))).toEqual(['FORBIDDEN']);
+    }
+  });
+});
+
+describe("another tenant's activity", () => {
+  it("B's event ids and cursors tell nothing of how many events other tenants wrote between two of B's", async () => {
+    const [a, b] = [await createTestTenant(db.owner, `count-a-${++tenants}`), await createTestTenant(db.owner, `count-b-${++tenants}`)];
+    await record(db.owner, b.id, 1);
+    for (let n = 0; n < 5; n++) await record(db.owner, a.id, n); // A's activity, which B must not be able to detect
+    await record(db.owner, b.id, 2);
+    const response = await api.request('{ auditEvents(first: 2) { edges { cursor node { id seq } } } }', { token: b.members.ADMIN.token });
+    const edges = (response.body.data!.auditEvents as { edges: { cursor: string; node: { id: string; seq: number } }[] }).edges;
+    expect(edges.map((edge) => edge.node.seq)).toEqual([edges[1]!.node.seq + 1, edges[1]!.node.seq]);
+    for (const edge of edges) {
+      // The node id names a random handle, and the cursor breaks ties by it: neither carries the identity number all tenants share.
+      const handle = /^AuditEvent:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/.exec(Buffer.from(edge.node.id, 'base64url').toString('utf8'));
+      expect(handle, edge.node.id).not.toBeNull();
+      expect(Buffer.from(edge.cursor, 'base64url').toString('utf8')).toContain(handle![1]);
     }
   });
 });

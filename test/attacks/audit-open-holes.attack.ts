@@ -6,7 +6,6 @@ import { auditKeyFromPem, generateAuditKeyPem, type AuditKey } from '../../src/m
 import { readTenantChain } from '../../src/modules/audit-chain/repo.ts';
 import { signCheckpoints } from '../../src/modules/audit-chain/signing.ts';
 import { verifyChain } from '../../src/modules/audit-chain/verify.ts';
-import { decodeGlobalId } from '../../src/nodes/global-id.ts';
 import type { Sql } from '../../src/db/pool.ts';
 import { createTestApp, createTestTenant, type TestApp, type TestTenant } from '../helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from '../helpers/db.ts';
@@ -79,18 +78,6 @@ it('HOLE 1 (residual, inherent): the service checks a chain holds its newest che
   }
   const result = await verify(tenant.id);
   expect(result, result.message).toMatchObject({ ok: false }); // fails: ok, "signed through 27" (a copy kept outside still catches it)
-});
-
-it("HOLE 3: an AuditEvent's id is a number shared by all tenants: B's ADMIN counts A's events between two of B's", async () => {
-  const [a, b] = [await createTestTenant(db.owner, 'count-a'), await createTestTenant(db.owner, 'count-b')];
-  await record(b.id, 1);
-  for (let n = 0; n < 5; n++) await record(a.id, n); // A's activity, which B must not be able to detect
-  await record(b.id, 2);
-  const response = await api.request('{ auditEvents(first: 2) { edges { node { id seq } } } }', { token: b.members.ADMIN.token });
-  const [newer, older] = (response.body.data!.auditEvents as { edges: { node: { id: string; seq: number } }[] }).edges.map((edge) => edge.node);
-  const gap = Number(decodeGlobalId(newer!.id)!.id) - Number(decodeGlobalId(older!.id)!.id);
-  expect(newer!.seq - older!.seq).toBe(1);
-  expect(gap, 'the ids of two consecutive events of B differ by 1 + the events every other tenant wrote between them').toBe(1); // fails: 6
 });
 
 it("HOLE 4: verifyAuditChain hashes a long chain in one synchronous stretch: every tenant's requests on the process wait for it", async () => {

@@ -1,6 +1,6 @@
 // The tenant's audit log as the request role reads it (app.audit_events: RLS
 // lets ADMIN read the tenant's own rows and nobody write them), newest first
-// by (occurred_at, id) on audit_events_tenant_occurred_idx; and the platform
+// by (occurred_at, event_id) on audit_events_tenant_occurred_idx; and the platform
 // log as operators read it (app_private.operator_audit_log, migration 000014).
 import { isPgError } from '../../db/errors.ts';
 import type { Tx } from '../../db/pool.ts';
@@ -11,6 +11,7 @@ import { table } from '../../nodes/table.ts';
 export type AuditActorKind = 'user' | 'api_key' | 'operator' | 'system';
 
 export type AuditEventRow = {
+  /** Its handle, event_id (a random uuid). */
   id: string;
   /** The event's place in the tenant's chain (gapless, commit order; migration 000012). */
   seq: number;
@@ -40,11 +41,13 @@ export type AuditEventFilter = {
 export const auditEvents = table<AuditEventRow>({
   name: 'app.audit_events',
   columns: [
-    { id: true, seq: 'seq::float8', occurredAt: true, actorKind: true, actorUserId: true, actorApiKeyId: true, action: true, targetType: true, targetId: true },
+    { id: 'event_id', seq: 'seq::float8', occurredAt: true, actorKind: true, actorUserId: true, actorApiKeyId: true, action: true, targetType: true, targetId: true },
     { reason: true, details: true, requestId: true },
   ],
   orderBy: 'occurred_at',
-  idType: 'bigint',
+  // Named by its own random handle (migration 000020), never by the identity id all tenants' events
+  // share: the gap between two of B's ids would count the events every other tenant wrote.
+  idColumn: 'event_id',
 });
 
 /** The conditions of an audit log page: each filter narrows it (all of them hold). */
