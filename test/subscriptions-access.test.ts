@@ -156,9 +156,15 @@ describe('one process', () => {
         })(),
       ]),
     );
-    // Events flow: a session update each of them hears.
-    await db.owner`update app.sessions set metadata = '{"ready": true}' where tenant_id = ${suspended.id} and id = ${row!.id}`;
-    await Promise.all(streams.map((stream) => stream.until((results) => results.length > 0)));
+    // Events flow: session updates each of them hears. Written again until every stream has heard one: a
+    // WebSocket subscribe is sent, not yet registered, when subscribe() returns, so the first may come too soon.
+    let heard = false;
+    const hearing = Promise.all(streams.map((stream) => stream.until((results) => results.length > 0))).finally(() => (heard = true));
+    for (let n = 0; !heard && n < 40; n++) {
+      await db.owner`update app.sessions set metadata = jsonb_build_object('ready', ${n}::int) where tenant_id = ${suspended.id} and id = ${row!.id}`;
+      await sleep(250);
+    }
+    await hearing;
     await endsWithin('tenant suspended', streams.map((stream, i) => ({ via: i % 2 ? 'ws' : 'sse', stream })), 'TENANT_SUSPENDED', () =>
       db.owner`update app.tenants set status = 'suspended', suspended_at = now() where id = ${suspended.id}`,
     );

@@ -33,6 +33,9 @@ export function createSseHandler(options: SseOptions): SseHandler {
   const { pipeline, maxBodyBytes } = options;
   const keepAliveMs = options.keepAliveMs ?? KEEP_ALIVE_MS;
   return async (req, res, requestId, state) => {
+    // Listened for from the start: a client gone while its subscription was being started (the
+    // pipeline's checks and first read) must end that subscription too, not leave it open.
+    const gone = new Promise<void>((resolve) => res.once('close', resolve));
     const cors = allowedOrigin(req.headers.origin, options.corsOrigins);
     let params: unknown;
     try {
@@ -56,9 +59,8 @@ export function createSseHandler(options: SseOptions): SseHandler {
       return;
     }
     const stream = response.stream;
-    const keepAlive = setInterval(() => res.write(':\n\n'), keepAliveMs);
-    const gone = new Promise<void>((resolve) => res.once('close', resolve));
     void gone.then(() => stream.return?.());
+    const keepAlive = setInterval(() => res.write(':\n\n'), keepAliveMs);
     try {
       for await (const json of stream) {
         if (res.destroyed) break;
