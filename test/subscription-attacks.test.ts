@@ -7,7 +7,8 @@
 // subscribe/complete, fan fragments out; concurrent upgrades against the
 // socket cap; /health meanwhile) and lifecycle (a shutdown ends every stream
 // with a coded error on both transports; dead credentials cannot subscribe
-// again). Open holes: test/attacks/subscription-open-holes.attack.ts.
+// again). An API key's expiry ending its stream (once an open hole here) is in
+// test/subscriptions-access.test.ts.
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

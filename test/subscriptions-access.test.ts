@@ -1,11 +1,12 @@
-// Streams end when access ends, within 1 s: the token's exp (a timer), the
-// member removed, the API key revoked, the tenant suspended, the creator of a
+// Streams end when access ends, within 1 s: the token's exp and an API key's
+// expires_at (timers: nothing need change in the tenant), the member removed, the API key revoked, the tenant suspended, the creator of a
 // key removed, each with the coded error, over SSE and WebSocket, measured
 // from the commit (or exp) to the stream's end; a role change that leaves
 // access keeps the stream. Then across two service instances sharing the
 // database (each with its own event hub), and across WORKERS=2 processes of
 // the real entry point.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newApiKey } from '../src/auth/secrets.ts';
 import type { Sql } from '../src/db/pool.ts';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { addMember, createUser } from '../src/operator/repo.ts';
@@ -105,6 +106,24 @@ describe('one process', () => {
     const subscribers = await Promise.all([subscribe('sse', bearer(token)), subscribe('ws', bearer(token))]);
     // performance.now() at the exp instant, from the wall clock.
     await endsWithin('token exp', subscribers, 'UNAUTHENTICATED', () => sleep(Math.max(0, exp - Date.now())), () => performance.now() - (Date.now() - exp));
+  });
+
+  it("an API key's expires_at: UNAUTHENTICATED by a timer though nothing changes in the tenant, and the key cannot subscribe again", async () => {
+    const key = newApiKey();
+    const [row] = await db.owner<{ id: string; expires: Date }[]>`
+      insert into app.api_keys (tenant_id, name, prefix, secret_hash, role, created_by, expires_at)
+      values (${tenant.id}, 'short', ${key.prefix}, ${key.hash}, 'VIEWER', ${tenant.members.LEAD.userId}, now() + interval '3 seconds')
+      returning id, expires_at as expires`;
+    const subscribers = await Promise.all([subscribe('sse', { 'x-api-key': key.secret }), subscribe('ws', { 'X-Api-Key': key.secret })]);
+    const expires = row!.expires.getTime();
+    // Nothing is written from here on: only the key's own timer can end these streams.
+    await endsWithin('API key expires_at', subscribers, 'UNAUTHENTICATED', () => sleep(Math.max(0, expires - Date.now())), () => performance.now() - (Date.now() - expires));
+    expect(subscribers.map(({ stream }) => stream.results.at(-1)?.errors?.[0]?.message)).toEqual(['The API key expired', 'The API key expired']);
+    const again = await sse(one.origin, ACTIVITY, { headers: { 'x-api-key': key.secret }, variables: { id: encodeGlobalId('Session', session) } });
+    expect(again.status).toBe(401);
+    const socket = await wsConnect(one.origin);
+    await socket.init({ 'X-Api-Key': key.secret }).catch(() => {});
+    expect((await socket.waitClosed()).code).toBe(4401);
   });
 
   it("the member is removed, an API key is revoked, a key's creator is removed (each its own principal), at once", async () => {

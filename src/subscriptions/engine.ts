@@ -14,7 +14,7 @@
 // id only. Every re-read is also the principal's check: a removed member, a
 // revoked key or a suspended tenant ends the stream with a coded error, and
 // an access change from the hub asks for that check at once. A token's exp
-// ends the stream by a timer.
+// and an API key's expires_at end the stream by a timer.
 import { execute, GraphQLError, type DocumentNode, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import type { Sql } from '../db/pool.ts';
 import { TenantTransaction } from '../db/tenant-transaction.ts';
@@ -61,7 +61,7 @@ export type LiveRequest = {
   readonly selection: TenantSelection;
   /** As begin_request accepted it, in a tenant. */
   readonly principal: Principal;
-  /** The token's exp (ms since the epoch); the stream ends UNAUTHENTICATED then. */
+  /** The token's exp (ms since the epoch); the stream ends UNAUTHENTICATED then (an API key's expiry comes with the source). */
   readonly expiresAt: number | undefined;
   /** The lowest role the subscription field admits. */
   readonly requiredRole: Role;
@@ -379,13 +379,15 @@ class Subscriber implements LiveStream {
     this.selection = request.selection;
     this.#seen = new Set(request.source.seen);
     this.#detach = detach;
-    if (request.expiresAt !== undefined) this.#expireAt(request.expiresAt);
+    const { keyExpiresAt } = request.source;
+    if (keyExpiresAt !== undefined && (request.expiresAt === undefined || keyExpiresAt < request.expiresAt)) this.#expireAt(keyExpiresAt, 'The API key expired');
+    else if (request.expiresAt !== undefined) this.#expireAt(request.expiresAt, 'The token expired');
   }
 
-  #expireAt(at: number): void {
+  #expireAt(at: number, why: string): void {
     const left = at - Date.now();
-    if (left <= 0) return this.end(unauthenticated('The token expired'));
-    this.#timer = setTimeout(() => (left > MAX_TIMER_MS ? this.#expireAt(at) : this.end(unauthenticated('The token expired'))), Math.min(left, MAX_TIMER_MS));
+    if (left <= 0) return this.end(unauthenticated(why));
+    this.#timer = setTimeout(() => (left > MAX_TIMER_MS ? this.#expireAt(at, why) : this.end(unauthenticated(why))), Math.min(left, MAX_TIMER_MS));
   }
 
   /** Events queued or being re-read: what the buffer bounds. */

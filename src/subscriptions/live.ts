@@ -28,10 +28,13 @@ export class LiveSource implements AsyncIterable<never> {
   readonly scope: LiveScope;
   /** rowKey()s the subscriber could read when it subscribed. */
   readonly seen: readonly string[];
+  /** When the API key it subscribed with expires (ms since the epoch); the stream ends UNAUTHENTICATED then. */
+  readonly keyExpiresAt: number | undefined;
 
-  constructor(scope: LiveScope, seen: readonly string[]) {
+  constructor(scope: LiveScope, seen: readonly string[], keyExpiresAt?: number) {
     this.scope = scope;
     this.seen = seen;
+    this.keyExpiresAt = keyExpiresAt;
   }
 
   [Symbol.asyncIterator](): AsyncIterator<never> {

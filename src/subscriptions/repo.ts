@@ -28,3 +28,11 @@ export async function memberIds(tx: Tx, limit: number): Promise<string[]> {
   const rows = await tx<Ids>`select user_id as id from app.memberships order by created_at desc, user_id desc limit ${limit}`;
   return rows.map((row) => row.id);
 }
+
+/** How long the request's API key has left (ms, by the database's clock: the one that refuses it), or null when it never expires. */
+export async function apiKeyExpiresIn(tx: Tx): Promise<number | null> {
+  const [row] = await tx<{ ms: number | null }[]>`
+    select (extract(epoch from expires_at - now()) * 1000)::float8 as ms from app.api_keys
+    where tenant_id = app.current_tenant_id() and id = app.current_api_key_id()`;
+  return row?.ms ?? null;
+}

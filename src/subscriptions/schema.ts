@@ -16,7 +16,7 @@ import { Member } from '../modules/members/schema.ts';
 import { Session } from '../modules/sessions/schema.ts';
 import { Task } from '../modules/tasks/schema.ts';
 import { LiveSource, rowKey, type LivePayload, type LiveRow, type LiveScope } from './live.ts';
-import { fineTuningJobIds, memberIds, sessionIdsOfAgent, taskIdsOfSession } from './repo.ts';
+import { apiKeyExpiresIn, fineTuningJobIds, memberIds, sessionIdsOfAgent, taskIdsOfSession } from './repo.ts';
 
 /** Rows named at the start of a subscription (their deletion is reported); the newest ones when there are more. */
 export const SEED_ROWS = 10_000;
@@ -93,7 +93,12 @@ async function visible(context: GraphQLContext, node: { parseId(id: string): str
   return id;
 }
 
-const started = (scope: LiveScope, seen: string[]) => new LiveSource(scope, seen) as unknown as AsyncIterable<LivePayload>;
+/** The field's source; with an API key, also when that key expires (its stream ends then, like a token's at its exp). */
+async function started(context: GraphQLContext, scope: LiveScope, seen: string[]): Promise<AsyncIterable<LivePayload>> {
+  const { apiKeyId } = await context.identity.principal();
+  const expiresIn = apiKeyId ? await context.db.run((tx) => apiKeyExpiresIn(tx)) : null;
+  return new LiveSource(scope, seen, expiresIn === null ? undefined : Date.now() + expiresIn);
+}
 const event = (payload: LivePayload) => payload;
 
 builder.subscriptionType({ description: 'Live events (README: Live events). Over SSE (Accept: text/event-stream) or WebSocket (graphql-ws)' });
@@ -111,7 +116,7 @@ builder.subscriptionFields((t) => ({
         types: ['Session', 'Task'],
         matches: (type, row) => (type === 'Session' ? row.id === sessionId : (row as LiveRow & { sessionId?: string }).sessionId === sessionId),
       };
-      return started(scope, [rowKey('Session', sessionId), ...tasks.map((id) => rowKey('Task', id))]);
+      return started(context, scope, [rowKey('Session', sessionId), ...tasks.map((id) => rowKey('Task', id))]);
     },
     resolve: event,
   }),
@@ -124,7 +129,7 @@ builder.subscriptionFields((t) => ({
       const agentId = await visible(context, Agent, args.agentId, 'Agent');
       const sessions = await context.db.run((tx) => sessionIdsOfAgent(tx, agentId, SEED_ROWS));
       const scope: LiveScope = { types: ['Session'], matches: (_type, row) => (row as LiveRow & { agentId?: string }).agentId === agentId };
-      return started(scope, sessions.map((id) => rowKey('Session', id)));
+      return started(context, scope, sessions.map((id) => rowKey('Session', id)));
     },
     resolve: event,
   }),
@@ -138,10 +143,10 @@ builder.subscriptionFields((t) => ({
         const followed = new Set<string>();
         for (const globalId of args.ids) followed.add(await visible(context, FineTuningJob, globalId, 'FineTuningJob'));
         const scope: LiveScope = { types: ['FineTuningJob'], matches: (_type, row) => followed.has(row.id) };
-        return started(scope, [...followed].map((id) => rowKey('FineTuningJob', id)));
+        return started(context, scope, [...followed].map((id) => rowKey('FineTuningJob', id)));
       }
       const jobs = await context.db.run((tx) => fineTuningJobIds(tx, SEED_ROWS));
-      return started({ types: ['FineTuningJob'], matches: () => true }, jobs.map((id) => rowKey('FineTuningJob', id)));
+      return started(context, { types: ['FineTuningJob'], matches: () => true }, jobs.map((id) => rowKey('FineTuningJob', id)));
     },
     resolve: event,
   }),
@@ -151,7 +156,7 @@ builder.subscriptionFields((t) => ({
     authScopes: { viewer: true },
     subscribe: async (_root, _args, context) => {
       const members = await context.db.run((tx) => memberIds(tx, SEED_ROWS));
-      return started({ types: ['Member'], matches: () => true }, members.map((id) => rowKey('Member', id)));
+      return started(context, { types: ['Member'], matches: () => true }, members.map((id) => rowKey('Member', id)));
     },
     resolve: event,
   }),
