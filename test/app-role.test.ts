@@ -115,7 +115,8 @@ it('two deployments on one server, two databases: each has its own role, and bot
     { rolname: appRoleName(staging.url), mark: appRoleMark(new URL(staging.url).pathname.slice(1)) },
     { rolname: appRoleName(production.url), mark: appRoleMark(new URL(production.url).pathname.slice(1)) },
   ]);
-});
+  // Three starts, each migrating a fresh database and seeding the demo: 60 s (the default) is not enough on a loaded machine.
+}, 240_000);
 
 it('leaves alone a role of its name that it did not create for this database, and says what to set', async () => {
   const url = await freshDatabase('theirs');

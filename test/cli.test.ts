@@ -1,10 +1,12 @@
 // The operator CLI against a given DATABASE_URL: every command prints JSON,
 // errors are JSON on stderr with a non-zero exit, and its tokens work.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
 import { codes, createTestApp, TEST_TOKENS, type TestApp } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 import { addMember, createTenant, createUser } from '../src/operator/repo.ts';
-import { runCli } from './helpers/process.ts';
+import { ROOT, runCli } from './helpers/process.ts';
 
 let db: TestDatabase;
 let api: TestApp;
@@ -116,6 +118,29 @@ it('prints usage for --help, -h and help, on stdout with exit 0, for everything,
     expect(results[index]!.stdout).not.toContain('tenancy tenant create');
   }
   expect((await runCli(['token', '--help'], env)).stdout).toContain('--role can only lower');
+});
+
+it("the README's CLI reference lists every command --help lists; the audit commands answer --help with 0 and an unknown option with 2", async () => {
+  const everything = await runCli(['--help'], env);
+  const listed = [...everything.stdout.matchAll(/^ {2}tenancy ([a-z][a-z-]*(?: [a-z][a-z-]*)?)(?= |$)/gm)].map((match) => match[1]!).sort();
+  expect(listed).toEqual(expect.arrayContaining(['audit verify', 'audit export', 'audit checkpoint', 'audit retention', 'platform-audit verify', 'platform-audit export']));
+  const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
+  const reference = /\n## Operator CLI\n([\s\S]*?)\n## /.exec(readme)![1]!;
+  const documented = [...reference.matchAll(/^\| `([a-z][a-z-]*(?: [a-z][a-z-]*)?)` \|/gm)].map((match) => match[1]!).sort();
+  expect(documented).toEqual(listed);
+
+  const audit = listed.filter((command) => command.includes('audit'));
+  const [helps, unknown] = await Promise.all([
+    Promise.all(audit.map((command) => runCli([...command.split(' '), '--help'], env))),
+    Promise.all(audit.map((command) => runCli([...command.split(' '), '--no-such-option'], env))),
+  ]);
+  for (const [index, command] of audit.entries()) {
+    expect(helps[index]!.code, command).toBe(0);
+    expect(helps[index]!.stdout, command).toContain(`tenancy ${command}`);
+    expect(unknown[index]!.code, command).toBe(2);
+    expect(unknown[index]!.json, command).toEqual({ error: 'unknown option --no-such-option' });
+    expect(unknown[index]!.stderr, command).toContain(`tenancy ${command}`);
+  }
 });
 
 it('refuses a token role above the membership instead of signing one that acts lower', async () => {
