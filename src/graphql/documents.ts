@@ -87,6 +87,10 @@ export function createDocumentCache(schema: GraphQLSchema, options: DocumentOpti
       document = parse(query, { maxTokens: limits.tokens, noLocation: false });
       measureDocument(document, limits);
     } catch (error) {
+      // graphql-js aborts parsing past maxTokens with a syntax error: named here like every other limit.
+      if (isGraphQLError(error) && /contains more tha[nt] \d+ tokens/.test(error.message)) {
+        return [apiError('BAD_USER_INPUT', `The document has more than ${limits.tokens} tokens`, { limit: 'tokens', max: limits.tokens, http: { status: 400 } })];
+      }
       return [asBadInput(error)];
     }
     const errors = validate(schema, document, rules, { maxErrors: 10 });
