@@ -116,6 +116,19 @@ describe.each<Transport>(['post', 'get', 'yoga-post'])('over %s', (transport) =>
     expectRefused(await send(transport, `{ ${aliases} }`, asViewer()), 'aliases');
   });
 
+  it('4. tokens, directives and document bytes are limited the same way; 5,000 aliases with an Origin header take the same pipeline', async () => {
+    // Spreads need no separator: more tokens than allowed in a short text (parsing stops at the limit, before any name is looked up).
+    const tokens = `{ tenant { slug ${'...F'.repeat(Math.ceil(TEST_HTTP.limits.tokens / 2) + 50)} } }`;
+    expectRefused(await send(transport, tokens, asViewer()), 'tokens');
+    const directives = Array.from({ length: TEST_HTTP.limits.directives + 10 }, () => '@include(if: true)').join(' ');
+    expectRefused(await send(transport, `{ tenant { slug ${directives} } }`, asViewer()), 'directives');
+    if (transport === 'get') return; // a URL that long is refused by Node's header limit before any of this
+    const aliases = Array.from({ length: 5_000 }, (_, i) => `a${i}: agents(first: 100) { edges { node { id } } }`).join(' ');
+    const answer = await whileHealthy(() => send(transport, `{ ${aliases} }`, { ...asViewer(), origin: 'https://elsewhere.example' }));
+    expectRefused(answer, 'documentBytes');
+    expect(answer.status).toBe(400);
+  });
+
   it('5. a deeply nested JSON input is BAD_USER_INPUT, as a variable and as a literal', async () => {
     const deep = `{"config":${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}}`;
     const mutation = 'mutation($config: JSONObject) { createAgent(input: { name: "deep", kind: "assistant", config: $config }) { agent { id } } }';
