@@ -1,5 +1,5 @@
 // The service process stopped under load: SIGTERM finishes the responses in
-// flight, rolls back (and answers 503) a request that cannot finish before
+// flight, ends live streams (SSE, WebSocket) with UNAVAILABLE, rolls back (and answers 503) a request that cannot finish before
 // the shutdown deadline, never commits it after its client is gone, and
 // exits 0; kill -9 in the middle of writes leaves every quota counter equal to
 // what the tenant holds.
@@ -7,6 +7,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { TEST_TOKENS, createTestTenant, insertAgents, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 import { startLoad, tally, timed } from './helpers/load.ts';
+import { errorCodes, sse, wsConnect, type Received } from './helpers/live.ts';
 import { startServer, type ServerProcess } from './helpers/process.ts';
 
 let db: TestDatabase;
@@ -51,7 +52,20 @@ async function agentIds(url: string): Promise<Record<string, string>> {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-it('SIGTERM under load: responses in flight are finished, a request stuck past the shutdown deadline is rolled back with 503, exit 0', async () => {
+const MEMBERS = 'subscription { members { kind id } }';
+
+/** Until every stream hears a member joining (a WebSocket subscribe is not acknowledged; the service's hub must listen). */
+async function flowing(streams: Received[]): Promise<void> {
+  for (let attempt = 0; attempt < 40; attempt++) {
+    const [user] = await db.owner<{ id: string }[]>`insert into app.users (email) values (${`joiner-${attempt}-${Date.now()}@shutdown.test`}) returning id`;
+    await db.owner`insert into app.memberships (tenant_id, user_id, role) values (${tenant.id}, ${user!.id}, 'VIEWER')`;
+    await sleep(300);
+    if (streams.every((stream) => stream.results.some((result) => (result.data?.members as { kind?: string } | undefined)?.kind === 'CREATED'))) return;
+  }
+  throw new Error('the subscriptions never started');
+}
+
+it('SIGTERM under load: responses in flight are finished, SSE and WebSocket streams end UNAVAILABLE (shutdown), a request stuck past the shutdown deadline is rolled back with 503, exit 0', async () => {
   server = await startServer(env);
   const { url } = server;
   const ids = await agentIds(url);
@@ -63,6 +77,13 @@ it('SIGTERM under load: responses in flight are finished, a request stuck past t
       graphql(url, tenant.members.ADMIN.token, 'mutation($id: ID!) { updateAgent(input: { id: $id, name: "renamed" }) { agent { name } } }', { id: ids.locked }),
     );
     const load = startLoad(() => graphql(url, tenant.members.MEMBER.token, '{ agents(first: 10) { edges { node { name } } } }'), 4);
+    // Live streams on both transports: a shutdown ends them with a coded error, they do not hold the drain up.
+    const overSse = await sse(url, MEMBERS, { headers: { authorization: `Bearer ${tenant.members.VIEWER.token}` } });
+    expect(overSse.status).toBe(200);
+    const socket = await wsConnect(url);
+    await socket.init({ authorization: `Bearer ${tenant.members.VIEWER.token}` });
+    const overWs = socket.subscribe(MEMBERS);
+    await flowing([overSse, overWs]);
     await sleep(400);
     const signalledAt = Date.now();
     const exited = server.stop();
@@ -81,6 +102,12 @@ it('SIGTERM under load: responses in flight are finished, a request stuck past t
     expect(answer).toMatchObject({ status: 503, code: 'UNAVAILABLE', reason: 'shutdown' });
     expect(answer.at + answer.ms - signalledAt).toBeLessThan(2_000);
     expect(await exited).toBe(0);
+    await Promise.all([overSse.ended(), overWs.ended()]);
+    for (const [via, stream] of [['SSE', overSse], ['WebSocket', overWs]] as const) {
+      const last = stream.results.at(-1);
+      expect(errorCodes(last), `${via}: ${JSON.stringify(last)}`).toEqual(['UNAVAILABLE']);
+      expect(last!.errors![0]!.extensions).toMatchObject({ reason: 'shutdown' });
+    }
     expect(server.output()).toContain('"msg":"stopped"');
     expect(server.output()).toMatch(/"aborted":1,"msg":"shutdown deadline: rolled back the requests still running"/);
   } finally {
