@@ -3,13 +3,18 @@
 // the request pool, the event hub on its own direct connection, subscribers
 // over SSE and graphql-ws. A fast restart and a crash (kill -9, then a start):
 // every open stream gets a RESYNC (never silence), stays open, and then carries
-// live events again.
+// live events again; a subscription asked for while the database is down is
+// refused with UNAVAILABLE at once, and one asked for afterwards starts. A
+// frozen database (SIGSTOP) with streams open: /ready answers within a second,
+// a new subscription ends by its deadline (REQUEST_TIMEOUT_MS) with
+// UNAVAILABLE, and after the thaw the streams carry live events again.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPool, type Sql } from '../src/db/pool.ts';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { createTestTenant, insertAgents, type TestTenant } from './helpers/app.ts';
 import { startFaultServer, type FaultServer } from './helpers/fault-postgres.ts';
-import { sleep, sse, startLiveServer, wsConnect, type LiveResult, type LiveServer, type Received } from './helpers/live.ts';
+import { errorCodes, sleep, sse, startLiveServer, wsConnect, type LiveResult, type LiveServer, type Received } from './helpers/live.ts';
+import { pollReadiness } from './helpers/load.ts';
 import postgres from 'postgres';
 
 let server: FaultServer;
@@ -37,6 +42,28 @@ async function retrying<T>(write: () => Promise<T>): Promise<T> {
       await sleep(100);
     }
   }
+}
+
+const REQUEST_TIMEOUT_MS = 3_000;
+const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
+/** A subscription that must be refused now: over SSE (the JSON answer) and over a socket already acknowledged. */
+async function refusedNow(ws: Awaited<ReturnType<typeof wsConnect>>) {
+  const started = performance.now();
+  const variables = { id: encodeGlobalId('Session', session.a) };
+  const [overSse, overWs] = await Promise.all([
+    sse(live.origin, ACTIVITY, { headers: bearer(a.members.VIEWER.token), variables }),
+    (async () => {
+      const operation = ws.subscribe(ACTIVITY, variables);
+      await operation.ended(REQUEST_TIMEOUT_MS + 10_000);
+      return operation;
+    })(),
+  ]);
+  const ms = performance.now() - started;
+  const sseError = (overSse.body as { errors: NonNullable<LiveResult['errors']> } | undefined)?.errors[0];
+  expect([overSse.status, sseError?.extensions?.code], JSON.stringify(overSse.body)).toEqual([503, 'UNAVAILABLE']);
+  expect(overWs.results.map(errorCodes)).toEqual([['UNAVAILABLE']]);
+  return { ms, sseReason: sseError?.extensions?.reason, wsReason: overWs.results[0]!.errors![0]!.extensions?.reason };
 }
 
 const newTask = (tenant: TestTenant, sessionId: string) =>
@@ -100,7 +127,7 @@ async function expectResyncThenLive(subscribers: Subscriber[], before: Map<Subsc
 beforeAll(async () => {
   server = await startFaultServer();
   owner = postgres(server.ownerUrl, { max: 2, onnotice: () => {} });
-  pool = createPool(server.appUrl, { max: 6, prepare: true, requestTimeoutMs: 5_000 });
+  pool = createPool(server.appUrl, { max: 6, prepare: true, requestTimeoutMs: REQUEST_TIMEOUT_MS });
   a = await createTestTenant(owner, 'live-restart-a');
   b = await createTestTenant(owner, 'live-restart-b');
   const [agentA] = await insertAgents(owner, a.id, a.members.ADMIN.userId, ['runner']);
@@ -127,14 +154,62 @@ describe('PostgreSQL restarted under live subscriptions', () => {
     for (const subscriber of subscribers) subscriber.stream.close();
   }, 120_000);
 
-  it('a crash (kill -9) and a start a second later: the same', async () => {
+  it('a crash (kill -9) and a start a second later: the same; meanwhile a new subscription is refused UNAVAILABLE at once, afterwards one starts', async () => {
     const subscribers = await openSubscribers();
+    const socket = await wsConnect(live.origin);
+    await socket.init(bearer(a.members.VIEWER.token));
     const before = new Map(subscribers.map((subscriber) => [subscriber, subscriber.stream.results.length]));
     await server.kill();
     await sleep(1_000);
     expect(live.hub.connected).toBe(false);
+    const down = await refusedNow(socket);
+    expect(down.ms).toBeLessThan(REQUEST_TIMEOUT_MS + 1_000);
+    expect([down.sseReason, down.wsReason]).toEqual(['database', 'database']);
+    // A new socket's connection_init is checked by the database too: closed 1013 (try again later).
+    const late = await wsConnect(live.origin);
+    await late.init(bearer(a.members.VIEWER.token)).catch(() => {});
+    expect((await late.waitClosed()).code).toBe(1013);
     await server.start();
     await expectResyncThenLive(subscribers, before);
-    for (const subscriber of subscribers) subscriber.stream.close();
+    // Subscribing again works: over SSE and on the socket that was refused.
+    const again = await sse(live.origin, ACTIVITY, { headers: bearer(a.members.VIEWER.token), variables: { id: encodeGlobalId('Session', session.a) } });
+    expect(again.status).toBe(200);
+    await started(again, a, session.a);
+    const onSocket = socket.subscribe(ACTIVITY, { id: encodeGlobalId('Session', session.a) });
+    await started(onSocket, a, session.a);
+    for (const stream of [again, socket, ...subscribers.map((subscriber) => subscriber.stream)]) stream.close();
+  }, 120_000);
+
+  it('a frozen database (SIGSTOP) with streams open: /ready answers within 1 s, a new subscription ends UNAVAILABLE by its deadline; after the thaw the streams carry live events', async () => {
+    const subscribers = await openSubscribers();
+    const socket = await wsConnect(live.origin);
+    await socket.init(bearer(a.members.VIEWER.token));
+    const readiness = pollReadiness(live.origin);
+    await sleep(300);
+    const frozenAt = Date.now();
+    let frozen: Awaited<ReturnType<typeof refusedNow>>;
+    try {
+      await server.freeze();
+      frozen = await refusedNow(socket);
+    } finally {
+      await server.thaw(); // never leave it frozen for what follows
+    }
+    const thawedAt = Date.now();
+    await expect.poll(() => readiness.firstAt(200, thawedAt), { timeout: 10_000, interval: 50 }).toBeDefined();
+    await readiness.stop();
+    const seen = JSON.stringify(readiness.changes().map(([at, status]) => [at - frozenAt, status]));
+    expect(readiness.firstAt(503, frozenAt)! - frozenAt, seen).toBeLessThan(1_000);
+    expect(readiness.slowest(), seen).toBeLessThan(1_000);
+    expect([frozen.sseReason, frozen.wsReason]).toEqual(['timeout', 'timeout']);
+    expect(frozen.ms).toBeLessThan(REQUEST_TIMEOUT_MS + 1_500); // loose: the machine is shared
+    // Still open, and live (a RESYNC first when the hub gave its silent connection up meanwhile).
+    for (const subscriber of subscribers) {
+      expect(subscriber.stream.endedAt, subscriber.name).toBeUndefined();
+      const id = await subscriber.live();
+      await subscriber.stream.until((all) => ids(all, subscriber.field).includes(id), 15_000);
+    }
+    const onSocket = socket.subscribe(ACTIVITY, { id: encodeGlobalId('Session', session.a) });
+    await started(onSocket, a, session.a);
+    for (const stream of [socket, ...subscribers.map((subscriber) => subscriber.stream)]) stream.close();
   }, 120_000);
 });
