@@ -26,7 +26,7 @@ import { nodeTypeNamed } from '../nodes/global-id.ts';
 import type { TenantLanes } from '../tenancy/fair-share.ts';
 import type { Principal, TenantSelection } from '../tenancy/principal.ts';
 import { roleAtLeast, type Role } from '../tenancy/roles.ts';
-import { rowKey, type LivePayload, type LiveRow, type LiveSource } from './live.ts';
+import { rowKey, type LivePayload, type LiveRow, type LiveScope, type LiveSource } from './live.ts';
 
 export type SubscriptionSettings = {
   /** Open subscriptions of one tenant in this process; past it QUOTA_EXCEEDED. */
@@ -88,10 +88,10 @@ export type SubscriptionEngine = {
   close(): void;
 };
 
-/** Changes re-read in one transaction at most. */
-const BATCH = 1_000;
+/** Rows re-read in one transaction at most: a connection's largest page (its rows also within MAX_RESPONSE_BYTES). */
+const BATCH_ROWS = 100;
 /** Rows a subscriber remembers having seen (for deletes); the oldest are forgotten past it. */
-const SEEN_MAX = 20_000;
+export const SEEN_MAX = 1_000;
 /** Re-read slots in all when there is no fair-share guard. */
 const READ_CONCURRENCY = 4;
 /** setTimeout's largest delay; a later exp is waited for in steps. */
@@ -137,7 +137,7 @@ export function createSubscriptionEngine(options: EngineOptions): SubscriptionEn
       }
       for (const subscriber of group.subscribers) {
         if (event.type === 'resync') enqueue(group, subscriber, 'resync');
-        else if (subscriber.source.scope.types.includes(event.change.type)) enqueue(group, subscriber, event.change);
+        else if (subscriber.scope.types.includes(event.change.type)) enqueue(group, subscriber, event.change);
       }
       // A resync also re-checks: access may have changed while events were missed.
       if (event.type === 'resync') group.recheck = true;
@@ -164,7 +164,7 @@ export function createSubscriptionEngine(options: EngineOptions): SubscriptionEn
   async function drain(group: Group): Promise<void> {
     try {
       while (!closed && (group.pending.length > 0 || group.recheck) && group.subscribers.size > 0) {
-        const batch = group.pending.splice(0, BATCH);
+        const batch = group.pending.splice(0, batchLength(group.pending));
         group.recheck = false;
         await reread(group, batch);
         for (const item of batch) item.subscriber.pending--;
@@ -187,7 +187,7 @@ export function createSubscriptionEngine(options: EngineOptions): SubscriptionEn
     } catch {
       return resync(batch); // no slot in time: these events are missed, and the subscribers are told
     }
-    const db = new TenantTransaction(sql, group.selection, { deadline, snapshot: true });
+    const db = new TenantTransaction(sql, group.selection, { deadline, snapshot: true, readBytes: options.maxResponseBytes });
     const context = requestContext(`subscription ${group.key}`, db);
     try {
       db.start('tenant');
@@ -235,7 +235,7 @@ export function createSubscriptionEngine(options: EngineOptions): SubscriptionEn
     if (change === 'resync') return { kind: 'RESYNC', row: null };
     const key = rowKey(change.type, change.id);
     const row = change.kind === 'deleted' ? null : (loaded.get(key) ?? null);
-    if (row && subscriber.source.scope.matches(change.type, row)) {
+    if (row && subscriber.scope.matches(change.type, row)) {
       subscriber.saw(key);
       return { kind: change.kind === 'created' ? 'CREATED' : 'UPDATED', type: change.type, id: change.id, row };
     }
@@ -333,6 +333,17 @@ export function createSubscriptionEngine(options: EngineOptions): SubscriptionEn
   };
 }
 
+/** How many of the pending items (from the first) name at most BATCH_ROWS distinct rows. */
+function batchLength(pending: readonly Item[]): number {
+  const rows = new Set<string>();
+  for (let i = 0; i < pending.length; i++) {
+    const { change } = pending[i]!;
+    if (change !== 'resync') rows.add(rowKey(change.type, change.id));
+    if (rows.size > BATCH_ROWS) return i;
+  }
+  return pending.length;
+}
+
 /** Who re-reads: the credentials and the tenant they asked for, and a token's role claim (it lowers the role). */
 function groupKey(selection: TenantSelection): string {
   const { credentials, tenant } = selection;
@@ -348,7 +359,8 @@ class Subscriber implements LiveStream {
   readonly groupKey: string;
   readonly userId: string;
   readonly apiKeyId: string | null;
-  readonly source: LiveSource;
+  /** What it follows (the source's seen rows are copied into #seen, not kept). */
+  readonly scope: LiveScope;
   readonly requiredRole: Role;
   readonly document: DocumentNode;
   readonly operationName: string | undefined;
@@ -370,14 +382,14 @@ class Subscriber implements LiveStream {
     this.groupKey = groupKey;
     this.userId = request.principal.userId;
     this.apiKeyId = request.principal.apiKeyId;
-    this.source = request.source;
+    this.scope = request.source.scope;
     this.requiredRole = request.requiredRole;
     this.document = request.document;
     this.operationName = request.operationName;
     this.variables = request.variables;
     this.encode = request.encode;
     this.selection = request.selection;
-    this.#seen = new Set(request.source.seen);
+    this.#seen = new Set(request.source.seen.map(compactKey));
     this.#detach = detach;
     const { keyExpiresAt } = request.source;
     if (keyExpiresAt !== undefined && (request.expiresAt === undefined || keyExpiresAt < request.expiresAt)) this.#expireAt(keyExpiresAt, 'The API key expired');
@@ -395,14 +407,15 @@ class Subscriber implements LiveStream {
     return this.#queue.length + this.pending;
   }
 
-  saw(key: string): void {
+  saw(rowKey: string): void {
+    const key = compactKey(rowKey);
     this.#seen.delete(key); // re-inserted as the newest
     this.#seen.add(key);
     if (this.#seen.size > SEEN_MAX) this.#seen.delete(this.#seen.values().next().value!);
   }
 
-  forget(key: string): boolean {
-    return this.#seen.delete(key);
+  forget(rowKey: string): boolean {
+    return this.#seen.delete(compactKey(rowKey));
   }
 
   push(json: string): void {
@@ -448,6 +461,24 @@ class Subscriber implements LiveStream {
   [Symbol.asyncIterator](): this {
     return this;
   }
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * A seen set's key for a rowKey `Type:id` whose id is a uuid: the type, a NUL
+ * and the uuid's 16 bytes, one flat string (about 40 bytes of heap, where the
+ * rowKey held its id and a concatenation, about 150). Other ids keep their rowKey.
+ */
+function compactKey(rowKey: string): string {
+  const colon = rowKey.indexOf(':');
+  const id = rowKey.slice(colon + 1);
+  if (colon < 0 || !UUID.test(id)) return rowKey;
+  const bytes = Buffer.allocUnsafe(colon + 17);
+  bytes.write(rowKey.slice(0, colon), 0, 'latin1');
+  bytes[colon] = 0;
+  bytes.write(id.replaceAll('-', ''), colon + 1, 'hex');
+  return bytes.toString('latin1');
 }
 
 /** At most `size` holders at once, the others wait in order. */

@@ -18,8 +18,13 @@ import { Task } from '../modules/tasks/schema.ts';
 import { LiveSource, rowKey, type LivePayload, type LiveRow, type LiveScope } from './live.ts';
 import { apiKeyExpiresIn, fineTuningJobIds, memberIds, sessionIdsOfAgent, taskIdsOfSession } from './repo.ts';
 
-/** Rows named at the start of a subscription (their deletion is reported); the newest ones when there are more. */
-export const SEED_ROWS = 10_000;
+/**
+ * Rows named at the start of a subscription (their deletion is reported): the newest page, as large as a
+ * connection's largest page, and priced like one (SEED_PRICE) in the document's cost.
+ */
+export const SEED_ROWS = 100;
+/** The start's statement and its rows, as graphql/prices.ts prices a `first: 100` page. */
+const SEED_PRICE = { field: SEED_ROWS + 2, multiplier: 1 };
 /** Ids one `fineTuningJobs(ids:)` subscription may name. */
 export const MAX_FOLLOWED_IDS = 100;
 
@@ -108,6 +113,7 @@ builder.subscriptionFields((t) => ({
     type: SessionActivityEvent,
     description: 'Changes to one session and its tasks. NOT_FOUND when you cannot see the session',
     authScopes: { viewer: true },
+    complexity: SEED_PRICE,
     args: { sessionId: t.arg.id({ required: true, description: 'A Session id' }) },
     subscribe: async (_root, args, context) => {
       const sessionId = await visible(context, Session, args.sessionId, 'Session');
@@ -124,6 +130,7 @@ builder.subscriptionFields((t) => ({
     type: SessionEvent,
     description: "Sessions of one agent as they start, progress and end. NOT_FOUND when you cannot see the agent",
     authScopes: { viewer: true },
+    complexity: SEED_PRICE,
     args: { agentId: t.arg.id({ required: true, description: 'An Agent id' }) },
     subscribe: async (_root, args, context) => {
       const agentId = await visible(context, Agent, args.agentId, 'Agent');
@@ -137,6 +144,7 @@ builder.subscriptionFields((t) => ({
     type: FineTuningJobEvent,
     description: `Fine-tuning jobs as they are created and progress: the ones named by ids (at most ${MAX_FOLLOWED_IDS}; NOT_FOUND for one you cannot see), or all of the tenant's`,
     authScopes: { viewer: true },
+    complexity: SEED_PRICE,
     args: { ids: t.arg.idList({ required: false, description: `FineTuningJob ids, at most ${MAX_FOLLOWED_IDS}`, validate: ids }) },
     subscribe: async (_root, args, context) => {
       if (args.ids) {
@@ -154,6 +162,7 @@ builder.subscriptionFields((t) => ({
     type: MemberEvent,
     description: "The tenant's membership changes: members joining, changing role, leaving",
     authScopes: { viewer: true },
+    complexity: SEED_PRICE,
     subscribe: async (_root, _args, context) => {
       const members = await context.db.run((tx) => memberIds(tx, SEED_ROWS));
       return started(context, { types: ['Member'], matches: () => true }, members.map((id) => rowKey('Member', id)));
