@@ -5,11 +5,13 @@
 // access keeps the stream. Then across two service instances sharing the
 // database (each with its own event hub), and across WORKERS=2 processes of
 // the real entry point.
+import { parse } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { newApiKey } from '../src/auth/secrets.ts';
+import { apiKeyHash, newApiKey } from '../src/auth/secrets.ts';
 import type { Sql } from '../src/db/pool.ts';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { addMember, createUser } from '../src/operator/repo.ts';
+import { LiveSource, type LiveScope } from '../src/subscriptions/live.ts';
 import { createTestTenant, insertAgents, TEST_TOKENS, tokenFor, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 import { startServer, type ServerProcess } from './helpers/process.ts';
@@ -27,6 +29,8 @@ const ACTIVITY = 'subscription ($id: ID!) { sessionActivity(sessionId: $id) { ki
 /** The bound, and what each case measured (printed at the end). */
 const WITHIN_MS = 1_000;
 const measured: Record<string, number[]> = {};
+/** When a transaction of `one` began as this user or API key (its hash, hex), in performance.now(), for those a case watches. */
+const checksOf: Record<string, number[]> = {};
 
 type Subscriber = { readonly via: 'sse' | 'ws'; readonly stream: Received };
 
@@ -85,7 +89,13 @@ const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 beforeAll(async () => {
   db = await useTestDatabase();
-  sql = db.appPool(8);
+  sql = db.appPool(8, (query, parameters) => {
+    if (!query.includes('begin_')) return;
+    for (const parameter of parameters) {
+      const name = Buffer.isBuffer(parameter) ? parameter.toString('hex') : parameter; // a key by its hash
+      if (typeof name === 'string' && checksOf[name]) checksOf[name].push(performance.now());
+    }
+  });
   tenant = await createTestTenant(db.owner, 'access-a');
   const [agent] = await insertAgents(db.owner, tenant.id, tenant.members.ADMIN.userId, ['runner']);
   session = (await db.owner<{ id: string }[]>`insert into app.sessions (tenant_id, agent_id) values (${tenant.id}, ${agent!}) returning id`)[0]!.id;
@@ -150,14 +160,66 @@ describe('one process', () => {
     bystander.stream.close();
   });
 
-  it('a role change that leaves access keeps the stream (every field needs VIEWER); it is checked again and goes on', async () => {
+  it("a role change is checked in the database at once, with no other event (the member's, and a key's creator's); every field needs VIEWER, so the streams go on", async () => {
     const demoted = await newMember('ADMIN', 'demoted');
-    const subscriber = await subscribe('ws', bearer(demoted.token));
+    const creator = await newMember('LEAD', 'demoted-creator');
+    const key = await insertApiKey(db.owner, tenant.id, creator.userId, 'LEAD');
+    const subscribers = await Promise.all([
+      subscribe('sse', bearer(demoted.token)),
+      subscribe('ws', bearer(demoted.token)),
+      subscribe('sse', { 'x-api-key': key.secret }),
+      subscribe('ws', { 'x-api-key': key.secret }),
+    ]);
+    const keyHash = apiKeyHash(key.secret)!.toString('hex');
+    for (const [userId, watched, name] of [[demoted.userId, demoted.userId, 'role change re-checked'], [creator.userId, keyHash, "key's creator's role change re-checked"]] as const) {
+      const checks = (checksOf[watched] = []);
+      await db.owner`update app.memberships set role = 'VIEWER' where tenant_id = ${tenant.id} and user_id = ${userId}`;
+      const committed = performance.now();
+      const deadline = Date.now() + 5_000;
+      while (!checks.some((at) => at > committed) && Date.now() < deadline) await sleep(5);
+      const checkedAfter = checks.find((at) => at > committed);
+      expect(checkedAfter, `${name}: a request check as that principal after the commit`).toBeDefined();
+      (measured[name] ??= []).push(checkedAfter! - committed);
+      expect(checkedAfter! - committed).toBeLessThan(WITHIN_MS);
+    }
+    for (const subscriber of subscribers) {
+      await flowing(subscriber.stream);
+      expect(subscriber.stream.endedAt, subscriber.via).toBeUndefined();
+      subscriber.stream.close();
+    }
+  });
+
+  it('a role change below what a subscription needs ends it with FORBIDDEN (the engine, given a field that needs MEMBER)', async () => {
+    const demoted = await newMember('MEMBER', 'below');
+    const selection = { credentials: { kind: 'user' as const, userId: demoted.userId, roleCap: undefined }, tenant: tenant.id, allowedSlugs: undefined };
+    const scope: LiveScope = { types: ['Task'], matches: () => true };
+    const stream = one.app.subscriptions.open({
+      requestId: 'role-test',
+      selection,
+      principal: { userId: demoted.userId, apiKeyId: null, tenant: { id: tenant.id, slug: tenant.slug, name: tenant.slug, status: 'active', role: 'MEMBER' } },
+      expiresAt: undefined,
+      requiredRole: 'MEMBER',
+      document: parse('subscription { sessionActivity(sessionId: "x") { kind id } }'),
+      operationName: undefined,
+      variables: undefined,
+      source: new LiveSource(scope, []),
+      encode: (result) => JSON.stringify(result),
+    });
+    const results: LiveResult[] = [];
+    let endedAt: number | undefined;
+    void (async () => {
+      for await (const json of stream) results.push(JSON.parse(json) as LiveResult);
+      endedAt = performance.now();
+    })();
     await db.owner`update app.memberships set role = 'VIEWER' where tenant_id = ${tenant.id} and user_id = ${demoted.userId}`;
-    await sleep(300);
-    await flowing(subscriber.stream);
-    expect(subscriber.stream.endedAt).toBeUndefined();
-    subscriber.stream.close();
+    const committed = performance.now();
+    const deadline = Date.now() + 5_000;
+    while (endedAt === undefined && Date.now() < deadline) await sleep(5);
+    expect(endedAt, JSON.stringify(results)).toBeDefined();
+    (measured['role below the field'] ??= []).push(endedAt! - committed);
+    expect(endedAt! - committed).toBeLessThan(WITHIN_MS);
+    expect(results.map(errorCodes)).toEqual([['FORBIDDEN']]);
+    expect(stream.endedWith).toBe('FORBIDDEN');
   });
 
   it('the tenant is suspended: TENANT_SUSPENDED for every stream of the tenant', async () => {
