@@ -260,7 +260,8 @@ const COMMANDS: readonly Command[] = [
     synopsis: `${TENANT} [--checkpoints <file>]`,
     summary:
       "recompute a tenant's audit chain and check it against its newest signed checkpoint (and those in\n" +
-      '--checkpoints: an export, or one JWS a line, kept outside the database); exit 1 when it does not verify',
+      '--checkpoints: an export, or one JWS a line, kept outside the database); exit 1 when it does not verify\n' +
+      'or takes more than 30 minutes',
     options: ['tenant', 'checkpoints'],
     required: ['tenant'],
     run: async ({ config, sql, options }) => verifyAudit(sql, config, await findTenant(sql, options.tenant!), options.checkpoints),

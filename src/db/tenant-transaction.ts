@@ -192,6 +192,11 @@ export class TenantTransaction {
     return this.#known;
   }
 
+  /** When the request must be over (ms since the epoch): work outside the database (a long verification) stops by it too. */
+  get deadline(): number {
+    return this.#deadline;
+  }
+
   /**
    * Commits or rolls back and returns the connection to the pool; idempotent.
    * A commit error is thrown (UNAVAILABLE when the transaction was cut short);

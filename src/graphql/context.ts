@@ -9,7 +9,7 @@ import type { AuditKey } from '../modules/audit-chain/keys.ts';
 export type RequestIdentity = Pick<TenantTransaction, 'principal' | 'tenant' | 'isOperator' | 'inTenant' | 'byPerson' | 'known'>;
 
 /** The request's transaction: the repositories' only way to the database; the pipeline starts and ends it. */
-export type RequestDatabase = Pick<TenantTransaction, 'run' | 'start' | 'end'>;
+export type RequestDatabase = Pick<TenantTransaction, 'run' | 'start' | 'end' | 'deadline'>;
 
 /** Built per request from verified credentials; the only carrier of tenant state. */
 export type GraphQLContext = {

@@ -7,12 +7,11 @@ import { readTenantChain } from '../../src/modules/audit-chain/repo.ts';
 import { signCheckpoints } from '../../src/modules/audit-chain/signing.ts';
 import { verifyChain } from '../../src/modules/audit-chain/verify.ts';
 import type { Sql } from '../../src/db/pool.ts';
-import { createTestApp, createTestTenant, type TestApp, type TestTenant } from '../helpers/app.ts';
+import { createTestTenant, type TestTenant } from '../helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from '../helpers/db.ts';
 
 let db: TestDatabase;
 let key: AuditKey;
-let api: TestApp;
 let service: Sql;
 let tenants = 0;
 
@@ -20,7 +19,6 @@ beforeAll(async () => {
   db = await useTestDatabase();
   key = await auditKeyFromPem(generateAuditKeyPem());
   service = db.appPool(2); // the sweep runs on the request role
-  api = createTestApp(db.appPool(4), { audit: { key } });
 });
 
 const record = (tenantId: string, n: number) =>
@@ -79,69 +77,3 @@ it('HOLE 1 (residual, inherent): the service checks a chain holds its newest che
   const result = await verify(tenant.id);
   expect(result, result.message).toMatchObject({ ok: false }); // fails: ok, "signed through 27" (a copy kept outside still catches it)
 });
-
-it("HOLE 4: verifyAuditChain hashes a long chain in one synchronous stretch: every tenant's requests on the process wait for it", async () => {
-  const [big, other] = [await createTestTenant(db.owner, 'long-a'), await createTestTenant(db.owner, 'long-b')];
-  // 50,000 events (a busy tenant's weeks; retention keeps at least 90 days), chained in one loop with triggers off:
-  // through the trigger in one statement they take minutes (the head row's versions pile up in the transaction).
-  await db.owner.begin(async (tx) => {
-    await tx`set local session_replication_role = replica`;
-    await tx`select set_config('seed.tenant', ${big.id}, true)`;
-    await tx.unsafe(`do $$
-      declare t uuid := current_setting('seed.tenant')::uuid; h record; prev bytea; at timestamptz := clock_timestamp();
-      begin
-        select * into h from app.audit_chain_heads where tenant_id = t;
-        prev := h.hash;
-        for n in h.seq + 1 .. h.seq + 50000 loop
-          insert into app.audit_events (tenant_id, occurred_at, actor_kind, action, target_type, target_id, details, seq, prev_hash, hash)
-          values (t, at, 'system', 'test.bulk', 'thing', n::text, jsonb_build_object('n', n), n, prev,
-                  app_private.audit_event_hash(t, n, at, 'system', null, null, 'test.bulk', 'thing', n::text, null, jsonb_build_object('n', n), null, prev))
-          returning hash into prev;
-        end loop;
-        update app.audit_chain_heads set seq = h.seq + 50000, hash = prev where tenant_id = t;
-      end $$`);
-  });
-  let tick = performance.now();
-  let longestStall = 0;
-  const ticker = setInterval(() => {
-    longestStall = Math.max(longestStall, performance.now() - tick);
-    tick = performance.now();
-  }, 5);
-  const started = performance.now();
-  const verifying = api.request('{ verifyAuditChain { ok events } }', { token: big.members.ADMIN.token });
-  const probes: number[] = [];
-  let done = false;
-  void verifying.finally(() => (done = true));
-  while (!done) {
-    const before = performance.now();
-    const probe = await api.request('{ agents(first: 1) { edges { node { id } } } }', { token: other.members.VIEWER.token });
-    expect(probe.body.errors).toBeUndefined();
-    probes.push(performance.now() - before);
-  }
-  const verified = await verifying;
-  clearInterval(ticker);
-  const stalls: Record<string, number> = {};
-  const measure = async <T>(name: string, work: () => Promise<T>): Promise<T> => {
-    let last = performance.now();
-    let worst = 0;
-    const timer = setInterval(() => {
-      worst = Math.max(worst, performance.now() - last);
-      last = performance.now();
-    }, 5);
-    try {
-      return await work();
-    } finally {
-      clearInterval(timer);
-      stalls[name] = Math.round(Math.max(worst, performance.now() - last));
-    }
-  };
-  const input = (await measure('read', () => readTenantChain(db.owner, big.id))).input;
-  const hashing = performance.now();
-  await measure('verify', () => verifyChain(input, key));
-  const hashMs = performance.now() - hashing;
-  console.log('stalls', JSON.stringify(stalls));
-  const slowest = Math.max(...probes);
-  console.log(JSON.stringify({ verifyMs: Math.round(performance.now() - started), hashMs: Math.round(hashMs), probes: probes.length, longestStallMs: Math.round(longestStall), slowestProbeMs: Math.round(slowest), verified: verified.body }));
-  expect(longestStall, `the event loop stalled ${Math.round(longestStall)} ms`).toBeLessThan(250);
-  expect(slowest, `another tenant's one-row read took up to ${Math.round(slowest)} ms; the hashing alone is ${Math.round(hashMs)} ms without a break`).toBeLessThan(250);
-}, 120_000);

@@ -49,8 +49,21 @@ export type PlatformEventFields = {
   readonly requestId: string | null;
 };
 
-function encode(tag: string, fields: readonly (string | null)[]): Buffer {
-  return Buffer.from(`[${[tag, ...fields].map((field) => (field === null ? 'null' : JSON.stringify(field))).join(', ')}]`, 'utf8');
+/**
+ * An event's encoding cut around its seq: `head`, the seq as a JSON string, `tail`. Verification hashes an
+ * event as if it sat at another seq (to tell a moved event from an edited one) and keeps only this of it.
+ */
+export type EventEncoding = { readonly head: string; readonly tail: string };
+
+const field = (value: string | null) => (value === null ? 'null' : JSON.stringify(value));
+
+function cut(tag: string, before: readonly string[], after: readonly (string | null)[]): EventEncoding {
+  return { head: `[${[tag, ...before].map(field).join(', ')}, `, tail: `${after.map((value) => `, ${field(value)}`).join('')}]` };
+}
+
+/** The hash of an encoded event at `seq` after `prevHash`. */
+export function hashAt(encoding: EventEncoding, seq: string, prevHash: Buffer): Buffer {
+  return sha256(Buffer.from(`${encoding.head}${JSON.stringify(seq)}${encoding.tail}`, 'utf8'), prevHash);
 }
 
 function sha256(...parts: Buffer[]): Buffer {
@@ -59,14 +72,20 @@ function sha256(...parts: Buffer[]): Buffer {
   return hash.digest();
 }
 
+export function tenantEventEncoding(tenantId: string, event: Omit<TenantEventFields, 'seq'>): EventEncoding {
+  return cut('tenancy-audit-v2', [tenantId], [event.occurredAt, event.actorKind, event.actorUserId, event.actorApiKeyId,
+    event.action, event.targetType, event.targetId, event.reason, event.details, event.requestId]);
+}
+
+export function platformEventEncoding(event: Omit<PlatformEventFields, 'seq'>): EventEncoding {
+  return cut('tenancy-platform-audit-v2', [], [event.occurredAt, event.actorUserId, event.actor, event.action, event.targetTenantId,
+    event.reason, event.details, event.requestId]);
+}
+
 export function tenantEventHash(tenantId: string, event: TenantEventFields, prevHash: Buffer): Buffer {
-  const fields = [tenantId, event.seq, event.occurredAt, event.actorKind, event.actorUserId, event.actorApiKeyId,
-    event.action, event.targetType, event.targetId, event.reason, event.details, event.requestId];
-  return sha256(encode('tenancy-audit-v2', fields), prevHash);
+  return hashAt(tenantEventEncoding(tenantId, event), event.seq, prevHash);
 }
 
 export function platformEventHash(event: PlatformEventFields, prevHash: Buffer): Buffer {
-  const fields = [event.seq, event.occurredAt, event.actorUserId, event.actor, event.action, event.targetTenantId,
-    event.reason, event.details, event.requestId];
-  return sha256(encode('tenancy-platform-audit-v2', fields), prevHash);
+  return hashAt(platformEventEncoding(event), event.seq, prevHash);
 }

@@ -7,9 +7,12 @@ import type { Config } from '../../config.ts';
 import type { Queryable } from '../../db/pool.ts';
 import { OperatorError, type TenantRecord } from '../../operator/repo.ts';
 import { loadAuditKey, type AuditKey } from './keys.ts';
-import { readPlatformChain, readTenantChain, type StoredChain } from './repo.ts';
+import { readPlatformChain, readTenantChain, type ReadOptions, type StoredChain } from './repo.ts';
 import { signCheckpoints, type RefusedCheckpoint } from './signing.ts';
-import { verifyChain, type Verification } from './verify.ts';
+import { VerificationDeadlineError, verifyChain, type Verification } from './verify.ts';
+
+/** How long `audit verify` may take, reading and hashing (a chain of tens of millions of events); past it, exit 1. */
+export const VERIFY_TIMEOUT_MS = 30 * 60_000;
 
 /** The largest file of checkpoints `--checkpoints` reads. */
 const STATEMENTS_FILE_BYTES = 64 << 20;
@@ -45,18 +48,30 @@ export async function readStatementsFile(file: string): Promise<string[]> {
   return statements;
 }
 
-async function chainOf(sql: Queryable, tenant: TenantRecord | undefined, extra: readonly string[]): Promise<StoredChain<object>> {
-  return tenant ? readTenantChain(sql, tenant.id, extra) : readPlatformChain(sql, extra);
+async function chainOf(sql: Queryable, tenant: TenantRecord | undefined, extra: readonly string[], options: ReadOptions = {}): Promise<StoredChain<object>> {
+  return tenant ? readTenantChain(sql, tenant.id, extra, options) : readPlatformChain(sql, extra, options);
 }
 
 export type ChainVerification = Verification & { readonly chain: string; readonly tenant: string | null; readonly signed: boolean };
 
 /** `tenancy audit verify`: a tenant's chain (or the platform's, without a tenant). */
-export async function verifyAudit(sql: Queryable, config: KeyConfig, tenant: TenantRecord | undefined, checkpointsFile: string | undefined): Promise<ChainVerification> {
+export async function verifyAudit(
+  sql: Queryable,
+  config: KeyConfig,
+  tenant: TenantRecord | undefined,
+  checkpointsFile: string | undefined,
+  timeoutMs = VERIFY_TIMEOUT_MS,
+): Promise<ChainVerification> {
   const key = await loadAuditKey(config);
   const extra = checkpointsFile ? await readStatementsFile(checkpointsFile) : [];
-  const stored = await chainOf(sql, tenant, extra);
-  return { chain: stored.input.chain, tenant: tenant?.slug ?? null, signed: key !== undefined, ...(await verifyChain(stored.input, key)) };
+  const deadline = Date.now() + timeoutMs;
+  try {
+    const stored = await chainOf(sql, tenant, extra, { deadline, rows: false });
+    return { chain: stored.input.chain, tenant: tenant?.slug ?? null, signed: key !== undefined, ...(await verifyChain(stored.input, key, { deadline })) };
+  } catch (error) {
+    if (error instanceof VerificationDeadlineError) throw new OperatorError(`the audit chain could not be verified within ${timeoutMs / 1000} s`);
+    throw error;
+  }
 }
 
 /** `tenancy audit export`: NDJSON lines, a header, every event with the text its hash covers, then the signed statements. */

@@ -4,48 +4,107 @@
 // read by one statement, so its head, signed statements and events are one
 // snapshot; the fields come back as the text the chain hashes.
 import type { Tx } from '../../db/pool.ts';
-import { chainName, platformEventHash, tenantChain, tenantEventHash, PLATFORM_CHAIN, type ChainId, type PlatformEventFields, type TenantEventFields } from './chain.ts';
-import type { ChainEvent, ChainInput } from './verify.ts';
+import {
+  chainName,
+  hashAt,
+  platformEventEncoding,
+  tenantChain,
+  tenantEventEncoding,
+  PLATFORM_CHAIN,
+  type ChainId,
+  type EventEncoding,
+  type PlatformEventFields,
+  type TenantEventFields,
+} from './chain.ts';
+import { slicer, type ChainEvent, type ChainInput } from './verify.ts';
 
 /** Checkpoints read besides the newest: older ones narrow down where a rewritten chain went wrong. */
 const CHECKPOINTS_READ = 16;
+/** Rows fetched a round trip (one statement, one snapshot, read through a cursor): the event loop turns between batches. */
+const READ_BATCH = 2000;
 
 type Links = { seq: string; prevHash: Buffer; hash: Buffer };
 export type TenantEventRow = TenantEventFields & Links;
 export type PlatformEventRow = PlatformEventFields & Links;
 type Meta = { head: { seq: number } | null; statements: { kind: 'checkpoint' | 'anchor'; seq: number; jws: string; signedAt: string; keyId: string }[] };
 
+/** `rows`: the events as read, for an export; empty when read for verification only (`ReadOptions.rows` false). */
 export type StoredChain<Row> = { readonly chain: ChainId; readonly input: ChainInput; readonly rows: readonly Row[]; readonly meta: Meta };
 
-function chainEvents<Row extends Links>(rows: readonly Row[], hash: (row: Row, seq: string) => Buffer): ChainEvent[] {
-  return rows.map((row) => ({
-    seq: Number(row.seq),
-    prevHash: row.prevHash,
-    hash: row.hash,
-    hashAs: (seq: number) => hash(row, String(seq)),
-  }));
+export type ReadOptions = {
+  /** Past it (ms since the epoch), VerificationDeadlineError. */
+  readonly deadline?: number;
+  /** Keep the rows as read (an export); verification keeps only each event's links and encoding. */
+  readonly rows?: boolean;
+};
+
+/** An event as verification holds it: its links, and its encoding cut around the seq (no row, no closure: a long chain is small). */
+class StoredEvent implements ChainEvent {
+  readonly seq: number;
+  readonly prevHash: Buffer;
+  readonly hash: Buffer;
+  readonly #encoding: EventEncoding;
+
+  constructor(row: Links, encoding: EventEncoding) {
+    this.seq = Number(row.seq);
+    this.prevHash = row.prevHash;
+    this.hash = row.hash;
+    this.#encoding = encoding;
+  }
+
+  hashAs(seq: number): Buffer {
+    return hashAt(this.#encoding, String(seq), this.prevHash);
+  }
 }
 
-function stored<Row extends Links>(chain: ChainId, rows: readonly (Row & { meta: Meta })[], hash: (row: Row, seq: string) => Buffer, extra: readonly string[]): StoredChain<Row> {
-  const meta = rows[0]!.meta;
-  const events = rows.filter((row) => row.seq !== null);
+/**
+ * Every row of one statement, a batch a round trip, the head and statements apart; each event's encoding
+ * made as its batch arrives, so the rows themselves die young. Past the deadline, VerificationDeadlineError.
+ */
+async function readChain<Row extends Links>(
+  chain: ChainId,
+  query: AsyncIterable<(Row & { meta: Meta | null })[]>,
+  encode: (row: Row) => EventEncoding,
+  extra: readonly string[],
+  options: ReadOptions,
+): Promise<StoredChain<Row>> {
+  let meta: Meta | undefined;
+  const rows: Row[] = [];
+  const events: StoredEvent[] = [];
+  let head = '';
+  const turn = slicer(options.deadline ?? Infinity);
+  for await (const batch of query) {
+    for (const { meta: first, ...fields } of batch) {
+      meta ??= first ?? undefined;
+      const row = fields as unknown as Row;
+      if (row.seq === null) continue;
+      if (options.rows !== false) rows.push(row);
+      const encoding = encode(row);
+      if (encoding.head !== head) head = encoding.head; // one string for the whole chain
+      events.push(new StoredEvent(row, { head, tail: encoding.tail }));
+    }
+    await turn();
+  }
   return {
     chain,
-    rows: events,
-    meta,
+    rows,
+    meta: meta!,
     input: {
       chain: chainName(chain),
-      events: chainEvents(events, hash),
-      statements: [...meta.statements.map((statement) => statement.jws), ...extra],
-      head: meta.head ?? undefined,
+      events,
+      statements: [...meta!.statements.map((statement) => statement.jws), ...extra],
+      head: meta!.head ?? undefined,
     },
   };
 }
 
-/** A tenant's chain as its ADMIN (RLS) or the owner sees it; `extra`: signed statements kept elsewhere. */
-export async function readTenantChain(tx: Tx, tenantId: string, extra: readonly string[] = []): Promise<StoredChain<TenantEventRow>> {
-  const rows = await tx<(TenantEventRow & { meta: Meta })[]>`
-    select m.meta, e.*
+/**
+ * A tenant's chain as its ADMIN (RLS) or the owner sees it; `extra`: signed statements kept elsewhere.
+ * The head and statements come on the first row only (on every row they were parsed once an event).
+ */
+export function readTenantChain(tx: Tx, tenantId: string, extra: readonly string[] = [], options: ReadOptions = {}): Promise<StoredChain<TenantEventRow>> {
+  const query = tx<(TenantEventRow & { meta: Meta | null })[]>`
+    select case when e.seq is null or e.seq::bigint = (select min(x.seq) from app.audit_events x where x.tenant_id = ${tenantId}) then m.meta end as meta, e.*
     from (select json_build_object(
             'head', (select json_build_object('seq', h.seq) from app.audit_chain_heads h where h.tenant_id = ${tenantId}),
             'statements', coalesce((select json_agg(s order by s.kind, s.seq) from (
@@ -63,13 +122,13 @@ export async function readTenantChain(tx: Tx, tenantId: string, extra: readonly 
              e.request_id as "requestId"
       from app.audit_events e where e.tenant_id = ${tenantId} order by e.seq
     ) e on true`;
-  return stored(tenantChain(tenantId), rows, (row, seq) => tenantEventHash(tenantId, { ...row, seq }, row.prevHash), extra);
+  return readChain(tenantChain(tenantId), query.cursor(READ_BATCH), (row) => tenantEventEncoding(tenantId, row), extra, options);
 }
 
 /** The platform chain (app_private.operator_audit_events), on the owner connection. */
-export async function readPlatformChain(tx: Tx, extra: readonly string[] = []): Promise<StoredChain<PlatformEventRow>> {
-  const rows = await tx<(PlatformEventRow & { meta: Meta })[]>`
-    select m.meta, e.*
+export function readPlatformChain(tx: Tx, extra: readonly string[] = [], options: ReadOptions = {}): Promise<StoredChain<PlatformEventRow>> {
+  const query = tx<(PlatformEventRow & { meta: Meta | null })[]>`
+    select case when e.seq is null or e.seq::bigint = (select min(x.seq) from app_private.operator_audit_events x) then m.meta end as meta, e.*
     from (select json_build_object(
             'head', (select json_build_object('seq', h.seq) from app_private.platform_audit_chain_head h),
             'statements', coalesce((select json_agg(s order by s.seq) from (
@@ -83,7 +142,7 @@ export async function readPlatformChain(tx: Tx, extra: readonly string[] = []): 
              e.reason, e.details::text as details, e.request_id as "requestId"
       from app_private.operator_audit_events e order by e.seq
     ) e on true`;
-  return stored(PLATFORM_CHAIN, rows, (row, seq) => platformEventHash({ ...row, seq }, row.prevHash), extra);
+  return readChain(PLATFORM_CHAIN, query.cursor(READ_BATCH), (row) => platformEventEncoding(row), extra, options);
 }
 
 export type DueCheckpoint = {

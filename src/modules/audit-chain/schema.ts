@@ -3,9 +3,10 @@
 // only) and verified here, in the service, against the checkpoints the audit
 // key signed, and against one kept outside the database when given.
 import { z } from 'zod';
+import { unavailable } from '../../errors.ts';
 import { builder } from '../../graphql/builder.ts';
 import { readTenantChain } from './repo.ts';
-import { TAMPER_CLASSES, verifyChain, type Verification } from './verify.ts';
+import { TAMPER_CLASSES, VerificationDeadlineError, verifyChain, type Verification } from './verify.ts';
 
 const AuditTamper = builder.enumType('AuditTamper', {
   description: 'What a broken audit chain looks like at its first bad seq',
@@ -53,7 +54,16 @@ builder.queryField('verifyAuditChain', (t) =>
     resolve: async (_root, args, context) => {
       const { id } = await context.identity.tenant();
       const extra = args.checkpoint ? [args.checkpoint] : [];
-      return context.db.run(async (tx) => verifyChain((await readTenantChain(tx, id, extra)).input, context.audit.key));
+      // Read and hashed in slices, by the request's deadline: a chain too long for it is the CLI's to verify.
+      const { deadline } = context.db;
+      try {
+        return await context.db.run(async (tx) => verifyChain((await readTenantChain(tx, id, extra, { deadline, rows: false })).input, context.audit.key, { deadline }));
+      } catch (error) {
+        if (error instanceof VerificationDeadlineError) {
+          throw unavailable('timeout', 'The audit chain is too long to verify within the request deadline: verify it with `tenancy audit verify`');
+        }
+        throw error;
+      }
     },
   }),
 );
