@@ -3,8 +3,11 @@
 // constraints and foreign keys include tenant_id (a distributed table's must
 // include its distribution column); no tenant row takes its id from a global
 // sequence; and the hot statements the API sends reach their rows by a
-// tenant_id condition. Citus itself is not installed here: docs/deployment.md
-// says what was and was not verified.
+// tenant_id condition; and docs/deployment.md's plan places every table.
+// Citus itself is not installed here: docs/deployment.md says what was and
+// was not verified.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type postgres from 'postgres';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
@@ -27,7 +30,7 @@ const GLOBAL_UNIQUE = new Map([
 
 /** Tenant columns filled from a sequence, and why that is acceptable (docs/deployment.md). */
 const KNOWN_SEQUENCES = new Map([
-  ['audit_events.id', 'bigint identity: Citus gives each node its own range; order within a tenant is (occurred_at, id), never a global id order'],
+  ['audit_events.id', 'bigint identity: Citus gives each node its own range; the API names events by event_id, lists order by (occurred_at, event_id), the chain by its per-tenant seq'],
 ]);
 
 beforeAll(async () => {
@@ -93,6 +96,26 @@ describe('the catalog', () => {
     const tables = new Set(await tenantTables());
     const outside = [...new Set((await constraintsOf(['f'])).filter((key) => !tables.has(key.referenced!)).map((key) => key.referenced!))];
     expect(outside.sort()).toEqual(['tenants', 'users']);
+  });
+
+  it("docs/deployment.md's plan places every table: each tenant table distributed, every other one a reference table or named in a note", async () => {
+    const doc = await readFile(path.join(import.meta.dirname, '..', 'docs', 'deployment.md'), 'utf8');
+    const plan = /### The plan\n+```sql\n([\s\S]*?)```/.exec(doc)![1]!;
+    const named = (text: string) => new Set([...text.matchAll(/(app(?:_private)?\.[a-z_]+)(?![a-z_(])/g)].map((match) => match[1]!));
+    const distributed = named([...plan.matchAll(/create_distributed_table\((?:'[^']+'|t), 'tenant_id'[^;]*;/g)].map((match) => match[0]).join('\n'));
+    const reference = named([...plan.matchAll(/create_reference_table\('[^']+'\)/g)].map((match) => match[0]).join('\n'));
+    const noted = named(plan.split('\n').filter((line) => line.startsWith('-- Not distributed')).join('\n'));
+    const tables = await db.owner<{ name: string; tenant: boolean }[]>`
+      select n.nspname || '.' || c.relname as name,
+             exists (select from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id' and not a.attisdropped) as tenant
+      from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = any(${SCHEMAS}) and c.relkind in ('r', 'p') order by 1`;
+    expect(tables.length).toBeGreaterThan(15);
+    expect(tables.filter((table) => table.tenant && !distributed.has(table.name)).map((table) => table.name)).toEqual([]);
+    expect(tables.filter((table) => !table.tenant && !reference.has(table.name) && !noted.has(table.name)).map((table) => table.name)).toEqual([]);
+    // And it names no table that is not there (a rename, a table dropped).
+    const all = new Set(tables.map((table) => table.name));
+    expect([...distributed, ...reference, ...noted].filter((name) => !all.has(name))).toEqual([]);
   });
 
   it('no tenant row takes its id from a sequence (serial, identity or nextval), but the known audit_events.id', async () => {
