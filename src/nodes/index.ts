@@ -13,7 +13,9 @@
 // 1. A migration (migrations/README.md has the checklist): app.artifacts with
 //    tenant_id, a uuid id, session_id (foreign key with tenant_id), created_at;
 //    RLS; an index per list order: (tenant_id, created_at, id) for the
-//    tenant's list, (tenant_id, session_id, created_at, id) for a session's.
+//    tenant's list, (tenant_id, session_id, created_at, id) for a session's;
+//    its audit trigger (app_private.audit_row), and notify_row_change('Artifact')
+//    if subscriptions are to follow it.
 // 2. src/modules/artifacts/repo.ts, the SQL half:
 //      export const artifacts = table<ArtifactRow>({
 //        name: 'app.artifacts',
@@ -48,12 +50,17 @@
 // 4. One import in src/graphql/schema.ts: `import '../modules/artifacts/schema.ts';`
 //
 // Ids are uuids unless the table says `idType: 'bigint'` (an identity column:
-// cursors, global ids and id parameters follow it); lists order by a time
+// cursors, global ids and id parameters follow it), read from `id` unless it
+// says `idColumn` (app.audit_events: its random event_id, never the identity
+// all tenants share, whose gaps would count other tenants' events); lists order by a time
 // column (`created_at`, `started_at`, `occurred_at`) with the id breaking ties.
 // A list without an `orderBy` argument reads oldest first, or newest first
 // with `list(where, { newestFirst: true })` (a log: src/modules/audit-events).
 //
-// Then `npm run schema` regenerates schema.graphql and docs/permissions.md.
+// Then `npm run schema` regenerates schema.graphql and docs/permissions.md;
+// the tests that fail until told of the type: test/nodes.test.ts (each node
+// type by a list that shows it), test/audit-coverage.test.ts (a scenario per
+// new mutation), test/citus-ready.test.ts (the table in docs/deployment.md's plan).
 //
 // Files: node-type.ts (the declaration), plugin.ts (the Pothos plugin that
 // maps fields to row keys and completes rows read in part), global-id.ts (ids
