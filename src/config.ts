@@ -195,6 +195,7 @@ function httpSettings(env: Env, production: boolean): HttpSettings {
     corsOrigins,
     subscriptions: {
       perTenant: integer(env, 'SUBSCRIPTIONS_PER_TENANT', 200, 1, 1_000_000),
+      perPrincipal: integer(env, 'SUBSCRIPTIONS_PER_PRINCIPAL', 100, 1, 1_000_000),
       total: integer(env, 'SUBSCRIPTIONS_MAX', 10_000, 1, 1_000_000),
       buffer: integer(env, 'SUBSCRIPTION_BUFFER', 100, 1, 100_000),
       wsConnections: integer(env, 'WS_MAX_CONNECTIONS', 2_000, 0, 1_000_000),

@@ -44,6 +44,15 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ TENANT_QUEUE_TIMEOUT_MS: '0' })).toThrow(/TENANT_QUEUE_TIMEOUT_MS/);
   });
 
+  it('bounds live events: subscriptions per principal, per tenant, per process, the buffer and the sockets, each validated', () => {
+    expect(loadConfig({}).http.subscriptions).toEqual({ perPrincipal: 100, perTenant: 200, total: 10_000, buffer: 100, wsConnections: 2_000, wsInitTimeoutMs: 3_000 });
+    expect(loadConfig({ SUBSCRIPTIONS_PER_PRINCIPAL: '5', SUBSCRIPTIONS_PER_TENANT: '50', SUBSCRIPTIONS_MAX: '500' }).http.subscriptions).toMatchObject({ perPrincipal: 5, perTenant: 50, total: 500 });
+    for (const name of ['SUBSCRIPTIONS_PER_PRINCIPAL', 'SUBSCRIPTIONS_PER_TENANT', 'SUBSCRIPTIONS_MAX', 'SUBSCRIPTION_BUFFER']) {
+      expect(() => loadConfig({ [name]: '0' }), name).toThrow(new RegExp(`${name} must be a whole number from 1 to`));
+      expect(() => loadConfig({ [name]: '1e9' }), name).toThrow(ConfigError);
+    }
+  });
+
   it('parses the tenancy settings', () => {
     const config = loadConfig({ MULTI_TENANCY_ENABLED: 'false', DEFAULT_TENANT: 'acme', ALLOWED_TENANTS: ' acme , globex ,' });
     expect(config).toMatchObject({ multiTenancy: false, defaultTenant: 'acme', allowedTenants: ['acme', 'globex'] });

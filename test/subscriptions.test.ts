@@ -3,7 +3,7 @@
 // and GET, graphql-ws by hand and with its own client), the limits and the
 // attacks (no or bad credentials, a bad or late connection_init, too many
 // sockets, oversized messages, a document over the limits, too many ids, the
-// per-tenant cap, a subscriber that does not read), and a resync.
+// caps per principal, tenant and process, a subscriber that does not read), and a resync.
 import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -278,6 +278,52 @@ describe('attacks and limits', () => {
     await sleep(100);
     expect(again.endedAt).toBeUndefined();
     for (const stream of [...streams, other, again]) stream.close();
+  });
+
+  it('the caps per principal, per tenant and per process (SUBSCRIPTIONS_PER_PRINCIPAL, _PER_TENANT, SUBSCRIPTIONS_MAX), over SSE and WebSocket', async () => {
+    const capped = await startLiveServer(sql, db.appUrl, { subscriptions: { perPrincipal: 3, perTenant: 5, total: 7 } });
+    const opened: { close(): void }[] = [];
+    /** Subscribes to members; the error it was refused with (a JSON answer, or the stream's one event), or undefined once it is open. */
+    const attempt = async (via: 'sse' | 'ws', headers: Record<string, string>) => {
+      const before = capped.app.subscriptions.count();
+      let stream;
+      if (via === 'sse') {
+        const answer = await sse(capped.origin, MEMBERS, { headers });
+        if (answer.body) return (answer.body as { errors: LiveResult['errors'] }).errors![0]!.extensions;
+        stream = answer;
+      } else {
+        const client = await wsConnect(capped.origin);
+        await client.init(headers);
+        stream = client.subscribe(MEMBERS);
+        opened.push(client);
+      }
+      opened.push(stream);
+      const deadline = Date.now() + 5_000;
+      while (capped.app.subscriptions.count() === before && stream.results.length === 0 && Date.now() < deadline) await sleep(5);
+      return stream.results[0]?.errors?.[0]?.extensions;
+    };
+    try {
+      const viewer = bearer(a.members.VIEWER.token);
+      const key = await insertApiKey(db.owner, a.id, a.members.VIEWER.userId, 'VIEWER');
+      expect([await attempt('sse', viewer), await attempt('ws', viewer), await attempt('sse', viewer)]).toEqual([undefined, undefined, undefined]);
+      const perPrincipal = { code: 'QUOTA_EXCEEDED', quota: 'subscriptionsPerPrincipal', limit: 3, used: 3 };
+      expect(await attempt('sse', viewer)).toMatchObject(perPrincipal);
+      expect(await attempt('ws', viewer)).toMatchObject(perPrincipal);
+      // The key acts for the same user but is a principal of its own; the tenant's cap binds next.
+      expect([await attempt('ws', { 'X-Api-Key': key.secret }), await attempt('sse', { 'x-api-key': key.secret })]).toEqual([undefined, undefined]);
+      const perTenant = { code: 'QUOTA_EXCEEDED', quota: 'subscriptions', limit: 5, used: 5 };
+      expect(await attempt('sse', bearer(a.members.ADMIN.token))).toMatchObject(perTenant);
+      expect(await attempt('ws', bearer(a.members.ADMIN.token))).toMatchObject(perTenant);
+      // Another tenant: its own caps, until the process is full.
+      expect([await attempt('sse', bearer(b.members.VIEWER.token)), await attempt('ws', bearer(b.members.ADMIN.token))]).toEqual([undefined, undefined]);
+      expect(capped.app.subscriptions.count()).toBe(7);
+      expect(await attempt('sse', bearer(b.members.MEMBER.token))).toMatchObject({ code: 'UNAVAILABLE', reason: 'subscriptions' });
+      expect(await attempt('ws', bearer(b.members.MEMBER.token))).toMatchObject({ code: 'UNAVAILABLE', reason: 'subscriptions' });
+      expect(capped.app.subscriptions.count()).toBe(7);
+    } finally {
+      for (const stream of opened) stream.close();
+      await capped.close();
+    }
   });
 
   it('a subscriber that does not read: past SUBSCRIPTION_BUFFER events it is ended with UNAVAILABLE (slow-subscriber), the rest dropped', async () => {

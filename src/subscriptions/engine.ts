@@ -31,6 +31,8 @@ import { rowKey, type LivePayload, type LiveRow, type LiveScope, type LiveSource
 export type SubscriptionSettings = {
   /** Open subscriptions of one tenant in this process; past it QUOTA_EXCEEDED. */
   readonly perTenant: number;
+  /** Open subscriptions of one user or API key in one tenant, in this process; past it QUOTA_EXCEEDED. */
+  readonly perPrincipal: number;
   /** Open subscriptions of this process; past it UNAVAILABLE (another replica may take it). */
   readonly total: number;
   /** Events one subscriber may have waiting (re-read or not yet sent); past it the stream ends (UNAVAILABLE, reason slow-subscriber). */
@@ -113,7 +115,13 @@ type Group = {
   running: boolean;
 };
 
-type TenantEntry = { readonly groups: Map<string, Group>; count: number; readonly unsubscribe: () => void };
+type TenantEntry = {
+  readonly groups: Map<string, Group>;
+  count: number;
+  /** Open subscriptions by principalKey(). */
+  readonly principals: Map<string, number>;
+  readonly unsubscribe: () => void;
+};
 
 export function createSubscriptionEngine(options: EngineOptions): SubscriptionEngine {
   const { sql, schema, hub, log, settings } = options;
@@ -288,6 +296,10 @@ export function createSubscriptionEngine(options: EngineOptions): SubscriptionEn
     if (!entry || !group?.subscribers.delete(subscriber)) return;
     total--;
     entry.count--;
+    const principal = principalKey(subscriber);
+    const left = (entry.principals.get(principal) ?? 1) - 1;
+    if (left === 0) entry.principals.delete(principal);
+    else entry.principals.set(principal, left);
     if (group.subscribers.size === 0) entry.groups.delete(group.key);
     if (entry.count === 0) {
       entry.unsubscribe();
@@ -304,10 +316,16 @@ export function createSubscriptionEngine(options: EngineOptions): SubscriptionEn
       if (used >= settings.perTenant) {
         throw apiError('QUOTA_EXCEEDED', `The tenant has ${used} open subscriptions on this server, the most it may (${settings.perTenant})`, { quota: 'subscriptions', limit: settings.perTenant, used });
       }
+      const principal = principalKey(request.principal);
+      const mine = tenants.get(tenantId)?.principals.get(principal) ?? 0;
+      if (mine >= settings.perPrincipal) {
+        const who = request.principal.apiKeyId ? 'This API key has' : 'You have';
+        throw apiError('QUOTA_EXCEEDED', `${who} ${mine} open subscriptions in this tenant on this server, the most one may (${settings.perPrincipal})`, { quota: 'subscriptionsPerPrincipal', limit: settings.perPrincipal, used: mine });
+      }
       if (total >= settings.total) throw apiError('UNAVAILABLE', 'This server has as many open subscriptions as it takes: try again shortly', { reason: 'subscriptions', retryAfter: 1 });
       let entry = tenants.get(tenantId);
       if (!entry) {
-        entry = { groups: new Map(), count: 0, unsubscribe: hub.subscribe(tenantId, (event) => onEvent(tenantId, event)) };
+        entry = { groups: new Map(), count: 0, principals: new Map(), unsubscribe: hub.subscribe(tenantId, (event) => onEvent(tenantId, event)) };
         tenants.set(tenantId, entry);
       }
       const key = groupKey(request.selection);
@@ -320,6 +338,7 @@ export function createSubscriptionEngine(options: EngineOptions): SubscriptionEn
       const subscriber = new Subscriber(request, tenantId, key, detach);
       group.subscribers.add(subscriber);
       entry.count++;
+      entry.principals.set(principal, mine + 1);
       total++;
       return subscriber;
     },
@@ -342,6 +361,11 @@ function batchLength(pending: readonly Item[]): number {
     if (rows.size > BATCH_ROWS) return i;
   }
   return pending.length;
+}
+
+/** Whom the per-principal cap counts: the user, or the API key (apart from the user it acts for). */
+function principalKey(principal: { readonly userId: string; readonly apiKeyId: string | null }): string {
+  return principal.apiKeyId ? `key ${principal.apiKeyId}` : `user ${principal.userId}`;
 }
 
 /** Who re-reads: the credentials and the tenant they asked for, and a token's role claim (it lowers the role). */
