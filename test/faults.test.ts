@@ -4,14 +4,25 @@
 // deadline, connection slots exhausted. The process never exits, requests in
 // flight answer 503 UNAVAILABLE with Retry-After and none hangs, /ready turns
 // 503 within a second and 200 within two of the database accepting again, and
-// the pool keeps every connection. One PostgreSQL of this file's own.
+// the pool keeps every connection. The real service (its event hub, fair-share
+// guard and sweeps around the pool) rides through the same faults, its live
+// streams told RESYNC; the audit and idle-session sweeps fail quietly while
+// the database is away and work again once it is back. One PostgreSQL of this
+// file's own.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { pino } from 'pino';
 import postgres from 'postgres';
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import { createPool, poolState, type Sql } from '../src/db/pool.ts';
-import { createTestApp, createTestTenant, insertAgents, type TestApp, type TestTenant } from './helpers/app.ts';
+import { auditKeyFromPem, generateAuditKeyPem } from '../src/modules/audit-chain/keys.ts';
+import { startAuditSweep } from '../src/modules/audit-chain/signing.ts';
+import { startIdleSessionSweep } from '../src/modules/sessions/idle-sweep.ts';
+import { createTestApp, createTestTenant, insertAgents, TEST_TOKENS, type TestApp, type TestTenant } from './helpers/app.ts';
+import { setRequestRates } from './helpers/fair-share.ts';
 import { startFaultServer, type FaultServer } from './helpers/fault-postgres.ts';
+import { sse, type LiveResult } from './helpers/live.ts';
 import { pollReadiness, startLoad, tally, timed, type Answer } from './helpers/load.ts';
+import { startServer, type ServerProcess } from './helpers/process.ts';
 
 const TIMEOUT_MS = 2_000;
 const POOL_MAX = 4;
@@ -262,3 +273,115 @@ it('/health and /ready answer small JSON bodies that name no address, also while
     await server.start();
   }
 }, 30_000);
+
+it('the audit and idle-session sweeps fail quietly while the database is down (nothing unhandled) and work again once it is back', async () => {
+  const key = await auditKeyFromPem(generateAuditKeyPem());
+  // The sweep's timer rounds say what they signed in the log (a round asked for directly may join one that already did).
+  const lines: { msg: string }[] = [];
+  const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as { msg: string }) });
+  const audit = startAuditSweep(pool, key, { intervalSeconds: 0.1, purgeBatch: 100 }, log); // below the setting's minimum: many rounds within the outage
+  const idle = startIdleSessionSweep(pool, 3600, log, 100);
+  const write = (name: string) => api.request('mutation($name: String!) { createAgent(input: { name: $name, kind: "assistant" }) { agent { id } } }', { token: tenant.members.MEMBER.token, variables: { name } });
+  const signed = () => lines.filter((line) => line.msg === 'audit checkpoint signed').length;
+  try {
+    expect((await write('audited before')).status).toBe(200);
+    await expect.poll(signed, { timeout: 5_000, interval: 50 }).toBeGreaterThan(0);
+    await server.kill();
+    await sleep(1_000); // rounds of both sweeps fail meanwhile; an unhandled rejection would fail this file
+    await expect(audit.sweep()).rejects.toBeDefined();
+    await expect(idle.sweep()).rejects.toBeDefined();
+    expect(lines.filter((line) => /sweep failed/.test(line.msg)).length).toBeLessThanOrEqual(2); // one warning each, not one a round
+    await server.start();
+    const before = signed();
+    await expect.poll(async () => (await write('audited after')).status, { timeout: 5_000, interval: 100 }).toBe(200);
+    await expect.poll(signed, { timeout: 5_000, interval: 50 }).toBeGreaterThan(before);
+    expect(await idle.sweep()).toBe(0);
+  } finally {
+    audit.stop();
+    idle.stop();
+  }
+  await expectPoolWhole();
+}, 30_000);
+
+it('the real service (event hub, fair-share guard, sweeps) never exits through backends terminated and kill -9: /ready comes back, an SSE stream gets RESYNC and goes on, SIGTERM exits 0', async () => {
+  let service: ServerProcess | undefined;
+  // The load below answers 503s as fast as it can send: past the free plan's 10 a second, which the guard would refuse (429) by design.
+  await setRequestRates(owner, tenant.id, { perMinute: 60_000 });
+  try {
+    service = await startServer({
+      DATABASE_URL: server.ownerUrl,
+      DATABASE_APP_URL: server.appUrl,
+      JWT_SECRET: TEST_TOKENS.secret!,
+      TENANCY_DATA_DIR: '/nonexistent-unused',
+      AUDIT_SIGNING_KEY: generateAuditKeyPem(),
+      DEMO_DATA: 'false',
+      PORT: '0',
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'info',
+      DB_POOL_MAX: String(POOL_MAX),
+      REQUEST_TIMEOUT_MS: String(TIMEOUT_MS),
+      SHUTDOWN_TIMEOUT_MS: '2000',
+    });
+    const { url } = service;
+    const viewer = { authorization: `Bearer ${tenant.members.VIEWER.token}` };
+    const readThere = () =>
+      fetch(`${url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...viewer },
+        body: JSON.stringify({ query: '{ agents(first: 5) { edges { node { id name } } } }' }),
+        signal: AbortSignal.timeout(TIMEOUT_MS + 30_000),
+      });
+    const stream = await sse(url, 'subscription { members { kind id } }', { headers: viewer });
+    expect(stream.status).toBe(200);
+    const kinds = (results: LiveResult[]) => results.map((result) => (result.data?.members as { kind?: string } | undefined)?.kind);
+    let joined = 0;
+    const join = async () => {
+      const [user] = await owner<{ id: string }[]>`insert into app.users (email) values (${`joiner-${joined++}-${Date.now()}@faults.test`}) returning id`;
+      await owner`insert into app.memberships (tenant_id, user_id, role) values (${tenant.id}, ${user!.id}, 'VIEWER')`;
+    };
+    const hears = async () => {
+      const before = kinds(stream.results).filter((kind) => kind === 'CREATED').length;
+      for (let attempt = 0; attempt < 20; attempt++) {
+        await join();
+        if (await stream.until((results) => kinds(results).filter((kind) => kind === 'CREATED').length > before, 500).then(() => true, () => false)) return;
+      }
+      throw new Error(`the stream heard no member join: ${JSON.stringify(stream.results)}`);
+    };
+    await hears();
+
+    const readiness = pollReadiness(url);
+    const load = startLoad(readThere, 2);
+    await sleep(300);
+    // Every connection of the service: its pool, the fair-share guard's, the hub's listening one.
+    await owner`select pg_terminate_backend(pid) from pg_stat_activity where usename <> 'postgres' and pid <> pg_backend_pid()`;
+    await sleep(500);
+    const faultAt = Date.now();
+    await server.kill();
+    await sleep(1_500);
+    await server.start();
+    const upAt = Date.now();
+    await expect.poll(() => readiness.firstAt(200, upAt), { timeout: 5_000, interval: 20 }).toBeDefined();
+    const readyAfter = readiness.firstAt(200, upAt)! - upAt;
+    const answers = await load.stop();
+    await readiness.stop();
+    expect(service.child.exitCode, service.output().slice(-2_000)).toBeNull();
+    expect(readiness.firstAt(503, faultAt)! - faultAt).toBeLessThan(1_000 + lag());
+    expect(readyAfter).toBeLessThan(2_000 + lag());
+    for (const answer of answers) {
+      expect(answer.failed, JSON.stringify(tally(answers))).toBeUndefined();
+      if (answer.status !== 200) expect(answer, JSON.stringify(tally(answers))).toMatchObject({ status: 503, code: 'UNAVAILABLE' });
+    }
+    expect((await timed(readThere)).status).toBe(200);
+    // The stream: still open, told RESYNC once the hub listened again, then live.
+    await stream.until((results) => kinds(results).includes('RESYNC'), 15_000);
+    expect(stream.endedAt).toBeUndefined();
+    await hears();
+    report('real service: terminate + kill -9', { readyAfterMs: readyAfter, answers: tally(answers) });
+    stream.close();
+    expect(await service.stop()).toBe(0);
+    expect(service.output()).not.toMatch(/"level":60|Unhandled|uncaught/i);
+  } finally {
+    if (service && service.child.exitCode === null) service.child.kill('SIGKILL');
+  }
+  await expectPoolWhole();
+}, 60_000);
