@@ -236,6 +236,27 @@ function sendHealth(res: ServerResponse): void {
   res.writeHead(status, headers).end(body);
 }
 
+/**
+ * A request Node's HTTP parser could not read (a URL or headers past its
+ * 16 KiB limit, malformed HTTP, a header timeout) never reaches a handler:
+ * it is refused here in the closed error list too, with Node's own status
+ * (431, 408, 400), instead of Node's empty-bodied answer.
+ */
+function refuseUnreadable(error: NodeJS.ErrnoException, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [status, text, message] =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'Request Header Fields Too Large', 'The URL or headers are larger than allowed: send large documents in a POST body']
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request Timeout', 'The request did not arrive in time']
+        : [400, 'Bad Request', 'The request is not valid HTTP'];
+  const body = JSON.stringify({ errors: [{ message, extensions: { code: 'BAD_USER_INPUT' } }] });
+  socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+}
+
 export type RunningServer = {
   readonly server: Server;
   readonly url: string;
@@ -246,6 +267,7 @@ export type RunningServer = {
 export async function listen(app: App, host: string, port: number, shutdownTimeoutMs: number): Promise<RunningServer> {
   const server = createServer((req, res) => void app.handle(req, res));
   server.on('upgrade', app.upgrade);
+  server.on('clientError', refuseUnreadable);
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

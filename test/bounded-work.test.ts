@@ -2,7 +2,9 @@
 // transport, Yoga's GET, and Yoga's POST (yoga.fetch). Each is refused (or
 // answered) quickly, with a code from the closed list, while /health answers.
 import { beforeAll, describe, expect, it } from 'vitest';
+import { connect } from 'node:net';
 import { ERROR_CODES } from '../src/errors.ts';
+import { listen } from '../src/server.ts';
 import { createTestApp, createTestTenant, insertAgents, TEST_HTTP, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 
@@ -206,6 +208,28 @@ it('7. HTTP-level refusals on both transports answer BAD_USER_INPUT with their s
   }
   const [count] = await db.owner`select count(*)::int as n from app.agents where name = 'g'`;
   expect(count!.n).toBe(0);
+});
+
+it("7. what Node's HTTP parser refuses (a URL past its header limit, malformed HTTP) answers in the closed list too, on the real listener", async () => {
+  const running = await listen(api.app, '127.0.0.1', 0, 1_000);
+  try {
+    const origin = running.url;
+    const long = await fetch(`${origin}/graphql?query=${encodeURIComponent(`{ tenant { slug } } # ${'x'.repeat(20_000)}`)}`, { headers: { ...asViewer(), accept: 'application/json' } });
+    expect(long.status).toBe(431);
+    expect(await long.json()).toMatchObject({ errors: [{ extensions: { code: 'BAD_USER_INPUT' } }] });
+    const raw = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(new URL(origin).port), '127.0.0.1', () => socket.write('NOT HTTP AT ALL\r\n\r\n'));
+      let answer = '';
+      socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+      socket.on('end', () => resolve(answer));
+      socket.on('error', reject);
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 400 /);
+    expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4))).toMatchObject({ errors: [{ extensions: { code: 'BAD_USER_INPUT' } }] });
+    expect((await fetch(`${origin}/health`)).status).toBe(200);
+  } finally {
+    await running.close();
+  }
 });
 
 it('answers a legitimate nested query and introspection under the default limits', async () => {
