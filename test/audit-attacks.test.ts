@@ -7,7 +7,7 @@
 // filter input; writers, checkpointing and retention racing across tenants.
 import postgres from 'postgres';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { auditKeyFromPem, generateAuditKeyPem, type AuditKey } from '../src/modules/audit-chain/keys.ts';
+import { generateAuditKeyPem, type AuditKey } from '../src/modules/audit-chain/keys.ts';
 import { tenantEventHash } from '../src/modules/audit-chain/chain.ts';
 import { readPlatformChain, readTenantChain } from '../src/modules/audit-chain/repo.ts';
 import { purgeExpired, signCheckpoints, type RefusedPurge } from '../src/modules/audit-chain/signing.ts';
@@ -16,8 +16,9 @@ import { verifyAudit } from '../src/modules/audit-chain/cli.ts';
 import { loadConfig } from '../src/config.ts';
 import { createPool, type Sql } from '../src/db/pool.ts';
 import { findTenant } from '../src/operator/repo.ts';
-import { codes, createTestApp, createTestTenant, type TestApp, type TestTenant } from './helpers/app.ts';
-import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
+import { codes, createTestApp, createTestTenant, type TestApp } from './helpers/app.ts';
+import { chainedTenant as chainedTenantOf, recordAuditEvent, rehashChain, useAuditTestService } from './helpers/audit.ts';
+import type { TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
 let key: AuditKey;
@@ -25,26 +26,12 @@ let api: TestApp;
 let tenants = 0;
 
 beforeAll(async () => {
-  db = await useTestDatabase();
-  key = await auditKeyFromPem(generateAuditKeyPem());
-  api = createTestApp(db.appPool(10), { audit: { key } });
+  ({ db, key, api } = await useAuditTestService(10));
 });
 
-/** An audit event as the service writes one, in its own transaction. */
-async function record(sql: Sql, tenantId: string, n: number): Promise<void> {
-  await sql`select app_private.record_audit(${tenantId}, 'test.event', 'thing', ${String(n)}, ${JSON.stringify({ n })}::jsonb)`;
-}
-
+const record = (sql: Sql, tenantId: string, n: number) => recordAuditEvent(sql, tenantId, n);
 /** A tenant whose chain ends at seq 10, signed at 5 and at 10. */
-async function chainedTenant(): Promise<TestTenant> {
-  const tenant = await createTestTenant(db.owner, `attack-${++tenants}`);
-  const [head] = await db.owner<{ seq: string }[]>`select seq from app.audit_chain_heads where tenant_id = ${tenant.id}`;
-  for (let n = Number(head?.seq ?? 0) + 1; n <= 5; n++) await record(db.owner, tenant.id, n);
-  await signCheckpoints(db.owner, key);
-  for (let n = 6; n <= 10; n++) await record(db.owner, tenant.id, n);
-  await signCheckpoints(db.owner, key);
-  return tenant;
-}
+const chainedTenant = () => chainedTenantOf(db.owner, key, `attack-${++tenants}`);
 
 const verifyTenant = async (sql: Sql, tenantId: string, extra: readonly string[] = []): Promise<Verification> =>
   verifyChain((await readTenantChain(sql, tenantId, extra)).input, key);
@@ -63,30 +50,7 @@ async function tamper(tenantId: string, statements: readonly string[]): Promise<
   });
 }
 
-/** The attacker's next step: every hash of the tenant's chain recomputed from its start, the head set to match. */
-async function rehash(tenantId: string): Promise<void> {
-  await db.owner.begin(async (tx) => {
-    await tx`set local session_replication_role = replica`;
-    await tx`select set_config('tamper.tenant', ${tenantId}, true)`;
-    await tx.unsafe(`do $$
-      declare
-        t uuid := current_setting('tamper.tenant')::uuid;
-        e record;
-        prev bytea;
-        last_seq bigint := 0;
-      begin
-        select coalesce((select x.prev_hash from app.audit_events x where x.tenant_id = t order by x.seq limit 1), '\\x${'00'.repeat(32)}') into prev;
-        for e in select * from app.audit_events where tenant_id = t order by seq loop
-          update app.audit_events x set prev_hash = prev,
-            hash = app_private.audit_event_hash(t, e.seq, e.occurred_at, e.actor_kind, e.actor_user_id, e.actor_api_key_id, e.action,
-                                                e.target_type, e.target_id, e.reason, e.details, e.request_id, prev)
-          where x.tenant_id = t and x.seq = e.seq returning x.hash into prev;
-          last_seq := e.seq;
-        end loop;
-        update app.audit_chain_heads set seq = last_seq, hash = prev where tenant_id = t;
-      end $$`);
-  });
-}
+const rehash = (tenantId: string) => rehashChain(db.owner, tenantId);
 
 /** Runs `attack` in a transaction that is rolled back afterwards, so one chain serves many attacks. */
 async function rolledBack(attack: (tx: Sql) => Promise<void>): Promise<void> {

@@ -10,8 +10,9 @@ import { auditKeyFromPem, generateAuditKeyPem, type AuditKey } from '../src/modu
 import { readTenantChain } from '../src/modules/audit-chain/repo.ts';
 import { purgeExpired, signCheckpoints, type RefusedCheckpoint } from '../src/modules/audit-chain/signing.ts';
 import { verifyChain, type TamperClass } from '../src/modules/audit-chain/verify.ts';
-import { codes, createTestApp, createTestTenant, type TestApp, type TestTenant } from './helpers/app.ts';
-import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
+import { codes, createTestTenant, type TestApp, type TestTenant } from './helpers/app.ts';
+import { auditHeadSeq, chainedTenant as chainedTenantOf, recordAuditEvent, rehashChain, useAuditTestService } from './helpers/audit.ts';
+import type { TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
 let key: AuditKey;
@@ -19,9 +20,7 @@ let api: TestApp;
 let tenants = 0;
 
 beforeAll(async () => {
-  db = await useTestDatabase();
-  key = await auditKeyFromPem(generateAuditKeyPem());
-  api = createTestApp(db.appPool(20), { audit: { key } });
+  ({ db, key, api } = await useAuditTestService(20));
 });
 
 const VERIFY = `query($checkpoint: String) {
@@ -36,26 +35,13 @@ async function verify(tenant: TestTenant, checkpoint?: string): Promise<Verified
   return response.body.data!.verifyAuditChain as Verified;
 }
 
-/** An audit event written as the service writes one, in its own transaction with a request id. */
-async function record(tenantId: string, n: number): Promise<void> {
-  await db.owner.begin(async (tx) => {
-    await tx`select set_config('app.request_id', ${`req-${n}`}, true)`;
-    await tx`select app_private.record_audit(${tenantId}, 'test.event', 'thing', ${String(n)}, ${JSON.stringify({ n })}::jsonb)`;
-  });
-}
-
-async function headSeq(tenantId: string): Promise<number> {
-  const [head] = await db.owner<{ seq: string }[]>`select seq from app.audit_chain_heads where tenant_id = ${tenantId}`;
-  return Number(head?.seq ?? 0);
-}
+const record = (tenantId: string, n: number) => recordAuditEvent(db.owner, tenantId, n, `req-${n}`);
+const headSeq = (tenantId: string) => auditHeadSeq(db.owner, tenantId);
+const rehash = (tenantId: string) => rehashChain(db.owner, tenantId);
 
 /** A tenant whose chain holds seq 1..10, signed at 5 and at 10. */
 async function chainedTenant(): Promise<TestTenant> {
-  const tenant = await createTestTenant(db.owner, `chain-${++tenants}`);
-  for (let n = (await headSeq(tenant.id)) + 1; n <= 5; n++) await record(tenant.id, n);
-  await signCheckpoints(db.owner, key);
-  for (let n = 6; n <= 10; n++) await record(tenant.id, n);
-  await signCheckpoints(db.owner, key);
+  const tenant = await chainedTenantOf(db.owner, key, `chain-${++tenants}`, { requestIds: true });
   expect(await headSeq(tenant.id)).toBe(10);
   return tenant;
 }
@@ -65,32 +51,6 @@ async function tamper(tenantId: string, statements: readonly string[]): Promise<
   await db.owner.begin(async (tx) => {
     await tx`set local session_replication_role = replica`;
     for (const statement of statements) await tx.unsafe(statement, [tenantId]);
-  });
-}
-
-/** What an attacker with write access does next: every hash recomputed from the start, the head set to match. */
-const REHASH = `do $$
-declare
-  t uuid := current_setting('tamper.tenant')::uuid;
-  e record;
-  prev bytea := '\\x0000000000000000000000000000000000000000000000000000000000000000';
-  last_seq bigint := 0;
-begin
-  for e in select * from app.audit_events where tenant_id = t order by seq loop
-    update app.audit_events x set prev_hash = prev,
-      hash = app_private.audit_event_hash(t, e.seq, e.occurred_at, e.actor_kind, e.actor_user_id, e.actor_api_key_id, e.action,
-                                          e.target_type, e.target_id, e.reason, e.details, e.request_id, prev)
-    where x.tenant_id = t and x.seq = e.seq returning x.hash into prev;
-    last_seq := e.seq;
-  end loop;
-  update app.audit_chain_heads set seq = last_seq, hash = prev where tenant_id = t;
-end $$`;
-
-async function rehash(tenantId: string): Promise<void> {
-  await db.owner.begin(async (tx) => {
-    await tx`set local session_replication_role = replica`;
-    await tx`select set_config('tamper.tenant', ${tenantId}, true)`;
-    await tx.unsafe(REHASH);
   });
 }
 

@@ -2,13 +2,13 @@
 // the test that passes once the hole is closed. Not part of `npm test`:
 //   npx vitest run -c test/attacks/vitest.config.ts
 import { beforeAll, expect, it } from 'vitest';
-import { auditKeyFromPem, generateAuditKeyPem, type AuditKey } from '../../src/modules/audit-chain/keys.ts';
+import type { AuditKey } from '../../src/modules/audit-chain/keys.ts';
 import { readTenantChain } from '../../src/modules/audit-chain/repo.ts';
 import { signCheckpoints } from '../../src/modules/audit-chain/signing.ts';
 import { verifyChain } from '../../src/modules/audit-chain/verify.ts';
 import type { Sql } from '../../src/db/pool.ts';
-import { createTestTenant, type TestTenant } from '../helpers/app.ts';
-import { useTestDatabase, type TestDatabase } from '../helpers/db.ts';
+import { chainedTenant, recordAuditEvent, rehashChain, useAuditTestService } from '../helpers/audit.ts';
+import type { TestDatabase } from '../helpers/db.ts';
 
 let db: TestDatabase;
 let key: AuditKey;
@@ -16,47 +16,23 @@ let service: Sql;
 let tenants = 0;
 
 beforeAll(async () => {
-  db = await useTestDatabase();
-  key = await auditKeyFromPem(generateAuditKeyPem());
+  ({ db, key } = await useAuditTestService(2));
   service = db.appPool(2); // the sweep runs on the request role
 });
 
-const record = (tenantId: string, n: number) =>
-  db.owner`select app_private.record_audit(${tenantId}, 'test.event', 'thing', ${String(n)}, ${JSON.stringify({ n })}::jsonb)`;
+const record = (tenantId: string, n: number) => recordAuditEvent(db.owner, tenantId, n);
 const verify = async (tenantId: string) => verifyChain((await readTenantChain(db.owner, tenantId)).input, key);
-
-async function chainedTenant(): Promise<TestTenant> {
-  const tenant = await createTestTenant(db.owner, `open-${++tenants}`);
-  const [head] = await db.owner<{ seq: string }[]>`select seq from app.audit_chain_heads where tenant_id = ${tenant.id}`;
-  for (let n = Number(head?.seq ?? 0) + 1; n <= 5; n++) await record(tenant.id, n);
-  await signCheckpoints(service, key);
-  for (let n = 6; n <= 10; n++) await record(tenant.id, n);
-  await signCheckpoints(service, key);
-  return tenant;
-}
 
 async function rewriteAndRehash(tenantId: string): Promise<void> {
   await db.owner.begin(async (tx) => {
     await tx`set local session_replication_role = replica`;
     await tx`update app.audit_events set details = '{"n": "rewritten"}' where tenant_id = ${tenantId} and seq = 3`;
-    await tx`select set_config('tamper.tenant', ${tenantId}, true)`;
-    await tx.unsafe(`do $$
-      declare t uuid := current_setting('tamper.tenant')::uuid; e record; prev bytea := '\\x${'00'.repeat(32)}'; last_seq bigint := 0;
-      begin
-        for e in select * from app.audit_events where tenant_id = t order by seq loop
-          update app.audit_events x set prev_hash = prev,
-            hash = app_private.audit_event_hash(t, e.seq, e.occurred_at, e.actor_kind, e.actor_user_id, e.actor_api_key_id, e.action,
-                                                e.target_type, e.target_id, e.reason, e.details, e.request_id, prev)
-          where x.tenant_id = t and x.seq = e.seq returning x.hash into prev;
-          last_seq := e.seq;
-        end loop;
-        update app.audit_chain_heads set seq = last_seq, hash = prev where tenant_id = t;
-      end $$`);
   });
+  await rehashChain(db.owner, tenantId);
 }
 
 it('HOLE 1 (residual, inherent): the service checks a chain holds its newest checkpoint by asking the database; a superuser who makes the database lie has the rewrite signed, and 16 sweeps later the contradicting checkpoints are out of the read', async () => {
-  const tenant = await chainedTenant();
+  const tenant = await chainedTenant(db.owner, key, `open-${++tenants}`, { signer: service });
   await rewriteAndRehash(tenant.id);
   // The check of migration 000018, lied to: the "hash the event has now" answered from the checkpoint itself.
   await db.owner.unsafe(`create or replace function app_private.audit_checkpoints_due(max_chains integer default 1000)
