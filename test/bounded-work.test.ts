@@ -160,6 +160,15 @@ it('3. documents from callers the database did not accept are not cached; the ca
     expect((await send('post', unique(i), { 'x-api-key': LOOKS_VALID_KEY })).status).toBe(401); // refused by the database
     expect((await send('post', unique(i), { authorization: 'Bearer nope' })).status).toBe(401);
   }
+  // The same over Yoga's GET and POST (a GET's URL stays under Node's 16 KiB header limit).
+  for (const transport of ['get', 'yoga-post'] as const) {
+    for (let i = 0; i < 10; i++) {
+      const query = `{ tenant { slug } } # ${transport} ${i} ${'x'.repeat(10_000)}`;
+      for (const headers of [{}, { 'x-api-key': LOOKS_VALID_KEY }, { authorization: 'Bearer nope' }] as Record<string, string>[]) {
+        expect((await send(transport, query, headers)).status).toBe(401);
+      }
+    }
+  }
   expect(api.app.pipeline.documents()).toEqual(before);
 
   // Accepted callers fill it, within its byte budget.
@@ -180,6 +189,15 @@ it('6. a response past MAX_RESPONSE_BYTES is refused with a clear code', async (
   const answer = await capped.request(query, { token: tenant.members.VIEWER.token });
   expect(answer.status).toBe(400);
   expect(answer.body.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', limit: 'responseBytes' });
+  // Yoga's GET and POST: the same refusal.
+  const viaYoga = [
+    await capped.app.yoga.fetch(`http://tenancy.test/graphql?query=${encodeURIComponent(query)}`, { headers: { ...asViewer(), accept: 'application/json' } }),
+    await capped.app.yoga.fetch('http://tenancy.test/graphql', { method: 'POST', headers: { ...asViewer(), 'content-type': 'application/json' }, body: JSON.stringify({ query }) }),
+  ];
+  for (const response of viaYoga) {
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as Answer['body']).errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', limit: 'responseBytes' });
+  }
   expect((await api.request(query, { token: tenant.members.VIEWER.token })).body.errors).toBeUndefined();
 });
 
