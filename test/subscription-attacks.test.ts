@@ -379,3 +379,111 @@ describe.concurrent('lifecycle', () => {
     open.close();
   });
 });
+
+/** A WebSocket by hand (net): the test decides what the client reads; frames are masked with a zero key. */
+async function rawWebSocket(origin: string): Promise<{ socket: Socket; received: () => string; send(text: string): boolean }> {
+  const socket = connect(portOf(origin), '127.0.0.1');
+  socket.on('error', () => {});
+  let received = '';
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+  await new Promise<void>((resolve) => socket.once('connect', resolve));
+  const key = Buffer.from('availability-red').toString('base64');
+  socket.write(['GET /graphql HTTP/1.1', 'host: 127.0.0.1', 'upgrade: websocket', 'connection: Upgrade', `sec-websocket-key: ${key}`, 'sec-websocket-version: 13', 'sec-websocket-protocol: graphql-transport-ws', '', ''].join('\r\n'));
+  await eventually(() => received.includes('\r\n\r\n'));
+  if (!received.startsWith('HTTP/1.1 101')) throw new Error(`upgrade refused: ${received.slice(0, 100)}`);
+  return { socket, received: () => received, send: (text) => socket.write(frame(text)) };
+}
+
+function frame(text: string): Buffer {
+  const payload = Buffer.from(text);
+  const length = payload.length < 126 ? Buffer.from([0x80 | payload.length]) : payload.length < 65_536 ? Buffer.from([0x80 | 126, payload.length >> 8, payload.length & 0xff]) : Buffer.concat([Buffer.from([0x80 | 127]), (() => { const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(payload.length)); return b; })()]);
+  return Buffer.concat([Buffer.from([0x81]), length, Buffer.alloc(4), payload]); // FIN + text, masked with 0000
+}
+
+/** The longest the event loop of this process (the server's) was held while `work` ran, in ms. */
+async function heldLoop<T>(work: () => Promise<T>): Promise<{ result: T; held: number }> {
+  let held = 0;
+  let last = performance.now();
+  const timer = setInterval(() => {
+    const now = performance.now();
+    held = Math.max(held, now - last - 10);
+    last = now;
+  }, 10);
+  try {
+    return { result: await work(), held };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+// One after another: each measures how long this process's event loop was held.
+describe('availability: what one message or body may cost', () => {
+  it('a client that floods 1 MiB pings and never reads: each pong is bare, the process holds no copy of them, /health answers', async () => {
+    const f = await fixture('atk-pings');
+    const raw = await rawWebSocket(live.origin);
+    raw.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${f.tenant.members.VIEWER.token}` } }));
+    await eventually(() => raw.received().includes('connection_ack'));
+    raw.socket.pause(); // never reads again
+    const ping = frame(JSON.stringify({ type: 'ping', payload: { pad: 'x'.repeat(1 << 20) } }));
+    global.gc?.();
+    const before = process.memoryUsage();
+    const { held } = await heldLoop(async () => {
+      for (let i = 0; i < 200; i++) if (!raw.socket.write(ping)) await new Promise((resolve) => raw.socket.once('drain', resolve));
+      await sleep(500);
+    });
+    const after = process.memoryUsage();
+    const grown = (after.rss - before.rss + after.external - before.external) / 2 ** 20;
+    raw.socket.destroy();
+    // Echoed, the 200 MiB of pings stayed in the process as pongs for the client that never read them (+470 MB measured).
+    expect(grown, `${Math.round(grown)} MiB`).toBeLessThan(120);
+    expect(held).toBeLessThan(1_000);
+    // A client that reads gets a bare pong, also for a payload nested too deep for JSON.stringify (graphql-ws closed that 4500).
+    const client = await wsConnect(live.origin);
+    await client.init(bearer(f.tenant.members.VIEWER.token));
+    client.socket.send(`{"type":"ping","payload":{"deep":${'['.repeat(5_000)}${']'.repeat(5_000)}}}`);
+    client.send({ type: 'ping', payload: { echo: 'me' } });
+    await eventually(() => client.messages.filter((message) => message.type === 'pong').length === 2);
+    expect(client.messages.filter((message) => message.type === 'pong')).toEqual([{ type: 'pong' }, { type: 'pong' }]);
+    expect(client.closed).toBeUndefined();
+    client.close();
+  });
+
+  it('a message of millions of values (nested or flat) after connection_ack is closed 4400 unparsed; the event loop is not held', async () => {
+    const f = await fixture('atk-values');
+    const shapes = [
+      `{"type":"ping","payload":{"a":${'['.repeat(2_500_000)}${']'.repeat(2_500_000)}}}`,
+      `{"id":"1","type":"subscribe","payload":{"query":"subscription { members { kind } }","variables":{"a":[${Array(1_500_000).fill('[]').join(',')}]}}}`,
+    ];
+    for (const text of shapes) {
+      const raw = await rawWebSocket(live.origin);
+      raw.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${f.tenant.members.VIEWER.token}` } }));
+      await eventually(() => raw.received().includes('connection_ack'));
+      const message = frame(text); // framed before the clock starts: the client's work is not the server's
+      const closed = () => raw.received().includes('\x88\x38\x11\x30BAD_USER_INPUT: The JSON holds more than 100000 values'); // a close frame: 4400 and its reason
+      const { held } = await heldLoop(async () => {
+        raw.socket.write(message);
+        expect(await eventually(closed, 10_000), raw.received().slice(-200)).toBe(true);
+      });
+      raw.socket.destroy();
+      expect(held).toBeLessThan(500); // parsed, each held the loop 0.7-1.2 s (and the nested one closed 4500 with a stack overflow)
+    }
+  });
+
+  it('a stranger\'s body of millions of values is refused unparsed on POST and on SSE (400, limit jsonValues); text in strings is not counted', async () => {
+    const deep = `{"query":"{ __typename }","variables":{"a":${'['.repeat(2_500_000)}${']'.repeat(2_500_000)}}}`;
+    const flat = `{"query":"{ __typename }","variables":{"a":[${Array(1_500_000).fill('0').join(',')}]}}`;
+    const post = (body: string, accept = 'application/json') =>
+      fetch(`${live.origin}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', accept }, body }).then(async (response) => ({ status: response.status, body: (await response.json()) as { errors: { extensions: Record<string, unknown> }[] } }));
+    const { result: answers, held } = await heldLoop(() => Promise.all([post(deep), post(flat), post(deep, 'text/event-stream'), post(flat, 'text/event-stream')]));
+    // (the bodies go out through this process too: fetch's own work is in `held`)
+    for (const answer of answers) {
+      expect(answer.status).toBe(400);
+      expect(answer.body.errors[0]!.extensions).toEqual({ code: 'BAD_USER_INPUT', limit: 'jsonValues', max: 100_000 });
+    }
+    expect(held).toBeLessThan(500); // parsed before the credentials were looked at, four such bodies held the loop 2.2 s
+    // Brackets, commas and escaped quotes inside strings are text: 4 MiB of them reach the credential check.
+    const text = `{"query":"{ __typename }","variables":{"code":"${'[\\"],{'.repeat(700_000)}"}}`;
+    const answer = await post(text);
+    expect([answer.status, answer.body.errors[0]!.extensions.code]).toEqual([401, 'UNAUTHENTICATED']);
+  });
+});

@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { HeaderSource } from '../tenancy/resolve.ts';
 import { allowedOrigin, EXPOSED_HEADERS } from './cors.ts';
+import { jsonShapeRefusal } from './json-shape.ts';
 import { badRequest, type Pipeline, type PipelineResponse, type RequestState } from './pipeline.ts';
 
 export type PostHandler = (req: IncomingMessage, res: ServerResponse, requestId: string, state: RequestState) => Promise<void>;
@@ -26,15 +27,18 @@ export function createPostHandler(options: PostOptions): PostHandler {
       req.resume(); // the body is not read: drain it, then close
       return send(res, refused, cors, true);
     }
-    let body: string;
+    let body: Buffer;
     try {
       body = await readBody(req, maxBodyBytes);
     } catch {
       return send(res, refusalResponse(badRequest(`The body is larger than ${maxBodyBytes} bytes`, 413)), cors, true);
     }
+    // Before any credentials: JSON.parse of a body of many or deeply nested values holds the event loop for seconds.
+    const shape = jsonShapeRefusal(body);
+    if (shape) return send(res, refusalResponse(badRequest(shape.message), { limit: shape.limit, max: shape.max }), cors, true);
     let params: unknown;
     try {
-      params = JSON.parse(body);
+      params = JSON.parse(body.toString('utf8'));
     } catch {
       params = MALFORMED;
     }
@@ -61,14 +65,14 @@ function refusal(req: IncomingMessage, maxBodyBytes: number): PipelineResponse |
   return undefined;
 }
 
-function refusalResponse(error: ReturnType<typeof badRequest>): PipelineResponse {
+function refusalResponse(error: ReturnType<typeof badRequest>, extensions: Record<string, unknown> = {}): PipelineResponse {
   const status = (error.extensions.http as { status: number }).status;
-  const body = { errors: [{ message: error.message, extensions: { code: 'BAD_USER_INPUT' } }] };
+  const body = { errors: [{ message: error.message, extensions: { code: 'BAD_USER_INPUT', ...extensions } }] };
   return { status, headers: {}, json: JSON.stringify(body), errors: [error], data: undefined };
 }
 
-/** The body as text, or a rejection once it passes `max` bytes (the rest is drained, not kept). */
-export function readBody(req: IncomingMessage, max: number): Promise<string> {
+/** The body's bytes, or a rejection once it passes `max` bytes (the rest is drained, not kept). */
+export function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -83,7 +87,7 @@ export function readBody(req: IncomingMessage, max: number): Promise<string> {
         reject(new Error('body too large'));
       }
     });
-    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
     req.on('error', reject);
   });
 }

@@ -6,8 +6,10 @@
 // refusal of the whole request (credentials, tenant, limits) is a JSON body
 // with its status, as on the JSON transport.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { apiError } from '../errors.ts';
 import { allowedOrigin, EXPOSED_HEADERS } from './cors.ts';
 import { nodeHeaders, readBody, send } from './graphql-post.ts';
+import { jsonShapeRefusal } from './json-shape.ts';
 import { badRequest, type Pipeline, type PipelineResponse, type RequestState } from './pipeline.ts';
 
 export type SseOptions = {
@@ -107,13 +109,16 @@ async function fromBody(req: IncomingMessage, maxBodyBytes: number): Promise<unk
   if (!/^application\/(json|graphql-response\+json)\s*(;|$)/i.test(req.headers['content-type'] ?? '')) throw badRequest('Send the request as application/json', 415);
   const length = Number(req.headers['content-length']);
   if (Number.isFinite(length) && length > maxBodyBytes) throw badRequest(`The body is larger than ${maxBodyBytes} bytes`, 413);
-  let body: string;
+  let body: Buffer;
   try {
     body = await readBody(req, maxBodyBytes);
   } catch {
     throw badRequest(`The body is larger than ${maxBodyBytes} bytes`, 413);
   }
-  return parseJson(body, 'The body');
+  // Before any credentials, as on the JSON transport: a body of many or deeply nested values is refused unparsed.
+  const shape = jsonShapeRefusal(body);
+  if (shape) throw apiError('BAD_USER_INPUT', shape.message, { http: { status: 400 }, limit: shape.limit, max: shape.max });
+  return parseJson(body.toString('utf8'), 'The body');
 }
 
 function parseJson(text: string, what: string): unknown {
@@ -126,6 +131,7 @@ function parseJson(text: string, what: string): unknown {
 
 function refusal(error: ReturnType<typeof badRequest>): PipelineResponse {
   const status = error.extensions.http?.status ?? 400;
-  const body = { errors: [{ message: error.message, extensions: { code: 'BAD_USER_INPUT' } }] };
+  const { limit, max } = error.extensions;
+  const body = { errors: [{ message: error.message, extensions: { code: 'BAD_USER_INPUT', ...(limit === undefined ? {} : { limit, max }) } }] };
   return { status, headers: {}, json: JSON.stringify(body), errors: [error], data: undefined };
 }

@@ -18,6 +18,7 @@ import { isApiError } from '../errors.ts';
 import type { SubscriptionSettings } from '../subscriptions/engine.ts';
 import { resolveTenant, type HeaderSource, type TenancySettings } from '../tenancy/resolve.ts';
 import { nodeHeaders } from './graphql-post.ts';
+import { jsonShapeRefusal } from './json-shape.ts';
 import type { Pipeline, PipelineResponse } from './pipeline.ts';
 
 export type WebSocketOptions = {
@@ -53,6 +54,24 @@ const MAX_OPERATIONS_PER_SOCKET = 100;
  * seconds, and before the ack anyone may send one.
  */
 const MAX_INIT_BYTES = 64 * 1024;
+/**
+ * What the service may have written to a socket and its client not yet read
+ * (ws buffers it without bound). A client that sends while more than this
+ * waits for it sends but does not read (every message it sends is answered:
+ * a pong, a refusal): the socket is cut, as a close frame would wait behind
+ * the unread data. Stream events are sent one at a time per operation, each
+ * after the previous was written.
+ */
+const MAX_UNREAD_BYTES = 1024 * 1024;
+/**
+ * Pings are answered here, with a pong without payload (the protocol makes it
+ * optional). graphql-ws echoes the ping's payload: a client that never read had
+ * every ping kept for it (200 MiB of pings grew the process by 1.2 GiB), and a
+ * payload nested a few thousand deep overflowed JSON.stringify (closed 4500
+ * with "Maximum call stack size exceeded", a stack trace in the log each time).
+ */
+const PONG = JSON.stringify({ type: 'pong' });
+const PING = Buffer.from('"ping"');
 
 /** What a subscribe message is answered with: a stream, or one result. */
 type Reply = { readonly response: PipelineResponse };
@@ -69,7 +88,7 @@ export function createWebSocketTransport(options: WebSocketOptions): WebSocketTr
   const replies = new WeakMap<object, Reply>();
   let upgrading = 0;
   const acknowledged = new WeakSet<WebSocket>();
-  server.on('connection', (socket: WebSocket) => refuseLargeBeforeAck(socket, acknowledged));
+  server.on('connection', (socket: WebSocket) => guardMessages(socket, acknowledged));
 
   const disposable = useServer<Record<string, unknown> | undefined, Record<PropertyKey, never>>(
     {
@@ -146,22 +165,51 @@ export function createWebSocketTransport(options: WebSocketOptions): WebSocketTr
   };
 }
 
-/** Before connection_ack a message larger than MAX_INIT_BYTES closes the socket (4400) without being parsed. */
-function refuseLargeBeforeAck(socket: WebSocket, acknowledged: WeakSet<WebSocket>): void {
+/**
+ * Every message, before graphql-ws parses it: before connection_ack one larger
+ * than MAX_INIT_BYTES, and at any time one too costly to parse (json-shape.ts),
+ * closes the socket (4400) unparsed; a client that sends while it leaves more
+ * than MAX_UNREAD_BYTES unread is cut; a ping is answered (PONG) and goes no further.
+ */
+function guardMessages(socket: WebSocket, acknowledged: WeakSet<WebSocket>): void {
   const emit = socket.emit.bind(socket);
   // graphql-ws parses every message it hears: the only way in front of it is the socket's own emit.
   socket.emit = ((event: string | symbol, ...args: unknown[]) => {
-    if (event === 'message' && !acknowledged.has(socket) && messageBytes(args[0]) > MAX_INIT_BYTES) {
-      socket.close(CloseCode.BadRequest, `BAD_USER_INPUT: a message before connection_ack is at most ${MAX_INIT_BYTES} bytes`);
+    if (event !== 'message') return emit(event, ...args);
+    if (socket.bufferedAmount > MAX_UNREAD_BYTES) {
+      socket.terminate();
       return false;
     }
-    return emit(event, ...args);
+    const data = messageBuffer(args[0]);
+    const refused = !acknowledged.has(socket) && data.length > MAX_INIT_BYTES
+      ? `a message before connection_ack is at most ${MAX_INIT_BYTES} bytes`
+      : jsonShapeRefusal(data)?.message;
+    if (refused !== undefined) {
+      socket.close(CloseCode.BadRequest, `BAD_USER_INPUT: ${refused}`);
+      return false;
+    }
+    if (data.includes(PING) && isPing(data)) {
+      socket.send(PONG);
+      return true;
+    }
+    return emit(event, data, ...args.slice(1));
   }) as typeof socket.emit;
 }
 
-function messageBytes(data: unknown): number {
-  if (Array.isArray(data)) return (data as Buffer[]).reduce((sum, part) => sum + part.length, 0);
-  return data instanceof ArrayBuffer ? data.byteLength : Buffer.isBuffer(data) ? data.length : 0;
+/** Whether a message is a graphql-ws ping (its value count already bounded, so parsing it is cheap). */
+function isPing(data: Buffer): boolean {
+  try {
+    const message = JSON.parse(data.toString('utf8')) as unknown;
+    return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'ping';
+  } catch {
+    return false; // graphql-ws answers a malformed message
+  }
+}
+
+/** A message as one Buffer (ws hands over a Buffer, fragments or an ArrayBuffer). */
+function messageBuffer(data: unknown): Buffer {
+  if (Array.isArray(data)) return Buffer.concat(data as Buffer[]);
+  return data instanceof ArrayBuffer ? Buffer.from(data) : Buffer.isBuffer(data) ? data : Buffer.alloc(0);
 }
 
 /** The HTTP answer refusing an upgrade, or undefined to accept it. */
