@@ -7,7 +7,9 @@
 // subscribe/complete, fan fragments out; concurrent upgrades against the
 // socket cap; /health meanwhile) and lifecycle (a shutdown ends every stream
 // with a coded error on both transports; dead credentials cannot subscribe
-// again). An API key's expiry ending its stream (once an open hole here) is in
+// again), and what one message or body may cost (pings flooded by a client
+// that never reads, millions of JSON values in a message or in a stranger's
+// body). An API key's expiry ending its stream (once an open hole here) is in
 // test/subscriptions-access.test.ts.
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { pino } from 'pino';
