@@ -35,6 +35,7 @@ import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { cpuNow } from './cpu.ts';
 import { ROOT, startDatabase, startService, stopAll, tokens as sign, withOwner, type Service } from './harness.ts';
 import type { LoadRequest, LoadResult } from './load.ts';
+import { sseMessages } from '../test/helpers/sse.ts';
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const TENANTS = 100;
@@ -281,22 +282,13 @@ try {
     });
     if (!response.headers.get('content-type')?.includes('text/event-stream')) throw new Error(`no stream: ${response.status} ${await response.text()}`);
     void (async () => {
-      const decoder = new TextDecoder();
-      let buffer = '';
       try {
-        for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-          buffer += decoder.decode(chunk, { stream: true });
-          let end: number;
-          while ((end = buffer.indexOf('\n\n')) >= 0) {
-            const message = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            if (!/^event: next$/m.test(message)) continue;
-            const data = message.split('\n').filter((line) => line.startsWith('data:')).map((line) => line.slice(5).trimStart()).join('\n');
-            const id = (JSON.parse(data) as { data?: { sessionActivity?: { id?: string } } }).data?.sessionActivity?.id;
-            if (id) {
-              heardAt.push([id, performance.now()]);
-              heardBy[tenantIndex]!.add(subscriber);
-            }
+        for await (const { event, data } of sseMessages(response.body as unknown as AsyncIterable<Uint8Array>)) {
+          if (event !== 'next') continue;
+          const id = (JSON.parse(data) as { data?: { sessionActivity?: { id?: string } } }).data?.sessionActivity?.id;
+          if (id) {
+            heardAt.push([id, performance.now()]);
+            heardBy[tenantIndex]!.add(subscriber);
           }
         }
       } catch {

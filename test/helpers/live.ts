@@ -15,6 +15,7 @@ import type { RequestGuard } from '../../src/http/guard.ts';
 import { createApp, type App } from '../../src/server.ts';
 import type { TenantLanes } from '../../src/tenancy/fair-share.ts';
 import { TEST_HTTP, TEST_TOKENS } from './app.ts';
+import { sseMessages } from './sse.ts';
 
 export type LiveServer = { readonly app: App; readonly origin: string; readonly hub: EventHub; close(): Promise<void> };
 
@@ -128,20 +129,10 @@ export async function sse(origin: string, query: string, options: SseOptions = {
     return Object.assign(state, { status: response.status, contentType, body });
   }
   void (async () => {
-    const decoder = new TextDecoder();
-    let buffer = '';
     try {
-      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-        buffer += decoder.decode(chunk, { stream: true });
-        let end: number;
-        while ((end = buffer.indexOf('\n\n')) >= 0) {
-          const message = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          const event = /^event: (\w+)$/m.exec(message)?.[1];
-          const data = message.split('\n').filter((line) => line.startsWith('data:')).map((line) => line.slice(5).trimStart()).join('\n');
-          if (event === 'next') state.push(JSON.parse(data) as LiveResult);
-          if (event === 'complete') state.end();
-        }
+      for await (const { event, data } of sseMessages(response.body as unknown as AsyncIterable<Uint8Array>)) {
+        if (event === 'next') state.push(JSON.parse(data) as LiveResult);
+        if (event === 'complete') state.end();
       }
     } catch {
       // aborted by close(), or the server cut the connection
