@@ -180,7 +180,7 @@ describe('PostgreSQL restarted under live subscriptions', () => {
     for (const stream of [again, socket, ...subscribers.map((subscriber) => subscriber.stream)]) stream.close();
   }, 120_000);
 
-  it('a frozen database (SIGSTOP) with streams open: /ready answers within 1 s, a new subscription ends UNAVAILABLE by its deadline; after the thaw the streams carry live events', async () => {
+  it('a frozen database (SIGSTOP) with streams open: /ready answers within 1 s, a new subscription and a new connection_init end UNAVAILABLE by their deadline; after the thaw the streams carry live events', async () => {
     const subscribers = await openSubscribers();
     const socket = await wsConnect(live.origin);
     await socket.init(bearer(a.members.VIEWER.token));
@@ -188,9 +188,16 @@ describe('PostgreSQL restarted under live subscriptions', () => {
     await sleep(300);
     const frozenAt = Date.now();
     let frozen: Awaited<ReturnType<typeof refusedNow>>;
+    let initClose: { code: number; ms: number };
     try {
       await server.freeze();
-      frozen = await refusedNow(socket);
+      // A new socket's connection_init is checked by the database within the deadline too.
+      const initStarted = performance.now();
+      const fresh = await wsConnect(live.origin);
+      [frozen, initClose] = await Promise.all([
+        refusedNow(socket),
+        fresh.init(bearer(a.members.VIEWER.token)).catch(() => {}).then(async () => ({ code: (await fresh.waitClosed(REQUEST_TIMEOUT_MS + 10_000)).code, ms: performance.now() - initStarted })),
+      ]);
     } finally {
       await server.thaw(); // never leave it frozen for what follows
     }
@@ -202,6 +209,8 @@ describe('PostgreSQL restarted under live subscriptions', () => {
     expect(readiness.slowest(), seen).toBeLessThan(1_000);
     expect([frozen.sseReason, frozen.wsReason]).toEqual(['timeout', 'timeout']);
     expect(frozen.ms).toBeLessThan(REQUEST_TIMEOUT_MS + 1_500); // loose: the machine is shared
+    expect(initClose.code).toBe(1013);
+    expect(initClose.ms).toBeLessThan(REQUEST_TIMEOUT_MS + 1_500);
     // Still open, and live (a RESYNC first when the hub gave its silent connection up meanwhile).
     for (const subscriber of subscribers) {
       expect(subscriber.stream.endedAt, subscriber.name).toBeUndefined();
