@@ -144,6 +144,32 @@ it(`the start reads the newest ${SEED_ROWS} rows, priced like a page of ${SEED_R
   stream.close();
 });
 
+it('a re-read holds at most MAX_RESPONSE_BYTES of rows: changes whose rows pass it together are read again in parts and all arrive; one row past it alone is the response-limit error', async () => {
+  const capped = await startLiveServer(sql, db.appUrl, { http: { maxResponseBytes: 16 * 1024 } });
+  const [other] = await db.owner<{ id: string }[]>`insert into app.sessions (tenant_id, agent_id) select tenant_id, agent_id from app.sessions where id = ${session} returning id`;
+  try {
+    const stream = await sse(capped.origin, 'subscription ($id: ID!) { sessionActivity(sessionId: $id) { kind id node { ... on Task { title } } } }', {
+      headers: { authorization: `Bearer ${tenant.members.VIEWER.token}` },
+      variables: { id: encodeGlobalId('Session', other!.id) },
+    });
+    expect(stream.status).toBe(200);
+    while (capped.app.subscriptions.count(tenant.id) < 1) await sleep(10);
+    // Ten rows of ~3 KB in one statement (one published batch, one re-read: 30 KB together), then one of 40 KB.
+    await db.owner`insert into app.tasks (tenant_id, session_id, title, output)
+                   select ${tenant.id}, ${other!.id}, 'part ' || n, jsonb_build_object('text', repeat('x', 3000)) from generate_series(1, 10) n`;
+    await db.owner`insert into app.tasks (tenant_id, session_id, title, output) values (${tenant.id}, ${other!.id}, 'huge', jsonb_build_object('text', repeat('x', 40000)))`;
+    await db.owner`insert into app.tasks (tenant_id, session_id, title) values (${tenant.id}, ${other!.id}, 'after')`;
+    const titles = () => stream.results.map((result) => (result.data?.sessionActivity as { node?: { title?: string } } | undefined)?.node?.title);
+    await stream.until(() => titles().includes('after'));
+    expect(titles().filter((title) => title?.startsWith('part ')).sort()).toEqual(Array.from({ length: 10 }, (_, i) => `part ${i + 1}`).sort());
+    expect(stream.results.filter((result) => result.errors).map((result) => result.errors![0]!.extensions)).toEqual([{ code: 'BAD_USER_INPUT', limit: 'responseBytes', max: 16 * 1024 }]);
+    expect(stream.results.map((result) => (result.data?.sessionActivity as { kind?: string } | undefined)?.kind)).not.toContain('RESYNC');
+    stream.close();
+  } finally {
+    await capped.close();
+  }
+});
+
 const kib = (bytes: number, count: number) => (bytes / count / 1024).toFixed(1);
 
 /** The client's copies of what it received (in this same heap) are dropped, so only the server's part is measured. */

@@ -174,7 +174,7 @@ export function createSubscriptionEngine(options: EngineOptions): SubscriptionEn
       while (!closed && (group.pending.length > 0 || group.recheck) && group.subscribers.size > 0) {
         const batch = group.pending.splice(0, batchLength(group.pending));
         group.recheck = false;
-        await reread(group, batch);
+        await rereadWithinBudget(group, batch);
         for (const item of batch) item.subscriber.pending--;
       }
     } catch (error) {
@@ -186,14 +186,40 @@ export function createSubscriptionEngine(options: EngineOptions): SubscriptionEn
     }
   }
 
-  /** One transaction as the group's principal: the check, the rows, each subscriber's event. */
-  async function reread(group: Group, batch: readonly Item[]): Promise<void> {
+  /**
+   * A batch whose rows (and what the events select) pass MAX_RESPONSE_BYTES
+   * together is read again in halves; one row past it alone is the
+   * response-limit error to its subscribers, as for a query.
+   */
+  async function rereadWithinBudget(group: Group, batch: readonly Item[]): Promise<void> {
+    if ((await reread(group, batch)) !== 'over-budget') return;
+    const keyOf = (item: Item) => (item.change === 'resync' ? undefined : rowKey(item.change.type, item.change.id));
+    const keys = [...new Set(batch.map(keyOf).filter((key) => key !== undefined))];
+    if (keys.length <= 1) {
+      resync(batch.filter((item) => item.change === 'resync'));
+      const told = new Set<Subscriber>();
+      for (const { subscriber, change } of batch) {
+        if (change === 'resync' || told.has(subscriber)) continue;
+        told.add(subscriber);
+        subscriber.push(subscriber.encode({ errors: [responseTooLarge(options.maxResponseBytes)] }));
+      }
+      return;
+    }
+    const first = new Set(keys.slice(0, Math.ceil(keys.length / 2)));
+    const inFirst = (item: Item) => keyOf(item) === undefined || first.has(keyOf(item)!);
+    await rereadWithinBudget(group, batch.filter(inFirst));
+    await rereadWithinBudget(group, batch.filter((item) => !inFirst(item)));
+  }
+
+  /** One transaction as the group's principal: the check, the rows, each subscriber's event; 'over-budget' when they passed MAX_RESPONSE_BYTES (nothing sent). */
+  async function reread(group: Group, batch: readonly Item[]): Promise<'over-budget' | undefined> {
     const deadline = Date.now() + options.readTimeoutMs;
     let release: (() => void) | undefined;
     try {
       release = await slot(group.tenantId, deadline);
     } catch {
-      return resync(batch); // no slot in time: these events are missed, and the subscribers are told
+      resync(batch); // no slot in time: these events are missed, and the subscribers are told
+      return undefined;
     }
     const db = new TenantTransaction(sql, group.selection, { deadline, snapshot: true, readBytes: options.maxResponseBytes });
     const context = requestContext(`subscription ${group.key}`, db);
@@ -203,7 +229,8 @@ export function createSubscriptionEngine(options: EngineOptions): SubscriptionEn
       try {
         principal = await db.principal();
       } catch (error) {
-        return accessLost(group, batch, error);
+        accessLost(group, batch, error);
+        return undefined;
       }
       const role = principal.tenant!.role;
       for (const subscriber of group.subscribers) {
@@ -223,6 +250,7 @@ export function createSubscriptionEngine(options: EngineOptions): SubscriptionEn
         return payload && { subscriber, result: execute({ schema, document: subscriber.document, rootValue: payload, contextValue: context, variableValues: subscriber.variables, operationName: subscriber.operationName }) };
       });
       const results = await Promise.all(events.map(async (event) => event && { subscriber: event.subscriber, result: await event.result }));
+      if (db.overReadBudget) return 'over-budget';
       for (const event of results) {
         if (!event) continue;
         let json = event.subscriber.encode(event.result);
@@ -230,6 +258,7 @@ export function createSubscriptionEngine(options: EngineOptions): SubscriptionEn
         event.subscriber.push(json);
       }
     } catch (error) {
+      if (db.overReadBudget) return 'over-budget';
       log.warn({ err: error }, 'subscriptions: a re-read failed; its subscribers get a resync');
       resync(batch);
     } finally {
