@@ -5,13 +5,15 @@
 // quickly and with /health answering; deep JSON variables are bad input, never
 // INTERNAL; refused or anonymous callers leave nothing in the document cache;
 // an event past MAX_RESPONSE_BYTES is replaced by the response-limit error
-// and the stream goes on.
+// and the stream goes on. The tenant's request rate guards subscriptions like
+// requests: an SSE subscribe, a WebSocket subscribe and a connection_init.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../src/errors.ts';
 import type { Sql } from '../src/db/pool.ts';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { createTestTenant, insertAgents, TEST_HTTP, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
+import { createTestFairShare, setRequestRates } from './helpers/fair-share.ts';
 import { sleep, sse, startLiveServer, wsConnect, type LiveResult, type LiveServer, type Received } from './helpers/live.ts';
 
 let db: TestDatabase;
@@ -228,5 +230,39 @@ it('6. an event past MAX_RESPONSE_BYTES is replaced by the response-limit error,
     client.close();
   } finally {
     await capped.close();
+  }
+});
+
+it("the tenant's request rate guards subscriptions: SSE 429 RATE_LIMITED with Retry-After, a WebSocket subscribe refused RATE_LIMITED, a connection_init closed 1013", async () => {
+  const guard = createTestFairShare(db);
+  const limited = await startLiveServer(sql, db.appUrl, { guards: [guard], lanes: guard.lanes });
+  try {
+    const slow = await createTestTenant(db.owner, 'bounded-live-rate');
+    await setRequestRates(db.owner, slow.id, { perMinute: 6 }); // a bucket of one request
+    const headers = bearer(slow.members.VIEWER.token);
+    const socket = await wsConnect(limited.origin);
+    await socket.init(headers); // unplaced: the guard learns the credentials' tenant and leases its bucket meanwhile
+    await guard.settled();
+    const first = await sse(limited.origin, 'subscription { members { kind } }', { headers }); // the bucket's one request
+    expect(first.status).toBe(200);
+    const response = await fetch(`${limited.origin}/graphql`, {
+      method: 'POST',
+      headers: { accept: 'text/event-stream', 'content-type': 'application/json', ...headers },
+      body: JSON.stringify({ query: 'subscription { members { kind } }' }),
+    });
+    expect(response.status).toBe(429);
+    expect(response.headers.get('retry-after')).toMatch(/^\d+$/);
+    expect(((await response.json()) as LiveResult).errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
+    const operation = socket.subscribe('subscription { members { kind } }');
+    await operation.ended();
+    expect(operation.results.map((result) => result.errors?.[0]?.extensions?.code)).toEqual(['RATE_LIMITED']);
+    const late = await wsConnect(limited.origin);
+    await late.init(headers).catch(() => {});
+    expect((await late.waitClosed()).code).toBe(1013);
+    expect(limited.app.subscriptions.count(slow.id)).toBe(1);
+    first.close();
+    socket.close();
+  } finally {
+    await limited.close();
   }
 });
