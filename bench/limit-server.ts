@@ -7,11 +7,10 @@
 // LIMIT_CHECK=1 replaces the plain set_config with the product's request
 // check (app_private.begin_request: membership, role and tenant status read on
 // every request), so the price of instant revocation is its own line.
-import { createServer } from 'node:http';
 import { jwtVerify } from 'jose';
 import { LRUCache } from 'lru-cache';
 import postgres from 'postgres';
-import { answer, bearer, kindOf, readBody, requestCheck, settings, statements, type Body, type Claims, type Kind } from './reference.ts';
+import { answer, bearer, kindOf, readBody, requestCheck, serve, settings, statements, type Body, type Claims, type Kind } from './reference.ts';
 
 const secret = new TextEncoder().encode(process.env.JWT_SECRET);
 const sql = postgres(process.env.DATABASE_APP_URL!, { max: Number(process.env.DB_POOL_MAX ?? 10), prepare: true, onnotice: () => {} });
@@ -43,21 +42,9 @@ async function transaction(kind: Kind, claims: Claims, body: Body): Promise<post
   }
 }
 
-const server = createServer((req, res) => {
-  void (async () => {
-    try {
-      const claims = await claimsOf(bearer(req));
-      const body = JSON.parse(await readBody(req)) as Body;
-      const kind = kindOf(req.url);
-      const json = JSON.stringify(answer(kind, await transaction(kind, claims, body)));
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) });
-      res.end(json);
-    } catch (error) {
-      res.writeHead(500, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ errors: [{ message: (error as Error).message }] }));
-    }
-  })();
+serve(sql, async (req) => {
+  const claims = await claimsOf(bearer(req));
+  const body = JSON.parse(await readBody(req)) as Body;
+  const kind = kindOf(req.url);
+  return answer(kind, await transaction(kind, claims, body));
 });
-server.keepAliveTimeout = 5_000;
-server.listen(Number(process.env.PORT), '127.0.0.1', () => process.stdout.write('ready\n'));
-process.on('SIGTERM', () => server.close(() => void sql.end().then(() => process.exit(0))));

@@ -2,7 +2,7 @@
 // share: the request's claims, the service's SQL for Q1, Q2 and M1 written by
 // hand, and the JSON the service answers with. Every server shapes the same
 // answer from the same rows, so the benchmark compares only how they get there.
-import type { IncomingMessage } from 'node:http';
+import { createServer, type IncomingMessage } from 'node:http';
 import type postgres from 'postgres';
 
 export type Claims = { sub: string; tid: string; role: string };
@@ -81,3 +81,25 @@ export function readBody(req: IncomingMessage): Promise<string> {
 }
 
 export const bearer = (req: IncomingMessage) => /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
+
+/**
+ * The servers' HTTP side: `handle` answers a request with the JSON value to send (200), a failure with 500 and
+ * its message; listens on PORT (stdout `ready`), and on SIGTERM closes and ends `sql`.
+ */
+export function serve(sql: postgres.Sql, handle: (req: IncomingMessage) => Promise<unknown>): void {
+  const server = createServer((req, res) => {
+    void (async () => {
+      try {
+        const json = JSON.stringify(await handle(req));
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) });
+        res.end(json);
+      } catch (error) {
+        res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ errors: [{ message: (error as Error).message }] }));
+      }
+    })();
+  });
+  server.keepAliveTimeout = 5_000;
+  server.listen(Number(process.env.PORT), '127.0.0.1', () => process.stdout.write('ready\n'));
+  process.on('SIGTERM', () => server.close(() => void sql.end().then(() => process.exit(0))));
+}
