@@ -78,6 +78,8 @@ async function serve(config: Config, log: Logger, appUrl: string, tabs: readonly
   const auditSweep = auditKey
     ? startAuditSweep(sql, auditKey, { intervalSeconds: config.audit.checkpointIntervalSeconds, purgeBatch: config.audit.purgeBatch }, log)
     : undefined;
+  // Its first connect logs a line: before 'listening' and the banner, unless it takes long (it goes on retrying then).
+  for (const until = Date.now() + 2_000; !events.connected && Date.now() < until; ) await new Promise((resolve) => setTimeout(resolve, 10));
   const server = await listen(app, config.host, config.port, config.shutdownTimeoutMs);
   log.info({ pid: process.pid, url: `${server.url}/graphql` }, 'listening');
   flushLogs(); // before the supervisor's banner, in a worker

@@ -55,6 +55,8 @@ it('boots on an empty data folder and serves /health, /ready, GraphiQL and Graph
   await expect.poll(() => server!.output().includes('Tenancy is running')).toBe(true);
   const output = server.output();
   expect(output.indexOf('Tenancy is running')).toBeGreaterThan(output.indexOf('"msg":"listening"'));
+  expect(output.indexOf('"msg":"listening"')).toBeGreaterThan(output.indexOf('"msg":"events: listening"'));
+  expect(output.indexOf('"msg":"events: listening"')).toBeGreaterThan(-1);
   expect(output).not.toMatch(/eyJ[\w-]+\.eyJ/);
   const signed = await runCli(['token', '--tenant', 'acme', '--user', 'admin@acme.example', '--ttl', '1h'], env);
   adminToken = (signed.json as { token: string }).token;
