@@ -13,7 +13,18 @@ export type Fragment = postgres.PendingQuery<postgres.Row[]>;
  */
 export function conditions(tx: Tx, ...present: (Fragment | readonly Fragment[] | false | '' | null | undefined)[]): Fragment | Fragment[] {
   const fragments = present.flat().filter((fragment): fragment is Fragment => Boolean(fragment));
-  return fragments.length > 0 ? fragments : tx.unsafe('');
+  if (fragments.length > 0) return fragments;
+  const none: Fragment = tx.unsafe('');
+  NONE.add(none);
+  return none;
+}
+
+/** The empty fragments `conditions` made: a statement with none is sent as one constant text (table.ts). */
+const NONE = new WeakSet<object>();
+
+/** True when `where` adds no condition (`conditions()` of nothing, or no fragments). */
+export function noConditions(where: Fragment | readonly Fragment[]): boolean {
+  return Array.isArray(where) ? where.length === 0 : NONE.has(where);
 }
 
 /** A row's place in a list: its time column to the microsecond (UTC, PostgreSQL's ISO text), and its id. */
@@ -59,6 +70,11 @@ export function timeRange(tx: Tx, column: string, from: Date | undefined, to: Da
 
 /** `order by …` fetching the rows the page needs first, as constant text. */
 export function keysetOrder(tx: Tx, column: string, idColumn: string, page: KeysetPage) {
+  return tx.unsafe(keysetOrderText(column, idColumn, page));
+}
+
+/** The same as text. */
+export function keysetOrderText(column: string, idColumn: string, page: KeysetPage): string {
   const descending = (page.newestFirst === true) !== page.inverted;
-  return tx.unsafe(descending ? `order by ${column} desc, ${idColumn} desc` : `order by ${column} asc, ${idColumn} asc`);
+  return descending ? `order by ${column} desc, ${idColumn} desc` : `order by ${column} asc, ${idColumn} asc`;
 }

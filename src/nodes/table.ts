@@ -5,7 +5,7 @@
 // table's key. Every text here is built once from constants; values are parameters.
 import type { Tx } from '../db/pool.ts';
 import { idIn, parents, type IdType } from './ids.ts';
-import { keysetConditions, keysetOrder, positionSql, type Fragment, type KeysetPage, type Position } from './keyset.ts';
+import { keysetConditions, keysetOrder, keysetOrderText, noConditions, positionSql, type Fragment, type KeysetPage, type Position } from './keyset.ts';
 
 /**
  * Row key -> the column that fills it: `true` for the key in snake case
@@ -57,6 +57,8 @@ export class Table<Row extends { id: string }> {
   readonly #texts: string[] = [];
   readonly #heads: string[] = [];
   readonly #childHeads: Record<string, string> = {};
+  /** Whole statement texts of the common shapes (no filter, no cursor, one id), by shape and choice. */
+  readonly #statements = new Map<string, string>();
   /** The bit that adds the row's list position. */
   readonly POSITION: ColumnChoice;
   /** Every group, no position: a whole row (read by id, written, returned). */
@@ -118,12 +120,21 @@ export class Table<Row extends { id: string }> {
 
   /** Whole rows by id, in one statement: the node type's loader. */
   async byIds(tx: Tx, ids: readonly string[]): Promise<Row[]> {
+    if (ids.length === 1) {
+      const text = this.#statement('id', this.WHOLE, () => `${this.#headText(this.WHOLE)} where ${this.#idColumn} = $1::${this.idType}`);
+      return tx.unsafe<Row[]>(text, [ids[0]!], { prepare: true });
+    }
     return tx<Row[]>`${this.#head(tx, this.WHOLE)} where ${idIn(tx, this.#idColumn, ids, this.idType)}`;
   }
 
   /** A page of the tenant's rows (RLS keeps it to the tenant) matching `where`, with the chosen columns. */
   async page(tx: Tx, page: KeysetPage, choice: ColumnChoice, where: Where): Promise<Listed<Row>[]> {
     if (where === NO_ROWS) return [];
+    if (!page.after && !page.before && noConditions(where)) {
+      const order = keysetOrderText(this.#orderBy, this.#idColumn, page);
+      const text = this.#statement(order, choice, () => `${this.#headText(choice)} where true ${order} limit $1`);
+      return tx.unsafe<Listed<Row>[]>(text, [page.limit], { prepare: true });
+    }
     return tx<Listed<Row>[]>`
       ${this.#head(tx, choice)} where true ${where} ${keysetConditions(tx, this.#orderBy, this.#idColumn, page, this.idType)}
       ${keysetOrder(tx, this.#orderBy, this.#idColumn, page)}
@@ -135,6 +146,12 @@ export class Table<Row extends { id: string }> {
     if (where === NO_ROWS) return [];
     const withParent = choice | this.choiceOf([parentKey]);
     const head = (this.#childHeads[`${parentKey}|${withParent}`] ??= `${this.#headText(withParent)} where ${this.columnOf(parentKey)} = parent.id`);
+    if (parentIds.length === 1 && !page.after && !page.before && noConditions(where)) {
+      const order = keysetOrderText(this.#orderBy, this.#idColumn, page);
+      const text = this.#statement(`${parentKey}|${order}`, withParent, () =>
+        `select page.* from (values ($1::uuid)) as parent(id) cross join lateral (${head} ${order} limit $2) page`);
+      return tx.unsafe<Listed<Row>[]>(text, [parentIds[0]!, page.limit], { prepare: true });
+    }
     return tx<Listed<Row>[]>`
       select page.* from ${parents(tx, parentIds)}
       cross join lateral (
@@ -150,9 +167,22 @@ export class Table<Row extends { id: string }> {
    * (a session's agent, read by the session's id), with the chosen columns.
    */
   async rowVia<From extends { id: string }>(tx: Tx, choice: ColumnChoice, from: Table<From>, key: keyof From & string, id: string): Promise<Listed<Row> | undefined> {
-    const [row] = await tx<Listed<Row>[]>`
-      ${this.#head(tx, choice)} where ${tx(this.#idColumn)} = (select ${tx(from.columnOf(key))} from ${tx.unsafe(from.name)} where ${idIn(tx, from.#idColumn, [id], from.idType)})`;
+    const text = this.#statement(`${from.name}|${key}`, choice, () =>
+      `${this.#headText(choice)} where ${this.#idColumn} = (select ${from.columnOf(key)} from ${from.name} where ${from.#idColumn} = $1::${from.idType})`);
+    const [row] = await tx.unsafe<Listed<Row>[]>(text, [id], { prepare: true });
     return row;
+  }
+
+  /**
+   * A whole statement's text for one shape and column choice, built once:
+   * sent with its values as parameters, it costs one postgres.js query
+   * instead of one per fragment (each a Promise, built again on every call).
+   */
+  #statement(shape: string, choice: ColumnChoice, build: () => string): string {
+    const key = `${shape}|${choice}`;
+    let text = this.#statements.get(key);
+    if (text === undefined) this.#statements.set(key, (text = build()));
+    return text;
   }
 
   #head(tx: Tx, choice: ColumnChoice): Fragment {
