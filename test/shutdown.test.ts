@@ -2,7 +2,7 @@
 // flight, ends live streams (SSE, WebSocket) with UNAVAILABLE, rolls back (and answers 503) a request that cannot finish before
 // the shutdown deadline, never commits it after its client is gone, and
 // exits 0; kill -9 in the middle of writes leaves every quota counter equal to
-// what the tenant holds.
+// what the tenant holds, and the tenant's audit chain whole.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { TEST_TOKENS, createTestTenant, insertAgents, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
@@ -120,7 +120,7 @@ it('SIGTERM under load: responses in flight are finished, SSE and WebSocket stre
   expect(row!.name).toBe('locked');
 }, 60_000);
 
-it('kill -9 in the middle of writes: after a restart every quota counter equals what the tenant holds', async () => {
+it('kill -9 in the middle of writes: after a restart every quota counter equals what the tenant holds, and the audit chain verifies', async () => {
   server = await startServer(env);
   const { url } = server;
   const { worker } = await agentIds(url);
@@ -153,5 +153,10 @@ it('kill -9 in the middle of writes: after a restart every quota counter equals 
   expect(mismatched).toEqual([]);
   const usage = await graphql(server.url, tenant.members.ADMIN.token, '{ usage { quota used } }');
   expect(usage.status).toBe(200);
+  // Every write is audited in its own transaction: the tenant's chain is whole after the crash (hashes, links, seqs).
+  const verified = await graphql(server.url, tenant.members.ADMIN.token, '{ verifyAuditChain { ok events firstBadSeq message } }');
+  const { verifyAuditChain: chain } = ((await verified.json()) as { data: { verifyAuditChain: { ok: boolean; events: number; firstBadSeq: number | null; message: string } } }).data;
+  expect(chain, chain.message).toMatchObject({ ok: true, firstBadSeq: null });
+  expect(chain.events).toBeGreaterThan(0);
   expect(await server.stop()).toBe(0);
 }, 60_000);
