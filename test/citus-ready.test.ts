@@ -147,15 +147,15 @@ describe('the hot statements', () => {
   });
 
   /** The statements an operation sends that read tenant tables (not the request check), each with its plan as the member. */
-  async function statementsOf(query: string, variables?: Record<string, unknown>) {
+  async function statementsOf(query: string, variables?: Record<string, unknown>, role: 'VIEWER' | 'ADMIN' = 'VIEWER') {
     sent.length = 0;
-    const response = await api.request(query, { token: tenant.members.VIEWER.token, variables });
+    const response = await api.request(query, { token: tenant.members[role].token, variables });
     expect(response.body.errors).toBeUndefined();
-    const reads = sent.filter((statement) => /\bfrom app\.(agents|sessions|tasks|contexts)\b/.test(statement.query));
+    const reads = sent.filter((statement) => /\bfrom app\.(agents|sessions|tasks|contexts|audit_events)\b/.test(statement.query));
     expect(reads.length).toBeGreaterThan(0);
     return Promise.all(
       reads.map(async (statement) => {
-        const rows = await asMember(db.owner, tenant.members.VIEWER, (tx) =>
+        const rows = await asMember(db.owner, tenant.members[role], (tx) =>
           tx.unsafe(`explain ${statement.query}`, statement.parameters as postgres.ParameterOrJSON<never>[]));
         return { ...statement, plan: rows.map((row) => String(row['QUERY PLAN'])).join('\n') };
       }),
@@ -167,13 +167,14 @@ describe('the hot statements', () => {
     ['sessions with tasks', '{ sessions(first: 20) { edges { node { tasks(first: 10) { edges { node { title } } } } } } }', undefined],
     ['agent(id:) with its sessions', 'query($id: ID!) { agent(id: $id) { name sessions(first: 10) { edges { node { status } } } } }', () => ({ id: agentId })],
     ['session(id:) with agent and tasks', 'query($id: ID!) { session(id: $id) { id agent { name } tasks(first: 10) { edges { node { title } } } } }', () => ({ id: sessionId })],
-  ])('%s: every scan of a tenant table has a tenant_id condition', async (_name, query, variables) => {
-    const statements = await statementsOf(query, variables?.());
+    ['auditEvents(first: 20), as ADMIN', '{ auditEvents(first: 20) { edges { node { action } } } }', undefined, 'ADMIN' as const],
+  ])('%s: every scan of a tenant table has a tenant_id condition', async (_name, query, variables, role?: 'ADMIN') => {
+    const statements = await statementsOf(query, variables?.(), role);
     for (const { plan } of statements) {
-      const scans = plan.split('\n').filter((line) => /Scan\b.* on (agents|sessions|tasks|contexts)\b/.test(line));
+      const scans = plan.split('\n').filter((line) => /Scan\b.* on (agents|sessions|tasks|contexts|audit_events)\b/.test(line));
       expect(scans.length, plan).toBeGreaterThan(0);
       // Each scan node is followed by its condition lines; the tenant_id one comes from the policy (an InitPlan) today.
-      expect(plan, plan).not.toMatch(/Seq Scan on (agents|sessions|tasks|contexts)\b/);
+      expect(plan, plan).not.toMatch(/Seq Scan on (agents|sessions|tasks|contexts|audit_events)\b/);
       expect(plan.match(/(Index Cond|Recheck Cond): \(+.*tenant_id = /g)?.length ?? 0, plan).toBeGreaterThanOrEqual(scans.length);
     }
   });
