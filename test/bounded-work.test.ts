@@ -131,13 +131,18 @@ describe.each<Transport>(['post', 'get', 'yoga-post'])('over %s', (transport) =>
     expect(answer.status).toBe(400);
   });
 
-  it('5. a deeply nested JSON input is BAD_USER_INPUT, as a variable and as a literal', async () => {
+  it('5. a deeply nested JSON input is BAD_USER_INPUT, as a variable and as a literal; a large one by its size', async () => {
     const deep = `{"config":${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}}`;
     const mutation = 'mutation($config: JSONObject) { createAgent(input: { name: "deep", kind: "assistant", config: $config }) { agent { id } } }';
     if (transport !== 'get') {
       const answer = await send(transport, mutation, { authorization: `Bearer ${tenant.members.MEMBER.token}` }, deep);
       expectRefused(answer);
       expect(answer.body.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+    }
+    if (transport !== 'get') {
+      // Flat but large: the size limit measures the value as JSON.
+      const large = await send(transport, mutation, { authorization: `Bearer ${tenant.members.MEMBER.token}` }, { config: { text: 'x'.repeat(70_000) } });
+      expectRefused(large, 'jsonBytes');
     }
     const literal = `{ agents(first: 1, filter: { kind: ${'['.repeat(500)}"x"${']'.repeat(500)} }) { edges { node { id } } } }`;
     expectRefused(await send(transport, literal, asViewer()), 'depth');
