@@ -1,10 +1,12 @@
 // Streams end when access ends, within 1 s: the token's exp and an API key's
-// expires_at (timers: nothing need change in the tenant), the member removed, the API key revoked, the tenant suspended, the creator of a
-// key removed, each with the coded error, over SSE and WebSocket, measured
-// from the commit (or exp) to the stream's end; a role change that leaves
-// access keeps the stream. Then across two service instances sharing the
-// database (each with its own event hub), and across WORKERS=2 processes of
-// the real entry point.
+// expires_at (timers: nothing need change in the tenant), the member removed,
+// the API key revoked, the tenant suspended, the creator of a key removed,
+// each with the coded error, over SSE and WebSocket, measured from the commit
+// (or expiry) to the stream's end. A role change is checked in the database at
+// once (seen on the wire); one that leaves access keeps the stream, one below
+// what a subscription needs ends it FORBIDDEN. Then across two service
+// instances sharing the database (each with its own event hub), and across
+// WORKERS=2 processes of the real entry point.
 import { parse } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiKeyHash, newApiKey } from '../src/auth/secrets.ts';

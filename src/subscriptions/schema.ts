@@ -4,7 +4,8 @@
 // transaction (null on DELETED), its global id, or RESYNC when events may have
 // been missed. Each field checks what it follows when it starts (NOT_FOUND for
 // what the subscriber cannot see, like the by-id queries) and names the rows
-// it can see then, so their deletion reaches it (engine.ts).
+// it can see then (the newest SEED_ROWS, priced in the document's cost), so
+// their deletion reaches it (engine.ts); with an API key, also when the key expires.
 import { z } from 'zod';
 import { notFound } from '../errors.ts';
 import { builder } from '../graphql/builder.ts';
