@@ -1,15 +1,17 @@
 // The request log line names a context switch: a token whose tid names one
 // tenant, used in another (X-Tenant-ID), is logged with both ids. The
 // request's id is the one the response carries and the one its audit event names.
+// A response never sent (its client gone first) is logged aborted, with no status.
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { beforeAll, expect, it } from 'vitest';
 import { createTokenVerifier } from '../src/auth/tokens.ts';
+import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { addMember } from '../src/operator/repo.ts';
 import { createApp, type App } from '../src/server.ts';
-import { createTestTenant, TEST_HTTP, TEST_TOKENS, tokenFor, type TestTenant } from './helpers/app.ts';
+import { createTestTenant, insertAgents, TEST_HTTP, TEST_TOKENS, tokenFor, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
@@ -87,4 +89,34 @@ it('the audit event of a change names the request id of the response and of the 
   const hostile = await send('mutation { createAgent(input: { name: "logged-3", kind: "assistant" }) { agent { id } } }', token, { 'x-request-id': "x'); drop table app.audit_events; --" });
   expect(hostile.requestId).toMatch(/^[0-9a-f-]{36}$/);
   expect(await db.owner`select action from app.audit_events where request_id = ${hostile.requestId}`).toEqual([{ action: 'agent.create' }]);
+});
+
+it('a request whose client went away before its answer is logged aborted, with no status', async () => {
+  const [agent] = await insertAgents(db.owner, a.id, a.members.ADMIN.userId, ['locked for the log']);
+  const server = createServer((req, res) => void app.handle(req, res));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const holder = await db.owner.reserve();
+  try {
+    await holder`begin`;
+    await holder`select 1 from app.agents where id = ${agent!} for update`;
+    const { port } = server.address() as AddressInfo;
+    const abort = new AbortController();
+    const sent = fetch(`http://127.0.0.1:${port}/graphql`, {
+      method: 'POST',
+      signal: abort.signal,
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${a.members.ADMIN.token}`, 'x-request-id': 'gone-before-answer' },
+      body: JSON.stringify({ query: 'mutation($id: ID!) { updateAgent(input: { id: $id, name: "renamed" }) { agent { name } } }', variables: { id: encodeGlobalId('Agent', agent!) } }),
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300)); // waiting for the lock
+    abort.abort();
+    await sent.catch(() => {});
+    await expect.poll(() => lines.some((line) => line.requestId === 'gone-before-answer'), { timeout: 5_000 }).toBe(true);
+    const line = lines.find((entry) => entry.requestId === 'gone-before-answer')!;
+    expect(line).toMatchObject({ aborted: true, path: '/graphql' });
+    expect(line).not.toHaveProperty('status');
+  } finally {
+    await holder`rollback`;
+    holder.release();
+    server.close();
+  }
 });
