@@ -72,7 +72,8 @@ it('boots on an empty data folder and serves /health, /ready, GraphiQL and Graph
   const requestLine = (line: string) => line.includes('"msg":"request"') && line.includes('"tenantId"') && line.includes('"userId"');
   await expect.poll(() => logLines().some(requestLine), { timeout: 3_000 }).toBe(true);
   expect(logLines().join('\n')).not.toContain(adminToken);
-});
+  // A first start: initdb, 20 migrations and the demo, then a CLI process: over 60 s (the default) at load 18.
+}, 180_000);
 
 it('lets the CLI work on the same embedded database while the server runs', async () => {
   const listed = await runCli(['tenant', 'list'], env);
