@@ -88,12 +88,40 @@ export function createWebSocketTransport(options: WebSocketOptions): WebSocketTr
   const replies = new WeakMap<object, Reply>();
   let upgrading = 0;
   const acknowledged = new WeakSet<WebSocket>();
-  server.on('connection', (socket: WebSocket) => guardMessages(socket, acknowledged));
+  // Sockets that came without credentials and have not sent connection_init yet, oldest first; those evicted but not yet gone.
+  const silent = new Set<WebSocket>();
+  let evicting = 0;
+  server.on('connection', (socket: WebSocket, req: IncomingMessage) => {
+    if (req.headers.authorization === undefined && req.headers['x-api-key'] === undefined) {
+      silent.add(socket);
+      socket.once('close', () => silent.delete(socket));
+    }
+    guardMessages(socket, acknowledged);
+  });
+  /**
+   * Whether one more socket fits under WS_MAX_CONNECTIONS. At the cap the oldest
+   * socket that came without credentials and has not sent connection_init is cut
+   * to make room: a stranger re-opening such sockets held every place (each
+   * closed 4408 only after WS_INIT_TIMEOUT_MS) and 8 of 10 upgrades of a
+   * tenant's member were answered 503. Sockets whose upgrade carried verified
+   * credentials are never cut for another.
+   */
+  const room = (): boolean => {
+    if (server.clients.size - evicting + upgrading < settings.wsConnections) return true;
+    const oldest = silent.values().next().value;
+    if (!oldest) return false;
+    silent.delete(oldest);
+    evicting++;
+    oldest.once('close', () => evicting--);
+    oldest.terminate();
+    return true;
+  };
 
   const disposable = useServer<Record<string, unknown> | undefined, Record<PropertyKey, never>>(
     {
       connectionInitWaitTimeout: settings.wsInitTimeoutMs,
       onConnect: async (ctx) => {
+        silent.delete(ctx.extra.socket); // it spoke: no longer the first to make room while its credentials are checked
         const headers = connectionHeaders(ctx.extra.request, ctx.connectionParams);
         if (typeof headers === 'string') {
           ctx.extra.socket.close(CloseCode.BadRequest, headers);
@@ -133,7 +161,7 @@ export function createWebSocketTransport(options: WebSocketOptions): WebSocketTr
   return {
     upgrade(req, socket, head) {
       // Upgrades still being checked count as open: concurrent ones cannot all pass the cap while credentials verify.
-      const refused = refuseUpgrade(req, server.clients.size + upgrading, settings.wsConnections, options);
+      const refused = refuseUpgrade(req, room, options);
       upgrading++;
       let settled = false;
       const settle = () => {
@@ -213,11 +241,11 @@ function messageBuffer(data: unknown): Buffer {
 }
 
 /** The HTTP answer refusing an upgrade, or undefined to accept it. */
-async function refuseUpgrade(req: IncomingMessage, open: number, max: number, options: WebSocketOptions): Promise<string | undefined> {
+async function refuseUpgrade(req: IncomingMessage, room: () => boolean, options: WebSocketOptions): Promise<string | undefined> {
   if (req.url?.split('?')[0] !== '/graphql') return httpAnswer(404, 'NOT_FOUND', 'No WebSocket endpoint here: use /graphql');
   const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((protocol) => protocol.trim());
   if (!protocols.includes(GRAPHQL_TRANSPORT_WS_PROTOCOL)) return httpAnswer(400, 'BAD_USER_INPUT', `Use the ${GRAPHQL_TRANSPORT_WS_PROTOCOL} subprotocol (graphql-ws)`);
-  if (open >= max) return httpAnswer(503, 'UNAVAILABLE', 'This server has as many WebSockets open as it takes: try again shortly', { 'retry-after': '1' });
+  if (!room()) return httpAnswer(503, 'UNAVAILABLE', 'This server has as many WebSockets open as it takes: try again shortly', { 'retry-after': '1' });
   const headers = nodeHeaders(req);
   if (headers.get('authorization') === null && headers.get('x-api-key') === null) return undefined; // they come in connection_init
   try {
