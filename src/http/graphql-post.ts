@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { HeaderSource } from '../tenancy/resolve.ts';
 import { allowedOrigin, EXPOSED_HEADERS } from './cors.ts';
 import { jsonShapeRefusal } from './json-shape.ts';
-import { badRequest, type Pipeline, type PipelineResponse, type RequestState } from './pipeline.ts';
+import { badRequest, type Credentialed, type Pipeline, type PipelineResponse, type RequestState } from './pipeline.ts';
 
 export type PostHandler = (req: IncomingMessage, res: ServerResponse, requestId: string, state: RequestState) => Promise<void>;
 
@@ -27,13 +27,16 @@ export function createPostHandler(options: PostOptions): PostHandler {
       req.resume(); // the body is not read: drain it, then close
       return send(res, refused, cors, true);
     }
+    let credentials: Credentialed;
     let body: Buffer;
     try {
-      body = await readBody(req, maxBodyBytes);
-    } catch {
-      return send(res, refusalResponse(badRequest(`The body is larger than ${maxBodyBytes} bytes`, 413)), cors, true);
+      ({ credentials, body } = await credentialedBody(req, pipeline, maxBodyBytes, false));
+    } catch (error) {
+      req.resume(); // the rest is not read: drain it, then close
+      const tooLarge = error instanceof BodyTooLargeError;
+      return send(res, tooLarge ? refusalResponse(badRequest(`The body is larger than ${maxBodyBytes} bytes`, 413)) : pipeline.refuse(error, state), cors, true);
     }
-    // Before any credentials: JSON.parse of a body of many or deeply nested values holds the event loop for seconds.
+    // Before JSON.parse: a body of many or deeply nested values holds the event loop for seconds.
     const shape = jsonShapeRefusal(body);
     if (shape) return send(res, refusalResponse(badRequest(shape.message), { limit: shape.limit, max: shape.max }), cors, true);
     let params: unknown;
@@ -44,7 +47,7 @@ export function createPostHandler(options: PostOptions): PostHandler {
     }
     const response = params === MALFORMED
       ? refusalResponse(badRequest('The body is not valid JSON'))
-      : await pipeline.execute({ params, headers: nodeHeaders(req), readOnly: false, requestId, state });
+      : await pipeline.execute({ params, headers: nodeHeaders(req), readOnly: false, requestId, state, credentials });
     send(res, response, cors, false);
   };
 }
@@ -71,23 +74,58 @@ function refusalResponse(error: ReturnType<typeof badRequest>, extensions: Recor
   return { status, headers: {}, json: JSON.stringify(body), errors: [error], data: undefined };
 }
 
-/** The body's bytes, or a rejection once it passes `max` bytes (the rest is drained, not kept). */
-export function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+/**
+ * Of a body sent with credentials only the database can confirm (an API key:
+ * anyone can make up one of the right form), at most this much is read until
+ * it has; like a WebSocket message before connection_ack (graphql-ws.ts).
+ */
+export const UNCONFIRMED_BODY_BYTES = 64 * 1024;
+
+export class BodyTooLargeError extends Error {}
+
+/**
+ * The credentials, then the body: credentials missing, malformed, expired or
+ * forged (all the headers tell) are refused with the body unread, and a body
+ * with an API key is read past UNCONFIRMED_BODY_BYTES only once the database
+ * knows the key. Rejects with the coded refusal, or BodyTooLargeError.
+ */
+export async function credentialedBody(req: IncomingMessage, pipeline: Pipeline, maxBodyBytes: number, streams: boolean): Promise<{ credentials: Credentialed; body: Buffer }> {
+  const credentials = await pipeline.credentials(nodeHeaders(req), streams);
+  const gate = credentials.selection.credentials.kind === 'apiKey' ? { bytes: UNCONFIRMED_BODY_BYTES, open: () => pipeline.confirm(credentials.selection) } : undefined;
+  return { credentials, body: await readBody(req, maxBodyBytes, gate) };
+}
+
+/** Past `bytes`, reading pauses until `open` resolves; its rejection is the body's. */
+export type BodyGate = { readonly bytes: number; open(): Promise<void> };
+
+/** The body's bytes, or a rejection once it passes `max` bytes (BodyTooLargeError; the rest is drained, not kept). */
+export function readBody(req: IncomingMessage, max: number, gate?: BodyGate): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let over = false;
+    let closed = gate;
+    let opening: Promise<void> | undefined;
+    const fail = (error: unknown) => {
+      over = true;
+      chunks.length = 0;
+      reject(error instanceof Error ? error : new Error(String(error)));
+    };
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (over) return;
-      if (size <= max) chunks.push(chunk);
-      else {
-        over = true;
-        chunks.length = 0;
-        reject(new Error('body too large'));
+      if (size > max) return fail(new BodyTooLargeError('body too large'));
+      chunks.push(chunk);
+      if (closed && size > closed.bytes) {
+        req.pause();
+        opening = closed.open().then(() => void req.resume(), fail);
+        closed = undefined;
       }
     });
-    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    const done = () => {
+      if (!over) resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+    };
+    req.on('end', () => (opening ? void opening.then(done) : done()));
     req.on('error', reject);
   });
 }

@@ -8,9 +8,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { apiError } from '../errors.ts';
 import { allowedOrigin, EXPOSED_HEADERS } from './cors.ts';
-import { nodeHeaders, readBody, send } from './graphql-post.ts';
+import { BodyTooLargeError, credentialedBody, nodeHeaders, send } from './graphql-post.ts';
 import { jsonShapeRefusal } from './json-shape.ts';
-import { badRequest, type Pipeline, type PipelineResponse, type RequestState } from './pipeline.ts';
+import { badRequest, type Credentialed, type Pipeline, type PipelineResponse, type RequestState } from './pipeline.ts';
 
 export type SseOptions = {
   readonly pipeline: Pipeline;
@@ -40,13 +40,16 @@ export function createSseHandler(options: SseOptions): SseHandler {
     const gone = new Promise<void>((resolve) => res.once('close', resolve));
     const cors = allowedOrigin(req.headers.origin, options.corsOrigins);
     let params: unknown;
+    let credentials: Credentialed | undefined; // a body's: checked before it is read
     try {
-      params = req.method === 'GET' ? fromQueryString(req.url ?? '') : await fromBody(req, maxBodyBytes);
+      if (req.method === 'GET') params = fromQueryString(req.url ?? '');
+      else ({ params, credentials } = await fromBody(req, pipeline, maxBodyBytes));
     } catch (error) {
       req.resume();
-      return send(res, refusal(error as ReturnType<typeof badRequest>), cors, true);
+      const badInput = (error as ReturnType<typeof badRequest>).extensions?.code === 'BAD_USER_INPUT';
+      return send(res, badInput ? refusal(error as ReturnType<typeof badRequest>) : pipeline.refuse(error, state), cors, true);
     }
-    const response = await pipeline.execute({ params, headers: nodeHeaders(req), readOnly: req.method === 'GET', requestId, state, streams: true });
+    const response = await pipeline.execute({ params, headers: nodeHeaders(req), readOnly: req.method === 'GET', requestId, state, streams: true, credentials });
     if (!response.stream && response.status !== 200) return send(res, response, cors, false);
     res.writeHead(200, {
       ...response.headers,
@@ -105,20 +108,22 @@ function fromQueryString(url: string): unknown {
   };
 }
 
-async function fromBody(req: IncomingMessage, maxBodyBytes: number): Promise<unknown> {
+/** The credentials (before the body is read, as on the JSON transport: graphql-post.ts) and the body's parameters. */
+async function fromBody(req: IncomingMessage, pipeline: Pipeline, maxBodyBytes: number): Promise<{ params: unknown; credentials: Credentialed }> {
   if (!/^application\/(json|graphql-response\+json)\s*(;|$)/i.test(req.headers['content-type'] ?? '')) throw badRequest('Send the request as application/json', 415);
   const length = Number(req.headers['content-length']);
   if (Number.isFinite(length) && length > maxBodyBytes) throw badRequest(`The body is larger than ${maxBodyBytes} bytes`, 413);
-  let body: Buffer;
+  let read: Awaited<ReturnType<typeof credentialedBody>>;
   try {
-    body = await readBody(req, maxBodyBytes);
-  } catch {
-    throw badRequest(`The body is larger than ${maxBodyBytes} bytes`, 413);
+    read = await credentialedBody(req, pipeline, maxBodyBytes, true);
+  } catch (error) {
+    throw error instanceof BodyTooLargeError ? badRequest(`The body is larger than ${maxBodyBytes} bytes`, 413) : error;
   }
-  // Before any credentials, as on the JSON transport: a body of many or deeply nested values is refused unparsed.
+  const { credentials, body } = read;
+  // Before JSON.parse, as on the JSON transport: a body of many or deeply nested values is refused unparsed.
   const shape = jsonShapeRefusal(body);
   if (shape) throw apiError('BAD_USER_INPUT', shape.message, { http: { status: 400 }, limit: shape.limit, max: shape.max });
-  return parseJson(body.toString('utf8'), 'The body');
+  return { params: parseJson(body.toString('utf8'), 'The body'), credentials };
 }
 
 function parseJson(text: string, what: string): unknown {

@@ -19,6 +19,7 @@ import type { Logger } from '../logger.ts';
 import type { LiveStream, SubscriptionEngine } from '../subscriptions/engine.ts';
 import { isLiveSource } from '../subscriptions/live.ts';
 import { roleAtLeast } from '../tenancy/roles.ts';
+import type { TenantSelection } from '../tenancy/principal.ts';
 import { resolveTenant, type HeaderSource, type TenancySettings } from '../tenancy/resolve.ts';
 import type { Admission, RequestGuard } from './guard.ts';
 
@@ -44,7 +45,12 @@ export type PipelineRequest = {
   deadline?: number;
   /** The transport carries a stream of results (SSE, WebSocket): a subscription is answered with one. */
   readonly streams?: boolean;
+  /** The credentials, when the transport checked them before reading the body (Pipeline.credentials); else checked here. */
+  readonly credentials?: Credentialed;
 };
+
+/** Credentials checked from the headers alone: the selection, and a token's expiry (it ends a subscription's stream). */
+export type Credentialed = { readonly selection: TenantSelection; readonly expiresAt: number | undefined };
 
 export type PipelineResponse = {
   readonly status: number;
@@ -83,6 +89,16 @@ export type Pipeline = {
    * else (a WebSocket's connection_init); throws the coded refusal.
    */
   authenticate(headers: HeaderSource, requestId: string): Promise<void>;
+  /**
+   * The credentials from the headers, without the database (presence, form, a
+   * token's signature and expiry): what a transport checks before it reads a
+   * body; throws the coded refusal.
+   */
+  credentials(headers: HeaderSource, streams?: boolean): Promise<Credentialed>;
+  /** The database's check of credentials the headers cannot prove (an API key), nothing else; throws the coded refusal. */
+  confirm(selection: TenantSelection): Promise<void>;
+  /** The response to a request refused before it reached `execute` (a coded error, masked like any other). */
+  refuse(error: unknown, state: RequestState): PipelineResponse;
   /** The document cache's size (tests, metrics). */
   documents(): { readonly entries: number; readonly bytes: number };
 };
@@ -106,9 +122,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   async function run(request: PipelineRequest, admissions: Admission[]): Promise<RunResult> {
     const params = checkParams(request.params);
     // Credentials first: a caller without them gets no parsing, no cache entry, no guard state.
-    let expiresAt: number | undefined; // a token's exp ends the stream of a subscription
-    const verify: TokenVerifier = (token) => verifyToken(token).then((claims) => ((expiresAt = claims.expiresAt * 1000), claims));
-    const selection = await resolveTenant(request.headers, request.streams ? verify : verifyToken, tenancy);
+    const { selection, expiresAt } = request.credentials ?? (await credentials(request.headers, request.streams));
     Object.assign(request.state, {
       userId: selection.credentials.kind === 'user' ? selection.credentials.userId : undefined,
       tenant: selection.tenant,
@@ -242,7 +256,30 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     }
   }
 
-  return { execute: handle, authenticate, documents: () => documents.stats() };
+  async function credentials(headers: HeaderSource, streams = false): Promise<Credentialed> {
+    let expiresAt: number | undefined; // a token's exp ends the stream of a subscription
+    const verify: TokenVerifier = (token) => verifyToken(token).then((claims) => ((expiresAt = claims.expiresAt * 1000), claims));
+    const selection = await resolveTenant(headers, streams ? verify : verifyToken, tenancy);
+    return { selection, expiresAt };
+  }
+
+  async function confirm(selection: TenantSelection): Promise<void> {
+    const db = new TenantTransaction(sql, selection, { deadline: Date.now() + poolState(sql).requestTimeoutMs });
+    try {
+      db.start('tenant');
+      await db.principal();
+    } finally {
+      await db.end(false);
+    }
+  }
+
+  function refuse(error: unknown, state: RequestState): PipelineResponse {
+    const response = respond({ errors: [error as GraphQLError] }, {});
+    state.refused = String(response.errors?.[0]?.extensions.code);
+    return response;
+  }
+
+  return { execute: handle, authenticate, credentials, confirm, refuse, documents: () => documents.stats() };
 
   function respond(result: ExecutionResult, headers: Record<string, string>): PipelineResponse {
     const errors = result.errors?.map((error) => maskError(error) as GraphQLError);
