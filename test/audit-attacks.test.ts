@@ -342,6 +342,27 @@ describe('hostile filter input', () => {
     for (const empty of [answers[3], answers[4], answers[5]]) expect(empty.body.data?.auditEvents).toEqual({ edges: [] });
     expect((answers[6].body.data?.auditEvents as { edges: unknown[] }).edges).toHaveLength(10);
   });
+
+  it('made-up cursors and checkpoints (another shape, an alg of none or HS256, crit, a 3,000-character kid, JSON that is no object): BAD_USER_INPUT or FORGED_CHECKPOINT, never INTERNAL (availability red team)', async () => {
+    const tenant = await chainedTenant();
+    const b64 = (value: unknown) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
+    const cursors = ['x', b64('garbage'), b64(['2020-01-01', 'not-a-uuid']), b64({ at: 'x', id: 'y' }), 'A'.repeat(5_000), b64(['9999-99-99T99:99:99Z', '00000000-0000-0000-0000-000000000000'])];
+    const pages = await Promise.all(cursors.map((after) => api.request(LIST, { token: tenant.members.ADMIN.token, variables: { after } })));
+    for (const page of pages) expect(page.body.errors?.map((error) => [error.extensions?.code, error.extensions?.field]), JSON.stringify(page.body)).toEqual([['BAD_USER_INPUT', 'after']]);
+    const checkpoints = [
+      'a.b.c',
+      `${b64({ alg: 'EdDSA', kid: 'x' })}.${b64({})}.${b64('sig')}`,
+      `${b64({ alg: 'HS256' })}.${b64({ chain: 'x' })}.${b64('x')}`,
+      `${b64({ alg: 'EdDSA', crit: ['b64'], b64: false })}.${b64('x')}.${b64('x')}`,
+      `${b64('[[[[[[')}.${b64('{')}.${b64('x')}`,
+      `${b64({ alg: 'EdDSA', kid: 'a'.repeat(3_000) })}.${b64('x')}.${b64('x')}`,
+    ];
+    const verify = 'query ($c: String) { verifyAuditChain(checkpoint: $c) { ok tamper } }';
+    const answers = await Promise.all(checkpoints.map((checkpoint) => api.request(verify, { token: tenant.members.ADMIN.token, variables: { c: checkpoint } })));
+    for (const answer of answers) expect(answer.body, JSON.stringify(answer.body)).toEqual({ data: { verifyAuditChain: { ok: false, tamper: 'FORGED_CHECKPOINT' } } });
+    const none = await api.request(verify, { token: tenant.members.ADMIN.token, variables: { c: `${b64({ alg: 'none' })}.${b64({ chain: 'x' })}.` } });
+    expect(codes(none)).toEqual(['BAD_USER_INPUT']);
+  });
 });
 
 describe('racing', () => {
