@@ -12,8 +12,14 @@ export type Fragment = postgres.PendingQuery<postgres.Row[]>;
  * fragment per helper instead of one per possible condition.
  */
 export function conditions(tx: Tx, ...present: (Fragment | readonly Fragment[] | false | '' | null | undefined)[]): Fragment | Fragment[] {
-  const fragments = present.flat().filter((fragment): fragment is Fragment => Boolean(fragment));
-  if (fragments.length > 0) return fragments;
+  let fragments: Fragment[] | undefined; // a loop, not flat().filter(): most lists have no condition, and pay nothing
+  for (const item of present) {
+    if (!item) continue;
+    if (Array.isArray(item)) {
+      for (const fragment of item as readonly Fragment[]) (fragments ??= []).push(fragment);
+    } else (fragments ??= []).push(item as Fragment);
+  }
+  if (fragments) return fragments;
   const none: Fragment = tx.unsafe('');
   NONE.add(none);
   return none;
@@ -64,7 +70,8 @@ export function keysetConditions(tx: Tx, column: string, idColumn: string, page:
 }
 
 /** `and …` bounds on a time column, from inclusive, to exclusive: for `conditions`. */
-export function timeRange(tx: Tx, column: string, from: Date | undefined, to: Date | undefined): Fragment[] {
+export function timeRange(tx: Tx, column: string, from: Date | undefined, to: Date | undefined): Fragment[] | undefined {
+  if (!from && !to) return undefined;
   return [from && tx`and ${tx(column)} >= ${from}`, to && tx`and ${tx(column)} < ${to}`].filter((fragment) => fragment !== undefined);
 }
 
