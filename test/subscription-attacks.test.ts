@@ -456,6 +456,32 @@ describe('availability: what one message or body may cost', () => {
     client.close();
   });
 
+  it('a client that asks for 4 MiB answers and never reads them is cut once more than 1 MiB waits unread: the process does not keep them', async () => {
+    const f = await fixture('atk-unread');
+    await db.owner`insert into app.contexts (tenant_id, kind, title, content) select ${f.tenant.id}, 'document', 'big ' || i, repeat('x', 1048576) from generate_series(1, 4) i`;
+    const raw = await rawWebSocket(live.origin);
+    raw.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${f.tenant.members.VIEWER.token}` } }));
+    await eventually(() => raw.received().includes('connection_ack'));
+    raw.socket.pause(); // never reads again
+    let closed = false;
+    raw.socket.once('close', () => (closed = true));
+    gc();
+    const before = process.memoryUsage();
+    // Queries (one result each) over the socket: every answer is 4 MiB; kept, 40 of them were 160 MiB in the process.
+    for (let i = 0; i < 40 && !raw.socket.destroyed; i++) {
+      raw.send(JSON.stringify({ id: `q${i}`, type: 'subscribe', payload: { query: '{ contexts(first: 4) { edges { node { content } } } }' } }));
+      await sleep(50);
+    }
+    await sleep(500);
+    gc();
+    const after = process.memoryUsage();
+    const kept = (after.heapUsed - before.heapUsed + after.external - before.external) / 2 ** 20;
+    raw.socket.resume(); // the cut shows once the client reads again
+    expect(await eventually(() => closed, 5_000)).toBe(true);
+    raw.socket.destroy();
+    expect(kept, `${Math.round(kept)} MiB`).toBeLessThan(80); // cut after the first answers (what was in flight still runs)
+  });
+
   it('a message of millions of values (nested or flat) after connection_ack is closed 4400 unparsed; the event loop is not held', async () => {
     const f = await fixture('atk-values');
     const shapes = [
