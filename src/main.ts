@@ -46,11 +46,22 @@ async function main(config: Config, log: Logger): Promise<void> {
     return;
   }
   const server = await serve(config, log, db.appUrl, tabs);
-  if (config.graphiql) printWelcome(`${server.url}/graphql`, tabs);
   onStopSignal(log, async () => {
     await server.close();
     await db.embedded?.stop();
   });
+  announce(log, server.url);
+  if (config.graphiql) printWelcome(`${server.url}/graphql`, tabs);
+}
+
+/**
+ * The 'listening' line, once SIGINT/SIGTERM are handled: whoever stops the
+ * service on seeing it (a supervisor, a test) gets a drained stop, never the
+ * default action of a signal that kills node and orphans the embedded PostgreSQL.
+ */
+function announce(log: Logger, url: string): void {
+  log.info({ pid: process.pid, url: `${url}/graphql` }, 'listening');
+  flushLogs(); // before the supervisor's banner, in a worker
 }
 
 /** The HTTP server and its connection pool, in this process; `close` drains both. */
@@ -81,8 +92,6 @@ async function serve(config: Config, log: Logger, appUrl: string, tabs: readonly
   // Its first connect logs a line: before 'listening' and the banner, unless it takes long (it goes on retrying then).
   for (const until = Date.now() + 2_000; !events.connected && Date.now() < until; ) await new Promise((resolve) => setTimeout(resolve, 10));
   const server = await listen(app, config.host, config.port, config.shutdownTimeoutMs);
-  log.info({ pid: process.pid, url: `${server.url}/graphql` }, 'listening');
-  flushLogs(); // before the supervisor's banner, in a worker
   return {
     url: server.url,
     close: async () => {
@@ -149,6 +158,7 @@ async function work(config: Config, log: Logger): Promise<void> {
   const setup = JSON.parse(process.env.TENANCY_WORKER!) as WorkerSetup;
   const server = await serve(config, log, setup.appUrl, setup.tabs);
   onStopSignal(log, () => server.close());
+  announce(log, server.url);
 }
 
 /** SIGINT/SIGTERM: run `stop` once (draining requests), then exit. */
