@@ -7,7 +7,7 @@ import { createSourceEventStream, execute, GraphQLError, OperationTypeNode, type
 import type { TokenVerifier } from '../auth/tokens.ts';
 import { isRetryableConflict } from '../db/errors.ts';
 import { poolState, type Sql } from '../db/pool.ts';
-import { TenantTransaction } from '../db/tenant-transaction.ts';
+import { TenantTransaction, type Principal } from '../db/tenant-transaction.ts';
 import { apiError, forbidden, responseTooLarge, unavailable } from '../errors.ts';
 import { requestContext, type AuditServices } from '../graphql/context.ts';
 import { createDocumentCache, type CheckedOperation, type DocumentOptions } from '../graphql/documents.ts';
@@ -86,9 +86,9 @@ export type Pipeline = {
   execute(request: PipelineRequest): Promise<PipelineResponse>;
   /**
    * The credentials, the guards and the database's check of them, nothing
-   * else (a WebSocket's connection_init); throws the coded refusal.
+   * else (a WebSocket's connection_init): who the database accepted; throws the coded refusal.
    */
-  authenticate(headers: HeaderSource, requestId: string): Promise<void>;
+  authenticate(headers: HeaderSource, requestId: string): Promise<Principal>;
   /**
    * The credentials from the headers, without the database (presence, form, a
    * token's signature and expiry): what a transport checks before it reads a
@@ -241,7 +241,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     return response;
   }
 
-  async function authenticate(headers: HeaderSource, requestId: string): Promise<void> {
+  async function authenticate(headers: HeaderSource, requestId: string): Promise<Principal> {
     const deadline = Date.now() + poolState(sql).requestTimeoutMs;
     const selection = await resolveTenant(headers, verifyToken, tenancy);
     const admissions: Admission[] = [];
@@ -249,7 +249,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     try {
       for (const guard of guards) admissions.push(await guard.admit({ selection, requestId, deadline }));
       db.start('tenant');
-      await db.principal();
+      return await db.principal();
     } finally {
       await db.end(false);
       for (const admission of admissions) admission.release?.();
@@ -267,7 +267,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     const db = new TenantTransaction(sql, selection, { deadline: Date.now() + poolState(sql).requestTimeoutMs });
     try {
       db.start('tenant');
-      await db.principal();
+      return await db.principal();
     } finally {
       await db.end(false);
     }
