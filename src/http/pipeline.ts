@@ -267,7 +267,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     const db = new TenantTransaction(sql, selection, { deadline: Date.now() + poolState(sql).requestTimeoutMs });
     try {
       db.start('tenant');
-      return await db.principal();
+      await db.principal();
     } finally {
       await db.end(false);
     }
