@@ -1,7 +1,9 @@
 // Query text -> a checked document, once per text: size, nesting and token
 // limits, parse, the document's shape (graphql/limits.ts), validation. The
 // cache is keyed by the text itself (a Map lookup hashes it in a fraction of
-// a SHA-256's time; the text's bytes are charged to the entry) and bounded in
+// a SHA-256's time; the text's bytes are charged to the entry), a long text by
+// its SHA-256 (V8 hashes a string of more than 16,383 characters by its length
+// alone: 150 cached texts of 17 KB of one length made a lookup 0.7-1.9 ms), and bounded in
 // bytes as well as in entries, and only the request pipeline fills it, for requests the database
 // accepted: an anonymous or refused caller costs bounded work and leaves nothing behind.
 import {
@@ -17,6 +19,7 @@ import {
 } from 'graphql';
 import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
 import { LRUCache } from 'lru-cache';
+import { createHash } from 'node:crypto';
 import { apiError, isGraphQLError } from '../errors.ts';
 import { costIgnoresVariables, measureDocument, operationCost, operationDocument, textNesting, type DocumentLimits } from './limits.ts';
 
@@ -100,7 +103,7 @@ export function createDocumentCache(schema: GraphQLSchema, options: DocumentOpti
 
   return {
     check(query) {
-      const key = query;
+      const key = keyOf(query);
       const cached = cache.get(key);
       if (cached) return { key, checked: cached };
       const checked = fresh(query);
@@ -156,3 +159,15 @@ function asBadInput(error: unknown): GraphQLError {
     extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } },
   });
 }
+
+/** Past this many characters V8 hashes a string by its length only (String::kMaxHashCalcLength). */
+const LONGEST_HASHED_TEXT = 16_383;
+
+/** A text's cache key: the text itself, or for a long one its SHA-256 (a key V8 hashes by content). */
+export function keyOf(query: string): string {
+  if (query.length > LONGEST_HASHED_TEXT) return `${LONG_TEXT}${createHash('sha256').update(query).digest('base64')}`;
+  // A short text spelling a long one's key is not that document (it is not GraphQL either: a key of its own).
+  return query.startsWith(LONG_TEXT) ? `${LONG_TEXT}${query}` : query;
+}
+
+const LONG_TEXT = 'sha256:';
