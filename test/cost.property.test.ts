@@ -31,9 +31,11 @@ beforeAll(async () => {
   pool = postgres(db.appUrl, {
     max: 2,
     onnotice: () => {},
-    transform: { row: { from: (row: Record<string, unknown>) => (counted.rows++, row) } },
+    // A connection made again (a request cut at its deadline on a loaded machine drops its connection) reads the
+    // catalog's array types first: ~330 rows that no request caused (seen failing a full run at load 15-20).
+    transform: { row: { from: (row: Record<string, unknown>) => (isCatalogRow(row) || counted.rows++, row) } },
     debug: (_connection, query) => {
-      if (!/^\s*(begin|commit|rollback)\b/i.test(query) && !query.includes('app_private.begin_')) counted.statements++;
+      if (!/^\s*(begin|commit|rollback)\b/i.test(query) && !query.includes('app_private.begin_') && !query.includes('pg_catalog.pg_type')) counted.statements++;
     },
   });
   api = createTestApp(pool);
@@ -57,6 +59,9 @@ beforeAll(async () => {
 });
 
 afterAll(() => pool.end({ timeout: 5 }));
+
+/** A row of postgres.js's array-type query (oid, typarray), read once per new connection. */
+const isCatalogRow = (row: Record<string, unknown>) => 'typarray' in row && 'oid' in row && Object.keys(row).length === 2;
 
 /** Builds a selection of `type` from a stream of choices (deterministic, so fast-check can shrink it). */
 function selection(type: GraphQLObjectType, choices: () => number, depth: number): string {
