@@ -98,3 +98,23 @@ it('stores a valid ~1 MiB context of many distinct words and finds it by a word,
   expect(found.body.errors).toBeUndefined();
   expect((found.body.data!.contexts as { edges: { node: { title: string } }[] }).edges.map((edge) => edge.node.title)).toEqual(['many words']);
 }, 30_000);
+
+// A sweep takes each tenant's oldest idle session first, the tenants in turn (migration 000021): one tenant with
+// more idle sessions than a sweep takes (500) cannot keep another's abandoned session, and its quota, for sweep after
+// sweep (availability red team: before, the 500 oldest across all tenants were taken, all the hog's).
+it("another tenant's idle session is ended by the next sweep even when one tenant has more idle sessions than a sweep takes", async () => {
+  const hog = await createTestTenant(db.owner, 'idle-hog');
+  const victim = await createTestTenant(db.owner, 'idle-victim', 'free');
+  const [hogAgent] = await insertAgents(db.owner, hog.id, hog.members.ADMIN.userId, ['a']);
+  const [victimAgent] = await insertAgents(db.owner, victim.id, victim.members.ADMIN.userId, ['a']);
+  // The hog's 600 sessions went idle two hours ago, the victim's one an hour and a half ago (both past a 1 h timeout).
+  await db.owner`insert into app.sessions (tenant_id, agent_id, updated_at) select ${hog.id}, ${hogAgent!}, now() - interval '2 hours' from generate_series(1, 600)`;
+  const [session] = await db.owner<{ id: string }[]>`
+    insert into app.sessions (tenant_id, agent_id, updated_at) values (${victim.id}, ${victimAgent!}, now() - interval '90 minutes') returning id`;
+  const [swept] = await pool<{ ended: number }[]>`select app_private.expire_idle_sessions(interval '1 hour') as ended`;
+  expect(swept!.ended).toBe(500);
+  const [row] = await db.owner<{ status: string }[]>`select status from app.sessions where tenant_id = ${victim.id} and id = ${session!.id}`;
+  expect(row!.status).toBe('failed');
+  const [left] = await db.owner<{ n: number }[]>`select count(*)::int as n from app.sessions where tenant_id = ${hog.id} and status = 'active'`;
+  expect(left!.n).toBe(101); // the hog's oldest 499 went, the rest wait for the next sweep
+});
