@@ -1651,26 +1651,30 @@ begin
   -- The sessions' audit trigger records each as session.update (status failed, actor system) with this reason.
   perform set_config('app.audit_reason', 'idle for longer than ' || idle::text, true);
   -- Idle: neither the session (tokens, metadata) nor any of its tasks written for `idle`.
-  -- Rows another transaction holds are left for the next sweep.
   with idle_sessions as (
-    select s.tenant_id, s.id
+    select s.tenant_id, s.id, s.updated_at,
+           row_number() over (partition by s.tenant_id order by s.updated_at, s.id) as turn
     from app.sessions s
     where s.status = 'active' and s.updated_at < now() - idle
       and not exists (select 1 from app.tasks t
                       where t.tenant_id = s.tenant_id and t.session_id = s.id and t.updated_at >= now() - idle)
-    order by s.updated_at
-    limit max_sessions
+  ), chosen as (
+    select i.tenant_id, i.id from idle_sessions i order by i.turn, i.updated_at, i.tenant_id limit max_sessions
+  ), locked as (
+    select s.tenant_id, s.id
+    from app.sessions s join chosen c on c.tenant_id = s.tenant_id and c.id = s.id
+    where s.status = 'active' and s.updated_at < now() - idle
     for update of s skip locked
   )
   update app.sessions s set status = 'failed', ended_at = now()
-  from idle_sessions i
-  where s.tenant_id = i.tenant_id and s.id = i.id;
+  from locked l
+  where s.tenant_id = l.tenant_id and s.id = l.id;
   get diagnostics ended = row_count;
   perform set_config('app.audit_reason', '', true);
   return ended;
 end
 $function$;
-COMMENT ON FUNCTION app_private.expire_idle_sessions(interval,integer) IS 'Ends (status failed) up to max_sessions active sessions with no write to them or their tasks for idle, and returns how many; each is audited by the sessions'' trigger (session.update, reason "idle for longer than ..."), and the sessions'' counting trigger releases their active_sessions quota. The service''s idle-session sweep calls it (SESSION_IDLE_TIMEOUT).';
+COMMENT ON FUNCTION app_private.expire_idle_sessions(interval,integer) IS 'Ends (status failed) up to max_sessions active sessions with no write to them or their tasks for idle, each tenant''s oldest first and the tenants in turn (one tenant''s backlog cannot hold back another''s), and returns how many; each is audited by the sessions'' trigger (session.update, reason "idle for longer than ..."), and the sessions'' counting trigger releases their active_sessions quota. The service''s idle-session sweep calls it (SESSION_IDLE_TIMEOUT).';
 GRANT EXECUTE ON FUNCTION app_private.expire_idle_sessions(interval,integer) TO :DATABASE_APP;
 
 CREATE OR REPLACE FUNCTION app_private.is_operator()
