@@ -169,6 +169,7 @@ function demoData(env: Env, production: boolean): boolean {
 
 function httpSettings(env: Env, production: boolean): HttpSettings {
   const corsRaw = text(env, 'CORS_ORIGINS');
+  const wsConnections = integer(env, 'WS_MAX_CONNECTIONS', 2_000, 0, 1_000_000);
   const corsOrigins = corsRaw === undefined ? (production ? [] : ['*']) : corsRaw.split(',').map((origin) => origin.trim()).filter((origin) => origin !== '');
   for (const origin of corsOrigins) {
     if (origin !== '*' && !/^https?:\/\/[a-z0-9.-]+(:\d{1,5})?$/i.test(origin)) {
@@ -198,7 +199,8 @@ function httpSettings(env: Env, production: boolean): HttpSettings {
       perPrincipal: integer(env, 'SUBSCRIPTIONS_PER_PRINCIPAL', 100, 1, 1_000_000),
       total: integer(env, 'SUBSCRIPTIONS_MAX', 10_000, 1, 1_000_000),
       buffer: integer(env, 'SUBSCRIPTION_BUFFER', 100, 1, 100_000),
-      wsConnections: integer(env, 'WS_MAX_CONNECTIONS', 2_000, 0, 1_000_000),
+      wsConnections,
+      wsConnectionsPerTenant: integer(env, 'WS_MAX_CONNECTIONS_PER_TENANT', Math.max(1, Math.ceil(wsConnections / 10)), 1, 1_000_000),
       wsInitTimeoutMs: integer(env, 'WS_INIT_TIMEOUT_MS', 3_000, 100, 60_000),
     },
   };

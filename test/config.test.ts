@@ -45,7 +45,9 @@ describe('loadConfig', () => {
   });
 
   it('bounds live events: subscriptions per principal, per tenant, per process, the buffer and the sockets, each validated', () => {
-    expect(loadConfig({}).http.subscriptions).toEqual({ perPrincipal: 100, perTenant: 200, total: 10_000, buffer: 100, wsConnections: 2_000, wsInitTimeoutMs: 3_000 });
+    expect(loadConfig({}).http.subscriptions).toEqual({ perPrincipal: 100, perTenant: 200, total: 10_000, buffer: 100, wsConnections: 2_000, wsConnectionsPerTenant: 200, wsInitTimeoutMs: 3_000 });
+    expect(loadConfig({ WS_MAX_CONNECTIONS: '50' }).http.subscriptions.wsConnectionsPerTenant).toBe(5); // a tenth of the process's sockets unless set
+    expect(() => loadConfig({ WS_MAX_CONNECTIONS_PER_TENANT: '0' })).toThrow(/WS_MAX_CONNECTIONS_PER_TENANT/);
     expect(loadConfig({ SUBSCRIPTIONS_PER_PRINCIPAL: '5', SUBSCRIPTIONS_PER_TENANT: '50', SUBSCRIPTIONS_MAX: '500' }).http.subscriptions).toMatchObject({ perPrincipal: 5, perTenant: 50, total: 500 });
     for (const name of ['SUBSCRIPTIONS_PER_PRINCIPAL', 'SUBSCRIPTIONS_PER_TENANT', 'SUBSCRIPTIONS_MAX', 'SUBSCRIPTION_BUFFER']) {
       expect(() => loadConfig({ [name]: '0' }), name).toThrow(new RegExp(`${name} must be a whole number from 1 to`));

@@ -537,6 +537,42 @@ describe('availability: what one message or body may cost', () => {
     }
   });
 
+  // A VIEWER of tenant B opening WS_MAX_CONNECTIONS acknowledged sockets (no subscription needed: SUBSCRIPTIONS_PER_TENANT
+  // counts operations, not sockets) held every place, and every other tenant's upgrade was 503 (availability red team).
+  it('a VIEWER of tenant B cannot hold every WebSocket: past WS_MAX_CONNECTIONS_PER_TENANT its connection_init is closed 1013, tenant A connects', async () => {
+    const CAP = 10;
+    const small = await startLiveServer(sql, db.appUrl, { subscriptions: { wsConnections: CAP, wsConnectionsPerTenant: 3 } });
+    const hog = await fixture('atk-ws-hog');
+    const victim = await fixture('atk-ws-hog-victim');
+    const held: WsClient[] = [];
+    const refused: (number | undefined)[] = [];
+    try {
+      for (let i = 0; i < CAP; i++) {
+        const client = await wsConnect(small.origin).catch(() => undefined);
+        if (!client) break;
+        await client.init(bearer(hog.tenant.members.VIEWER.token)).then(
+          () => held.push(client),
+          (error: { code?: number }) => refused.push(error.code),
+        );
+      }
+      expect(held.length).toBe(3);
+      expect(refused.length).toBeGreaterThan(0);
+      expect(new Set(refused)).toEqual(new Set([1013]));
+      const client = await wsConnect(small.origin);
+      await client.init(bearer(victim.tenant.members.VIEWER.token)); // rejects if refused
+      client.close();
+      // A socket given back is a place again for the tenant.
+      held.pop()!.close();
+      await sleep(100);
+      const again = await wsConnect(small.origin);
+      await again.init(bearer(hog.tenant.members.VIEWER.token));
+      again.close();
+    } finally {
+      for (const client of held) client.close();
+      await small.close();
+    }
+  });
+
   it('a body of millions of values is refused unparsed on POST and on SSE (400, limit jsonValues), a stranger\'s unread (401); text in strings is not counted', async () => {
     const f = await fixture('atk-json-values');
     const deep = `{"query":"{ __typename }","variables":{"a":${'['.repeat(2_500_000)}${']'.repeat(2_500_000)}}}`;

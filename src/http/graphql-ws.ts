@@ -106,6 +106,19 @@ export function createWebSocketTransport(options: WebSocketOptions): WebSocketTr
    * tenant's member were answered 503. Sockets whose upgrade carried verified
    * credentials are never cut for another.
    */
+  /** Acknowledged sockets per tenant: one tenant's member cannot hold every socket of the process (WS_MAX_CONNECTIONS_PER_TENANT). */
+  const perTenant = new Map<string, number>();
+  const holdSocket = (tenantId: string, socket: WebSocket): boolean => {
+    const held = perTenant.get(tenantId) ?? 0;
+    if (held >= settings.wsConnectionsPerTenant) return false;
+    perTenant.set(tenantId, held + 1);
+    socket.once('close', () => {
+      const left = (perTenant.get(tenantId) ?? 1) - 1;
+      if (left > 0) perTenant.set(tenantId, left);
+      else perTenant.delete(tenantId);
+    });
+    return true;
+  };
   const room = (): boolean => {
     if (server.clients.size - evicting + upgrading < settings.wsConnections) return true;
     const oldest = silent.values().next().value;
@@ -127,10 +140,15 @@ export function createWebSocketTransport(options: WebSocketOptions): WebSocketTr
           ctx.extra.socket.close(CloseCode.BadRequest, headers);
           return false;
         }
+        let tenantId: string | undefined;
         try {
-          await pipeline.authenticate(headers, randomUUID());
+          tenantId = (await pipeline.authenticate(headers, randomUUID())).tenant?.id;
         } catch (error) {
           ctx.extra.socket.close(...closeFor(error));
+          return false;
+        }
+        if (tenantId !== undefined && !holdSocket(tenantId, ctx.extra.socket)) {
+          ctx.extra.socket.close(1013, `At most ${settings.wsConnectionsPerTenant} WebSockets of one tenant may be open on this server: try again later`);
           return false;
         }
         headersOf.set(ctx, headers);

@@ -39,6 +39,8 @@ export type SubscriptionSettings = {
   readonly buffer: number;
   /** Open WebSocket connections of this process; past it the upgrade is answered 503. */
   readonly wsConnections: number;
+  /** Acknowledged WebSockets of one tenant in this process; past it connection_init is closed 1013 (one tenant cannot hold every socket). */
+  readonly wsConnectionsPerTenant: number;
   /** How long a WebSocket may take to send connection_init. */
   readonly wsInitTimeoutMs: number;
 };
