@@ -95,8 +95,8 @@ export type Pipeline = {
    * body; throws the coded refusal.
    */
   credentials(headers: HeaderSource, streams?: boolean): Promise<Credentialed>;
-  /** The database's check of credentials the headers cannot prove (an API key), nothing else; throws the coded refusal. */
-  confirm(selection: TenantSelection): Promise<void>;
+  /** The guards and the database's check of credentials the headers cannot prove (an API key), nothing else; throws the coded refusal. */
+  confirm(selection: TenantSelection, requestId?: string): Promise<void>;
   /** The response to a request refused before it reached `execute` (a coded error, masked like any other). */
   refuse(error: unknown, state: RequestState): PipelineResponse;
   /** The document cache's size (tests, metrics). */
@@ -242,8 +242,17 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   }
 
   async function authenticate(headers: HeaderSource, requestId: string): Promise<Principal> {
+    return admitted(await resolveTenant(headers, verifyToken, tenancy), requestId);
+  }
+
+  /**
+   * The guards, then the database's check of the principal, in a transaction of
+   * its own: a check is a request like any other (a made-up API key's takes a
+   * place in the shared lane of unplaced requests, so a flood of them cannot hold
+   * the pool), and a refusal of the guards is the answer.
+   */
+  async function admitted(selection: TenantSelection, requestId: string): Promise<Principal> {
     const deadline = Date.now() + poolState(sql).requestTimeoutMs;
-    const selection = await resolveTenant(headers, verifyToken, tenancy);
     const admissions: Admission[] = [];
     const db = new TenantTransaction(sql, selection, { deadline });
     try {
@@ -263,14 +272,8 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     return { selection, expiresAt };
   }
 
-  async function confirm(selection: TenantSelection): Promise<void> {
-    const db = new TenantTransaction(sql, selection, { deadline: Date.now() + poolState(sql).requestTimeoutMs });
-    try {
-      db.start('tenant');
-      await db.principal();
-    } finally {
-      await db.end(false);
-    }
+  async function confirm(selection: TenantSelection, requestId = ''): Promise<void> {
+    await admitted(selection, requestId); // through the guards (a rate token is spent for it, and again by the request)
   }
 
   function refuse(error: unknown, state: RequestState): PipelineResponse {
