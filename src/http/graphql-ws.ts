@@ -98,14 +98,6 @@ export function createWebSocketTransport(options: WebSocketOptions): WebSocketTr
     }
     guardMessages(socket, acknowledged);
   });
-  /**
-   * Whether one more socket fits under WS_MAX_CONNECTIONS. At the cap the oldest
-   * socket that came without credentials and has not sent connection_init is cut
-   * to make room: a stranger re-opening such sockets held every place (each
-   * closed 4408 only after WS_INIT_TIMEOUT_MS) and 8 of 10 upgrades of a
-   * tenant's member were answered 503. Sockets whose upgrade carried verified
-   * credentials are never cut for another.
-   */
   /** Acknowledged sockets per tenant: one tenant's member cannot hold every socket of the process (WS_MAX_CONNECTIONS_PER_TENANT). */
   const perTenant = new Map<string, number>();
   const holdSocket = (tenantId: string, socket: WebSocket): boolean => {
@@ -119,6 +111,14 @@ export function createWebSocketTransport(options: WebSocketOptions): WebSocketTr
     });
     return true;
   };
+  /**
+   * Whether one more socket fits under WS_MAX_CONNECTIONS. At the cap the oldest
+   * socket that came without credentials and has not sent connection_init is cut
+   * to make room: a stranger re-opening such sockets held every place (each
+   * closed 4408 only after WS_INIT_TIMEOUT_MS) and 8 of 10 upgrades of a
+   * tenant's member were answered 503. Sockets whose upgrade carried verified
+   * credentials are never cut for another.
+   */
   const room = (): boolean => {
     if (server.clients.size - evicting + upgrading < settings.wsConnections) return true;
     const oldest = silent.values().next().value;
