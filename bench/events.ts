@@ -59,6 +59,19 @@ type Tenant = { id: string; userId: string; session: string };
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
 const round1 = (n: number) => Math.round(n * 10) / 10;
+const median = (values: number[]) => quantile([...values].sort((x, y) => x - y), 0.5);
+
+/** Delivery latencies (ms, sorted) of `writes` commits over the measured seconds, each expected at every subscriber of its tenant. */
+function latencyOf(sorted: number[], writes: number) {
+  return {
+    writesPerSecond: round1(writes / SECONDS),
+    deliveries: sorted.length,
+    expectedDeliveries: writes * SUBSCRIBERS_PER_TENANT,
+    p50Ms: round1(quantile(sorted, 0.5)),
+    p99Ms: round1(quantile(sorted, 0.99)),
+    maxMs: round1(sorted.at(-1) ?? NaN),
+  };
+}
 
 const db = await startDatabase();
 let service: Service | undefined;
@@ -140,14 +153,7 @@ try {
   measuring = false;
   // A delivery read in the same turn as its commit's answer can be handled first: it counts as 0 ms.
   const sorted = deliveredAt.map(([id, at]) => Math.max(0, at - (committedAt.get(id) ?? at))).sort((x, y) => x - y);
-  const latency = {
-    writesPerSecond: round1(pending.length / SECONDS),
-    deliveries: sorted.length,
-    expectedDeliveries: pending.length * SUBSCRIBERS_PER_TENANT,
-    p50Ms: round1(quantile(sorted, 0.5)),
-    p99Ms: round1(quantile(sorted, 0.99)),
-    maxMs: round1(sorted.at(-1) ?? NaN),
-  };
+  const latency = latencyOf(sorted, pending.length);
   process.stdout.write(`latency: ${JSON.stringify(latency)}\n`);
 
   // 2. Throughput: as fast as the writers go.
@@ -206,11 +212,10 @@ try {
   }
   await writers.unsafe('alter table app.tasks enable trigger tasks_notify; drop trigger tasks_bench_notify_direct on app.tasks; drop function app_private.bench_notify_direct()');
   await writers.end();
-  const medianOf = (values: number[]) => quantile([...values].sort((x, y) => x - y), 0.5);
   const commitsPerSecond = {
-    none: medianOf(commitRates.none),
-    outbox: medianOf(commitRates.outbox),
-    direct: medianOf(commitRates.direct),
+    none: median(commitRates.none),
+    outbox: median(commitRates.outbox),
+    direct: median(commitRates.direct),
     rounds: commitRates,
   };
   process.stdout.write(`commits/s, 32 writers: ${JSON.stringify(commitsPerSecond)}\n`);
@@ -321,18 +326,9 @@ try {
   streamAbort.abort();
   const byGlobalId = new Map([...committedAt].map(([id, at]) => [encodeGlobalId('Task', id), at]));
   const e2eSorted = heardAt.filter(([id]) => byGlobalId.has(id)).map(([id, at]) => Math.max(0, at - byGlobalId.get(id)!)).sort((x, y) => x - y);
-  const endToEnd = {
-    transport: 'SSE',
-    writesPerSecond: round1(e2eWrites.length / SECONDS),
-    deliveries: e2eSorted.length,
-    expectedDeliveries: e2eWrites.length * SUBSCRIBERS_PER_TENANT,
-    p50Ms: round1(quantile(e2eSorted, 0.5)),
-    p99Ms: round1(quantile(e2eSorted, 0.99)),
-    maxMs: round1(e2eSorted.at(-1) ?? NaN),
-  };
+  const endToEnd = { transport: 'SSE', ...latencyOf(e2eSorted, e2eWrites.length) };
   process.stdout.write(`end to end: ${JSON.stringify(endToEnd)}\n`);
 
-  const median = (values: number[]) => quantile([...values].sort((x, y) => x - y), 0.5);
   const summary = {
     machine: `${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown'}; shared and noisy`,
     tenants: TENANTS,
