@@ -17,7 +17,7 @@ import { loadAuditKey } from './modules/audit-chain/keys.ts';
 import { startAuditSweep } from './modules/audit-chain/signing.ts';
 import { startIdleSessionSweep } from './modules/sessions/idle-sweep.ts';
 import type { GraphiQLTab } from './http/graphiql.ts';
-import { createApp, listen } from './server.ts';
+import { createApp, listen, REQUEST_ARRIVAL_MS } from './server.ts';
 import { createFairShareGuard } from './tenancy/fair-share.ts';
 
 // GraphiQL names each tab's operation after its principal and pretty-prints it (http/graphiql.ts).
@@ -91,7 +91,7 @@ async function serve(config: Config, log: Logger, appUrl: string, tabs: readonly
     : undefined;
   // Its first connect logs a line: before 'listening' and the banner, unless it takes long (it goes on retrying then).
   for (const until = Date.now() + 2_000; !events.connected && Date.now() < until; ) await new Promise((resolve) => setTimeout(resolve, 10));
-  const server = await listen(app, config.host, config.port, config.shutdownTimeoutMs);
+  const server = await listen(app, config.host, config.port, config.shutdownTimeoutMs, Math.max(REQUEST_ARRIVAL_MS, config.requestTimeoutMs));
   return {
     url: server.url,
     close: async () => {

@@ -264,8 +264,20 @@ export type RunningServer = {
   close(): Promise<void>;
 };
 
-export async function listen(app: App, host: string, port: number, shutdownTimeoutMs: number): Promise<RunningServer> {
-  const server = createServer((req, res) => void app.handle(req, res));
+/**
+ * How long a request may take to arrive, headers and body (a stream's or upgrade's answer is not counted): past
+ * it Node answers 408, in the closed list (refuseUnreadable). Node's own bounds were 60 s for headers and
+ * 300 s for the whole request, so a member could drip a body for five minutes a connection.
+ */
+export const REQUEST_ARRIVAL_MS = 30_000;
+const HEADERS_ARRIVAL_MS = 10_000;
+
+export async function listen(app: App, host: string, port: number, shutdownTimeoutMs: number, arrivalMs = REQUEST_ARRIVAL_MS): Promise<RunningServer> {
+  const server = createServer(
+    // Node checks these every connectionsCheckingInterval (30 s by default): a second keeps them near their value.
+    { requestTimeout: arrivalMs, headersTimeout: Math.min(HEADERS_ARRIVAL_MS, arrivalMs), connectionsCheckingInterval: Math.min(1_000, arrivalMs) },
+    (req, res) => void app.handle(req, res),
+  );
   server.on('upgrade', app.upgrade);
   server.on('clientError', refuseUnreadable);
   server.keepAliveTimeout = 5_000;

@@ -255,6 +255,32 @@ it("7. what Node's HTTP parser refuses (a URL past its header limit, malformed H
   }
 });
 
+it('a request must arrive within its bound: a body dripped past it is answered 408 in the closed list, the connection closed; a request that arrived whole is answered', async () => {
+  const running = await listen(createTestApp(db.appPool(1)).app, '127.0.0.1', 0, 1_000, 1_000); // an app of its own: a listener's close ends its app
+  try {
+    const port = Number(new URL(running.url).port);
+    const sent = performance.now();
+    const raw = await new Promise<string>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () =>
+        socket.write(`POST /graphql HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nauthorization: Bearer ${tenant.members.VIEWER.token}\r\ncontent-length: 1000\r\n\r\n{"query":`),
+      );
+      let answer = '';
+      socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+      socket.on('close', () => resolve(answer));
+      socket.on('error', reject);
+    });
+    const tookMs = performance.now() - sent;
+    expect(raw).toMatch(/^HTTP\/1\.1 408 /);
+    expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4))).toMatchObject({ errors: [{ extensions: { code: 'BAD_USER_INPUT' } }] });
+    expect(tookMs).toBeGreaterThan(900);
+    expect(tookMs).toBeLessThan(5_000); // Node's default: 300 s
+    // A request that arrived whole is answered however long it takes: /health after the bound, on a kept-alive socket.
+    expect((await fetch(`${running.url}/health`)).status).toBe(200);
+  } finally {
+    await running.close();
+  }
+});
+
 it('answers a legitimate nested query and introspection under the default limits', async () => {
   const nested = await api.request(`{ agents(first: 20) { edges { node { id sessions(first: 20) { edges { node { id tasks(first: 20) { edges { node { id } } } } } } } } } }`, {
     token: tenant.members.VIEWER.token,
