@@ -10,7 +10,9 @@ const sub = '00000000-0000-4000-8000-000000000001';
 
 it('accepts a cached token only until its exp', async () => {
   const verify = createTokenVerifier(TEST_TOKENS);
-  const exp = Math.floor(Date.now() / 1000) + 1;
+  // exp is in whole seconds: a second boundary or more away, so the first two checks cannot already be past it
+  // (floor(now) + 1 left 0-1000 ms, and under load sign + verify could use them up).
+  const exp = Math.ceil(Date.now() / 1000) + 1;
   const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setExpirationTime(exp).sign(key);
   expect((await verify(token)).userId).toBe(sub);
   expect((await verify(token)).userId).toBe(sub); // from the cache
