@@ -107,7 +107,9 @@ it('a request whose client went away before its answer is logged aborted, with n
       headers: { 'content-type': 'application/json', authorization: `Bearer ${a.members.ADMIN.token}`, 'x-request-id': 'gone-before-answer' },
       body: JSON.stringify({ query: 'mutation($id: ID!) { updateAgent(input: { id: $id, name: "renamed" }) { agent { name } } }', variables: { id: encodeGlobalId('Agent', agent!) } }),
     });
-    await new Promise((resolve) => setTimeout(resolve, 300)); // waiting for the lock
+    // Until the update waits for the row lock (a fixed 300 ms could end before the request even arrived on a loaded machine).
+    const waiting = async () => (await db.owner<{ n: number }[]>`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`)[0]!.n;
+    await expect.poll(waiting, { timeout: 10_000, interval: 20 }).toBe(1);
     abort.abort();
     await sent.catch(() => {});
     await expect.poll(() => lines.some((line) => line.requestId === 'gone-before-answer'), { timeout: 5_000 }).toBe(true);
