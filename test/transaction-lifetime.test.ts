@@ -51,7 +51,7 @@ it('the wait for a connection ends at the deadline: UNAVAILABLE timeout, counted
   const started = Date.now();
   const waiting = new TenantTransaction(pool, selection(), { deadline: Date.now() + 300 });
   await expect(waiting.principal()).rejects.toMatchObject({ extensions: { code: 'UNAVAILABLE', reason: 'timeout' } });
-  expect(Date.now() - started).toBeLessThan(1_000);
+  expect(Date.now() - started).toBeLessThan(2_500); // by the deadline, not whenever the holder lets go (never); loose for a loaded machine
   expect(poolState(pool).acquireTimeouts).toBe(1);
   await waiting.end(false);
   await holder.end(false);
@@ -65,7 +65,7 @@ it('a statement running into the deadline is cancelled by the server (statement_
   const started = Date.now();
   const slow = new TenantTransaction(pool, selection(), { deadline: Date.now() + 600 });
   const error = await slow.run((tx) => tx`select pg_sleep(5)`).catch((caught: unknown) => caught);
-  expect(Date.now() - started).toBeLessThan(1_000);
+  expect(Date.now() - started).toBeLessThan(3_000); // cut near the deadline, far before the sleep's 5 s; loose for a loaded machine
   expect(errorForSqlState(error)?.extensions).toMatchObject({ code: 'UNAVAILABLE', reason: 'timeout' });
   await slow.end(false);
 
@@ -76,9 +76,11 @@ it('a statement running into the deadline is cancelled by the server (statement_
 });
 
 it('past the deadline with no statement running, every later use answers UNAVAILABLE timeout and nothing commits', async () => {
-  const late = new TenantTransaction(pool, selection(), { deadline: Date.now() + 300 });
+  // The check must finish before the deadline (2 s of room on a loaded machine); then the deadline passes with nothing running.
+  const deadline = Date.now() + 2_000;
+  const late = new TenantTransaction(pool, selection(), { deadline });
   await late.principal();
-  await new Promise((resolve) => setTimeout(resolve, 400));
+  while (Date.now() <= deadline + 100) await new Promise((resolve) => setTimeout(resolve, 50));
   await expect(late.run((tx) => tx`select 1`)).rejects.toMatchObject({ extensions: { code: 'UNAVAILABLE', reason: 'timeout' } });
   await expect(late.end(true)).rejects.toMatchObject({ extensions: { code: 'UNAVAILABLE', reason: 'timeout' } });
 
