@@ -23,9 +23,15 @@ it('a lookup among 1,000 cached documents of 17 KB of one length stays well unde
   }
   expect(documents.stats().entries).toBe(1_000);
   const texts = Array.from({ length: 1_000 }, (_, i) => longText(i));
-  const started = performance.now();
-  for (const text of texts) expect('checked' in documents.check(text)).toBe(true);
-  const perLookupMs = (performance.now() - started) / texts.length;
+  // The fastest of 5 rounds of 200 lookups: a round the machine's other work (or a GC) stalled does not count,
+  // while the cost under test is in every lookup of every round.
+  let perLookupMs = Infinity;
+  for (let round = 0; round < 5; round++) {
+    const slice = texts.slice(round * 200, round * 200 + 200);
+    const started = performance.now();
+    for (const text of slice) expect('checked' in documents.check(text)).toBe(true);
+    perLookupMs = Math.min(perLookupMs, (performance.now() - started) / slice.length);
+  }
   // Keyed by the texts themselves: 1.2 ms a lookup here (every text of the length compared); by SHA-256: 0.05 ms.
   expect(perLookupMs).toBeLessThan(0.5);
 });
