@@ -54,7 +54,13 @@ beforeAll(async () => {
       }),
     ),
   );
-  // Every stream flows (graphql-ws does not acknowledge a subscribe): marker tasks until all have heard one.
+  // Every subscription is open in the engine (the members streams over WebSocket have no marker: a subscribe is not
+  // acknowledged, and one still starting when the joiner is written would never hear it), then every stream flows:
+  // marker tasks until all have heard one.
+  for (const deadline = Date.now() + 20_000; setups.some((setup) => live.app.subscriptions.count(setup.tenant.id) < 10); ) {
+    if (Date.now() > deadline) throw new Error(`subscriptions open: ${setups.map((setup) => live.app.subscriptions.count(setup.tenant.id)).join(', ')} of 10 each`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
   const markers = new Set<string>();
   for (let attempt = 0; attempt < 40; attempt++) {
     for (const setup of setups) {
