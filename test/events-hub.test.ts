@@ -313,7 +313,11 @@ describe('the listening connection', () => {
 
   it('a write committed while the listener was gone is published once it is back (the outbox keeps it)', async () => {
     const heard = listen(hub, a.id);
-    await db.owner`select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and application_name = 'tenancy-events'`;
+    const listeners = (await db.owner<{ pid: number }[]>`select pid from pg_stat_activity where datname = current_database() and application_name = 'tenancy-events'`).map((row) => row.pid);
+    await db.owner`select pg_terminate_backend(pid) from unnest(${listeners}::int[]) pid`;
+    // pg_terminate_backend only signals: the write comes once that backend is gone, so no publish of the old
+    // connection can carry it (on a loaded machine the killed backend could still publish, with no resync before).
+    await expect.poll(async () => (await db.owner`select 1 from pg_stat_activity where pid = any(${listeners}::int[])`).length, { timeout: 5_000, interval: 10 }).toBe(0);
     const during = await marker(a);
     const events = await heard.until(hasRow('Agent', during, 'created'));
     heard.stop();
@@ -353,9 +357,10 @@ describe('the listening connection', () => {
     await marker(a);
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(heard.events.filter((event) => event.type === 'row')).toEqual([]);
-    const [left] = await db.owner<{ n: number }[]>`
-      select count(*)::int as n from pg_stat_activity where datname = current_database() and application_name = 'tenancy-events'`;
-    expect(left!.n).toBe(1); // the suite's hub only
+    // The backend goes once it has read the close, a moment after close() resolved: polled (a loaded machine can take longer than the 200 ms above).
+    const left = async () => (await db.owner<{ n: number }[]>`
+      select count(*)::int as n from pg_stat_activity where datname = current_database() and application_name = 'tenancy-events'`)[0]!.n;
+    await expect.poll(left, { timeout: 5_000, interval: 20 }).toBe(1); // the suite's hub only
   });
 });
 
