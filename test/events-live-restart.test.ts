@@ -8,7 +8,8 @@
 // frozen database (SIGSTOP) with streams open: /ready answers within a second,
 // a new subscription ends by its deadline (REQUEST_TIMEOUT_MS) with
 // UNAVAILABLE, and after the thaw the streams carry live events again.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createPool, type Sql } from '../src/db/pool.ts';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { createTestTenant, insertAgents, type TestTenant } from './helpers/app.ts';
@@ -45,6 +46,13 @@ async function retrying<T>(write: () => Promise<T>): Promise<T> {
 }
 
 const REQUEST_TIMEOUT_MS = 3_000;
+
+// The service runs in this process: on a machine busy with the rest of the suite its timers (the /ready probe's
+// 700 ms) fire late by as much as the event loop lags, so the one-second bounds allow for the lag measured meanwhile.
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
+const lag = () => loopDelay.max / 1e6;
+beforeEach(() => loopDelay.reset());
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 /** A subscription that must be refused now: over SSE (the JSON answer) and over a socket already acknowledged. */
@@ -205,8 +213,8 @@ describe('PostgreSQL restarted under live subscriptions', () => {
     await expect.poll(() => readiness.firstAt(200, thawedAt), { timeout: 10_000, interval: 50 }).toBeDefined();
     await readiness.stop();
     const seen = JSON.stringify(readiness.changes().map(([at, status]) => [at - frozenAt, status]));
-    expect(readiness.firstAt(503, frozenAt)! - frozenAt, seen).toBeLessThan(1_000);
-    expect(readiness.slowest(), seen).toBeLessThan(1_000);
+    expect(readiness.firstAt(503, frozenAt)! - frozenAt, seen).toBeLessThan(1_000 + lag());
+    expect(readiness.slowest(), seen).toBeLessThan(1_000 + lag());
     expect([frozen.sseReason, frozen.wsReason]).toEqual(['timeout', 'timeout']);
     expect(frozen.ms).toBeLessThan(REQUEST_TIMEOUT_MS + 1_500); // loose: the machine is shared
     expect(initClose.code).toBe(1013);
