@@ -131,7 +131,9 @@ function noisyLoad(app: Service, ms: number) {
   return new Promise((resolve) => setTimeout(resolve, ms)).then(async () => {
     clearInterval(timer);
     const answers = await Promise.all(sent);
-    return { admitted: answers.filter((a) => a.status === 200).length, refused: answers.filter((a) => a.status === 429).length };
+    // Requests sent near the end are decided when the service gets to them: the bucket refills until the last answer.
+    const decidedWithinMs = performance.now() - started;
+    return { admitted: answers.filter((a) => a.status === 200).length, refused: answers.filter((a) => a.status === 429).length, decidedWithinMs: Math.round(decidedWithinMs) };
   });
 }
 
@@ -195,8 +197,9 @@ describe('a third tenant beside a noisy one and a locked one', () => {
 
     expect(beside.failed).toBe(0); // every request answered within the clients' 8 s
     expect(beside.service.p99).toBeLessThan(alone.service.p99 + P99_BOUND_MS + beside.stall);
-    // The noisy tenant got about its rate: its bucket and its refill, not the ten times it asked.
-    const allowed = NOISY_PER_MINUTE / 6 + (PHASE_MS / 1000) * (NOISY_PER_MINUTE / 60);
+    // The noisy tenant got about its rate: its bucket and its refill while its requests were decided (the phase, and
+    // on a loaded machine the backlog answered after it), not the ten times it asked.
+    const allowed = NOISY_PER_MINUTE / 6 + (noisyAnswers.decidedWithinMs / 1000) * (NOISY_PER_MINUTE / 60);
     expect(noisyAnswers.admitted).toBeLessThanOrEqual(allowed * 1.2);
     expect(noisyAnswers.refused).toBeGreaterThan(noisyAnswers.admitted);
     // The locked tenant was held to its lanes: the overflow of its queue was refused, not left to take the pool.
