@@ -23,6 +23,7 @@
 // BENCH_SERVICE_ENV (extra service settings as JSON, e.g. {"WORKERS":"2"}),
 // BENCH_SERVICE_NODE_OPTIONS (flags for the service's node, e.g. --cpu-prof),
 // BENCH_REFERENCE_NODE_OPTIONS (the same for the references and the peer),
+// BENCH_BASELINE_NODE_OPTIONS (the baseline's, default the service's: a flag measured against none),
 // BENCH_BASELINE (a checkout, e.g. a git worktree of an earlier commit: its
 // service runs as the system `baseline`, so a change is measured in the same run),
 // BENCH_SOAK_SECONDS (0; `npm run bench:soak` sets 300 and no rounds).
@@ -61,6 +62,7 @@ const SERVICE_ENV = JSON.parse(process.env.BENCH_SERVICE_ENV ?? '{}') as Record<
 // e.g. "--cpu-prof --cpu-prof-dir=bench/results/profile" (then: node bench/profile-summary.ts <file>)
 const SERVICE_NODE_OPTIONS = (process.env.BENCH_SERVICE_NODE_OPTIONS ?? '').split(' ').filter(Boolean);
 const REFERENCE_NODE_OPTIONS = (process.env.BENCH_REFERENCE_NODE_OPTIONS ?? '').split(' ').filter(Boolean);
+const BASELINE_NODE_OPTIONS = process.env.BENCH_BASELINE_NODE_OPTIONS?.split(' ').filter(Boolean) ?? SERVICE_NODE_OPTIONS;
 
 type CaseName = 'Q1' | 'Q2' | 'M1' | 'Mix';
 type Kind = 'Q1' | 'Q2' | 'M1';
@@ -198,7 +200,7 @@ function start(system: System, database: BenchDatabase, appUrl = database.appUrl
     case 'service':
       return startService(database, { ...SERVICE_ENV, ...routed }, SERVICE_NODE_OPTIONS);
     case 'baseline':
-      return startService(database, { ...SERVICE_ENV, ...routed }, SERVICE_NODE_OPTIONS, path.resolve(BASELINE!));
+      return startService(database, { ...SERVICE_ENV, ...routed }, BASELINE_NODE_OPTIONS, path.resolve(BASELINE!));
     case 'limit+check':
       return startReference(database, 'bench/limit-server.ts', { ...routed, LIMIT_CHECK: '1' }, REFERENCE_NODE_OPTIONS);
     case 'limit':
