@@ -7,8 +7,9 @@
 // what a subscription needs ends it FORBIDDEN. Then across two service
 // instances sharing the database (each with its own event hub), and across
 // WORKERS=2 processes of the real entry point.
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parse } from 'graphql';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { apiKeyHash, newApiKey } from '../src/auth/secrets.ts';
 import type { Sql } from '../src/db/pool.ts';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
@@ -31,6 +32,12 @@ const ACTIVITY = 'subscription ($id: ID!) { sessionActivity(sessionId: $id) { ki
 /** The bound, and what each case measured (printed at the end). */
 const WITHIN_MS = 1_000;
 const measured: Record<string, number[]> = {};
+// Two of the services run in this process: on a machine busy with the rest of the suite their timers and reads run
+// late by as much as the event loop lags, so the bound allows for the lag measured during the case (as test/faults does).
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
+const lag = () => loopDelay.max / 1e6;
+beforeEach(() => loopDelay.reset());
 /** When a transaction of `one` began as this user or API key (its hash, hex), in performance.now(), for those a case watches. */
 const checksOf: Record<string, number[]> = {};
 
@@ -77,7 +84,7 @@ async function endsWithin(name: string, subscribers: readonly Subscriber[], code
     expect(errorCodes(last), `${name} over ${via}`).toHaveLength(1);
     expect(Array.isArray(code) ? code : [code], `${name} over ${via}: ${JSON.stringify(last)}`).toContain(errorCodes(last)[0]);
   }
-  expect(Math.max(...times), `${name}: ${times.map((ms) => ms.toFixed(0)).join(', ')} ms`).toBeLessThan(WITHIN_MS);
+  expect(Math.max(...times), `${name}: ${times.map((ms) => ms.toFixed(0)).join(', ')} ms`).toBeLessThan(WITHIN_MS + lag());
 }
 
 /** A fresh member of the tenant with a token, for a case of its own. */
@@ -113,7 +120,8 @@ afterAll(async () => {
 describe('one process', () => {
   it('the token expires: UNAUTHENTICATED by its exp (a timer, no database needed)', async () => {
     const member = await newMember('VIEWER', 'expiring');
-    const token = await tokenFor(member.userId, tenant.id, { ttl: '3s' });
+    // 4-5 s to live (exp is in whole seconds): both streams must be open and flowing before it, also on a loaded machine.
+    const token = await tokenFor(member.userId, tenant.id, { ttl: '5s' });
     const exp = (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { exp: number }).exp * 1000;
     const subscribers = await Promise.all([subscribe('sse', bearer(token)), subscribe('ws', bearer(token))]);
     // performance.now() at the exp instant, from the wall clock.
@@ -124,7 +132,7 @@ describe('one process', () => {
     const key = newApiKey();
     const [row] = await db.owner<{ id: string; expires: Date }[]>`
       insert into app.api_keys (tenant_id, name, prefix, secret_hash, role, created_by, expires_at)
-      values (${tenant.id}, 'short', ${key.prefix}, ${key.hash}, 'VIEWER', ${tenant.members.LEAD.userId}, now() + interval '3 seconds')
+      values (${tenant.id}, 'short', ${key.prefix}, ${key.hash}, 'VIEWER', ${tenant.members.LEAD.userId}, now() + interval '5 seconds')
       returning id, expires_at as expires`;
     const subscribers = await Promise.all([subscribe('sse', { 'x-api-key': key.secret }), subscribe('ws', { 'X-Api-Key': key.secret })]);
     const expires = row!.expires.getTime();
@@ -182,7 +190,7 @@ describe('one process', () => {
       const checkedAfter = checks.find((at) => at > committed);
       expect(checkedAfter, `${name}: a request check as that principal after the commit`).toBeDefined();
       (measured[name] ??= []).push(checkedAfter! - committed);
-      expect(checkedAfter! - committed).toBeLessThan(WITHIN_MS);
+      expect(checkedAfter! - committed).toBeLessThan(WITHIN_MS + lag());
     }
     for (const subscriber of subscribers) {
       await flowing(subscriber.stream);
@@ -219,7 +227,7 @@ describe('one process', () => {
     while (endedAt === undefined && Date.now() < deadline) await sleep(5);
     expect(endedAt, JSON.stringify(results)).toBeDefined();
     (measured['role below the field'] ??= []).push(endedAt! - committed);
-    expect(endedAt! - committed).toBeLessThan(WITHIN_MS);
+    expect(endedAt! - committed).toBeLessThan(WITHIN_MS + lag());
     expect(results.map(errorCodes)).toEqual([['FORBIDDEN']]);
     expect(stream.endedWith).toBe('FORBIDDEN');
   });
