@@ -43,6 +43,7 @@ export class NodeType<Row extends { id: string }> implements RegisteredNode {
   readonly connection: ObjectRef<Types, Connection<Row>>;
   readonly fieldChoices = new Map<string, ColumnChoice>();
   readonly #loader: (context: GraphQLContext) => DataLoader<string, Row | null>;
+  readonly #listChoices = new WeakMap<Selected['fieldNodes'], ColumnChoice>();
 
   constructor(name: string, options: NodeTypeOptions<Row>) {
     this.name = name;
@@ -193,10 +194,19 @@ export class NodeType<Row extends { id: string }> implements RegisteredNode {
     return prefetched<Row | undefined>(context, info, parent.id)?.then((row) => row ?? this.load(context, id)) ?? this.load(context, id);
   }
 
-  /** The columns the nodes of the connection being resolved need. */
+  /**
+   * The columns the nodes of the connection being resolved need. Remembered
+   * per field nodes: a cached operation's (graphql-jit) are the same objects on
+   * every request, and with the document's fragments they decide the answer.
+   */
   listChoice(info: Selected): ColumnChoice {
-    const { fields, cursor } = connectionNodeSelection(info);
-    return this.#choiceOf(fields) | (cursor ? this.table.POSITION : 0);
+    let choice = this.#listChoices.get(info.fieldNodes);
+    if (choice === undefined) {
+      const { fields, cursor } = connectionNodeSelection(info);
+      choice = this.#choiceOf(fields) | (cursor ? this.table.POSITION : 0);
+      this.#listChoices.set(info.fieldNodes, choice);
+    }
+    return choice;
   }
 
   /** The columns the object being resolved needs. */

@@ -71,8 +71,23 @@ export function prefetched<T>(context: GraphQLContext, info: GraphQLResolveInfo,
   return reads.size === 0 ? undefined : (reads.get(`${pathKey(info.path)}|${parentId}`) as Promise<T> | undefined);
 }
 
-/** The response keys selected under `fieldNodes` (merged, through fragments), each with its field nodes. */
-function selectedFields(fieldNodes: readonly FieldNode[], fragments: Record<string, FragmentDefinitionNode>): Map<string, FieldNode[]> {
+/** Per field nodes (the same objects on every run of a cached operation): what `selectedFields` found. */
+const selections = new WeakMap<readonly FieldNode[], ReadonlyMap<string, FieldNode[]>>();
+
+/**
+ * The response keys selected under `fieldNodes` (merged, through fragments), each with its field nodes;
+ * remembered, so a child's field nodes are the same objects from run to run too (its column choice is remembered by them).
+ */
+function selectedFields(fieldNodes: readonly FieldNode[], fragments: Record<string, FragmentDefinitionNode>): ReadonlyMap<string, FieldNode[]> {
+  let fields = selections.get(fieldNodes);
+  if (!fields) {
+    fields = collectFields(fieldNodes, fragments);
+    selections.set(fieldNodes, fields);
+  }
+  return fields;
+}
+
+function collectFields(fieldNodes: readonly FieldNode[], fragments: Record<string, FragmentDefinitionNode>): Map<string, FieldNode[]> {
   const fields = new Map<string, FieldNode[]>();
   for (const node of fieldNodes) {
     eachField(node.selectionSet, fragments, (field) => {
