@@ -109,8 +109,8 @@ it('loads from the service alone, with one tab per demo principal, titled and ca
 
   for (const [index, title] of expected.entries()) {
     await openTab(title);
-    await expect.poll(() => editorText('Operation Editor')).toContain(`query ${title} {`);
-    await expect.poll(() => editorText('Headers')).toContain('Authorization');
+    await expect.poll(() => editorText('Operation Editor'), { timeout: 10_000 }).toContain(`query ${title} {`);
+    await expect.poll(() => editorText('Headers'), { timeout: 10_000 }).toContain('Authorization');
     const headers = JSON.parse(await editorText('Headers')) as { Authorization?: string };
     const token = /^Bearer (\S+)$/.exec(headers.Authorization ?? '')?.[1];
     expect(token, `${title}'s headers`).toBeDefined();
@@ -159,7 +159,7 @@ async function runTab(title: string) {
     data?: { viewer: { role: string; tenant: { slug: string } }; agents: { edges: { node: { name: string } }[] } };
     errors?: unknown;
   };
-  await expect.poll(() => editorText('Result Window')).toContain('"slug"');
+  await expect.poll(() => editorText('Result Window'), { timeout: 10_000 }).toContain('"slug"');
   return body;
 }
 

@@ -52,7 +52,7 @@ async function send(query: string, token: string, headers: Record<string, string
     });
     const body = (await response.json()) as { data?: Record<string, unknown>; errors?: unknown[] };
     const requestId = response.headers.get('x-request-id')!;
-    await expect.poll(() => lines.some((line) => line.requestId === requestId)).toBe(true);
+    await expect.poll(() => lines.some((line) => line.requestId === requestId), { timeout: 5_000 }).toBe(true);
     return { body, requestId, line: lines.find((line) => line.requestId === requestId)! };
   } finally {
     server.close();
