@@ -136,21 +136,24 @@ async function supervise(config: Config, log: Logger, setup: WorkerSetup, stopDa
       if (++count === config.workers) resolve(`http://${address.address === '0.0.0.0' || address.address === '::' || !address.address ? 'localhost' : address.address}:${address.port}`);
     });
   });
-  for (let i = 0; i < config.workers; i++) fork();
-  const url = await listening;
-  log.info({ workers: config.workers }, 'workers listening');
-  if (config.graphiql) printWelcome(`${url}/graphql`, setup.tabs);
+  // Handled before the first fork: a worker says 'listening' on its own, so a signal may come before this process
+  // has heard from every worker (until then the embedded PostgreSQL's exit hook had it: no drain, exit 143).
   onStopSignal(log, async () => {
     stopping = true;
     const workers = Object.values(cluster.workers ?? {}).filter((worker) => worker !== undefined);
     await Promise.all(
       workers.map((worker) => new Promise((resolve) => {
+        if (worker.isDead()) return resolve(undefined);
         worker.once('exit', resolve);
         worker.process.kill('SIGTERM');
       })),
     );
     await stopDatabase();
   });
+  for (let i = 0; i < config.workers; i++) fork();
+  const url = await listening;
+  log.info({ workers: config.workers }, 'workers listening');
+  if (config.graphiql) printWelcome(`${url}/graphql`, setup.tabs);
 }
 
 /** In a worker: serve until the supervisor says stop. */
