@@ -40,8 +40,8 @@ export type ServerProcess = {
   readonly child: ChildProcess;
   readonly url: string;
   readonly output: () => string;
-  /** SIGTERM, then the exit code. */
-  stop(): Promise<number | null>;
+  /** SIGTERM, then the exit code; a process still running `timeoutMs` later is killed and the stop fails with its output. */
+  stop(timeoutMs?: number): Promise<number | null>;
 };
 
 /** Starts `npm start`'s entry point and waits for its "listening" log line. */
@@ -63,9 +63,20 @@ export function startServer(env: Record<string, string>, timeoutMs = 90_000): Pr
           child,
           url: match[1]!,
           output: () => output,
-          stop: async () => {
+          stop: async (stopTimeoutMs = 30_000) => {
             child.kill('SIGTERM');
-            return exited;
+            let timer: NodeJS.Timeout | undefined;
+            const hung = new Promise<never>((_, fail) => {
+              timer = setTimeout(() => {
+                child.kill('SIGKILL'); // what a hung stop leaves behind never outlives the test
+                fail(new Error(`the server did not exit within ${stopTimeoutMs} ms of SIGTERM:\n${output.slice(-6_000)}`));
+              }, stopTimeoutMs);
+            });
+            try {
+              return await Promise.race([exited, hung]);
+            } finally {
+              clearTimeout(timer);
+            }
           },
         });
       }
