@@ -18,21 +18,24 @@ const leaves = {
   missingOrNull: { type: GraphQLString },
   failing: { type: new GraphQLNonNull(GraphQLString) },
   failingOrNull: { type: GraphQLString },
+  tags: { type: new GraphQLList(new GraphQLNonNull(GraphQLString)) },
+  labels: { type: new GraphQLList(GraphQLString) },
 };
 const Cell = new GraphQLObjectType({ name: 'Cell', fields: leaves });
 const Row = new GraphQLObjectType({ name: 'Row', fields: { ...leaves, cells: { type: new GraphQLNonNull(new GraphQLList(new GraphQLNonNull(Cell))) } } });
 const Query = new GraphQLObjectType({ name: 'Query', fields: { ...leaves, rows: { type: new GraphQLNonNull(new GraphQLList(new GraphQLNonNull(Row))) } } });
 const schema = new GraphQLSchema({ query: Query });
 
-const node = (name: string, i: number) => ({ name, count: i, missing: null, missingOrNull: null, failing: new Error(`${name} failed`), failingOrNull: new Error(`${name} failed too`) });
+const node = (name: string, i: number) => ({ name, count: i, missing: null, missingOrNull: null, failing: new Error(`${name} failed`), failingOrNull: new Error(`${name} failed too`), tags: ['a', null, 'c'], labels: ['x', null, new Error('no label')] });
 const root = {
   ...node('root', 0),
   rows: [0, 1].map((r) => ({ ...node(`row ${r}`, r), cells: [0, 1].map((c) => node(`cell ${r}.${c}`, c)) })),
 };
 
-/** The same result graphql-js gives, as plain JSON (errors by message, path and locations). */
+/** A result as plain JSON: the data, and the errors by message, path and locations (in one order: the two executors order them differently). */
 function plain(result: ExecutionResult): unknown {
-  return JSON.parse(JSON.stringify({ data: result.data, errors: result.errors?.map((error: GraphQLError) => ({ message: error.message, path: error.path, locations: error.locations })) }));
+  const errors = result.errors?.map((error: GraphQLError) => JSON.stringify({ message: error.message, path: error.path, locations: error.locations })).sort();
+  return JSON.parse(JSON.stringify({ data: result.data, errors: errors?.map((error) => JSON.parse(error) as unknown) }));
 }
 
 async function both(query: string): Promise<[unknown, unknown]> {
@@ -62,6 +65,14 @@ it('answers a null in a non-null leaf as graphql-js does: the error names the pa
 
 it('answers an Error in a leaf, non-null and nullable, as graphql-js does', async () => {
   for (const query of ['{ rows { cells { failing } } }', '{ rows { cells { failingOrNull } } }', '{ failing }', '{ rows { failingOrNull name } }']) {
+    const [jit, js] = await both(query);
+    expect(jit, query).toEqual(js);
+    expect((jit as { errors?: unknown[] }).errors?.length, query).toBeGreaterThan(0);
+  }
+});
+
+it('answers lists of leaves with nulls and Errors as graphql-js does (the leaf path names the item)', async () => {
+  for (const query of ['{ tags }', '{ rows { labels cells { tags } } }']) {
     const [jit, js] = await both(query);
     expect(jit, query).toEqual(js);
     expect((jit as { errors?: unknown[] }).errors?.length, query).toBeGreaterThan(0);
