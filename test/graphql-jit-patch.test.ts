@@ -11,6 +11,7 @@ import { createRequire } from 'node:module';
 import { expect, it } from 'vitest';
 
 // Leaves read plain properties (default resolvers: graphql-jit inlines them); lists nest two deep.
+const inline = { jitInlineResolve: true };
 const leaves = {
   name: { type: new GraphQLNonNull(GraphQLString) },
   count: { type: GraphQLInt },
@@ -20,6 +21,11 @@ const leaves = {
   failingOrNull: { type: GraphQLString },
   tags: { type: new GraphQLList(new GraphQLNonNull(GraphQLString)) },
   labels: { type: new GraphQLList(GraphQLString) },
+  // Resolvers compiled queries call in place (extensions.jitInlineResolve, as a node's id is).
+  inlineName: { type: new GraphQLNonNull(GraphQLString), extensions: inline, resolve: (parent: { name: string }) => `inline ${parent.name}` },
+  inlineThrows: { type: new GraphQLNonNull(GraphQLString), extensions: inline, resolve: (parent: { name: string }) => { throw new Error(`${parent.name} threw`); } },
+  inlineNullable: { type: GraphQLString, extensions: inline, resolve: () => { throw new Error('threw, nullable'); } },
+  inlinePromise: { type: new GraphQLNonNull(GraphQLString), extensions: inline, resolve: (parent: { name: string }) => Promise.resolve(`later ${parent.name}`) },
 };
 const Cell = new GraphQLObjectType({ name: 'Cell', fields: leaves });
 const Row = new GraphQLObjectType({ name: 'Row', fields: { ...leaves, cells: { type: new GraphQLNonNull(new GraphQLList(new GraphQLNonNull(Cell))) } } });
@@ -73,6 +79,20 @@ it('answers an Error in a leaf, non-null and nullable, as graphql-js does', asyn
 
 it('answers lists of leaves with nulls and Errors as graphql-js does (the leaf path names the item)', async () => {
   for (const query of ['{ tags }', '{ rows { labels cells { tags } } }']) {
+    const [jit, js] = await both(query);
+    expect(jit, query).toEqual(js);
+    expect((jit as { errors?: unknown[] }).errors?.length, query).toBeGreaterThan(0);
+  }
+});
+
+it('calls a jitInlineResolve resolver in place with the answers of graphql-js: a value, a throw (the field\'s error), a promise', async () => {
+  const source = (compileQuery(schema, parse('{ rows { cells { inlineName name } } }'), undefined, { debug: true } as never) as { __DO_NOT_USE_THIS_OR_YOU_WILL_BE_FIRED_compilation: string }).__DO_NOT_USE_THIS_OR_YOU_WILL_BE_FIRED_compilation;
+  expect(source).toContain('inlined = __context.resolvers.CellinlineNameResolver('); // in place: no resolve info built
+  expect(source).not.toContain('inlineName_cells'); // the resolve info of the inlined field is never made
+  const [values, valuesJs] = await both('{ inlineName rows { inlineName cells { inlineName inlinePromise } } }');
+  expect(values).toEqual(valuesJs);
+  expect(values).toMatchObject({ data: { inlineName: 'inline root', rows: [{ cells: [{ inlineName: 'inline cell 0.0', inlinePromise: 'later cell 0.0' }, {}] }, {}] } });
+  for (const query of ['{ rows { cells { inlineThrows } } }', '{ rows { name inlineNullable } }', '{ inlineThrows }']) {
     const [jit, js] = await both(query);
     expect(jit, query).toEqual(js);
     expect((jit as { errors?: unknown[] }).errors?.length, query).toBeGreaterThan(0);

@@ -60,8 +60,9 @@ export class NodeType<Row extends { id: string }> implements RegisteredNode {
     this.ref = builder.objectRef<Row>(name).implement({
       description: options.description,
       interfaces: [builder.nodeInterfaceRef()],
-      // The id is the row's own id, encoded: resolved synchronously (no promise per row for graphql-jit to await).
-      fields: (t) => ({ id: t.id({ resolve: (row) => encodeGlobalId(name, row.id) }), ...options.fields(t) }),
+      // The id is the row's own id, encoded: resolved synchronously, and called by compiled queries in place
+      // (jitInlineResolve: no resolve info, path or closures per row; src/graphql/schema.ts refuses a wrapper on it).
+      fields: (t) => ({ id: t.id({ resolve: (row) => encodeGlobalId(name, row.id), extensions: { jitInlineResolve: true } }), ...options.fields(t) }),
     });
     this.connection = connectionType(name, this.ref);
     if (options.byId) this.#byIdField(options.byId);
