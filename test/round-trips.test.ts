@@ -3,15 +3,19 @@
 // writes per request = round trips. A simple read takes 1: BEGIN, the request
 // check, the query and COMMIT in one write (once the operation is known to
 // send all its statements as it starts; its first run takes 2). A write waits
-// for the role first (FORBIDDEN before any of its SQL runs), then for its
-// outcome before COMMIT: 3. A nested list adds one per level; a row by id is
-// read together with its children (src/nodes/prefetch.ts).
+// for the role first (FORBIDDEN before any of its SQL runs): 1; then a simple
+// write (one root field whose statement is its last act that can fail, an
+// answer that reads only the written row: src/graphql/operation.ts
+// commitsWithStatement) sends its statement and COMMIT in one write, since
+// nothing after it can fail: 2 (its first run takes 3). Any other write waits
+// for its outcome before COMMIT: 3. A nested list adds one per level; a row by
+// id is read together with its children (src/nodes/prefetch.ts).
 import net from 'node:net';
 import { afterEach, beforeAll, expect, it } from 'vitest';
 import type { GraphQLError } from 'graphql';
-import { TenantTransaction } from '../src/db/tenant-transaction.ts';
+import { CommittedBeforeFailure, TenantTransaction } from '../src/db/tenant-transaction.ts';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
-import { createTestApp, createTestTenant, insertAgents, type TestApp, type TestTenant } from './helpers/app.ts';
+import { createTestApp, createTestTenant, insertAgents, TEST_HTTP, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
@@ -111,13 +115,74 @@ it('a statement after an early COMMIT runs in a transaction of the same tenant, 
   }
 });
 
-it('a write takes 3: the role is known before its SQL is sent, its outcome before COMMIT', async () => {
-  const write = () =>
-    api.request('mutation($s: ID!) { createTask(input: { sessionId: $s, title: "counted" }) { task { id } } }', {
+const CREATE_TASK = 'mutation($s: ID!, $t: String!) { createTask(input: { sessionId: $s, title: $t }) { task { id title status } } }';
+const tasksTitled = async (title: string) => (await db.owner<{ n: number }[]>`select count(*)::int as n from app.tasks where title = ${title}`)[0]!.n;
+
+it('a simple write takes 2: the role is known before its SQL is sent, then its statement and COMMIT leave in one write', async () => {
+  const write = () => api.request(CREATE_TASK, { token: tenant.members.MEMBER.token, variables: { s: sessionId, t: 'counted' } });
+  const before = await tasksTitled('counted');
+  expect(await writesPerRequest(write)).toBe(2);
+  expect(await tasksTitled('counted')).toBe(before + 21); // each committed
+});
+
+it('a write whose statement fails commits nothing with it: the coded error, no row, and the connection serves the next write', async () => {
+  const write = (s: string, t: string) => api.request(CREATE_TASK, { token: tenant.members.MEMBER.token, variables: { s, t } });
+  await write(sessionId, 'learned'); // the operation is learned as one that commits with its statement
+  const [agent] = await insertAgents(db.owner, tenant.id, tenant.members.MEMBER.userId, ['ended']);
+  const [ended] = await db.owner<{ id: string }[]>`
+    insert into app.sessions (tenant_id, agent_id, started_by) values (${tenant.id}, ${agent!}, ${tenant.members.MEMBER.userId}) returning id`;
+  await db.owner`update app.sessions set status = 'completed', ended_at = now() where id = ${ended!.id}`;
+  let refused: Awaited<ReturnType<typeof write>> | undefined;
+  expect(await writesOf(async () => (refused = await write(encodeGlobalId('Session', ended!.id), 'refused')), 1)).toBe(2);
+  expect(refused!.body.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT'); // tasks_session_active, as with 3 round trips
+  expect(refused!.body.data).toBeNull();
+  expect(await tasksTitled('refused')).toBe(0);
+  expect((await write(sessionId, 'after')).body.errors).toBeUndefined();
+  expect(await tasksTitled('after')).toBe(1);
+});
+
+it.each([
+  ['its answer reads more than the row (a relation)', 'mutation($s: ID!) { createTask(input: { sessionId: $s, title: "related" }) { task { id session { status } } } }'],
+  ['it has two root fields', 'mutation($s: ID!) { a: createTask(input: { sessionId: $s, title: "two" }) { task { id } } b: createTask(input: { sessionId: $s, title: "two" }) { task { id } } }'],
+])('a write waits for its outcome before COMMIT when %s: 3 round trips or more', async (_name, query) => {
+  const write = () => api.request(query, { token: tenant.members.MEMBER.token, variables: { s: sessionId } });
+  expect(await writesPerRequest(write)).toBeGreaterThanOrEqual(3);
+});
+
+it('a write refused after its statement succeeded (its row past the response budget) writes nothing: under a small budget it never commits with its statement', async () => {
+  const small = createTestApp(db.appPool(1), { http: { ...TEST_HTTP, maxResponseBytes: 4096 } });
+  const write = (input: string) =>
+    small.request('mutation($s: ID!, $i: JSONObject) { createTask(input: { sessionId: $s, title: "budget", input: $i }) { task { id } } }', {
       token: tenant.members.MEMBER.token,
-      variables: { s: sessionId },
+      variables: { s: sessionId, i: { text: input } },
     });
-  expect(await writesPerRequest(write)).toBe(3);
+  expect((await write('small')).body.errors).toBeUndefined(); // learned: one statement in one tick after the check
+  const before = await tasksTitled('budget');
+  const refused = await write('x'.repeat(8000));
+  expect(refused.body.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT'); // the response limit
+  expect(await tasksTitled('budget')).toBe(before);
+});
+
+it('the mechanism: a write committed with its statement is never silent about a failure after it, and refuses a statement after its COMMIT', async () => {
+  const other = await createTestTenant(db.owner, 'rt-write');
+  const { userId } = other.members.MEMBER;
+  const selection = { credentials: { kind: 'user' as const, userId, roleCap: undefined }, tenant: other.id, allowedSlugs: undefined };
+  const insert = (tx: Parameters<Parameters<TenantTransaction['run']>[0]>[0], name: string) =>
+    tx`insert into app.agents (tenant_id, name, kind, created_by) values (app.current_tenant_id(), ${name}, 'assistant', app.current_user_id())`;
+  // What commitsWithStatement rules out: the operation fails after its statement. The write is committed: end says so.
+  const broken = new TenantTransaction(db.appPool(1), selection, { commitWithWrite: true });
+  await broken.principal();
+  await broken.run((tx) => insert(tx, 'committed early'));
+  expect(broken.writeTicks).toBe(1);
+  await expect(broken.end(false)).rejects.toBeInstanceOf(CommittedBeforeFailure);
+  // A statement after the write's COMMIT would run outside its transaction: refused.
+  const late = new TenantTransaction(db.appPool(1), selection, { commitWithWrite: true });
+  await late.principal();
+  await late.run((tx) => insert(tx, 'first'));
+  await expect(late.run((tx) => insert(tx, 'second'))).rejects.toThrow(/after the write committed/);
+  await late.end(false).catch(() => {});
+  const names = await db.owner<{ name: string }[]>`select name from app.agents where tenant_id = ${other.id} order by name`;
+  expect(names.map((row) => row.name)).toEqual(['committed early', 'first']);
 });
 
 it('a nested list adds one per level of nesting, never one per row', async () => {

@@ -41,6 +41,16 @@ export type TransactionOptions = {
    * check (see `sentLate`).
    */
   readonly commitEarly?: boolean;
+  /**
+   * The operation is one write whose statement is its last act that can fail
+   * (src/graphql/operation.ts `commitsWithStatement`), and it sent all its
+   * statements in one tick after the request check last time: COMMIT is queued
+   * behind the statements of that tick, so the write and its COMMIT leave in
+   * one write (2 round trips: the check, then the write). A failed statement
+   * makes that COMMIT a rollback. A statement sent after it is refused: it
+   * would run outside the write's transaction.
+   */
+  readonly commitWithWrite?: boolean;
 };
 
 type Opened = { readonly tx: Reserved; readonly principal: Promise<Principal> };
@@ -83,6 +93,10 @@ export class TenantTransaction {
   #committing: Promise<unknown> | undefined;
   /** A later transaction's request check refused (a membership revoked mid-request): its statements fail with this. */
   #recheckError: unknown;
+  readonly #commitWithWrite: boolean;
+  /** Ticks in which statements were sent once the request check had answered (a write's shape). */
+  #writeTicks = 0;
+  #inWriteTick = false;
 
   constructor(sql: Sql, selection: TenantSelection, options: TransactionOptions = {}) {
     this.#sql = sql;
@@ -92,6 +106,16 @@ export class TenantTransaction {
     this.#readBytes = this.#readBytesLeft = options.readBytes;
     this.#requestId = options.requestId ?? '';
     this.#commitEarly = options.commitEarly ?? false;
+    this.#commitWithWrite = options.commitWithWrite ?? false;
+  }
+
+  /**
+   * Ticks in which statements were sent after the request check answered: 1 for
+   * a write that sends its statements at once (it may then commit with them,
+   * `commitWithWrite`), more for one that reads before it writes.
+   */
+  get writeTicks(): number {
+    return this.#writeTicks;
   }
 
   /**
@@ -216,10 +240,12 @@ export class TenantTransaction {
       if (this.#failure) throw this.#failure;
       // Already queued behind the statements (a read: committing and rolling back keep the same nothing).
       if (this.#committing) {
-        await this.#committing.catch((error: unknown) => {
+        const done = (await this.#committing.catch((error: unknown) => {
           tx.destroy(); // its state is unknown: never hand it to the next request
           throw error;
-        });
+        })) as { command?: string };
+        // A write committed with its statement, then the operation failed: what `commitsWithStatement` rules out. Never silent.
+        if (!commit && this.#commitWithWrite && done.command === 'COMMIT') throw new CommittedBeforeFailure();
       } else if (commit) await tx`commit`;
       else {
         await tx`rollback`.catch(() => {
@@ -227,7 +253,7 @@ export class TenantTransaction {
         });
       }
     } catch (error) {
-      if (commit) throw this.#failure ?? error;
+      if (commit || error instanceof CommittedBeforeFailure) throw this.#failure ?? error;
     } finally {
       clearTimeout(this.#timer);
       poolState(this.#sql).open.delete(this);
@@ -289,6 +315,22 @@ export class TenantTransaction {
     return tx.unsafe(`${this.#snapshot ? 'begin isolation level repeatable read' : 'begin'}; set local statement_timeout = ${serverTimeout}; set local lock_timeout = ${serverTimeout}; ${CLIENT_CHECK}`);
   }
 
+  /**
+   * The first statement sent after the request check answered opens a write tick; commitWithWrite: COMMIT is queued
+   * at its end, behind its statements. Registered before the statement is queued, so it runs before postgres.js writes.
+   */
+  #startWriteTick(): void {
+    this.#inWriteTick = true;
+    this.#writeTicks++;
+    setImmediate(() => {
+      this.#inWriteTick = false;
+      if (!this.#commitWithWrite || this.#writeTicks !== 1 || this.#ended || this.#failure || this.#committing || !this.#reserved) return;
+      const committing = this.#reserved`commit`;
+      committing.catch(() => {}); // observed by end(); this also queues it now, before postgres.js writes
+      this.#committing = committing;
+    });
+  }
+
   /** commitEarly: COMMIT queued behind what the tick sent, in the same write. */
   #commitIfEarly(): void {
     if (!this.#commitEarly || this.#ended || this.#failure || this.#committing || !this.#reserved) return;
@@ -300,7 +342,9 @@ export class TenantTransaction {
   /** Before each statement a repository sends: noted when late; after an early COMMIT, a new transaction first. */
   #beforeStatement(): void {
     if (!this.#firstTick) this.#sentLate = true;
+    if (this.#known && !this.#inWriteTick) this.#startWriteTick();
     if (!this.#committing) return;
+    if (this.#commitWithWrite) throw new Error('a statement after the write committed with its statement: it cannot join the write\'s transaction');
     // The statement would run outside any transaction (no tenant: zero rows). BEGIN and the request check again,
     // pipelined before it: each transaction checks the credentials and sets the settings itself (also through PgBouncer).
     this.#committing = undefined;
@@ -310,6 +354,13 @@ export class TenantTransaction {
     begun.catch(() => {}); // a failed BEGIN fails the statements behind it
     checked.catch((error: unknown) => (this.#recheckError ??= unavailableFor(error) ?? error));
     setImmediate(() => this.#commitIfEarly());
+  }
+}
+
+/** A write committed with its statement although the operation then failed (a resolver broke `commitsWithStatement`'s promise). */
+export class CommittedBeforeFailure extends Error {
+  constructor() {
+    super('the write committed with its statement, then the operation failed: its field must not be marked commitsWithStatement');
   }
 }
 

@@ -109,6 +109,8 @@ const TaskPayload = builder.objectRef<{ task: TaskRow }>('TaskPayload').implemen
 
 builder.mutationFields((t) => ({
   createTask: t.field({
+    // Its insert is its last act that can fail: it may commit with it (src/graphql/operation.ts, 2 round trips).
+    extensions: { commitsWithStatement: true },
     type: TaskPayload,
     description: 'MEMBER and above; the session must be active',
     authScopes: { member: true },
