@@ -45,13 +45,21 @@ export type TokenLease = { readonly tenantId: string; readonly apiKeyId: string 
 /** What the bucket granted, what it holds after, and its limit a minute (null: unlimited). */
 export type LeaseResult = { readonly granted: number; readonly remaining: number; readonly perMinute: number | null };
 
+/**
+ * A lease commits asynchronously (synchronous_commit off for its own implicit
+ * transaction): it does not wait for its WAL to reach the disk, which halves
+ * what a lease costs PostgreSQL (742 -> 325 us a call of one bucket, measured
+ * on one connection). A PostgreSQL crash may lose the leases of its last
+ * fraction of a second: those buckets read as fuller than they were, once.
+ */
 export async function takeRequestTokens(sql: Sql, leases: readonly TokenLease[]): Promise<LeaseResult[]> {
   const rows = await sql<{ ord: number; granted: number; remaining: number | null; per_minute: number | null }[]>`
     select ord::int, granted, remaining, per_minute::float8
-    from app_private.take_request_tokens(
-      ${arrayParameter(leases.map((lease) => lease.tenantId))}::uuid[],
-      ${arrayParameter(leases.map((lease) => lease.apiKeyId))}::uuid[],
-      ${arrayParameter(leases.map((lease) => lease.want))}::int[])`;
+    from set_config('synchronous_commit', 'off', true),
+         app_private.take_request_tokens(
+           ${arrayParameter(leases.map((lease) => lease.tenantId))}::uuid[],
+           ${arrayParameter(leases.map((lease) => lease.apiKeyId))}::uuid[],
+           ${arrayParameter(leases.map((lease) => lease.want))}::int[])`;
   const results: LeaseResult[] = leases.map(() => ({ granted: 0, remaining: 0, perMinute: 0 }));
   for (const row of rows) {
     results[row.ord - 1] = { granted: row.granted, remaining: row.remaining ?? Infinity, perMinute: row.per_minute };
