@@ -102,9 +102,11 @@ it('SIGTERM under load: responses in flight are finished, SSE and WebSocket stre
     }
     expect(answers.filter((one) => one.at < signalledAt - SIGNAL_MARGIN_MS).length).toBeGreaterThan(0);
     expect(answers.filter((one) => one.status === 200).length).toBeGreaterThan(0);
-    // The stuck write was rolled back and answered before the deadline reset its client.
+    // The stuck write was rolled back and answered before the deadline reset its client: a reset would be no status
+    // at all. The time is taken here, around a child process whose timers (abort at 1.5 s, reset at 2 s) a loaded
+    // machine delays alike, so it is bounded loosely: near the shutdown deadline, far from the request's own 8 s.
     expect(answer).toMatchObject({ status: 503, code: 'UNAVAILABLE', reason: 'shutdown' });
-    expect(answer.at + answer.ms - signalledAt).toBeLessThan(2_000);
+    expect(answer.at + answer.ms - signalledAt).toBeLessThan(2_000 + 1_500);
     expect(await exited).toBe(0);
     await Promise.all([overSse.ended(), overWs.ended()]);
     for (const [via, stream] of [['SSE', overSse], ['WebSocket', overWs]] as const) {
