@@ -141,7 +141,8 @@ export function createApp(options: AppOptions): App {
     const query = url.indexOf('?');
     const path = query < 0 ? url : url.slice(0, query);
     const state: RequestState = {};
-    res.once('close', () => {
+    // A response closes once: `on`, not `once` (no wrapper per request).
+    res.on('close', () => {
       const known = state.transaction?.known;
       const finished = res.writableFinished;
       // A context switch (seed 003): the token names one tenant (`tid`) and the request works in another, chosen
