@@ -163,7 +163,7 @@ it('a write refused after its statement succeeded (its row past the response bud
   expect(await tasksTitled('budget')).toBe(before);
 });
 
-it('the mechanism: a write committed with its statement is never silent about a failure after it, and refuses a statement after its COMMIT', async () => {
+it('the mechanism: a write committed with its statement is never silent about a failure after it, refuses a statement after its COMMIT, and a rolled-back one cannot succeed', async () => {
   const other = await createTestTenant(db.owner, 'rt-write');
   const { userId } = other.members.MEMBER;
   const selection = { credentials: { kind: 'user' as const, userId, roleCap: undefined }, tenant: other.id, allowedSlugs: undefined };
@@ -181,6 +181,11 @@ it('the mechanism: a write committed with its statement is never silent about a 
   await late.run((tx) => insert(tx, 'first'));
   await expect(late.run((tx) => insert(tx, 'second'))).rejects.toThrow(/after the write committed/);
   await late.end(false).catch(() => {});
+  // A failed statement whose error the caller swallowed: the queued COMMIT rolled back, so the operation cannot succeed.
+  const swallowed = new TenantTransaction(db.appPool(1), selection, { commitWithWrite: true });
+  await swallowed.principal();
+  await swallowed.run((tx) => insert(tx, 'first')).catch(() => {}); // unique (tenant_id, name): fails
+  await expect(swallowed.end(true)).rejects.toThrow(/rolled back/);
   const names = await db.owner<{ name: string }[]>`select name from app.agents where tenant_id = ${other.id} order by name`;
   expect(names.map((row) => row.name)).toEqual(['committed early', 'first']);
 });

@@ -246,6 +246,8 @@ export class TenantTransaction {
         })) as { command?: string };
         // A write committed with its statement, then the operation failed: what `commitsWithStatement` rules out. Never silent.
         if (!commit && this.#commitWithWrite && done.command === 'COMMIT') throw new CommittedBeforeFailure();
+        // The other way round (a resolver that swallowed its statement's error): nothing was written, so no success.
+        if (commit && this.#commitWithWrite && done.command === 'ROLLBACK') throw new Error('the write was rolled back with its failed statement, yet the operation succeeded');
       } else if (commit) await tx`commit`;
       else {
         await tx`rollback`.catch(() => {
