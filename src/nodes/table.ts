@@ -147,9 +147,10 @@ export class Table<Row extends { id: string }> {
     const withParent = choice | this.choiceOf([parentKey]);
     const head = (this.#childHeads[`${parentKey}|${withParent}`] ??= `${this.#headText(withParent)} where ${this.columnOf(parentKey)} = parent.id`);
     if (parentIds.length === 1 && !page.after && !page.before && noConditions(where)) {
+      // One parent: a plain page of its rows (an index scan), not a lateral join over a one-row VALUES list.
       const order = keysetOrderText(this.#orderBy, this.#idColumn, page);
       const text = this.#statement(`${parentKey}|${order}`, withParent, () =>
-        `select page.* from (values ($1::uuid)) as parent(id) cross join lateral (${head} ${order} limit $2) page`);
+        `${this.#headText(withParent)} where ${this.columnOf(parentKey)} = $1::uuid ${order} limit $2`);
       return tx.unsafe<Listed<Row>[]>(text, [parentIds[0]!, page.limit], { prepare: true });
     }
     return tx<Listed<Row>[]>`
