@@ -9,6 +9,7 @@ import { compileQuery, isCompiledQuery } from 'graphql-jit';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { expect, it } from 'vitest';
+import { refuseWrappedInlineResolvers, schema as serviceSchema } from '../src/graphql/schema.ts';
 
 // Leaves read plain properties (default resolvers: graphql-jit inlines them); lists nest two deep.
 const inline = { jitInlineResolve: true };
@@ -103,4 +104,17 @@ it('answers a null in a nullable leaf as graphql-js does: null, no error', async
   const [jit, js] = await both('{ rows { cells { missingOrNull name } } }');
   expect(jit).toEqual(js);
   expect(jit).not.toHaveProperty('errors');
+});
+
+it('refuses at start-up a jitInlineResolve mark on a resolver a plugin wrapped (the in-place call passes no info); the service schema passes', () => {
+  expect(() => refuseWrappedInlineResolvers(serviceSchema)).not.toThrow();
+  const marked = (wrapped: boolean) =>
+    new GraphQLSchema({
+      query: new GraphQLObjectType({
+        name: 'Query',
+        fields: { id: { type: GraphQLString, resolve: () => 'x', extensions: { jitInlineResolve: true, pothosResolveWrapped: wrapped } } },
+      }),
+    });
+  expect(() => refuseWrappedInlineResolvers(marked(false))).not.toThrow();
+  expect(() => refuseWrappedInlineResolvers(marked(true))).toThrow(/Query\.id is marked jitInlineResolve but its resolver is wrapped/);
 });

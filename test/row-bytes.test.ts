@@ -40,3 +40,9 @@ it('leaves nothing behind between walks: the same value twice, the same figure',
   expect(approximateBytes(rows)).toBe(first);
   expect(first).toBe(definition(rows));
 });
+
+it('a walk that threw leaves nothing for the next one (its pushed nested values are dropped)', () => {
+  const throwing = { nested: { deep: [1, 2, 3] }, get broken(): never { throw new Error('a getter that throws') } };
+  expect(() => approximateBytes([throwing])).toThrow('a getter that throws');
+  expect(approximateBytes([])).toBe(2);
+});

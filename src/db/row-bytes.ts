@@ -7,6 +7,7 @@
 const pending: object[] = [];
 
 export function approximateBytes(value: unknown): number {
+  pending.length = 0; // nothing left by a walk that threw
   let bytes = isComposite(value) ? compositeBytes(value) : scalarBytes(value);
   while (pending.length > 0) bytes += compositeBytes(pending.pop()!);
   return bytes;

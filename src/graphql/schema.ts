@@ -30,7 +30,7 @@ refuseWrappedInlineResolvers(schema);
  * resolver (scope-auth, validation) might read what the call does not pass:
  * that is a start-up error, not a wrong answer later.
  */
-function refuseWrappedInlineResolvers(built: GraphQLSchema): void {
+export function refuseWrappedInlineResolvers(built: GraphQLSchema): void {
   for (const type of Object.values(built.getTypeMap())) {
     if (!isObjectType(type)) continue;
     for (const field of Object.values(type.getFields())) {
