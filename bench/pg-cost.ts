@@ -5,7 +5,7 @@
 // Part 1, shapes: on ONE connection of the request role, N transactions of
 // each shape, written by hand (the true limit's, with and without the request
 // check, and the service's as src/db/tenant-transaction.ts sends it), and the
-// backend's CPU per transaction. Interleaved rounds; the median is printed.
+// backend's CPU per transaction. The shapes' transactions interleaved one by one; the median of the rounds is printed.
 //
 // Part 2, systems: the service (src/main.ts, production mode, as `npm run
 // bench` starts it) and the true limit with the check (bench/limit-server.ts,
@@ -120,23 +120,23 @@ type Shape = (tx: Tx, claims: Claims, kind: Kind, principal: Principal, i: numbe
 const SHAPES: Record<string, Shape> = {
   'limit (set_config)': (tx, claims, kind, p) => [tx`begin`, settings(tx, claims), ...statements(kind, tx, body(kind, p)), tx`commit`],
   'limit+check': (tx, claims, kind, p) => [tx`begin`, requestCheck(tx, claims), ...statements(kind, tx, body(kind, p)), tx`commit`],
-  'service (begin; 3 set local; check + request_id)': (tx, claims, kind, p, i) => [
+  service: (tx, claims, kind, p, i) => [
+    tx`begin`,
+    tx`select b.*, set_config('app.request_id', ${`req-${i}`}, true), set_config('statement_timeout', ${'9750'}, true),
+              set_config('lock_timeout', ${'9750'}, true), set_config('client_connection_check_interval', '1000', true)
+       from app_private.begin_request(${claims.tid}::uuid, ${null}, ${claims.sub}, ${claims.role}, ${null}) b`,
+    ...statements(kind, tx, body(kind, p)),
+    tx`commit`,
+  ],
+  'the service until 2026-12-02 (begin; 3 set local; check joined with set_config of request_id)': (tx, claims, kind, p, i) => [
     tx.unsafe('begin; set local statement_timeout = 9750; set local lock_timeout = 9750; set local client_connection_check_interval = 1000'),
     tx`select b.* from app_private.begin_request(${claims.tid}::uuid, ${null}, ${claims.sub}, ${claims.role}, ${null}) b, set_config('app.request_id', ${`req-${i}`}, true)`,
     ...statements(kind, tx, body(kind, p)),
     tx`commit`,
   ],
-  'variant: begin; check + request_id (no timeouts)': (tx, claims, kind, p, i) => [
+  'variant: no timeouts (check, request_id in its select list)': (tx, claims, kind, p, i) => [
     tx`begin`,
-    tx`select b.* from app_private.begin_request(${claims.tid}::uuid, ${null}, ${claims.sub}, ${claims.role}, ${null}) b, set_config('app.request_id', ${`req-${i}`}, true)`,
-    ...statements(kind, tx, body(kind, p)),
-    tx`commit`,
-  ],
-  'variant: begin; check + request_id + 3 set_config': (tx, claims, kind, p, i) => [
-    tx`begin`,
-    tx`select b.*, set_config('app.request_id', ${`req-${i}`}, true), set_config('statement_timeout', ${'9750'}, true),
-              set_config('lock_timeout', ${'9750'}, true), set_config('client_connection_check_interval', ${'1000'}, true)
-       from app_private.begin_request(${claims.tid}::uuid, ${null}, ${claims.sub}, ${claims.role}, ${null}) b`,
+    tx`select b.*, set_config('app.request_id', ${`req-${i}`}, true) from app_private.begin_request(${claims.tid}::uuid, ${null}, ${claims.sub}, ${claims.role}, ${null}) b`,
     ...statements(kind, tx, body(kind, p)),
     tx`commit`,
   ],
@@ -156,22 +156,30 @@ async function shapes(principals: Principal[]): Promise<void> {
     const claims = principals.map((p) => ({ sub: p.userId, tid: p.tenantId, role: 'ADMIN' }));
     const results: Record<string, number[]> = {};
     releases.push(() => tx.release());
-    const run = async (name: string, kind: Kind, n: number) => {
-      const before = cpuNs(pid)!;
+    // One transaction of each shape in turn, each timed alone: the machine's speed drifts by tens of percent from
+    // second to second here, and so it drifts under every shape alike. A round's figure is the shape's total over its
+    // transactions; the order of the shapes rotates from transaction to transaction.
+    const names = Object.keys(SHAPES);
+    const run = async (kind: Kind, n: number) => {
+      const spent = new Map<string, number>(names.map((name) => [name, 0]));
       for (let i = 0; i < n; i++) {
         const p = i % principals.length;
-        const queued = SHAPES[name]!(tx, claims[p]!, kind, principals[p]!, i);
-        const settled = await Promise.allSettled(queued);
-        const failed = settled.find((s) => s.status === 'rejected');
-        if (failed) throw failed.reason;
+        for (let k = 0; k < names.length; k++) {
+          const name = names[(i + k) % names.length]!;
+          const before = cpuNs(pid)!;
+          const settled = await Promise.allSettled(SHAPES[name]!(tx, claims[p]!, kind, principals[p]!, i));
+          spent.set(name, spent.get(name)! + cpuNs(pid)! - before);
+          const failed = settled.find((s) => s.status === 'rejected');
+          if (failed) throw failed.reason;
+        }
       }
-      return (cpuNs(pid)! - before) / n / 1000;
+      return new Map([...spent].map(([name, ns]) => [name, ns / n / 1000]));
     };
-    for (const kind of CASES) for (const name of Object.keys(SHAPES)) await run(name, kind, 50); // prepared, cached
+    for (const kind of CASES) await run(kind, 50); // prepared, cached
     for (let round = 0; round < ROUNDS; round++) {
       process.stderr.write(`shapes: round ${round + 1}\n`);
       for (const kind of CASES) {
-        for (const name of Object.keys(SHAPES)) (results[`${kind} ${name}`] ??= []).push(await run(name, kind, N));
+        for (const [name, us] of await run(kind, N)) (results[`${kind} ${name}`] ??= []).push(us);
       }
     }
     process.stdout.write(`\nPart 1: PostgreSQL CPU per transaction, one connection, ${N} transactions x ${ROUNDS} rounds (median; the rounds in brackets)\n\n`);

@@ -57,8 +57,6 @@ type Opened = { readonly tx: Reserved; readonly principal: Promise<Principal> };
 
 /** Server-side timeouts end a little before the deadline, so a slow statement fails cleanly and the connection is kept. */
 const SERVER_MARGIN_MS = 250;
-/** A backend whose client went away (a request dropped at its deadline) stops within a second; also behind PgBouncer, which drops startup parameters. */
-const CLIENT_CHECK = 'set local client_connection_check_interval = 1000';
 
 /**
  * One transaction per GraphQL operation, opened on first use and ended once
@@ -298,7 +296,7 @@ export class TenantTransaction {
       this.#commitIfEarly();
     });
     const begun = this.#beginStatement(tx);
-    const checked = beginRequest(tx, this.#selection, this.#mode, this.#requestId);
+    const checked = beginRequest(tx, this.#selection, this.#mode, this.#requestId, this.#serverTimeout());
     const principal = begun.then(() => checked).catch((error: unknown) => {
       throw this.#failure ?? unavailableFor(error) ?? error; // a lost connection is UNAVAILABLE, not INTERNAL
     });
@@ -307,14 +305,15 @@ export class TenantTransaction {
     return { tx, principal };
   }
 
-  /**
-   * BEGIN and the timeouts left of the deadline in one simple-protocol message: no extra statement, and no
-   * Parse/Describe round trip behind PgBouncer (prepare: false). The figure is an integer computed here, never input.
-   */
+  /** BEGIN: a constant statement (prepared once per connection); the timeouts are set by the request check's statement. */
   #beginStatement(tx: Reserved) {
+    return this.#snapshot ? tx`begin isolation level repeatable read` : tx`begin`;
+  }
+
+  /** The server-side timeouts, in ms: a little before what is left of the deadline, so a slow statement fails cleanly and the connection is kept. */
+  #serverTimeout(): string {
     const left = this.#deadline - Date.now();
-    const serverTimeout = Math.max(1, Math.floor(left - Math.min(SERVER_MARGIN_MS, left / 10)));
-    return tx.unsafe(`${this.#snapshot ? 'begin isolation level repeatable read' : 'begin'}; set local statement_timeout = ${serverTimeout}; set local lock_timeout = ${serverTimeout}; ${CLIENT_CHECK}`);
+    return String(Math.max(1, Math.floor(left - Math.min(SERVER_MARGIN_MS, left / 10))));
   }
 
   /**
@@ -352,7 +351,7 @@ export class TenantTransaction {
     this.#committing = undefined;
     const tx = this.#reserved!;
     const begun = this.#beginStatement(tx);
-    const checked = beginRequest(tx, this.#selection, this.#mode, this.#requestId);
+    const checked = beginRequest(tx, this.#selection, this.#mode, this.#requestId, this.#serverTimeout());
     begun.catch(() => {}); // a failed BEGIN fails the statements behind it
     checked.catch((error: unknown) => (this.#recheckError ??= unavailableFor(error) ?? error));
     setImmediate(() => this.#commitIfEarly());
@@ -424,8 +423,13 @@ type TenantRow = {
   role: Role;
 };
 
-// app.request_id is set in the request check's own statement (no statement more): '' when the caller has no id.
-async function beginRequest(tx: Tx, selection: TenantSelection, mode: TransactionMode, requestId: string): Promise<Principal> {
+// The request check's statement also sets, in its select list (after the check ran; no statement more, no join):
+// app.request_id ('' when the caller has no id), statement_timeout and lock_timeout to what is left of the
+// deadline, and client_connection_check_interval, so a backend whose client went away (a request dropped at its
+// deadline) stops within a second. Transaction-local, also behind PgBouncer (which drops startup parameters).
+// Three `set local` in BEGIN's simple-protocol message cost the backend ~50 us a transaction (parsed every time),
+// these four set_config calls ~15 (bench:pg-cost, Q1 shapes interleaved one by one: 432 against 383 us).
+async function beginRequest(tx: Tx, selection: TenantSelection, mode: TransactionMode, requestId: string, timeout: string): Promise<Principal> {
   const { credentials, tenant, allowedSlugs } = selection;
   const allowed = allowedSlugs ? tx.array([...allowedSlugs]) : null;
   const tenantOf = (row: TenantRow): TenantContext => ({
@@ -438,19 +442,24 @@ async function beginRequest(tx: Tx, selection: TenantSelection, mode: Transactio
   try {
     if (credentials.kind === 'apiKey') {
       const [row] = await tx<(TenantRow & { acting_user_id: string; api_key_id: string })[]>`
-        select b.* from app_private.begin_api_key_request(${credentials.secretHash}, ${tenant ?? null}, ${allowed}) b,
-                        set_config('app.request_id', ${requestId}, true)`;
+        select b.*, set_config('app.request_id', ${requestId}, true), set_config('statement_timeout', ${timeout}, true),
+               set_config('lock_timeout', ${timeout}, true), set_config('client_connection_check_interval', '1000', true)
+        from app_private.begin_api_key_request(${credentials.secretHash}, ${tenant ?? null}, ${allowed}) b`;
       return { userId: row!.acting_user_id, apiKeyId: row!.api_key_id, operator: false, tenant: tenantOf(row!) };
     }
     if (mode === 'platform') {
-      const [row] = await tx<{ is_operator: boolean }[]>`select b.* from app_private.begin_platform_request(${credentials.userId}) b, set_config('app.request_id', ${requestId}, true)`;
+      const [row] = await tx<{ is_operator: boolean }[]>`
+        select b.*, set_config('app.request_id', ${requestId}, true), set_config('statement_timeout', ${timeout}, true),
+               set_config('lock_timeout', ${timeout}, true), set_config('client_connection_check_interval', '1000', true)
+        from app_private.begin_platform_request(${credentials.userId}) b`;
       return { userId: credentials.userId, apiKeyId: null, operator: row!.is_operator, tenant: undefined };
     }
     // The server knows whether it holds an id or a slug; the function need not find out.
     const [row] = await tx<TenantRow[]>`
-      select b.* from app_private.begin_request(${isUuid(tenant) ? tenant : null}::uuid, ${isUuid(tenant) ? null : tenant!},
-                                                ${credentials.userId}, ${credentials.roleCap ?? null}, ${allowed}) b,
-                      set_config('app.request_id', ${requestId}, true)`;
+      select b.*, set_config('app.request_id', ${requestId}, true), set_config('statement_timeout', ${timeout}, true),
+             set_config('lock_timeout', ${timeout}, true), set_config('client_connection_check_interval', '1000', true)
+      from app_private.begin_request(${isUuid(tenant) ? tenant : null}::uuid, ${isUuid(tenant) ? null : tenant!},
+                                     ${credentials.userId}, ${credentials.roleCap ?? null}, ${allowed}) b`;
     return { userId: credentials.userId, apiKeyId: null, tenant: tenantOf(row!) };
   } catch (error) {
     throw tenantError(error, credentials.kind) ?? error;
