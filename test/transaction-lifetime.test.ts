@@ -4,7 +4,7 @@
 // bounded by the request's deadline, and neither costs the pool a connection.
 import { beforeAll, expect, it } from 'vitest';
 import { errorForSqlState } from '../src/db/errors.ts';
-import { poolState, type Sql, type Tx } from '../src/db/pool.ts';
+import { DEADLINE_SWEEP_MS, poolState, type Sql, type Tx } from '../src/db/pool.ts';
 import { TenantTransaction } from '../src/db/tenant-transaction.ts';
 import { createTestTenant, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase } from './helpers/db.ts';
@@ -64,7 +64,7 @@ it('the wait for a connection ends at the deadline: UNAVAILABLE timeout, counted
 it('a statement running into the deadline is cancelled by the server (statement_timeout from the deadline) and the connection is kept', async () => {
   const started = Date.now();
   const slow = new TenantTransaction(pool, selection(), { deadline: Date.now() + 1_500 });
-  const [{ pid }] = (await slow.run((tx) => tx<{ pid: number }[]>`select pg_backend_pid() as pid`)) as [{ pid: number }];
+  const [{ pid }] = (await slow.run((tx) => tx<{ pid: number }[]>`select pg_backend_pid() as pid`)) as unknown as [{ pid: number }];
   const error = await slow.run((tx) => tx`select pg_sleep(5)`).catch((caught: unknown) => caught);
   expect(Date.now() - started).toBeLessThan(3_500); // cut near the deadline, far before the sleep's 5 s; loose for a loaded machine
   // The server's statement_timeout (57014), a little before the deadline: not the deadline's abort, which drops the connection.
@@ -91,4 +91,14 @@ it('past the deadline with no statement running, every later use answers UNAVAIL
   const next = new TenantTransaction(pool, selection());
   await expect(next.run((tx) => tx`select 1 as one`)).resolves.toEqual([{ one: 1 }]);
   await next.end(true);
+});
+
+it('one sweep a pool holds the deadlines: it runs while a transaction is open and stops once none is', async () => {
+  const open = new TenantTransaction(pool, selection());
+  await open.principal();
+  expect(poolState(pool).sweep).toBeDefined();
+  await open.end(true);
+  expect(poolState(pool).open.size).toBe(0);
+  await new Promise((resolve) => setTimeout(resolve, 3 * DEADLINE_SWEEP_MS + 50));
+  expect(poolState(pool).sweep).toBeUndefined(); // no timer left behind an idle pool
 });

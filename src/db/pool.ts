@@ -27,8 +27,14 @@ export type PoolOptions = {
   readonly connectTimeoutMs?: number;
 };
 
-/** Something the pool can end early: an open request transaction. */
-export type Abortable = { abort(error: GraphQLError): void };
+/** Something the pool can end early: an open request transaction, from the wait for its connection on. */
+export type Abortable = {
+  abort(error: GraphQLError): void;
+  /** When it must be over (ms since the epoch): past it the pool's sweep calls `expire`. */
+  readonly deadline: number;
+  /** Its deadline has passed: it ends as `abort` ends it, with its timeout. */
+  expire(): void;
+};
 
 export type PoolState = {
   readonly url: string;
@@ -41,6 +47,8 @@ export type PoolState = {
   draining: boolean;
   /** Set by abortTransactions or end(): new transactions are refused, /ready says unavailable. */
   closing: boolean;
+  /** The sweep that ends open transactions past their deadline, while there are any. */
+  sweep: NodeJS.Timeout | undefined;
 };
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
@@ -68,7 +76,7 @@ export function createPool(url: string, options: PoolOptions): Sql {
       client_connection_check_interval: 1000,
     },
   });
-  const state: PoolState = { url, requestTimeoutMs, open: new Set(), acquireTimeouts: 0, draining: false, closing: false };
+  const state: PoolState = { url, requestTimeoutMs, open: new Set(), acquireTimeouts: 0, draining: false, closing: false, sweep: undefined };
   states.set(sql, state);
   const end = sql.end.bind(sql);
   sql.end = (endOptions) => {
@@ -82,10 +90,39 @@ export function createPool(url: string, options: PoolOptions): Sql {
 export function poolState(sql: Sql): PoolState {
   let state = states.get(sql);
   if (!state) {
-    state = { url: '', requestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS, open: new Set(), acquireTimeouts: 0, draining: false, closing: false };
+    state = { url: '', requestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS, open: new Set(), acquireTimeouts: 0, draining: false, closing: false, sweep: undefined };
     states.set(sql, state);
   }
   return state;
+}
+
+/**
+ * How often open transactions are held against their deadlines: one timer for the pool instead of one (or two,
+ * with the wait for a connection) a request. A transaction ends at most this much after its deadline; its
+ * statements end before it anyway (the server's statement_timeout, src/db/tenant-transaction.ts).
+ */
+export const DEADLINE_SWEEP_MS = 20;
+
+/** `transaction` is open (waiting for its connection, or holding one) until `closeTransaction`: shutdown and its deadline can end it. */
+export function openTransaction(sql: Sql, transaction: Abortable): void {
+  const state = poolState(sql);
+  state.open.add(transaction);
+  state.sweep ??= setInterval(sweep, DEADLINE_SWEEP_MS, state).unref();
+}
+
+export function closeTransaction(sql: Sql, transaction: Abortable): void {
+  poolState(sql).open.delete(transaction);
+}
+
+/** Ends the open transactions past their deadline; stops when none is open (the next one starts it again). */
+function sweep(state: PoolState): void {
+  if (state.open.size === 0) {
+    clearInterval(state.sweep);
+    state.sweep = undefined;
+    return;
+  }
+  const now = Date.now();
+  for (const transaction of state.open) if (transaction.deadline <= now) transaction.expire();
 }
 
 /** Shutdown begins: /ready answers unavailable from now on; requests in flight and arriving still run. */

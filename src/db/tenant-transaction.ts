@@ -11,7 +11,7 @@ import { isUuid } from '../tenancy/identifiers.ts';
 import type { Credentials, Principal, TenantContext, TenantSelection } from '../tenancy/principal.ts';
 import type { Role } from '../tenancy/roles.ts';
 import { unavailableFor } from './errors.ts';
-import { poolState, type Reserved, type Sql, type Tx } from './pool.ts';
+import { closeTransaction, openTransaction, poolState, type Reserved, type Sql, type Tx } from './pool.ts';
 
 // Who asks and what for, and who the database accepted: defined in src/tenancy/principal.ts, re-exported for this module's callers.
 export type { Credentials, Principal, TenantContext, TenantSelection } from '../tenancy/principal.ts';
@@ -77,8 +77,9 @@ export class TenantTransaction {
   #readBytesLeft: number | undefined;
   readonly #readBytes: number | undefined;
   readonly #requestId: string;
-  #timer: NodeJS.Timeout | undefined;
   #reserved: Reserved | undefined;
+  /** While the connection is awaited: ends that wait (the deadline, a shutdown). */
+  #stopWaiting: ((error: GraphQLError) => void) | undefined;
   /** Why the transaction was cut short (deadline, shutdown): every later use answers it. */
   #failure: GraphQLError | undefined;
   /** What repositories get: the reserved connection, refusing queries once the transaction has ended. */
@@ -185,8 +186,14 @@ export class TenantTransaction {
    */
   abort(error: GraphQLError): void {
     this.#failure ??= error;
-    clearTimeout(this.#timer);
+    this.#stopWaiting?.(this.#failure);
     this.#reserved?.destroy(this.#failure); // a no-op once released
+  }
+
+  /** The pool's sweep found the deadline passed (src/db/pool.ts): UNAVAILABLE timeout, as `abort`; a wait for a connection is counted. */
+  expire(): void {
+    if (this.#stopWaiting) poolState(this.#sql).acquireTimeouts++;
+    this.abort(unavailable('timeout'));
   }
 
   /**
@@ -255,8 +262,7 @@ export class TenantTransaction {
     } catch (error) {
       if (commit || error instanceof CommittedBeforeFailure) throw this.#failure ?? error;
     } finally {
-      clearTimeout(this.#timer);
-      poolState(this.#sql).open.delete(this);
+      closeTransaction(this.#sql, this);
       tx.release();
     }
   }
@@ -280,15 +286,22 @@ export class TenantTransaction {
   async #begin(): Promise<Opened> {
     const state = poolState(this.#sql);
     if (state.closing) throw unavailable('shutdown');
-    const tx = await acquire(this.#sql, this.#deadline - Date.now());
-    if (this.#failure || state.closing) {
-      tx.release();
-      throw this.#failure ?? unavailable('shutdown');
+    if (this.#deadline <= Date.now()) throw unavailable('timeout');
+    // Open from the wait on: the pool's sweep ends it at its deadline (no timer of its own), a shutdown at once.
+    openTransaction(this.#sql, this);
+    let tx: Reserved;
+    try {
+      tx = await this.#acquire();
+      if (this.#failure || state.closing) {
+        tx.release();
+        throw this.#failure ?? unavailable('shutdown');
+      }
+    } catch (error) {
+      closeTransaction(this.#sql, this); // no connection: nothing for end() to give back
+      throw error;
     }
     this.#reserved = tx;
     this.#tx = refusingAfterEnd(tx, () => this.#ended, () => this.#beforeStatement());
-    state.open.add(this);
-    this.#timer = setTimeout(() => this.abort(unavailable('timeout')), this.#deadline - Date.now());
     // Registered before BEGIN is queued, so it runs before postgres.js writes what this tick queued (setImmediate is FIFO).
     this.#firstTick = true;
     setImmediate(() => {
@@ -303,6 +316,22 @@ export class TenantTransaction {
     checked.catch(() => {}); // observed through `principal`
     principal.then((known) => (this.#known = known), () => {}); // failures are observed by run() and principal()
     return { tx, principal };
+  }
+
+  /** A connection, or the failure that ended the wait (the deadline, a shutdown): a connection handed over after that goes back. */
+  async #acquire(): Promise<Reserved> {
+    const reserving = this.#sql.reserve();
+    try {
+      return await new Promise<Reserved>((resolve, reject) => {
+        this.#stopWaiting = reject;
+        reserving.then(resolve, reject);
+      });
+    } catch (error) {
+      if (this.#failure) reserving.then((late) => late.release(), () => {});
+      throw this.#failure ?? unavailableFor(error) ?? error;
+    } finally {
+      this.#stopWaiting = undefined;
+    }
   }
 
   /** BEGIN: a constant statement (prepared once per connection); the timeouts are set by the request check's statement. */
@@ -363,25 +392,6 @@ export class CommittedBeforeFailure extends Error {
   constructor() {
     super('the write committed with its statement, then the operation failed: its field must not be marked commitsWithStatement');
   }
-}
-
-/** A connection within `ms`, or UNAVAILABLE: the wait for a free connection is bounded by the deadline, and counted. */
-async function acquire(sql: Sql, ms: number): Promise<Reserved> {
-  if (ms <= 0) throw unavailable('timeout');
-  const reserving = sql.reserve();
-  let timer: NodeJS.Timeout | undefined;
-  let reserved: Reserved | undefined;
-  try {
-    reserved = await Promise.race([reserving, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)))]);
-  } catch (error) {
-    throw unavailableFor(error) ?? error;
-  } finally {
-    clearTimeout(timer);
-  }
-  if (reserved) return reserved;
-  poolState(sql).acquireTimeouts++;
-  reserving.then((late) => late.release(), () => {}); // handed over after we stopped waiting: give it back
-  throw unavailable('timeout');
 }
 
 /**
