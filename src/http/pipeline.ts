@@ -108,8 +108,8 @@ const CONFLICT_ATTEMPTS = 2;
 
 type Params = { query: string; variables: Record<string, unknown> | undefined; operationName: string | undefined };
 
-/** What `run` answers: a result, and for a subscription its stream. */
-type RunResult = ExecutionResult & { stream?: LiveStream };
+/** What `run` answers: a result, and for a subscription its stream; for a committed mutation, its body (built before the COMMIT). */
+type RunResult = ExecutionResult & { stream?: LiveStream; json?: string };
 
 export function createPipeline(options: PipelineOptions): Pipeline {
   const { schema, sql, verifyToken, tenancy, log, maxCost, maxResponseBytes, subscriptions } = options;
@@ -169,6 +169,15 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       if (kind === OperationTypeNode.MUTATION) writes.learn(operation, db.writeTicks);
       // Rows past the response limit: the whole request is refused (and rolled back), not answered in part.
       if (db.overReadBudget) return { errors: [responseTooLarge(maxResponseBytes)] };
+      // A mutation's answer is built and measured before its COMMIT: one past the response limit is refused and rolled
+      // back, never refused after it committed (a client told "failed" retries, and the write would be made twice).
+      // One that committed with its statement is the written row once, below the limit (operation.ts commitsWithStatement).
+      const json = kind === OperationTypeNode.MUTATION && !result.errors?.length ? dataBody(result.data) : undefined;
+      const bytes = json === undefined ? 0 : Buffer.byteLength(json);
+      if (bytes > maxResponseBytes) {
+        if (!commitWithWrite) return { errors: [responseTooLarge(maxResponseBytes)] }; // rolled back by handle()
+        log.error({ requestId: request.requestId, bytes }, 'a write that committed with its statement answered past the response limit: commitsWithStatement admits a shape it cannot bound');
+      }
       const finished = await finishOperation(context, result, kind === OperationTypeNode.MUTATION, log);
       // A deadlock or serialization failure rolled the whole transaction back and nothing was sent:
       // run it once more while the deadline allows (DESIGN.md section 5, CONFLICT).
@@ -177,7 +186,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
         continue;
       }
       if (db.known) documents.remember(key, checked, params.query); // the database accepted the caller
-      return finished;
+      return json !== undefined && finished === result ? { data: result.data, json } : finished; // finished is result when it committed
     }
   }
 
@@ -237,6 +246,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     const headers: Record<string, string> = {};
     for (const admission of admissions) Object.assign(headers, admission.headers);
     if (result.stream) return { status: 200, headers, json: '', errors: undefined, data: undefined, stream: result.stream };
+    if (result.json !== undefined) return { status: 200, headers, json: result.json, errors: undefined, data: result.data }; // a committed mutation, measured
     let response = respond(result, headers);
     if (Buffer.byteLength(response.json) > maxResponseBytes) {
       response = respond({ errors: [responseTooLarge(maxResponseBytes)] }, headers);
@@ -311,6 +321,9 @@ function checkParams(params: unknown): Params {
   if (operationName != null && typeof operationName !== 'string') throw badRequest('"operationName" must be a string');
   return { query, variables: (variables ?? undefined) as Record<string, unknown> | undefined, operationName: operationName ?? undefined };
 }
+
+/** A result's body without errors, as `respond` writes it. */
+const dataBody = (data: ExecutionResult['data']) => (data === undefined ? '{}' : `{"data":${JSON.stringify(data)}}`);
 
 export const badRequest = (message: string, status = 400) => apiError('BAD_USER_INPUT', message, { http: { status } });
 
