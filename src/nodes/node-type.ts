@@ -14,13 +14,15 @@ import type { GraphQLContext } from '../graphql/context.ts';
 import { connectionType, keysetConnection, type Connection, type ConnectionArgs } from './connection.ts';
 import { decodeGlobalId, encodeGlobalId, nodeTypeNamed, registerNodeType, type RegisteredNode } from './global-id.ts';
 import type { NodeFieldExtensions } from './plugin.ts';
-import { prefetchChildren, prefetched, type ChildSelection } from './prefetch.ts';
+import { prefetchChildren, prefetched } from './prefetch.ts';
 import { connectionNodeSelection, objectFields } from './selection.ts';
 import type { ColumnChoice, Listed, Table, Where } from './table.ts';
 
 type Types = typeof builder.$inferSchemaTypes;
 type FieldBuilder<Row> = PothosSchemaTypes.ObjectFieldBuilder<Types, Row>;
 type Selected = Pick<GraphQLResolveInfo, 'fieldNodes' | 'fragments'>;
+/** A row wanted by id, with the columns its reader needs (`WHOLE`: every column). */
+type Wanted = { readonly id: string; readonly choice: ColumnChoice };
 /** The keys of `Row` that hold another row's id. */
 type IdKey<Row> = { [K in keyof Row]-?: Row[K] extends string | null ? K : never }[keyof Row] & string;
 /** A list's arguments as this machinery reads them; `orderBy` where the list has one (`SortOrderEnum`). */
@@ -42,19 +44,31 @@ export class NodeType<Row extends { id: string }> implements RegisteredNode {
   /** `<Name>Connection`: what the type's lists return. */
   readonly connection: ObjectRef<Types, Connection<Row>>;
   readonly fieldChoices = new Map<string, ColumnChoice>();
-  readonly #loader: (context: GraphQLContext) => DataLoader<string, Row | null>;
+  readonly #loader: (context: GraphQLContext) => DataLoader<Wanted, Listed<Row> | null, string>;
   readonly #listChoices = new WeakMap<Selected['fieldNodes'], ColumnChoice>();
+  readonly #objectChoices = new WeakMap<Selected['fieldNodes'], ColumnChoice>();
 
   constructor(name: string, options: NodeTypeOptions<Row>) {
     this.name = name;
     this.table = options.table;
+    // One statement a batch: every id wanted in the tick, with the columns any of them needs (a row wanted whole
+    // and in part in one tick is read once, whole). A row is cached per id and choice.
     this.#loader = createContextCache(
       (context: GraphQLContext) =>
-        new DataLoader<string, Row | null>(async (ids) => {
-          const rows = await context.db.run((tx) => this.table.byIds(tx, ids));
-          const byId = new Map(rows.map((row) => [row.id, row]));
-          return ids.map((id) => byId.get(id) ?? null);
-        }),
+        new DataLoader<Wanted, Listed<Row> | null, string>(
+          async (wanted) => {
+            let choice = 0;
+            const ids = new Set<string>();
+            for (const want of wanted) {
+              choice |= want.choice;
+              ids.add(want.id);
+            }
+            const rows = await context.db.run((tx) => this.table.byIds(tx, [...ids], choice));
+            const byId = new Map(rows.map((row) => [row.id, row]));
+            return wanted.map((want) => byId.get(want.id) ?? null);
+          },
+          { cacheKeyFn: (want) => `${want.choice} ${want.id}` },
+        ),
     );
     registerNodeType(this);
     this.ref = builder.objectRef<Row>(name).implement({
@@ -70,7 +84,15 @@ export class NodeType<Row extends { id: string }> implements RegisteredNode {
 
   /** The whole row by id, batched per request; null when it does not exist or RLS hides it. */
   load(context: GraphQLContext, id: string): Promise<Row | null> {
-    return this.#loader(context).load(id);
+    return this.#loader(context).load({ id, choice: this.table.WHOLE }) as Promise<Row | null>;
+  }
+
+  /**
+   * The row by id with the columns the object being resolved needs (`objectChoice`), batched with `load`; a field
+   * the choice missed still gets its columns: the plugin completes a row read in part from the whole row.
+   */
+  #loadFor(context: GraphQLContext, id: string, selection: Selected): Promise<Listed<Row> | null> {
+    return this.#loader(context).load({ id, choice: this.objectChoice(selection) });
   }
 
   /** The row a global id of this type names, or NOT_FOUND (for mutations: a foreign id reads as one that does not exist). */
@@ -189,10 +211,10 @@ export class NodeType<Row extends { id: string }> implements RegisteredNode {
     };
   }
 
-  #related<Parent extends { id: string }>(parent: Parent, key: IdKey<Parent>, context: GraphQLContext, info: GraphQLResolveInfo): Promise<Row | null> | null {
+  #related<Parent extends { id: string }>(parent: Parent, key: IdKey<Parent>, context: GraphQLContext, info: GraphQLResolveInfo): Promise<Listed<Row> | null> | null {
     const id = parent[key] as string | null;
     if (id === null) return null;
-    return prefetched<Row | undefined>(context, info, parent.id)?.then((row) => row ?? this.load(context, id)) ?? this.load(context, id);
+    return prefetched<Listed<Row> | undefined>(context, info, parent.id)?.then((row) => row ?? this.#loadFor(context, id, info)) ?? this.#loadFor(context, id, info);
   }
 
   /**
@@ -210,9 +232,14 @@ export class NodeType<Row extends { id: string }> implements RegisteredNode {
     return choice;
   }
 
-  /** The columns the object being resolved needs. */
-  objectChoice(selection: ChildSelection): ColumnChoice {
-    return this.#choiceOf(objectFields(selection));
+  /** The columns the object being resolved needs; remembered per field nodes, as `listChoice`. */
+  objectChoice(selection: Selected): ColumnChoice {
+    let choice = this.#objectChoices.get(selection.fieldNodes);
+    if (choice === undefined) {
+      choice = this.#choiceOf(objectFields(selection));
+      this.#objectChoices.set(selection.fieldNodes, choice);
+    }
+    return choice;
   }
 
   #choiceOf(fields: ReadonlySet<string>): ColumnChoice {
@@ -232,7 +259,7 @@ export class NodeType<Row extends { id: string }> implements RegisteredNode {
           const id = this.parseId(args.id);
           if (!id) return null;
           prefetchChildren(context, info, this.name, id);
-          return this.load(context, id);
+          return this.#loadFor(context, id, info);
         }) as never,
       }),
     );

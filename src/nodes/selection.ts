@@ -59,8 +59,9 @@ export function eachField(
 
 /**
  * Whether a row read in part lacks one of `keys`: then a field that needs
- * them resolves on the whole row (loaded by id, batched). Lists read what the
- * selection analysis finds, so the whole row only guards against a field the
+ * them resolves on the whole row (loaded by id, batched). Lists and rows read
+ * by id (the by-id root field, relations) read what the selection analysis
+ * finds, so the whole row only guards against a field the
  * analysis did not see: a cost, never a wrong answer. (A column read as SQL
  * NULL is `null`, never `undefined`.)
  */

@@ -119,12 +119,15 @@ export class Table<Row extends { id: string }> {
   // the query is awaited at once and leaves in the request check's round trip.
 
   /** Whole rows by id, in one statement: the node type's loader. */
-  async byIds(tx: Tx, ids: readonly string[]): Promise<Row[]> {
+  async byIds(tx: Tx, ids: readonly string[]): Promise<Row[]>;
+  /** Rows by id with the chosen columns (the by-id root field, relations: what their selection needs). */
+  async byIds(tx: Tx, ids: readonly string[], choice: ColumnChoice): Promise<Listed<Row>[]>;
+  async byIds(tx: Tx, ids: readonly string[], choice: ColumnChoice = this.WHOLE): Promise<Listed<Row>[]> {
     if (ids.length === 1) {
-      const text = this.#statement('id', this.WHOLE, () => `${this.#headText(this.WHOLE)} where ${this.#idColumn} = $1::${this.idType}`);
-      return tx.unsafe<Row[]>(text, [ids[0]!], { prepare: true });
+      const text = this.#statement('id', choice, () => `${this.#headText(choice)} where ${this.#idColumn} = $1::${this.idType}`);
+      return tx.unsafe<Listed<Row>[]>(text, [ids[0]!], { prepare: true });
     }
-    return tx<Row[]>`${this.#head(tx, this.WHOLE)} where ${idIn(tx, this.#idColumn, ids, this.idType)}`;
+    return tx<Listed<Row>[]>`${this.#head(tx, choice)} where ${idIn(tx, this.#idColumn, ids, this.idType)}`;
   }
 
   /** A page of the tenant's rows (RLS keeps it to the tenant) matching `where`, with the chosen columns. */
