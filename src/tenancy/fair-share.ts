@@ -17,9 +17,12 @@ import { RateLimiter, type RateLimitOptions } from './rate-limit.ts';
 import { identityKey, TenantDirectory, type DirectoryOptions } from './tenant-directory.ts';
 
 
-type Waiter = { readonly grant: () => void; readonly since: number; done: boolean; timer?: NodeJS.Timeout };
+type Waiter = { readonly grant: () => void; readonly fail: () => void; readonly since: number; readonly expires: number; done: boolean };
 type Lane = { readonly name: string; active: number; waiting: number; queue: Waiter[] };
 type LaneSettings = Pick<FairShareSettings, 'maxConcurrency' | 'queueMax' | 'queueTimeoutMs' | 'poolSize'>;
+
+/** How often waiting requests are held against their wait's end: one timer for all lanes while any waits, not one a waiting request. */
+export const QUEUE_SWEEP_MS = 20;
 
 /**
  * The pool's connections as slots: a request holds one from admission to its
@@ -35,6 +38,7 @@ export class TenantLanes {
   readonly #waiting = new Set<Lane>();
   readonly #settings: LaneSettings;
   #active = 0;
+  #sweep: NodeJS.Timeout | undefined;
 
   constructor(settings: LaneSettings) {
     this.#settings = settings;
@@ -62,18 +66,41 @@ export class TenantLanes {
     if (lane.waiting >= this.#settings.queueMax) throw busy(1);
     const current = lane;
     return new Promise((resolve, reject) => {
-      const waiter: Waiter = { done: false, since: performance.now(), grant: () => resolve(this.#releaser(current)) };
-      waiter.timer = setTimeout(() => {
-        waiter.done = true;
-        current.waiting -= 1;
-        if (current.waiting === 0) this.#waiting.delete(current);
-        reject(current.active >= this.#settings.maxConcurrency ? busy(1) : poolBusy());
-        this.#forget(current);
-      }, Math.max(0, Math.min(waitMs, this.#settings.queueTimeoutMs)));
-      current.queue.push(waiter);
+      const since = performance.now();
+      current.queue.push({
+        done: false,
+        since,
+        expires: since + Math.max(0, Math.min(waitMs, this.#settings.queueTimeoutMs)),
+        grant: () => resolve(this.#releaser(current)),
+        // Read when it ends: at its share, the tenant's own queue (429); below it, the pool was full (503).
+        fail: () => reject(current.active >= this.#settings.maxConcurrency ? busy(1) : poolBusy()),
+      });
       current.waiting += 1;
       this.#waiting.add(current);
+      this.#sweep ??= setInterval(() => this.#expire(), QUEUE_SWEEP_MS).unref();
     });
+  }
+
+  /** Ends the waits that are over (each is answered as its lane stands now); stops when nobody waits. */
+  #expire(): void {
+    const now = performance.now();
+    for (const lane of this.#waiting) {
+      for (const waiter of lane.queue) {
+        if (waiter.done || waiter.expires > now) continue;
+        waiter.done = true;
+        lane.waiting -= 1;
+        waiter.fail();
+      }
+      if (lane.waiting === 0) {
+        lane.queue.length = 0;
+        this.#waiting.delete(lane);
+        this.#forget(lane);
+      }
+    }
+    if (this.#waiting.size === 0) {
+      clearInterval(this.#sweep);
+      this.#sweep = undefined;
+    }
   }
 
   /** Slots held and requests waiting, per lane (for tests and metrics). */
@@ -113,7 +140,6 @@ export class TenantLanes {
       const { lane, head } = best;
       lane.queue.shift();
       head.done = true;
-      clearTimeout(head.timer);
       lane.waiting -= 1;
       if (lane.waiting === 0) this.#waiting.delete(lane);
       this.#take(lane);
