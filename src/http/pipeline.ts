@@ -192,9 +192,10 @@ export function createPipeline(options: PipelineOptions): Pipeline {
 
   /**
    * A subscription starts in a transaction of its own: the principal's check,
-   * the field's role, then its `subscribe` (what it follows must be visible;
-   * the rows it can see are named). Its events are re-read later, each in a
-   * transaction of the subscriber's (src/subscriptions/engine.ts).
+   * the field's role, its attachment to the tenant's events, then its
+   * `subscribe` (what it follows must be visible; the rows it can see are
+   * named). Its events are re-read later, each in a transaction of the
+   * subscriber's (src/subscriptions/engine.ts), those held while it started first.
    */
   async function startSubscription(
     request: PipelineRequest,
@@ -211,23 +212,32 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     const principal = await db.principal();
     const requiredRole = subscriptionRole(schema, document, params.operationName);
     if (!roleAtLeast(principal.tenant!.role, requiredRole)) return finishOperation(context, { errors: [forbidden()] }, false, log);
-    const { variables, operationName } = params;
-    const source = await createSourceEventStream({ schema, document, variableValues: variables, operationName, contextValue: context });
-    if (!isLiveSource(source)) return finishOperation(context, source as ExecutionResult, false, log);
-    await db.end(false); // it only read
-    const stream = subscriptions.open({
-      requestId: request.requestId,
-      selection,
-      principal,
-      expiresAt,
-      requiredRole,
-      document,
-      operationName,
-      variables,
-      source,
-      encode: (result) => respond(result, {}).json,
-    });
-    return { stream };
+    // Attached to the tenant's events before the start reads what the subscriber can see (each statement of this
+    // READ COMMITTED transaction reads a snapshot taken after this): a change committed after that read is held and
+    // sent first, not lost between the read and the stream (subscriptions/engine.ts).
+    const listening = subscriptions.listen(principal.tenant!.id);
+    try {
+      const { variables, operationName } = params;
+      const source = await createSourceEventStream({ schema, document, variableValues: variables, operationName, contextValue: context });
+      if (!isLiveSource(source)) return await finishOperation(context, source as ExecutionResult, false, log);
+      await db.end(false); // it only read
+      const stream = subscriptions.open({
+        requestId: request.requestId,
+        selection,
+        principal,
+        expiresAt,
+        requiredRole,
+        document,
+        operationName,
+        variables,
+        source,
+        encode: (result) => respond(result, {}).json,
+        listening,
+      });
+      return { stream };
+    } finally {
+      listening.close(); // taken over by open, or dropped with a start that failed
+    }
   }
 
   async function handle(request: PipelineRequest): Promise<PipelineResponse> {

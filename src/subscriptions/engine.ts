@@ -15,6 +15,18 @@
 // revoked key or a suspended tenant ends the stream with a coded error, and
 // an access change from the hub asks for that check at once. A token's exp
 // and an API key's expires_at end the stream by a timer.
+//
+// A subscription listens before it reads: `listen` attaches to the tenant's
+// events before the start's first read (the pipeline calls it after the
+// principal's check), holds what arrives while the start reads, and `open`
+// hands the held events to the new subscriber, then the group's own from the
+// hub, in the hub's order. A change committed after the read's snapshot is
+// heard after `listen`, so it is held: no gap. A change heard then but
+// committed before the snapshot (the read already reflects it) is re-read like
+// any event, as the row is now: an UPDATED or CREATED showing what the row
+// is (harmless: an event is a re-read, never a diff), a delete of a row the
+// read did not see is filtered by the seen set. Each held event reaches the
+// subscriber once (held before `open`, through its group after): no duplicate.
 import { execute, GraphQLError, type DocumentNode, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import type { Sql } from '../db/pool.ts';
 import { TenantTransaction } from '../db/tenant-transaction.ts';
@@ -75,6 +87,14 @@ export type LiveRequest = {
   readonly source: LiveSource;
   /** A result as the client gets it (masked errors, JSON). */
   readonly encode: (result: ExecutionResult) => string;
+  /** The tenant's events since before the start's read (`listen`), handed to the new subscriber first. */
+  readonly listening?: Listening;
+};
+
+/** The events of a tenant held for a subscription that is starting (SubscriptionEngine.listen). */
+export type Listening = {
+  /** Stops holding events (open takes them over; a start that fails drops them); idempotent. */
+  close(): void;
 };
 
 /** The events of one subscription, each a JSON text of { data, errors }; the last one is the error that ended it, if any. */
@@ -84,6 +104,11 @@ export type LiveStream = AsyncIterableIterator<string> & {
 };
 
 export type SubscriptionEngine = {
+  /**
+   * Attaches to a tenant's events before a subscription's start reads what it can see, holding them for `open`
+   * (at most `buffer`; past it a RESYNC instead); throws UNAVAILABLE when there are no live events.
+   */
+  listen(tenantId: string): Listening;
   /** Opens a stream, or throws QUOTA_EXCEEDED / UNAVAILABLE. */
   open(request: LiveRequest): LiveStream;
   /** Open subscriptions (all, or one tenant's). */
@@ -135,24 +160,27 @@ export function createSubscriptionEngine(options: EngineOptions): SubscriptionEn
   function onEvent(tenantId: string, event: HubEvent): void {
     const entry = tenants.get(tenantId);
     if (!entry) return;
-    for (const group of entry.groups.values()) {
-      if (event.type === 'access') {
-        const { userId, apiKeyId } = event.change;
-        const affected = (userId === undefined && apiKeyId === undefined) || (userId !== undefined && group.userId === userId) || (apiKeyId !== undefined && group.apiKeyId === apiKeyId);
-        if (affected) {
-          group.recheck = true;
-          schedule(group);
-        }
-        continue;
+    for (const group of entry.groups.values()) route(group, event, group.subscribers);
+  }
+
+  /** One event to a group: to its subscribers (all of them; a starting one alone for the events held for it). */
+  function route(group: Group, event: HubEvent, subscribers: Iterable<Subscriber>): void {
+    if (event.type === 'access') {
+      const { userId, apiKeyId } = event.change;
+      const affected = (userId === undefined && apiKeyId === undefined) || (userId !== undefined && group.userId === userId) || (apiKeyId !== undefined && group.apiKeyId === apiKeyId);
+      if (affected) {
+        group.recheck = true;
+        schedule(group);
       }
-      for (const subscriber of group.subscribers) {
-        if (event.type === 'resync') enqueue(group, subscriber, 'resync');
-        else if (subscriber.scope.types.includes(event.change.type)) enqueue(group, subscriber, event.change);
-      }
-      // A resync also re-checks: access may have changed while events were missed.
-      if (event.type === 'resync') group.recheck = true;
-      schedule(group);
+      return;
     }
+    for (const subscriber of subscribers) {
+      if (event.type === 'resync') enqueue(group, subscriber, 'resync');
+      else if (subscriber.scope.types.includes(event.change.type)) enqueue(group, subscriber, event.change);
+    }
+    // A resync also re-checks: access may have changed while events were missed.
+    if (event.type === 'resync') group.recheck = true;
+    schedule(group);
   }
 
   function enqueue(group: Group, subscriber: Subscriber, change: Item['change']): void {
@@ -339,6 +367,11 @@ export function createSubscriptionEngine(options: EngineOptions): SubscriptionEn
   }
 
   return {
+    listen(tenantId) {
+      if (closed) throw unavailable('shutdown');
+      if (!hub) throw unavailable('events', 'Live events are not available on this server');
+      return new Held(hub, tenantId, settings.buffer);
+    },
     open(request) {
       if (closed) throw unavailable('shutdown');
       if (!hub) throw unavailable('events', 'Live events are not available on this server');
@@ -371,6 +404,14 @@ export function createSubscriptionEngine(options: EngineOptions): SubscriptionEn
       entry.count++;
       entry.principals.set(principal, mine + 1);
       total++;
+      const held = request.listening;
+      if (held instanceof Held) {
+        // From here on the tenant's events reach the subscriber through its group; before, they were held for it.
+        held.close();
+        const events = held.overflowed || held.tenantId !== tenantId ? [RESYNC] : held.events;
+        held.events = [];
+        for (const event of events) route(group, event, [subscriber]);
+      }
       return subscriber;
     },
     count: (tenantId) => (tenantId === undefined ? total : (tenants.get(tenantId)?.count ?? 0)),
@@ -381,6 +422,36 @@ export function createSubscriptionEngine(options: EngineOptions): SubscriptionEn
       }
     },
   };
+}
+
+const RESYNC: HubEvent = { type: 'resync' };
+
+/**
+ * A tenant's events held for a subscription that is starting, from before its
+ * read until `open`: at most `max` (the subscriber's buffer), past it only the
+ * fact that some were dropped (the subscriber's first event is then a RESYNC).
+ */
+class Held implements Listening {
+  readonly tenantId: string;
+  events: HubEvent[] = [];
+  overflowed = false;
+  readonly #stop: () => void;
+
+  constructor(hub: EventHub, tenantId: string, max: number) {
+    this.tenantId = tenantId;
+    this.#stop = hub.subscribe(tenantId, (event) => {
+      if (this.overflowed) return;
+      if (this.events.length < max) this.events.push(event);
+      else {
+        this.overflowed = true;
+        this.events = [];
+      }
+    });
+  }
+
+  close(): void {
+    this.#stop(); // the hub's unsubscribe is idempotent
+  }
 }
 
 /** How many of the pending items (from the first) name at most BATCH_ROWS distinct rows. */
