@@ -102,3 +102,20 @@ it('one sweep a pool holds the deadlines: it runs while a transaction is open an
   await new Promise((resolve) => setTimeout(resolve, 3 * DEADLINE_SWEEP_MS + 50));
   expect(poolState(pool).sweep).toBeUndefined(); // no timer left behind an idle pool
 });
+
+it('the read budget charges the bytes the rows took on the wire, call by call: past it the call that crossed it answers the response limit', async () => {
+  const rows = (tx: Tx) => tx<{ text: string }[]>`select repeat('x', 1000) as text from generate_series(1, 5)`; // > 5,000 bytes on the wire
+  const small = new TenantTransaction(pool, selection(), { readBytes: 4_000 });
+  await expect(small.run(rows)).rejects.toMatchObject({ extensions: { code: 'BAD_USER_INPUT', limit: 'responseBytes' } });
+  expect(small.overReadBudget).toBe(true);
+  await small.end(false);
+
+  const roomy = new TenantTransaction(pool, selection(), { readBytes: 8_000 });
+  expect(await roomy.run(rows)).toHaveLength(5); // ~5,100 bytes of 8,000
+  await expect(roomy.run(rows)).rejects.toMatchObject({ extensions: { limit: 'responseBytes' } }); // ~10,200: the second call crossed it
+  await roomy.end(false);
+
+  const unlimited = new TenantTransaction(pool, selection());
+  expect(await unlimited.run(rows)).toHaveLength(5);
+  await unlimited.end(true);
+});

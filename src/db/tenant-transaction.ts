@@ -6,7 +6,6 @@
 // dropped (the server rolls back) and every use answers UNAVAILABLE.
 import type { GraphQLError } from 'graphql';
 import { responseTooLarge, tenantNotFound, tenantRequired, tenantSuspended, unauthenticated, unavailable } from '../errors.ts';
-import { approximateBytes } from './row-bytes.ts';
 import { isUuid } from '../tenancy/identifiers.ts';
 import type { Credentials, Principal, TenantContext, TenantSelection } from '../tenancy/principal.ts';
 import type { Role } from '../tenancy/roles.ts';
@@ -76,6 +75,8 @@ export class TenantTransaction {
   /** Bytes of rows still allowed (undefined: no budget); charged as each repository call returns. */
   #readBytesLeft: number | undefined;
   readonly #readBytes: number | undefined;
+  /** The connection's row bytes (Reserved.rowBytes) already charged to the budget. */
+  #charged = 0;
   readonly #requestId: string;
   #reserved: Reserved | undefined;
   /** While the connection is awaited: ends that wait (the deadline, a shutdown). */
@@ -173,8 +174,11 @@ export class TenantTransaction {
       throw this.#recheckError ?? error; // its transaction's request check refused: that is the answer
     }
     if (this.#readBytesLeft === undefined) return value;
-    // Charged per call, so a request stops reading once past its budget instead of building the whole answer.
-    this.#readBytesLeft -= approximateBytes(value);
+    // Charged per call with what the rows took on the wire since the last charge (every call's statements share the
+    // one connection): a request stops reading once past its budget instead of building the whole answer.
+    const read = this.#reserved!.rowBytes();
+    this.#readBytesLeft -= read - this.#charged;
+    this.#charged = read;
     if (this.overReadBudget) throw responseTooLarge(this.#readBytes!);
     return value;
   }
@@ -301,6 +305,7 @@ export class TenantTransaction {
       throw error;
     }
     this.#reserved = tx;
+    this.#charged = tx.rowBytes();
     this.#tx = refusingAfterEnd(tx, () => this.#ended, () => this.#beforeStatement());
     // Registered before BEGIN is queued, so it runs before postgres.js writes what this tick queued (setImmediate is FIFO).
     this.#firstTick = true;
