@@ -40,6 +40,30 @@ it('gives back the tokens it leased and did not spend within a second', async ()
   await limiter.close();
 });
 
+it('keeps unspent tokens as long as a lease covers (two seconds), then gives them back', async () => {
+  // A tenant asking once every second or two spends what it leased: giving it back sooner would cost it a lease
+  // (a statement, and a request waiting for it) every time.
+  const tenant = await createTestTenant(db.owner, 'rl-keep', 'free');
+  await setRequestRates(db.owner, tenant.id, { perMinute: 600 });
+  const limiter = new RateLimiter(db.appPool(1));
+  for (let i = 0; i < 5; i++) expect(await take(limiter, tenant.id)).toBe(true);
+  await limiter.idle();
+  const spentAt = performance.now();
+  expect(100 - (await bucketTokens(tenant.id))).toBeGreaterThan(5); // leased ahead of the five spent
+  // The bucket's row is written again only by the give-back (no request asks meanwhile).
+  const written = async () => (await db.owner<{ at: string }[]>`
+    select refilled_at::text as at from app.request_buckets where tenant_id = ${tenant.id} and api_key_id is null`)[0]!.at;
+  const leasedAt = await written();
+  let returnedAfter: number | undefined;
+  while (returnedAfter === undefined && performance.now() - spentAt < 5000) {
+    await pause(50);
+    if ((await written()) !== leasedAt) returnedAfter = performance.now() - spentAt;
+  }
+  expect(returnedAfter).toBeDefined(); // given back, within the sweep's second after its time
+  expect(returnedAfter!).toBeGreaterThanOrEqual(2000);
+  await limiter.close();
+});
+
 it('keeps a tenant to its rate when the database stops answering (refilled locally)', async () => {
   const tenant = await createTestTenant(db.owner, 'rl-local', 'free');
   await setRequestRates(db.owner, tenant.id, { perMinute: 600 }); // 10 a second, a bucket of 100

@@ -3,8 +3,8 @@
 // spent locally. A process leases a few tokens at a time for each bucket it
 // serves (app_private.take_request_tokens, batched over buckets, ahead of the
 // demand it sees), spends them without a round trip and gives back what it has
-// not spent within a second. The database never grants more than a bucket
-// holds, so processes cannot overspend it together; what they can do is spend
+// not spent within the time a lease covers (two seconds). The database never
+// grants more than a bucket holds, so processes cannot overspend it together; what they can do is spend
 // tokens leased before the bucket refilled (bounded by the leases held, a
 // tenth of the bucket per process at most) or leave leased tokens unspent for
 // a while (the same bound, the other way). When the database does not answer
@@ -17,7 +17,7 @@ import { takeRequestTokens, type TokenLease } from './fair-share-repo.ts';
 export type RateLimitOptions = {
   /** A lease covers this much of the demand seen (ms). */
   readonly leaseAheadMs?: number;
-  /** Tokens not spent this long after being leased go back to the bucket. */
+  /** Tokens not spent this long after being leased (or after the last spent) go back to the bucket; by default as long as a lease covers. */
   readonly leaseTtlMs?: number;
   /** The most a lease takes of a bucket (a share of its size). */
   readonly maxLeaseShare?: number;
@@ -82,12 +82,14 @@ export class RateLimiter {
     this.#sql = sql;
     // Two seconds of demand a lease (within the share below): a lease costs PostgreSQL ~0.3 ms plus ~0.1 ms a bucket (bench:pg-cost).
     this.#leaseAheadMs = options.leaseAheadMs ?? 2000;
-    this.#leaseTtlMs = options.leaseTtlMs ?? 1000;
+    // A lease is the demand of the next leaseAheadMs: kept as long, so a tenant asking once every second or two
+    // spends what it leased instead of giving it back and waiting for a lease on its next request.
+    this.#leaseTtlMs = options.leaseTtlMs ?? this.#leaseAheadMs;
     this.#maxLeaseShare = options.maxLeaseShare ?? 0.1;
     this.#minRetryMs = options.minRetryMs ?? 100;
     this.#waitMs = options.waitMs ?? 1000;
     this.#onError = options.onError ?? (() => {});
-    this.#sweeper = setInterval(() => this.#sweep(), this.#leaseTtlMs);
+    this.#sweeper = setInterval(() => this.#sweep(), Math.min(this.#leaseTtlMs, 1000)); // unspent tokens back within a second of their time
     this.#sweeper.unref();
   }
 
