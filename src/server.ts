@@ -136,10 +136,14 @@ export function createApp(options: AppOptions): App {
     const started = performance.now();
     const header = req.headers['x-request-id'];
     const requestId = typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID();
-    res.setHeader('x-request-id', requestId);
     const url = req.url ?? '';
     const query = url.indexOf('?');
     const path = query < 0 ? url : url.slice(0, query);
+    const graphql = path === '/graphql';
+    const eventStream = graphql && (req.method === 'GET' || req.method === 'POST') && wantsEventStream(req);
+    const post = !eventStream && graphql && req.method === 'POST';
+    // The JSON POST path sends it with its other headers in one writeHead (Node's fast case); every other path here.
+    if (!post) res.setHeader('x-request-id', requestId);
     const state: RequestState = {};
     // A response closes once: `on`, not `once` (no wrapper per request).
     res.on('close', () => {
@@ -169,9 +173,8 @@ export function createApp(options: AppOptions): App {
         'request',
       );
     });
-    const graphql = path === '/graphql';
-    if (graphql && (req.method === 'GET' || req.method === 'POST') && wantsEventStream(req)) await graphqlSse(req, res, requestId, state);
-    else if (req.method === 'POST' && graphql) await graphqlPost(req, res, requestId, state);
+    if (eventStream) await graphqlSse(req, res, requestId, state);
+    else if (post) await graphqlPost(req, res, requestId, state);
     else if (path === '/health') sendHealth(res); // a small JSON body (Yoga's own answers empty)
     else await yoga(req, res, { req, res, requestId, state });
   };

@@ -122,3 +122,28 @@ it('a request whose client went away before its answer is logged aborted, with n
     server.close();
   }
 });
+
+it('every answer carries its request id (x-request-id): a success, the refusals of the POST path, a GET, /health; a valid id sent is echoed', async () => {
+  const server = createServer((req, res) => void app.handle(req, res));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const { port } = server.address() as AddressInfo;
+    const url = `http://127.0.0.1:${port}`;
+    const token = await tokenFor(a.members.ADMIN.userId, a.id);
+    const json = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
+    const answers = [
+      await fetch(`${url}/graphql`, { method: 'POST', headers: json, body: '{"query":"{ tenant { slug } }"}' }),
+      await fetch(`${url}/graphql`, { method: 'POST', headers: { ...json, 'content-type': 'text/plain' }, body: '{}' }), // 415, body unread
+      await fetch(`${url}/graphql`, { method: 'POST', headers: json, body: '{"query":' }), // malformed JSON
+      await fetch(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ tenant { slug } }"}' }), // no credentials
+      await fetch(`${url}/graphql?query=${encodeURIComponent('{ tenant { slug } }')}`, { headers: { authorization: `Bearer ${token}`, accept: 'application/json' } }),
+      await fetch(`${url}/health`),
+    ];
+    expect(answers.map((answer) => answer.status)).toEqual([200, 415, 400, 401, 200, 200]);
+    for (const answer of answers) expect(answer.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+    const echoed = await fetch(`${url}/graphql`, { method: 'POST', headers: { ...json, 'x-request-id': 'client-id-42' }, body: '{"query":"{ tenant { slug } }"}' });
+    expect(echoed.headers.get('x-request-id')).toBe('client-id-42');
+  } finally {
+    server.close();
+  }
+});

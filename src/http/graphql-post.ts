@@ -25,7 +25,7 @@ export function createPostHandler(options: PostOptions): PostHandler {
     const refused = refusal(req, maxBodyBytes);
     if (refused) {
       req.resume(); // the body is not read: drain it, then close
-      return send(res, refused, cors, true);
+      return send(res, refused, cors, true, requestId);
     }
     let credentials: Credentialed;
     let body: Buffer;
@@ -34,11 +34,11 @@ export function createPostHandler(options: PostOptions): PostHandler {
     } catch (error) {
       req.resume(); // the rest is not read: drain it, then close
       const tooLarge = error instanceof BodyTooLargeError;
-      return send(res, tooLarge ? refusalResponse(badRequest(`The body is larger than ${maxBodyBytes} bytes`, 413)) : pipeline.refuse(error, state), cors, true);
+      return send(res, tooLarge ? refusalResponse(badRequest(`The body is larger than ${maxBodyBytes} bytes`, 413)) : pipeline.refuse(error, state), cors, true, requestId);
     }
     // Before JSON.parse: a body of many or deeply nested values holds the event loop for seconds.
     const shape = jsonShapeRefusal(body);
-    if (shape) return send(res, refusalResponse(badRequest(shape.message), { limit: shape.limit, max: shape.max }), cors, true);
+    if (shape) return send(res, refusalResponse(badRequest(shape.message), { limit: shape.limit, max: shape.max }), cors, true, requestId);
     let params: unknown;
     try {
       params = JSON.parse(body.toString('utf8'));
@@ -48,7 +48,7 @@ export function createPostHandler(options: PostOptions): PostHandler {
     const response = params === MALFORMED
       ? refusalResponse(badRequest('The body is not valid JSON'))
       : await pipeline.execute({ params, headers: nodeHeaders(req), readOnly: false, requestId, state, credentials });
-    send(res, response, cors, false);
+    send(res, response, cors, false, requestId);
   };
 }
 
@@ -139,10 +139,12 @@ export function nodeHeaders(req: IncomingMessage): HeaderSource {
   };
 }
 
-export function send(res: ServerResponse, response: PipelineResponse, corsOrigin: string | undefined, close: boolean): void {
+/** `requestId`: sent as x-request-id with the other headers, when no earlier setHeader did (one writeHead: Node's fast case). */
+export function send(res: ServerResponse, response: PipelineResponse, corsOrigin: string | undefined, close: boolean, requestId?: string): void {
   if (res.headersSent || res.destroyed) return;
   // One headers object, filled in place (no spread objects: this runs for every answer).
   const headers: Record<string, string | number> = Object.assign({}, response.headers);
+  if (requestId !== undefined) headers['x-request-id'] = requestId;
   headers['content-type'] = 'application/json; charset=utf-8';
   headers['content-length'] = Buffer.byteLength(response.json);
   if (corsOrigin) {
