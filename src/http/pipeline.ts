@@ -173,10 +173,9 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       // back, never refused after it committed (a client told "failed" retries, and the write would be made twice).
       // One that committed with its statement is the written row once, below the limit (operation.ts commitsWithStatement).
       const json = kind === OperationTypeNode.MUTATION && !result.errors?.length ? dataBody(result.data) : undefined;
-      const bytes = json === undefined ? 0 : Buffer.byteLength(json);
-      if (bytes > maxResponseBytes) {
+      if (json !== undefined && overLimit(json, maxResponseBytes)) {
         if (!commitWithWrite) return { errors: [responseTooLarge(maxResponseBytes)] }; // rolled back by handle()
-        log.error({ requestId: request.requestId, bytes }, 'a write that committed with its statement answered past the response limit: commitsWithStatement admits a shape it cannot bound');
+        log.error({ requestId: request.requestId, bytes: Buffer.byteLength(json) }, 'a write that committed with its statement answered past the response limit: commitsWithStatement admits a shape it cannot bound');
       }
       const finished = await finishOperation(context, result, kind === OperationTypeNode.MUTATION, log);
       // A deadlock or serialization failure rolled the whole transaction back and nothing was sent:
@@ -258,7 +257,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     if (result.stream) return { status: 200, headers, json: '', errors: undefined, data: undefined, stream: result.stream };
     if (result.json !== undefined) return { status: 200, headers, json: result.json, errors: undefined, data: result.data }; // a committed mutation, measured
     let response = respond(result, headers);
-    if (Buffer.byteLength(response.json) > maxResponseBytes) {
+    if (overLimit(response.json, maxResponseBytes)) {
       response = respond({ errors: [responseTooLarge(maxResponseBytes)] }, headers);
     }
     if (response.status !== 200 && response.errors) request.state.refused = String(response.errors[0]?.extensions.code);
@@ -319,6 +318,11 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       : result.data === undefined ? '{}' : `{"data":${JSON.stringify(result.data)}}`;
     return { status, headers, json, errors, data: result.data };
   }
+}
+
+/** Whether `json` is over `max` bytes in UTF-8; counted only when it could be (a UTF-16 unit takes at most 3 bytes). */
+function overLimit(json: string, max: number): boolean {
+  return json.length * 3 > max && Buffer.byteLength(json) > max;
 }
 
 function checkParams(params: unknown): Params {
