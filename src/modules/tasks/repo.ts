@@ -66,13 +66,15 @@ const constraints = {
   tasks_output_size: () => badUserInput('input.output', 'must be at most 64 KiB'),
 };
 
+// One constant text (prepared once per connection): a tagged template with a `returning` fragment was built
+// and signed again on every call.
+const CREATE_TASK = `insert into app.tasks (tenant_id, session_id, title, input, assignee_id, created_by)
+                     values (app.current_tenant_id(), $1, $2, $3, $4, app.current_user_id())
+                     returning ${tasks.columnsText()}`;
+
 export async function createTask(tx: Tx, task: NewTask): Promise<TaskRow> {
   try {
-    const [row] = await tx<TaskRow[]>`
-      insert into app.tasks (tenant_id, session_id, title, input, assignee_id, created_by)
-      values (app.current_tenant_id(), ${task.sessionId}, ${task.title}, ${tx.json(task.input as Json)}, ${task.assigneeId},
-              app.current_user_id())
-      returning ${tasks.columns(tx)}`;
+    const [row] = await tx.unsafe<TaskRow[]>(CREATE_TASK, [task.sessionId, task.title, tx.json(task.input as Json), task.assigneeId], { prepare: true });
     return row!;
   } catch (error) {
     rethrowConstraint(error, constraints);
