@@ -40,12 +40,12 @@ it('gives back the tokens it leased and did not spend within a second', async ()
   await limiter.close();
 });
 
-it('keeps unspent tokens as long as a lease covers (two seconds), then gives them back', async () => {
-  // A tenant asking once every second or two spends what it leased: giving it back sooner would cost it a lease
-  // (a statement, and a request waiting for it) every time.
+it('keeps unspent tokens as long as a lease covers, then gives them back', async () => {
+  // A tenant asking once every few seconds spends what it leased: giving it back sooner would cost it a lease
+  // (a statement, and a request waiting for it) every time. (The default look-ahead is 5 s; 2 s keeps the test short.)
   const tenant = await createTestTenant(db.owner, 'rl-keep', 'free');
   await setRequestRates(db.owner, tenant.id, { perMinute: 600 });
-  const limiter = new RateLimiter(db.appPool(1));
+  const limiter = new RateLimiter(db.appPool(1), { leaseAheadMs: 2000 });
   for (let i = 0; i < 5; i++) expect(await take(limiter, tenant.id)).toBe(true);
   await limiter.idle();
   const spentAt = performance.now();
@@ -61,6 +61,26 @@ it('keeps unspent tokens as long as a lease covers (two seconds), then gives the
   }
   expect(returnedAfter).toBeDefined(); // given back, within the sweep's second after its time
   expect(returnedAfter!).toBeGreaterThanOrEqual(2000);
+  await limiter.close();
+});
+
+it('leases five seconds of the demand it sees, within its share', async () => {
+  // Fewer lease calls for a tenant far below its limit (each costs PostgreSQL ~0.9 ms under load); near the limit the
+  // share (a tenth of the bucket) binds first. Enterprise: 1,000 a second, a bucket of 10,000, always full here, so the
+  // bucket's row right after a lease holds 10,000 minus the grant.
+  const tenant = await createTestTenant(db.owner, 'rl-ahead', 'enterprise');
+  const limiter = new RateLimiter(db.appPool(1));
+  const grants: number[] = [];
+  for (let i = 0; i < 75; i++) {
+    expect(await take(limiter, tenant.id)).toBe(true);
+    await limiter.idle();
+    const [row] = await db.owner<{ tokens: number }[]>`select tokens from app.request_buckets where tenant_id = ${tenant.id} and api_key_id is null`;
+    grants.push(10_000 - row!.tokens);
+    await pause(40); // about 20 a second
+  }
+  // At ~20 a second: five seconds is ~100 a lease (two seconds would be ~40).
+  expect(Math.max(...grants)).toBeGreaterThanOrEqual(70);
+  expect(Math.max(...grants)).toBeLessThanOrEqual(1000);
   await limiter.close();
 });
 

@@ -3,7 +3,7 @@
 // spent locally. A process leases a few tokens at a time for each bucket it
 // serves (app_private.take_request_tokens, batched over buckets, ahead of the
 // demand it sees), spends them without a round trip and gives back what it has
-// not spent within the time a lease covers (two seconds). The database never
+// not spent within the time a lease covers (five seconds). The database never
 // grants more than a bucket holds, so processes cannot overspend it together; what they can do is spend
 // tokens leased before the bucket refilled (bounded by the leases held, a
 // tenth of the bucket per process at most) or leave leased tokens unspent for
@@ -80,8 +80,10 @@ export class RateLimiter {
 
   constructor(sql: Sql, options: RateLimitOptions = {}) {
     this.#sql = sql;
-    // Two seconds of demand a lease (within the share below): a lease costs PostgreSQL ~0.3 ms plus ~0.1 ms a bucket (bench:pg-cost).
-    this.#leaseAheadMs = options.leaseAheadMs ?? 2000;
+    // Five seconds of demand a lease (within the share below): a lease costs PostgreSQL ~0.4 ms plus ~0.15 ms a bucket
+    // (~0.9 ms a call under load, bench:pg-cost). Near the limit the share binds anyway (a tenth of the bucket is one
+    // second of its rate), so the look-ahead only spares lease calls to tenants far below their limit.
+    this.#leaseAheadMs = options.leaseAheadMs ?? 5000;
     // A lease is the demand of the next leaseAheadMs: kept as long, so a tenant asking once every second or two
     // spends what it leased instead of giving it back and waiting for a lease on its next request.
     this.#leaseTtlMs = options.leaseTtlMs ?? this.#leaseAheadMs;
