@@ -102,6 +102,20 @@ it('arguments from variables and a cursor page read the same rows', async () => 
   expect(byField.body).toEqual(byNode.body);
 });
 
+it('a child\'s arguments are read again on every run: the same document with other variables reads other pages', async () => {
+  // A child whose arguments are literals is planned once per document; one whose arguments name variables never is.
+  const query = 'query($id: ID!, $first: Int) { session(id: $id) { tasks(first: $first) { edges { node { title } } } literal: tasks(first: 1) { edges { node { title } } } } }';
+  const token = tenant.members.VIEWER.token;
+  for (const first of [1, 3, 2]) {
+    const response = await api.request(query, { token, variables: { id: sessionId, first } });
+    const session = response.body.data!.session as Record<'tasks' | 'literal', { edges: unknown[] }>;
+    expect(session.tasks.edges, `first: ${first}`).toHaveLength(first);
+    expect(session.literal.edges).toHaveLength(1);
+    expect(statements.filter((text) => /from app\.tasks\b/.test(text))).toHaveLength(2); // both prefetched with the row
+    statements.length = 0;
+  }
+});
+
 it.each([
   ['agent and tasks', 1],
   ['arguments and aliases', 3],

@@ -11,7 +11,7 @@
 // row that turns out not to exist (or to be another tenant's) reads nothing
 // and is never used.
 import { createContextCache } from '@pothos/core';
-import { getArgumentValues, isObjectType, type FieldNode, type FragmentDefinitionNode, type GraphQLResolveInfo } from 'graphql';
+import { getArgumentValues, isObjectType, Kind, visit, type FieldNode, type FragmentDefinitionNode, type GraphQLField, type GraphQLResolveInfo } from 'graphql';
 import type { GraphQLContext } from '../graphql/context.ts';
 import { eachField } from './selection.ts';
 
@@ -46,23 +46,77 @@ export function registerPrefetch(typeName: string, fieldName: string, prefetch: 
  */
 export function prefetchChildren(context: GraphQLContext, info: GraphQLResolveInfo, typeName: string, id: string): void {
   if (!parents.has(typeName)) return;
-  const type = info.schema.getType(typeName);
-  if (!isObjectType(type)) return;
+  const children = childrenOf(info, typeName);
+  if (children.length === 0) return;
   const path = pathKey(info.path);
-  for (const [responseKey, fieldNodes] of selectedFields(info.fieldNodes, info.fragments)) {
-    const name = fieldNodes[0]!.name.value;
-    const prefetch = prefetches.get(`${typeName}.${name}`);
-    const field = type.getFields()[name];
-    if (!prefetch || !field) continue;
+  const reads = started(context);
+  for (const child of children) {
     let promise: Promise<unknown>;
     try {
-      promise = prefetch(context, id, { args: getArgumentValues(field, fieldNodes[0]!, info.variableValues), fieldNodes, fragments: info.fragments });
+      const selection = child.selection ?? {
+        args: getArgumentValues(child.field, child.fieldNodes[0]!, info.variableValues),
+        fieldNodes: child.fieldNodes,
+        fragments: info.fragments,
+      };
+      promise = child.prefetch(context, id, selection);
     } catch {
       continue; // arguments the child field will refuse itself, with its own error
     }
     promise.catch(() => {}); // observed by the child field, if it runs
-    started(context).set(`${path}.${responseKey}|${id}`, promise);
+    reads.set(`${path}.${child.responseKey}|${id}`, promise);
   }
+}
+
+/** A selected child with a prefetch; `selection` when its arguments name no variable (the same on every run). */
+type Child = {
+  readonly responseKey: string;
+  readonly prefetch: Prefetch;
+  readonly field: GraphQLField<unknown, unknown>;
+  readonly fieldNodes: readonly FieldNode[];
+  readonly selection: ChildSelection | undefined;
+};
+
+/** Per field nodes of a by-id field (the same objects on every run of a cached operation): its prefetched children. */
+const childrenByFieldNodes = new WeakMap<readonly FieldNode[], readonly Child[]>();
+
+function childrenOf(info: GraphQLResolveInfo, typeName: string): readonly Child[] {
+  let children = childrenByFieldNodes.get(info.fieldNodes);
+  if (children) return children;
+  const type = info.schema.getType(typeName);
+  const found: Child[] = [];
+  if (isObjectType(type)) {
+    for (const [responseKey, fieldNodes] of selectedFields(info.fieldNodes, info.fragments)) {
+      const name = fieldNodes[0]!.name.value;
+      const prefetch = prefetches.get(`${typeName}.${name}`);
+      const field = type.getFields()[name];
+      if (!prefetch || !field) continue;
+      let selection: ChildSelection | undefined;
+      if (!namesVariables(fieldNodes[0]!)) {
+        try {
+          selection = { args: Object.freeze(getArgumentValues(field, fieldNodes[0]!, {})), fieldNodes, fragments: info.fragments };
+        } catch {
+          continue; // literal arguments the child field will refuse itself, with its own error
+        }
+      }
+      found.push({ responseKey, prefetch, field, fieldNodes, selection });
+    }
+  }
+  children = found;
+  childrenByFieldNodes.set(info.fieldNodes, children);
+  return children;
+}
+
+/** Whether a field's arguments name a variable (then they are read per request). */
+function namesVariables(field: FieldNode): boolean {
+  let named = false;
+  for (const argument of field.arguments ?? []) {
+    visit(argument.value, {
+      [Kind.VARIABLE]: () => {
+        named = true;
+      },
+    });
+  }
+  return named;
 }
 
 /** What `prefetchChildren` started for the field being resolved on the row `parentId`, if anything. */
