@@ -170,7 +170,23 @@ const SHAPES: Record<string, Shape> = {
     kind === 'Q2' ? [...serviceCheck(tx, claims, i), ...q2(tx, p, 'first group', 'subquery'), tx`commit`] : undefined,
   'Q2 variant: the session by its first column group, its agent through a join': (tx, claims, kind, p, i) =>
     kind === 'Q2' ? [...serviceCheck(tx, claims, i), ...q2(tx, p, 'first group', 'join'), tx`commit`] : undefined,
+  'M1 as sent: the insert with every column, returning the whole row': (tx, claims, kind, p, i) =>
+    kind === 'M1' ? [...serviceCheck(tx, claims, i), m1(tx, p, 'whole'), tx`commit`] : undefined,
+  'M1 variant: the insert with every column, returning the first column group': (tx, claims, kind, p, i) =>
+    kind === 'M1' ? [...serviceCheck(tx, claims, i), m1(tx, p, 'first group'), tx`commit`] : undefined,
 };
+
+/** M1's insert as the service sends it (Part 0; src/modules/tasks/repo.ts), returning the columns given. */
+function m1(tx: Tx, p: Principal, returning: 'whole' | 'first group') {
+  const columns = returning === 'whole'
+    ? 'id, session_id as "sessionId", title, status, tokens::float8 as "tokens", created_at as "createdAt", updated_at as "updatedAt", assignee_id as "assigneeId", created_by as "createdBy", input, output'
+    : 'id, session_id as "sessionId", title, status, tokens::float8 as "tokens"';
+  return tx.unsafe(
+    `insert into app.tasks (tenant_id, session_id, title, input, assignee_id, created_by) values (app.current_tenant_id(), $1, $2, $3::jsonb, $4, app.current_user_id()) returning ${columns}`,
+    [p.writeSession, 'cost task', '{}', null],
+    { prepare: true },
+  );
+}
 
 function body(kind: Kind, principal: Principal) {
   return { variables: variables(kind, principal) };
