@@ -103,7 +103,7 @@ it('one sweep a pool holds the deadlines: it runs while a transaction is open an
   expect(poolState(pool).sweep).toBeUndefined(); // no timer left behind an idle pool
 });
 
-it('the read budget charges the bytes the rows took on the wire, call by call: past it the call that crossed it answers the response limit', async () => {
+it('the read budget charges the bytes the rows took on the wire, call by call: past it the call that crossed it answers the response limit; rows read only to compute an answer are not charged', async () => {
   const rows = (tx: Tx) => tx<{ text: string }[]>`select repeat('x', 1000) as text from generate_series(1, 5)`; // > 5,000 bytes on the wire
   const small = new TenantTransaction(pool, selection(), { readBytes: 4_000 });
   await expect(small.run(rows)).rejects.toMatchObject({ extensions: { code: 'BAD_USER_INPUT', limit: 'responseBytes' } });
@@ -118,4 +118,11 @@ it('the read budget charges the bytes the rows took on the wire, call by call: p
   const unlimited = new TenantTransaction(pool, selection());
   expect(await unlimited.run(rows)).toHaveLength(5);
   await unlimited.end(true);
+
+  // Rows read only to compute a small answer (a chain verified): not charged, then or by the next call.
+  const verifying = new TenantTransaction(pool, selection(), { readBytes: 8_000 });
+  const count = (tx: Tx) => tx`select repeat('x', 1000) as text from generate_series(1, 20)`.then((read) => read.length); // ~20,000 bytes read
+  expect(await verifying.run(count, { charged: false })).toBe(20);
+  expect(await verifying.run(rows)).toHaveLength(5); // ~5,100 of 8,000: the uncharged rows left nothing behind
+  await verifying.end(false);
 });

@@ -156,8 +156,12 @@ export class TenantTransaction {
     return this.#operator;
   }
 
-  /** Runs repository code inside the request transaction. */
-  async run<T>(query: (tx: Tx) => Promise<T>): Promise<T> {
+  /**
+   * Runs repository code inside the request transaction. The rows it reads are charged to the read budget, unless
+   * `charged: false`: rows read to compute a small answer, never to be the answer (verifyAuditChain reads a whole
+   * chain to say whether it holds), bounded by the request's deadline instead.
+   */
+  async run<T>(query: (tx: Tx) => Promise<T>, options?: { readonly charged?: boolean }): Promise<T> {
     if (this.overReadBudget) throw responseTooLarge(this.#readBytes!);
     const { principal } = await this.#open();
     const result = query(this.#tx!);
@@ -177,7 +181,7 @@ export class TenantTransaction {
     // Charged per call with what the rows took on the wire since the last charge (every call's statements share the
     // one connection): a request stops reading once past its budget instead of building the whole answer.
     const read = this.#reserved!.rowBytes();
-    this.#readBytesLeft -= read - this.#charged;
+    if (options?.charged !== false) this.#readBytesLeft -= read - this.#charged;
     this.#charged = read;
     if (this.overReadBudget) throw responseTooLarge(this.#readBytes!);
     return value;

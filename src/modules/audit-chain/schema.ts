@@ -54,10 +54,14 @@ builder.queryField('verifyAuditChain', (t) =>
     resolve: async (_root, args, context) => {
       const { id } = await context.identity.tenant();
       const extra = args.checkpoint ? [args.checkpoint] : [];
-      // Read and hashed in slices, by the request's deadline: a chain too long for it is the CLI's to verify.
+      // Read and hashed in slices, by the request's deadline: a chain too long for it is the CLI's to verify. Its
+      // rows are read to answer whether it holds, never sent: not charged to the read budget (MAX_RESPONSE_BYTES).
       const { deadline } = context.db;
       try {
-        return await context.db.run(async (tx) => verifyChain((await readTenantChain(tx, id, extra, { deadline, rows: false })).input, context.audit.key, { deadline }));
+        return await context.db.run(
+          async (tx) => verifyChain((await readTenantChain(tx, id, extra, { deadline, rows: false })).input, context.audit.key, { deadline }),
+          { charged: false },
+        );
       } catch (error) {
         if (error instanceof VerificationDeadlineError) {
           throw unavailable('timeout', 'The audit chain is too long to verify within the request deadline: verify it with `tenancy audit verify`');
