@@ -315,7 +315,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     // The body built directly (no spread objects): `errors` first when there are any, then `data` when the result has it.
     const json = errors
       ? JSON.stringify('data' in result ? { errors: errors.map(format), data: result.data } : { errors: errors.map(format) })
-      : result.data === undefined ? '{}' : `{"data":${JSON.stringify(result.data)}}`;
+      : dataBody(result.data);
     return { status, headers, json, errors, data: result.data };
   }
 }
