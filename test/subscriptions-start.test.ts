@@ -45,6 +45,22 @@ async function newTask(at: Place, title: string, session = at.session): Promise<
   return row!.id;
 }
 
+/**
+ * A task made before a stream starts, returned once the hub has delivered its creation: the hub publishes from
+ * the outbox a moment after the commit, so without the wait the CREATED could reach a stream that attaches
+ * meanwhile (a re-read of the task as it is now: right, but not the event a test expects).
+ */
+async function settledTask(at: Place, title: string, session = at.session): Promise<string> {
+  const hub = hubEvents(at.tenant.id);
+  try {
+    const id = await newTask(at, title, session);
+    await hub.row('Task', id, 'created');
+    return id;
+  } finally {
+    hub.stop();
+  }
+}
+
 /** What the hub delivers to the tenant's listeners, as the test's own listener hears it. */
 function hubEvents(tenantId: string, server = live) {
   const heard: HubEvent[] = [];
@@ -121,7 +137,7 @@ afterAll(async () => {
 describe('a change committed after the start read what the subscriber can see', () => {
   it('SSE: a task the start saw, updated before the stream began, is sent UPDATED as it is now', async () => {
     const at = await place('start-upd');
-    const task = await newTask(at, 'before');
+    const task = await settledTask(at, 'before');
     const hub = hubEvents(at.tenant.id);
     const window = holdNext('end', async () => {
       await db.owner`update app.tasks set title = 'changed in the window' where tenant_id = ${at.tenant.id} and id = ${task}`;
@@ -137,7 +153,7 @@ describe('a change committed after the start read what the subscriber can see', 
 
   it('graphql-ws: a task the start saw, deleted before the stream began, is sent DELETED', async () => {
     const at = await place('start-del');
-    const task = await newTask(at, 'doomed');
+    const task = await settledTask(at, 'doomed');
     const hub = hubEvents(at.tenant.id);
     const client = await wsConnect(live.origin);
     await client.init({ authorization: `Bearer ${at.tenant.members.VIEWER.token}` }); // its own transaction ends before the hold is set
@@ -154,7 +170,7 @@ describe('a change committed after the start read what the subscriber can see', 
 
   it('SSE: a task created in the window is sent CREATED; a deleted one the subscriber never saw (another session\'s) is not sent', async () => {
     const at = await place('start-new');
-    const elsewhere = await newTask(at, 'not followed', at.other);
+    const elsewhere = await settledTask(at, 'not followed', at.other);
     const hub = hubEvents(at.tenant.id);
     let created = '';
     const window = holdNext('end', async () => {
@@ -188,8 +204,8 @@ describe('a change committed after the start read what the subscriber can see', 
 describe('a change heard after the stream attached but committed before the start read', () => {
   it('an update is sent once, as the row is now (an event is a re-read, never a diff: harmless); a task deleted before the read, never seen, is not sent', async () => {
     const at = await place('start-early');
-    const task = await newTask(at, 'before');
-    const gone = await newTask(at, 'gone before the read');
+    const task = await settledTask(at, 'before');
+    const gone = await settledTask(at, 'gone before the read');
     const hub = hubEvents(at.tenant.id);
     const window = holdNext('run', async () => {
       await db.owner`update app.tasks set title = 'changed before the read' where tenant_id = ${at.tenant.id} and id = ${task}`;
