@@ -292,3 +292,29 @@ describe('round trips through PgBouncer with prepare: false', () => {
     }
   });
 });
+
+describe('deadline behind PgBouncer', () => {
+  it('a request check waiting for a lock ends on the server by the deadline (the startup ceilings never reach the backend)', async () => {
+    const tenant = await createTestTenant(db.owner, 'check-lock');
+    const single = createPool(bouncer.url(db.appUrl), { max: 1, prepare: false });
+    const holder = await db.owner.reserve();
+    await holder`begin`;
+    await holder`lock table app.tenants in access exclusive mode`; // a migration's lock: the check waits for it
+    try {
+      const selection = { credentials: { kind: 'user' as const, userId: tenant.members.ADMIN.userId, roleCap: undefined }, tenant: tenant.id, allowedSlugs: undefined };
+      const transaction = new TenantTransaction(single, selection, { deadline: Date.now() + 600 });
+      await expect(transaction.principal()).rejects.toMatchObject({ extensions: { code: 'UNAVAILABLE' } });
+      await transaction.end(false);
+      // Its backend stops waiting by the deadline (lock_timeout, set before the check): nothing is left waiting 2 s later.
+      // With the timeouts set only in the check's own select list, it waited as long as the lock was held.
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      const waiting = await db.owner`
+        select pid from pg_stat_activity where wait_event_type = 'Lock' and query like '%begin_request%' and pid <> pg_backend_pid()`;
+      expect(waiting).toHaveLength(0);
+    } finally {
+      await holder`rollback`;
+      holder.release();
+      await single.end({ timeout: 1 });
+    }
+  });
+});

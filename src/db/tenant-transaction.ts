@@ -317,8 +317,9 @@ export class TenantTransaction {
       this.#firstTick = false;
       this.#commitIfEarly();
     });
-    const begun = this.#beginStatement(tx);
-    const checked = beginRequest(tx, this.#selection, this.#mode, this.#requestId, this.#serverTimeout());
+    const timeout = this.#serverTimeout();
+    const begun = this.#beginStatement(tx, timeout);
+    const checked = beginRequest(tx, this.#selection, this.#mode, this.#requestId, timeout);
     const principal = begun.then(() => checked).catch((error: unknown) => {
       throw this.#failure ?? unavailableFor(error) ?? error; // a lost connection is UNAVAILABLE, not INTERNAL
     });
@@ -343,8 +344,18 @@ export class TenantTransaction {
     }
   }
 
-  /** BEGIN: a constant statement (prepared once per connection); the timeouts are set by the request check's statement. */
-  #beginStatement(tx: Reserved) {
+  /**
+   * BEGIN: a constant statement (prepared once per connection); the timeouts are set by the request check's statement,
+   * so the check itself runs under the connection's ceilings (src/db/pool.ts). Without prepared statements (DB_PREPARE=false,
+   * behind PgBouncer, which drops those startup parameters) the check would run under none: a check waiting for a lock
+   * (a migration's) would hold its backend past the deadline. There BEGIN sets the timeouts first, in one simple-protocol
+   * message (no parameter, so no Parse/Describe round trip); `timeout` is an integer computed here, never input.
+   */
+  #beginStatement(tx: Reserved, timeout: string) {
+    const begin = this.#snapshot ? 'begin isolation level repeatable read' : 'begin';
+    if (!this.#sql.options.prepare) {
+      return tx.unsafe(`${begin}; set local statement_timeout = ${timeout}; set local lock_timeout = ${timeout}; set local client_connection_check_interval = 1000`);
+    }
     return this.#snapshot ? tx`begin isolation level repeatable read` : tx`begin`;
   }
 
@@ -388,8 +399,9 @@ export class TenantTransaction {
     // pipelined before it: each transaction checks the credentials and sets the settings itself (also through PgBouncer).
     this.#committing = undefined;
     const tx = this.#reserved!;
-    const begun = this.#beginStatement(tx);
-    const checked = beginRequest(tx, this.#selection, this.#mode, this.#requestId, this.#serverTimeout());
+    const timeout = this.#serverTimeout();
+    const begun = this.#beginStatement(tx, timeout);
+    const checked = beginRequest(tx, this.#selection, this.#mode, this.#requestId, timeout);
     begun.catch(() => {}); // a failed BEGIN fails the statements behind it
     checked.catch((error: unknown) => (this.#recheckError ??= unavailableFor(error) ?? error));
     setImmediate(() => this.#commitIfEarly());
