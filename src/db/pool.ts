@@ -149,10 +149,15 @@ function reconnectDelay(retries: number): number {
 
 let patched: boolean | undefined;
 
-/** Without patches/ (npm's install scripts skipped), a database restart would crash the process: refuse to run. */
+/**
+ * Without patches/ (npm's install scripts skipped), a database restart would crash the process: refuse to run. Also a
+ * driver patched by an older patches/ (a checkout updated without `npm ci`): without the row byte count every request
+ * with a read budget fails.
+ */
 function assertDriverPatched(): void {
-  patched ??= readFileSync(fileURLToPath(import.meta.resolve('postgres')).replace(/index\.js$/, 'connection.js'), 'utf8').includes(
-    'settle its queries instead of throwing',
-  );
+  if (patched === undefined) {
+    const connection = readFileSync(fileURLToPath(import.meta.resolve('postgres')).replace(/index\.js$/, 'connection.js'), 'utf8');
+    patched = connection.includes('settle its queries instead of throwing') && connection.includes('connection.rowBytes += x.length');
+  }
   if (!patched) throw new Error('postgres.js is not patched: run `npm ci` (or `npx patch-package`) so that patches/ is applied');
 }
