@@ -87,14 +87,24 @@ const CASES: Case[] = [
   { name: 'an interior deletion', statements: ['delete from app.audit_events where tenant_id = $1 and seq = 7'], tamper: 'DELETED', firstBadSeq: 7 },
   {
     name: 'an interior deletion (later ones renumbered)',
-    statements: ['delete from app.audit_events where tenant_id = $1 and seq = 7', 'update app.audit_events set seq = seq - 1 where tenant_id = $1 and seq > 7'],
+    // Renumbered through negative numbers, like the insertion above: in one `seq = seq - 1` the unique (tenant_id, seq)
+    // is checked row by row, so it fails whenever the heap yields a later row first.
+    statements: [
+      'delete from app.audit_events where tenant_id = $1 and seq = 7',
+      'update app.audit_events set seq = -seq where tenant_id = $1 and seq > 7',
+      'update app.audit_events set seq = -seq - 1 where tenant_id = $1 and seq < 0',
+    ],
     tamper: 'DELETED',
     firstBadSeq: 7,
   },
   { name: 'deletion of the oldest events', statements: ['delete from app.audit_events where tenant_id = $1 and seq <= 3'], tamper: 'OLDEST_DELETED', firstBadSeq: 1 },
   {
     name: 'deletion of the oldest events (the rest renumbered)',
-    statements: ['delete from app.audit_events where tenant_id = $1 and seq <= 3', 'update app.audit_events set seq = seq - 3 where tenant_id = $1'],
+    statements: [
+      'delete from app.audit_events where tenant_id = $1 and seq <= 3',
+      'update app.audit_events set seq = -seq where tenant_id = $1',
+      'update app.audit_events set seq = -seq - 3 where tenant_id = $1 and seq < 0',
+    ],
     tamper: 'OLDEST_DELETED',
     firstBadSeq: 1,
   },
