@@ -22,7 +22,7 @@ done
 # postgres.js and graphql-jit must carry patches/ (a dead reserved connection crashes the process without the
 # first; the second keeps compiled queries from allocating an error's locations and path for every leaf value).
 if ! grep -q 'settle its queries instead of throwing' node_modules/postgres/src/connection.js \
-  || ! grep -q 'connection.rowBytes += x.length' node_modules/postgres/src/connection.js \
+  || ! grep -q '(connection.rowBytes += x.length)' node_modules/postgres/src/connection.js \
   || ! grep -q 'tenancy patch' node_modules/graphql-jit/dist/runtime.js; then
   echo "ensure-runtime: applying patches/ (patch-package)" >&2
   node_modules/.bin/patch-package >&2

@@ -126,3 +126,38 @@ it('the read budget charges the bytes the rows took on the wire, call by call: p
   expect(await verifying.run(rows)).toHaveLength(5); // ~5,100 of 8,000: the uncharged rows left nothing behind
   await verifying.end(false);
 });
+
+it('calls that overlap an uncharged one are charged for their own rows only, whichever lands first', async () => {
+  // A small charged read queued behind a large uncharged one (a chain read in batches): not charged for the chain.
+  const behind = new TenantTransaction(pool, selection(), { readBytes: 50_000 });
+  await behind.principal();
+  const chain = behind.run(async (tx) => {
+    let n = 0;
+    for await (const rows of tx`select repeat('x', 1000) as s from generate_series(1, 500)`.cursor(100)) n += rows.length; // ~500 KB
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    return n;
+  }, { charged: false });
+  const small = behind.run((tx) => tx`select 1 as one`);
+  const [chainRead, smallRead] = await Promise.allSettled([chain, small]);
+  expect(chainRead).toEqual({ status: 'fulfilled', value: 500 });
+  expect(smallRead.status).toBe('fulfilled');
+  await behind.end(false);
+
+  // A large charged read landing while an uncharged call works: charged, whoever returns first.
+  const beside = new TenantTransaction(pool, selection(), { readBytes: 5_000 });
+  await beside.principal();
+  const quick = beside.run(async (tx) => {
+    const rows = await tx`select 1 as one`;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    return rows.length;
+  }, { charged: false });
+  const large = beside.run(async (tx) => {
+    const rows = await tx`select repeat('x', 20000) as s`;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    return rows;
+  });
+  const [quickRead, largeRead] = await Promise.allSettled([quick, large]);
+  expect(quickRead.status).toBe('fulfilled');
+  expect(largeRead).toMatchObject({ status: 'rejected', reason: { extensions: { limit: 'responseBytes' } } });
+  await beside.end(false);
+});

@@ -157,7 +157,7 @@ let patched: boolean | undefined;
 function assertDriverPatched(): void {
   if (patched === undefined) {
     const connection = readFileSync(fileURLToPath(import.meta.resolve('postgres')).replace(/index\.js$/, 'connection.js'), 'utf8');
-    patched = connection.includes('settle its queries instead of throwing') && connection.includes('connection.rowBytes += x.length');
+    patched = connection.includes('settle its queries instead of throwing') && connection.includes('(connection.rowBytes += x.length)');
   }
   if (!patched) throw new Error('postgres.js is not patched: run `npm ci` (or `npx patch-package`) so that patches/ is applied');
 }

@@ -85,6 +85,8 @@ export class TenantTransaction {
   #failure: GraphQLError | undefined;
   /** What repositories get: the reserved connection, refusing queries once the transaction has ended. */
   #tx: Tx | undefined;
+  /** The same, marking every query it sends `uncharged` (the driver leaves their rows out of rowBytes): run's `charged: false`. */
+  #unchargedTx: Tx | undefined;
   readonly #commitEarly: boolean;
   /** True from BEGIN until the end of its tick: statements sent meanwhile leave in BEGIN's write. */
   #firstTick = false;
@@ -159,12 +161,13 @@ export class TenantTransaction {
   /**
    * Runs repository code inside the request transaction. The rows it reads are charged to the read budget, unless
    * `charged: false`: rows read to compute a small answer, never to be the answer (verifyAuditChain reads a whole
-   * chain to say whether it holds), bounded by the request's deadline instead.
+   * chain to say whether it holds), bounded by the request's deadline instead. Its queries are marked, so calls that
+   * overlap it are charged for their own rows only.
    */
   async run<T>(query: (tx: Tx) => Promise<T>, options?: { readonly charged?: boolean }): Promise<T> {
     if (this.overReadBudget) throw responseTooLarge(this.#readBytes!);
     const { principal } = await this.#open();
-    const result = query(this.#tx!);
+    const result = query(options?.charged === false ? (this.#unchargedTx ??= marking(this.#tx!)) : this.#tx!);
     try {
       await principal;
     } catch (error) {
@@ -181,9 +184,10 @@ export class TenantTransaction {
     // Charged per call with what the rows took on the wire since the last charge (every call's statements share the
     // one connection): a request stops reading once past its budget instead of building the whole answer.
     const read = this.#reserved!.rowBytes();
-    if (options?.charged !== false) this.#readBytesLeft -= read - this.#charged;
+    this.#readBytesLeft -= read - this.#charged; // an uncharged call's queries are not in `read`, whenever they ran
     this.#charged = read;
-    if (this.overReadBudget) throw responseTooLarge(this.#readBytes!);
+    // An uncharged call answers what it computed; the charged call whose rows passed the budget answers the limit.
+    if (this.overReadBudget && options?.charged !== false) throw responseTooLarge(this.#readBytes!);
     return value;
   }
 
@@ -413,6 +417,24 @@ export class CommittedBeforeFailure extends Error {
   constructor() {
     super('the write committed with its statement, then the operation failed: its field must not be marked commitsWithStatement');
   }
+}
+
+/** `view`, with every query it makes marked `uncharged`: patches/postgres+3.4.9.patch leaves their rows out of rowBytes. */
+function marking(view: Tx): Tx {
+  const mark = <Q>(query: Q): Q => (((query as { uncharged?: boolean }).uncharged = true), query);
+  const marked = ((first: unknown, ...rest: unknown[]) => mark((view as unknown as (...args: unknown[]) => unknown)(first, ...rest))) as unknown as Tx;
+  const target = marked as unknown as Record<string, unknown>;
+  target.unsafe = (...args: Parameters<Tx['unsafe']>) => mark(view.unsafe(...args));
+  target.file = (...args: Parameters<Tx['file']>) => mark(view.file(...args));
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- the view's are closures, no `this` (see refusingAfterEnd)
+  target.notify = view.notify;
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- as above
+  target.json = view.json;
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- as above
+  target.array = view.array;
+  target.typed = view.typed;
+  target.types = view.types;
+  return marked;
 }
 
 /**
