@@ -161,3 +161,12 @@ it('calls that overlap an uncharged one are charged for their own rows only, whi
   expect(largeRead).toMatchObject({ status: 'rejected', reason: { extensions: { limit: 'responseBytes' } } });
   await beside.end(false);
 });
+
+it('a query handed back unawaited still runs in the transaction that commits early (sent in its tick, not after the check)', async () => {
+  const early = new TenantTransaction(pool, selection(), { commitEarly: true });
+  // postgres.js sends a query once something awaits it: run() awaits the check first, and the COMMIT queued behind the
+  // tick would then come before it, leaving it outside the transaction (no tenant setting, no timeouts).
+  const [row] = await early.run((tx) => tx<{ tenant: string }[]>`select current_setting('app.tenant_id', true) as tenant`);
+  expect(row!.tenant).toBe(tenant.id);
+  await early.end(true);
+});
