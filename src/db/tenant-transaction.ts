@@ -477,9 +477,10 @@ type TenantRow = {
 // The request check's statement also sets, in its select list (after the check ran; no statement more, no join):
 // app.request_id ('' when the caller has no id), statement_timeout and lock_timeout to what is left of the
 // deadline, and client_connection_check_interval, so a backend whose client went away (a request dropped at its
-// deadline) stops within a second. Transaction-local, also behind PgBouncer (which drops startup parameters).
-// Three `set local` in BEGIN's simple-protocol message cost the backend ~50 us a transaction (parsed every time),
-// these four set_config calls ~15 (bench:pg-cost, Q1 shapes interleaved one by one: 432 against 383 us).
+// deadline) stops within a second. Transaction-local. Three `set local` in BEGIN's simple-protocol message cost the
+// backend ~50 us a transaction (parsed every time), these four set_config calls ~15 (bench:pg-cost, Q1 shapes
+// interleaved one by one: 432 against 383 us). Behind PgBouncer (no startup ceilings) BEGIN sets the timeouts as well,
+// so the check itself is bounded there too (`#beginStatement`).
 async function beginRequest(tx: Tx, selection: TenantSelection, mode: TransactionMode, requestId: string, timeout: string): Promise<Principal> {
   const { credentials, tenant, allowedSlugs } = selection;
   const allowed = allowedSlugs ? tx.array([...allowedSlugs]) : null;
