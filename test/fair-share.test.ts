@@ -106,10 +106,13 @@ describe('request rates', () => {
     const byId = { ...bearer(tenant.members.MEMBER.token), 'x-tenant-id': tenant.id };
     const bySlug = { ...bearer(tenant.members.MEMBER.token), 'x-tenant-id': tenant.slug };
     const statuses: number[] = [];
+    const started = Date.now();
     for (let i = 0; i < 20; i++) statuses.push((await send(VIEWER_QUERY, i % 2 ? byId : bySlug)).status);
-    // At most the bucket and the first use of each name (before the guard knew whose it is).
-    expect(statuses.filter((status) => status === 200).length).toBeLessThanOrEqual(6 + 2);
-    expect(statuses.slice(-6)).toEqual(Array(6).fill(429));
+    // At most the bucket, the first use of each name (before the guard knew whose it is) and what the rate refilled
+    // meanwhile (a token every 1.67 s: a loaded machine took over 1.7 s for the 20 and admitted a ninth).
+    const refilled = Math.floor(((Date.now() - started) / 60_000) * 36);
+    expect(statuses.filter((status) => status === 200).length).toBeLessThanOrEqual(6 + 2 + refilled);
+    expect(statuses.slice(-6).filter((status) => status === 200).length).toBeLessThanOrEqual(refilled);
   });
 
   it('limits each API key by the plan (api_key_requests_per_minute) and the tenant as a whole', async () => {
