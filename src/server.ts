@@ -59,6 +59,8 @@ export type App = {
   readonly subscriptions: SubscriptionEngine;
   /** Ends every subscription and WebSocket (a shutdown: streams would hold the drain up). */
   readonly closeStreams: () => Promise<void>;
+  /** The request log: the listener logs what Node's parser refused (refuseUnreadable) as the handler logs a request. */
+  readonly log: Logger;
 };
 
 const REQUEST_ID = /^[\w.:-]{1,100}$/;
@@ -183,7 +185,7 @@ export function createApp(options: AppOptions): App {
     subscriptions.close();
     await websockets.close();
   };
-  return { yoga, handle, pipeline, upgrade: (req, socket, head) => websockets.upgrade(req, socket, head), subscriptions, closeStreams };
+  return { yoga, handle, pipeline, upgrade: (req, socket, head) => websockets.upgrade(req, socket, head), subscriptions, closeStreams, log };
 }
 
 
@@ -244,13 +246,16 @@ function sendHealth(res: ServerResponse): void {
  * A request Node's HTTP parser could not read (a URL or headers past its
  * 16 KiB limit, malformed HTTP, a header timeout) never reaches a handler:
  * it is refused here in the closed error list too, with Node's own status
- * (431, 408, 400), instead of Node's empty-bodied answer.
+ * (431, 408, 400), instead of Node's empty-bodied answer. Like every answer it
+ * carries a fresh request id (the request's own was never read), which its log
+ * line names.
  */
-function refuseUnreadable(error: NodeJS.ErrnoException, socket: Duplex): void {
+function refuseUnreadable(error: NodeJS.ErrnoException, socket: Duplex, log: Logger): void {
   if (error.code === 'ECONNRESET' || !socket.writable) {
     socket.destroy();
     return;
   }
+  const requestId = randomUUID();
   const [status, text, message] =
     error.code === 'HPE_HEADER_OVERFLOW'
       ? [431, 'Request Header Fields Too Large', 'The URL or headers are larger than allowed: send large documents in a POST body']
@@ -258,7 +263,12 @@ function refuseUnreadable(error: NodeJS.ErrnoException, socket: Duplex): void {
         ? [408, 'Request Timeout', 'The request did not arrive in time']
         : [400, 'Bad Request', 'The request is not valid HTTP'];
   const body = JSON.stringify({ errors: [{ message, extensions: { code: 'BAD_USER_INPUT' } }] });
-  socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  socket.end(
+    `HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+      `x-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`,
+  );
+  // The request log's line for it (createApp's handler logs the rest): no method or path, the parser never read them.
+  log.info({ requestId, status, refused: 'BAD_USER_INPUT', clientError: error.code }, 'request');
 }
 
 export type RunningServer = {
@@ -283,7 +293,7 @@ export async function listen(app: App, host: string, port: number, shutdownTimeo
     (req, res) => void app.handle(req, res),
   );
   server.on('upgrade', app.upgrade);
-  server.on('clientError', refuseUnreadable);
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => refuseUnreadable(error, socket, app.log));
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
