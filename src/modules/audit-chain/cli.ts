@@ -7,9 +7,9 @@ import type { Config } from '../../config.ts';
 import type { Queryable } from '../../db/pool.ts';
 import { OperatorError, type TenantRecord } from '../../operator/repo.ts';
 import { loadAuditKey, type AuditKey } from './keys.ts';
-import { readPlatformChain, readTenantChain, type ReadOptions, type StoredChain } from './repo.ts';
+import { readPlatformChain, readPlatformChainBatches, readTenantChain, readTenantChainBatches, type ReadOptions, type StoredChain } from './repo.ts';
 import { signCheckpoints, type RefusedCheckpoint } from './signing.ts';
-import { VerificationDeadlineError, verifyChain, type Verification } from './verify.ts';
+import { VerificationDeadlineError, verifyChainBatches, type ChainBatches, type Verification } from './verify.ts';
 
 /** How long `audit verify` may take, reading and hashing (a chain of tens of millions of events); past it, exit 1. */
 export const VERIFY_TIMEOUT_MS = 30 * 60_000;
@@ -66,8 +66,9 @@ export async function verifyAudit(
   const extra = checkpointsFile ? await readStatementsFile(checkpointsFile) : [];
   const deadline = Date.now() + timeoutMs;
   try {
-    const stored = await chainOf(sql, tenant, extra, { deadline, rows: false });
-    return { chain: stored.input.chain, tenant: tenant?.slug ?? null, signed: key !== undefined, ...(await verifyChain(stored.input, key, { deadline })) };
+    // A batch at a time: a chain of tens of millions of events in the memory of one batch.
+    const verify = async (input: ChainBatches) => ({ chain: input.chain, tenant: tenant?.slug ?? null, signed: key !== undefined, ...(await verifyChainBatches(input, key, { deadline })) });
+    return await (tenant ? readTenantChainBatches(sql, tenant.id, extra, { deadline }, verify) : readPlatformChainBatches(sql, extra, { deadline }, verify));
   } catch (error) {
     if (error instanceof VerificationDeadlineError) throw new OperatorError(`the audit chain could not be verified within ${timeoutMs / 1000} s`);
     throw error;

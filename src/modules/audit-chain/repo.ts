@@ -2,7 +2,8 @@
 // of checkpoints and retention (app_private.audit_checkpoints_due,
 // store_audit_checkpoint, audit_purges_due, purge_audit_events). Each chain is
 // read by one statement, so its head, signed statements and events are one
-// snapshot; the fields come back as the text the chain hashes.
+// snapshot; the fields come back as the text the chain hashes, a batch at a
+// time through the statement's cursor.
 import type { Tx } from '../../db/pool.ts';
 import {
   chainName,
@@ -16,17 +17,24 @@ import {
   type PlatformEventFields,
   type TenantEventFields,
 } from './chain.ts';
-import { slicer, type ChainEvent, type ChainInput } from './verify.ts';
+import { slicer, type ChainBatches, type ChainInput, type LinkedChainEvent } from './verify.ts';
 
 /** Checkpoints read besides the newest: older ones narrow down where a rewritten chain went wrong. */
 const CHECKPOINTS_READ = 16;
-/** Rows fetched a round trip (one statement, one snapshot, read through a cursor): the event loop turns between batches. */
-const READ_BATCH = 2000;
+/**
+ * Rows fetched a round trip, through the one statement's cursor (one snapshot: separate statements would each see
+ * the chain as of their own start, and a purge between two would read as a deletion). Verification holds about one
+ * batch of rows and events at a time, so this bounds its memory (an event's row is up to a few KiB, its details
+ * capped by the tables that write them) whatever the chain's length; the event loop turns between batches.
+ */
+export const READ_BATCH = 1000;
 
 type Links = { seq: string; prevHash: Buffer; hash: Buffer };
 export type TenantEventRow = TenantEventFields & Links;
 export type PlatformEventRow = PlatformEventFields & Links;
 type Meta = { head: { seq: number } | null; statements: { kind: 'checkpoint' | 'anchor'; seq: number; jws: string; signedAt: string; keyId: string }[] };
+/** A row as the chain's statement returns it: the head and statements on the first only; `linkedTo` (text) as LinkedChainEvent says. */
+type ChainRow<Row> = Row & { meta: Meta | null; linkedTo: string | null };
 
 /** `rows`: the events as read, for an export; empty when read for verification only (`ReadOptions.rows` false). */
 export type StoredChain<Row> = { readonly chain: ChainId; readonly input: ChainInput; readonly rows: readonly Row[]; readonly meta: Meta };
@@ -36,19 +44,23 @@ export type ReadOptions = {
   readonly deadline?: number;
   /** Keep the rows as read (an export); verification keeps only each event's links and encoding. */
   readonly rows?: boolean;
+  /** Rows a round trip (READ_BATCH unless given: tests make the batches small). */
+  readonly batch?: number;
 };
 
 /** An event as verification holds it: its links, and its encoding cut around the seq (no row, no closure: a long chain is small). */
-class StoredEvent implements ChainEvent {
+class StoredEvent implements LinkedChainEvent {
   readonly seq: number;
   readonly prevHash: Buffer;
   readonly hash: Buffer;
+  readonly linkedTo: number | null;
   readonly #encoding: EventEncoding;
 
-  constructor(row: Links, encoding: EventEncoding) {
+  constructor(row: Links, encoding: EventEncoding, linkedTo: string | null) {
     this.seq = Number(row.seq);
     this.prevHash = row.prevHash;
     this.hash = row.hash;
+    this.linkedTo = linkedTo === null ? null : Number(linkedTo);
     this.#encoding = encoding;
   }
 
@@ -57,53 +69,82 @@ class StoredEvent implements ChainEvent {
   }
 }
 
+type ChainQuery<Row> = { cursor(rows: number): AsyncIterable<ChainRow<Row>[]> };
+
 /**
- * Every row of one statement, a batch a round trip, the head and statements apart; each event's encoding
- * made as its batch arrives, so the rows themselves die young. Past the deadline, VerificationDeadlineError.
+ * The chain's statement, handed to `use` as ChainBatches: the head and statements (from its first row), then its
+ * events a batch at a time, each event's encoding made as its batch arrives, so the rows themselves die young.
+ * The cursor is closed when `use` ends, however it ends. Past the deadline, VerificationDeadlineError.
  */
-async function readChain<Row extends Links>(
+async function readBatches<Row extends Links, T>(
   chain: ChainId,
-  query: AsyncIterable<(Row & { meta: Meta | null })[]>,
+  query: ChainQuery<Row>,
+  encode: (row: Row) => EventEncoding,
+  extra: readonly string[],
+  options: ReadOptions,
+  use: (input: ChainBatches, meta: Meta) => Promise<T>,
+  keep?: (row: Row) => void,
+): Promise<T> {
+  const cursor = query.cursor(options.batch ?? READ_BATCH)[Symbol.asyncIterator]();
+  try {
+    let read = await cursor.next();
+    // The statement always returns a first row: the head and statements, with the first event or without one.
+    const meta = read.done ? undefined : read.value[0]?.meta;
+    if (!meta) throw new Error('the audit chain statement returned no head and statements');
+    const turn = slicer(options.deadline ?? Infinity);
+    let head = '';
+    async function* batches(): AsyncGenerator<StoredEvent[]> {
+      for (; !read.done; read = await cursor.next()) {
+        const events: StoredEvent[] = [];
+        for (const { meta: _meta, linkedTo, ...fields } of read.value) {
+          const row = fields as unknown as Row;
+          if (row.seq === null) continue;
+          keep?.(row);
+          const encoding = encode(row);
+          if (encoding.head !== head) head = encoding.head; // one string for the whole chain
+          events.push(new StoredEvent(row, { head, tail: encoding.tail }, linkedTo));
+        }
+        yield events;
+        await turn();
+      }
+    }
+    const input: ChainBatches = {
+      chain: chainName(chain),
+      statements: [...meta.statements.map((statement) => statement.jws), ...extra],
+      head: meta.head ?? undefined,
+      batches: batches(),
+    };
+    return await use(input, meta);
+  } finally {
+    await cursor.return?.();
+  }
+}
+
+/** The whole chain in memory (an export; tests): its events and, unless `rows` is false, its rows as read. */
+async function readWhole<Row extends Links>(
+  chain: ChainId,
+  query: ChainQuery<Row>,
   encode: (row: Row) => EventEncoding,
   extra: readonly string[],
   options: ReadOptions,
 ): Promise<StoredChain<Row>> {
-  let meta: Meta | undefined;
   const rows: Row[] = [];
-  const events: StoredEvent[] = [];
-  let head = '';
-  const turn = slicer(options.deadline ?? Infinity);
-  for await (const batch of query) {
-    for (const { meta: first, ...fields } of batch) {
-      meta ??= first ?? undefined;
-      const row = fields as unknown as Row;
-      if (row.seq === null) continue;
-      if (options.rows !== false) rows.push(row);
-      const encoding = encode(row);
-      if (encoding.head !== head) head = encoding.head; // one string for the whole chain
-      events.push(new StoredEvent(row, { head, tail: encoding.tail }));
-    }
-    await turn();
-  }
-  return {
-    chain,
-    rows,
-    meta: meta!,
-    input: {
-      chain: chainName(chain),
-      events,
-      statements: [...meta!.statements.map((statement) => statement.jws), ...extra],
-      head: meta!.head ?? undefined,
-    },
+  const read = async (batched: ChainBatches, meta: Meta): Promise<StoredChain<Row>> => {
+    const events: LinkedChainEvent[] = [];
+    for await (const batch of batched.batches) events.push(...batch);
+    const { batches: _batches, ...header } = batched;
+    return { chain, rows, meta, input: { ...header, events } };
   };
+  return readBatches(chain, query, encode, extra, options, read, options.rows === false ? undefined : (row) => rows.push(row));
 }
 
 /**
- * A tenant's chain as its ADMIN (RLS) or the owner sees it; `extra`: signed statements kept elsewhere.
- * The head and statements come on the first row only (on every row they were parsed once an event).
+ * A tenant's chain as its ADMIN (RLS) or the owner sees it. The head and statements come on the first row only (on
+ * every row they were parsed once an event). `linkedTo`: on the first row after the first whose prev_hash is not the
+ * previous row's hash, the earliest earlier seq with that hash, computed in the statement (its snapshot) once.
  */
-export function readTenantChain(tx: Tx, tenantId: string, extra: readonly string[] = [], options: ReadOptions = {}): Promise<StoredChain<TenantEventRow>> {
-  const query = tx<(TenantEventRow & { meta: Meta | null })[]>`
+function tenantChainQuery(tx: Tx, tenantId: string): ChainQuery<TenantEventRow> {
+  return tx<ChainRow<TenantEventRow>[]>`
     select case when e.seq is null or e.seq::bigint = (select min(x.seq) from app.audit_events x where x.tenant_id = ${tenantId}) then m.meta end as meta, e.*
     from (select json_build_object(
             'head', (select json_build_object('seq', h.seq) from app.audit_chain_heads h where h.tenant_id = ${tenantId}),
@@ -119,15 +160,20 @@ export function readTenantChain(tx: Tx, tenantId: string, extra: readonly string
              to_char(e.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as "occurredAt",
              e.actor_kind as "actorKind", e.actor_user_id::text as "actorUserId", e.actor_api_key_id::text as "actorApiKeyId",
              e.action, e.target_type as "targetType", e.target_id as "targetId", e.reason, e.details::text as details,
-             e.request_id as "requestId"
-      from app.audit_events e where e.tenant_id = ${tenantId} order by e.seq
+             e.request_id as "requestId",
+             case when e.breaks and e.breaks_so_far = 1 then
+               (select min(x.seq) from app.audit_events x where x.tenant_id = ${tenantId} and x.hash = e.prev_hash and x.seq < e.seq)::text
+             end as "linkedTo"
+      from (select b.*, count(*) filter (where b.breaks) over (order by b.seq rows unbounded preceding) as breaks_so_far
+            from (select e.*, coalesce(e.prev_hash <> lag(e.hash) over (order by e.seq), false) as breaks
+                  from app.audit_events e where e.tenant_id = ${tenantId}) b) e
+      order by e.seq
     ) e on true`;
-  return readChain(tenantChain(tenantId), query.cursor(READ_BATCH), (row) => tenantEventEncoding(tenantId, row), extra, options);
 }
 
-/** The platform chain (app_private.operator_audit_events), on the owner connection. */
-export function readPlatformChain(tx: Tx, extra: readonly string[] = [], options: ReadOptions = {}): Promise<StoredChain<PlatformEventRow>> {
-  const query = tx<(PlatformEventRow & { meta: Meta | null })[]>`
+/** The platform chain (app_private.operator_audit_events), on the owner connection; `linkedTo` as the tenant's. */
+function platformChainQuery(tx: Tx): ChainQuery<PlatformEventRow> {
+  return tx<ChainRow<PlatformEventRow>[]>`
     select case when e.seq is null or e.seq::bigint = (select min(x.seq) from app_private.operator_audit_events x) then m.meta end as meta, e.*
     from (select json_build_object(
             'head', (select json_build_object('seq', h.seq) from app_private.platform_audit_chain_head h),
@@ -139,10 +185,35 @@ export function readPlatformChain(tx: Tx, extra: readonly string[] = [], options
       select e.seq::text as seq, e.prev_hash as "prevHash", e.hash,
              to_char(e.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as "occurredAt",
              e.actor_user_id::text as "actorUserId", e.actor, e.action, e.target_tenant_id::text as "targetTenantId",
-             e.reason, e.details::text as details, e.request_id as "requestId"
-      from app_private.operator_audit_events e order by e.seq
+             e.reason, e.details::text as details, e.request_id as "requestId",
+             case when e.breaks and e.breaks_so_far = 1 then
+               (select min(x.seq) from app_private.operator_audit_events x where x.hash = e.prev_hash and x.seq < e.seq)::text
+             end as "linkedTo"
+      from (select b.*, count(*) filter (where b.breaks) over (order by b.seq rows unbounded preceding) as breaks_so_far
+            from (select e.*, coalesce(e.prev_hash <> lag(e.hash) over (order by e.seq), false) as breaks
+                  from app_private.operator_audit_events e) b) e
+      order by e.seq
     ) e on true`;
-  return readChain(PLATFORM_CHAIN, query.cursor(READ_BATCH), (row) => platformEventEncoding(row), extra, options);
+}
+
+/** A tenant's chain held whole; `extra`: signed statements kept elsewhere. */
+export function readTenantChain(tx: Tx, tenantId: string, extra: readonly string[] = [], options: ReadOptions = {}): Promise<StoredChain<TenantEventRow>> {
+  return readWhole(tenantChain(tenantId), tenantChainQuery(tx, tenantId), (row) => tenantEventEncoding(tenantId, row), extra, options);
+}
+
+/** A tenant's chain a batch at a time, handed to `use` (verifyChainBatches): memory of one batch, whatever the chain's length. */
+export function readTenantChainBatches<T>(tx: Tx, tenantId: string, extra: readonly string[], options: ReadOptions, use: (input: ChainBatches) => Promise<T>): Promise<T> {
+  return readBatches(tenantChain(tenantId), tenantChainQuery(tx, tenantId), (row) => tenantEventEncoding(tenantId, row), extra, options, use);
+}
+
+/** The platform chain held whole. */
+export function readPlatformChain(tx: Tx, extra: readonly string[] = [], options: ReadOptions = {}): Promise<StoredChain<PlatformEventRow>> {
+  return readWhole(PLATFORM_CHAIN, platformChainQuery(tx), (row) => platformEventEncoding(row), extra, options);
+}
+
+/** The platform chain a batch at a time, handed to `use`. */
+export function readPlatformChainBatches<T>(tx: Tx, extra: readonly string[], options: ReadOptions, use: (input: ChainBatches) => Promise<T>): Promise<T> {
+  return readBatches(PLATFORM_CHAIN, platformChainQuery(tx), (row) => platformEventEncoding(row), extra, options, use);
 }
 
 export type DueCheckpoint = {

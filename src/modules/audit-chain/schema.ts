@@ -5,8 +5,8 @@
 import { z } from 'zod';
 import { unavailable } from '../../errors.ts';
 import { builder } from '../../graphql/builder.ts';
-import { readTenantChain } from './repo.ts';
-import { TAMPER_CLASSES, VerificationDeadlineError, verifyChain, type Verification } from './verify.ts';
+import { readTenantChainBatches } from './repo.ts';
+import { TAMPER_CLASSES, VerificationDeadlineError, verifyChainBatches, type Verification } from './verify.ts';
 
 const AuditTamper = builder.enumType('AuditTamper', {
   description: 'What a broken audit chain looks like at its first bad seq',
@@ -54,12 +54,13 @@ builder.queryField('verifyAuditChain', (t) =>
     resolve: async (_root, args, context) => {
       const { id } = await context.identity.tenant();
       const extra = args.checkpoint ? [args.checkpoint] : [];
-      // Read and hashed in slices, by the request's deadline: a chain too long for it is the CLI's to verify. Its
-      // rows are read to answer whether it holds, never sent: not charged to the read budget (MAX_RESPONSE_BYTES).
+      // Read and hashed a batch at a time (memory of one batch, whatever the chain's length), in slices, by the
+      // request's deadline: a chain too long for it is the CLI's to verify. Its rows are read to answer whether it
+      // holds, never sent: not charged to the read budget (MAX_RESPONSE_BYTES).
       const { deadline } = context.db;
       try {
         return await context.db.run(
-          async (tx) => verifyChain((await readTenantChain(tx, id, extra, { deadline, rows: false })).input, context.audit.key, { deadline }),
+          (tx) => readTenantChainBatches(tx, id, extra, { deadline }, (chain) => verifyChainBatches(chain, context.audit.key, { deadline })),
           { charged: false },
         );
       } catch (error) {
