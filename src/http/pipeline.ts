@@ -167,14 +167,24 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       // Learned for good: one statement sent after the first tick (a nested level) and the operation is never read at once again.
       if (kind === OperationTypeNode.QUERY && readsAtOnce.get(operation) !== false) readsAtOnce.set(operation, !db.sentLate);
       if (kind === OperationTypeNode.MUTATION) writes.learn(operation, db.writeTicks);
-      // Rows past the response limit: the whole request is refused (and rolled back), not answered in part.
-      if (db.overReadBudget) return { errors: [responseTooLarge(maxResponseBytes)] };
+      // Rows past the response limit: the whole request is refused (and rolled back), not answered in part. The document
+      // is kept all the same once the database accepted the caller: what it read is a limit of the data, checked again
+      // on every run, so a repeated refusal is the same refusal, not parsed and validated again.
+      if (db.overReadBudget) {
+        if (db.known) documents.remember(key, checked, params.query);
+        return { errors: [responseTooLarge(maxResponseBytes)] };
+      }
       // A mutation's answer is built and measured before its COMMIT: one past the response limit is refused and rolled
       // back, never refused after it committed (a client told "failed" retries, and the write would be made twice).
       // One that committed with its statement is the written row once, below the limit (operation.ts commitsWithStatement).
       const json = kind === OperationTypeNode.MUTATION && !result.errors?.length ? dataBody(result.data) : undefined;
       if (json !== undefined && overLimit(json, maxResponseBytes)) {
-        if (!commitWithWrite) return { errors: [responseTooLarge(maxResponseBytes)] }; // rolled back by handle()
+        if (!commitWithWrite) {
+          // Kept as above: its next run is measured again (commitsWithStatement admits no shape whose answer passes the
+          // limit: only answers below WRITE_ROW_BOUND_BYTES commit with their statement, and this one did not).
+          if (db.known) documents.remember(key, checked, params.query);
+          return { errors: [responseTooLarge(maxResponseBytes)] }; // rolled back by handle()
+        }
         log.error({ requestId: request.requestId, bytes: Buffer.byteLength(json) }, 'a write that committed with its statement answered past the response limit: commitsWithStatement admits a shape it cannot bound');
       }
       const finished = await finishOperation(context, result, kind === OperationTypeNode.MUTATION, log);
