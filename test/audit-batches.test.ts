@@ -130,24 +130,6 @@ const CASES: Case[] = [
   { name: 'the newest events of the last batch deleted', statements: [`delete from app.audit_events where tenant_id = $1 and seq > ${3 * B + 100}`], tamper: 'TRUNCATED', firstBadSeq: 3 * B + 101 },
 ];
 
-describe(`through GraphQL, a chain of ${LENGTH} events read ${B} a batch`, () => {
-  it('verifies intact, every event counted', async () => {
-    const tenant = await longChainTenant(LENGTH);
-    const result = await verifyThroughGraphQL(tenant);
-    expect(result).toMatchObject({ ok: true, tamper: null, events: LENGTH, lastSeq: LENGTH, unsignedEvents: 0 });
-    expect(result).toEqual(await verifiedWhole(tenant.id));
-  });
-
-  it.each(CASES)('$name: caught, and answered as the whole chain is', async ({ statements, tamper: tamperClass, firstBadSeq, message }) => {
-    const tenant = await longChainTenant(LENGTH);
-    await tamper(tenant.id, statements);
-    const result = await verifyThroughGraphQL(tenant);
-    expect(result, result.message).toMatchObject({ ok: false, tamper: tamperClass, firstBadSeq });
-    if (message) expect(result.message).toMatch(message);
-    expect(result).toEqual(await verifiedWhole(tenant.id));
-  });
-});
-
 /** Runs `attack` in a transaction that is rolled back afterwards, so one chain serves many attacks. */
 async function rolledBack(attack: (tx: Sql) => Promise<void>): Promise<void> {
   const undo = new Error('undo');
@@ -161,6 +143,50 @@ async function rolledBack(attack: (tx: Sql) => Promise<void>): Promise<void> {
       if (error !== undo) throw error;
     });
 }
+
+/** What verifyChain answers, as the GraphQL field shows it. */
+const shown = (result: Verification): Verified => ({
+  ok: result.ok,
+  tamper: result.tamper ?? null,
+  firstBadSeq: result.firstBadSeq ?? null,
+  message: result.message,
+  events: result.events,
+  lastSeq: result.lastSeq,
+  unsignedEvents: result.unsignedEvents,
+});
+
+describe(`a chain of ${LENGTH} events, read ${B} a batch`, () => {
+  let long: TestTenant;
+  beforeAll(async () => {
+    long = await longChainTenant(LENGTH);
+  });
+
+  it('verifies intact through GraphQL, every event counted', async () => {
+    const result = await verifyThroughGraphQL(long);
+    expect(result).toMatchObject({ ok: true, tamper: null, events: LENGTH, lastSeq: LENGTH, unsignedEvents: 0 });
+    expect(result).toEqual(await verifiedWhole(long.id));
+  });
+
+  // Each tamper in a transaction rolled back afterwards (one chain serves them all), read as verifyAuditChain reads it.
+  it.each(CASES)('$name: caught, and answered as the whole chain is', async ({ statements, tamper: tamperClass, firstBadSeq, message }) => {
+    await rolledBack(async (tx) => {
+      for (const statement of statements) await tx.unsafe(statement, [long.id]);
+      const batched = shown(await readTenantChainBatches(tx, long.id, [], {}, (input) => verifyChainBatches(input, key)));
+      expect(batched, batched.message).toMatchObject({ ok: false, tamper: tamperClass, firstBadSeq });
+      if (message) expect(batched.message).toMatch(message);
+      expect(batched).toEqual(shown(await verifyChain((await readTenantChain(tx, long.id, [], { rows: false })).input, key)));
+    });
+  });
+
+  // Through GraphQL (the request's transaction, RLS): a tamper whose lookahead, and one whose link, crosses batches.
+  it.each(CASES.filter((c) => /swapped|linked back/.test(c.name)))('$name, through GraphQL', async ({ statements, tamper: tamperClass, firstBadSeq }) => {
+    const tenant = await longChainTenant(LENGTH);
+    await tamper(tenant.id, statements);
+    const result = await verifyThroughGraphQL(tenant);
+    expect(result, result.message).toMatchObject({ ok: false, tamper: tamperClass, firstBadSeq });
+    expect(result).toEqual(await verifiedWhole(tenant.id));
+  });
+});
 
 describe('batches of every size give the answer of the whole chain', () => {
   const ATTACKS: Record<string, string[]> = {
