@@ -272,7 +272,7 @@ try {
   for (const system of SYSTEMS) systems[system] = await start(system, db);
   await verify(principals, tokens);
   process.stdout.write(`seeded ${TENANTS} tenants in ${seedSeconds.toFixed(1)} s; answers verified for ${principals.length} tokens\n`);
-  for (const system of SYSTEMS) if (PRIME > 0) load(systems[system]!.origin, requestsFor(system, 'Mix', principals, tokens), PRIME);
+  if (PRIME > 0) for (const system of SYSTEMS) load(systems[system]!.origin, requestsFor(system, 'Mix', principals, tokens), PRIME);
   const trips = await roundTrips(principals, tokens);
   process.stdout.write(`round trips per request: ${SYSTEMS.map((s) => `${s} ${Object.values(trips[s]).join('/')}`).join('; ')}\n`);
 

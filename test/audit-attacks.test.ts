@@ -17,7 +17,7 @@ import { loadConfig } from '../src/config.ts';
 import { createPool, type Sql } from '../src/db/pool.ts';
 import { findTenant } from '../src/operator/repo.ts';
 import { codes, createTestApp, createTestTenant, type TestApp } from './helpers/app.ts';
-import { chainedTenant as chainedTenantOf, recordAuditEvent, rehashChain, useAuditTestService } from './helpers/audit.ts';
+import { chainedTenant as chainedTenantOf, recordAuditEvent, rehashChain, rolledBack as rolledBackAs, useAuditTestService } from './helpers/audit.ts';
 import type { TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
@@ -52,19 +52,7 @@ async function tamper(tenantId: string, statements: readonly string[]): Promise<
 
 const rehash = (tenantId: string) => rehashChain(db.owner, tenantId);
 
-/** Runs `attack` in a transaction that is rolled back afterwards, so one chain serves many attacks. */
-async function rolledBack(attack: (tx: Sql) => Promise<void>): Promise<void> {
-  const undo = new Error('undo');
-  await db.owner
-    .begin(async (tx) => {
-      await tx`set local session_replication_role = replica`;
-      await attack(tx as unknown as Sql);
-      throw undo;
-    })
-    .catch((error: unknown) => {
-      if (error !== undo) throw error;
-    });
-}
+const rolledBack = (attack: (tx: Sql) => Promise<void>) => rolledBackAs(db.owner, attack);
 
 describe('a superuser rewriting history', () => {
   it('rewrites an old event, recomputes every hash and lets the service sign the next head: still caught', async () => {

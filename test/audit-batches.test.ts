@@ -14,7 +14,7 @@ import { signCheckpoints } from '../src/modules/audit-chain/signing.ts';
 import { verifyChain, verifyChainBatches, type LinkedChainEvent, type TamperClass, type Verification } from '../src/modules/audit-chain/verify.ts';
 import type { Sql } from '../src/db/pool.ts';
 import { createTestTenant, type TestApp, type TestTenant } from './helpers/app.ts';
-import { chainedTenant, useAuditTestService } from './helpers/audit.ts';
+import { chainedTenant, rolledBack as rolledBackAs, useAuditTestService } from './helpers/audit.ts';
 import type { TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
@@ -130,19 +130,7 @@ const CASES: Case[] = [
   { name: 'the newest events of the last batch deleted', statements: [`delete from app.audit_events where tenant_id = $1 and seq > ${3 * B + 100}`], tamper: 'TRUNCATED', firstBadSeq: 3 * B + 101 },
 ];
 
-/** Runs `attack` in a transaction that is rolled back afterwards, so one chain serves many attacks. */
-async function rolledBack(attack: (tx: Sql) => Promise<void>): Promise<void> {
-  const undo = new Error('undo');
-  await db.owner
-    .begin(async (tx) => {
-      await tx`set local session_replication_role = replica`;
-      await attack(tx as unknown as Sql);
-      throw undo;
-    })
-    .catch((error: unknown) => {
-      if (error !== undo) throw error;
-    });
-}
+const rolledBack = (attack: (tx: Sql) => Promise<void>) => rolledBackAs(db.owner, attack);
 
 /** What verifyChain answers, as the GraphQL field shows it. */
 const shown = (result: Verification): Verified => ({

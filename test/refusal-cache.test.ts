@@ -8,7 +8,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import type { Sql } from '../src/db/pool.ts';
-import { createTestApp, createTestTenant, insertAgents, TEST_HTTP, type TestApp, type TestTenant } from './helpers/app.ts';
+import { createTestApp, createTestTenant, insertAgents, insertSession, TEST_HTTP, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 
 /** Small enough that 30 agents of 15 KB of config, or a task's answer of 20 aliases of a 20 KB input, pass it. */
@@ -26,9 +26,7 @@ beforeAll(async () => {
   tenant = await createTestTenant(db.owner, 'refusal-cache');
   const agents = await insertAgents(db.owner, tenant.id, tenant.members.MEMBER.userId, Array.from({ length: 30 }, (_, n) => `big-${n}`));
   await db.owner`update app.agents set config = ${db.owner.json({ blob: 'x'.repeat(15_000) })} where tenant_id = ${tenant.id}`;
-  const [session] = await db.owner<{ id: string }[]>`
-    insert into app.sessions (tenant_id, agent_id, started_by) values (${tenant.id}, ${agents[0]!}, ${tenant.members.MEMBER.userId}) returning id`;
-  sessionId = encodeGlobalId('Session', session!.id);
+  sessionId = encodeGlobalId('Session', await insertSession(db.owner, tenant.id, agents[0]!, tenant.members.MEMBER.userId));
   api = createTestApp(sql, { http: { ...TEST_HTTP, maxResponseBytes: MAX_RESPONSE_BYTES } });
 });
 

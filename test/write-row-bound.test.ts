@@ -12,7 +12,7 @@ import type { Sql } from '../src/db/pool.ts';
 import { WRITE_ROW_BOUND_BYTES } from '../src/graphql/operation.ts';
 import { jsonBytes } from '../src/graphql/scalars.ts';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
-import { createTestApp, createTestTenant, insertAgents, TEST_HTTP, type TestApp, type TestTenant } from './helpers/app.ts';
+import { createTestApp, createTestTenant, insertAgents, insertSession, TEST_HTTP, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
@@ -26,9 +26,7 @@ beforeAll(async () => {
   sql = db.appPool(2);
   tenant = await createTestTenant(db.owner, 'write-row-bound');
   const [agent] = await insertAgents(db.owner, tenant.id, tenant.members.MEMBER.userId, ['bound']);
-  const [session] = await db.owner<{ id: string }[]>`
-    insert into app.sessions (tenant_id, agent_id, started_by) values (${tenant.id}, ${agent!}, ${tenant.members.MEMBER.userId}) returning id`;
-  sessionId = encodeGlobalId('Session', session!.id);
+  sessionId = encodeGlobalId('Session', await insertSession(db.owner, tenant.id, agent!, tenant.members.MEMBER.userId));
   // The smallest limit under which a write may commit with its statement.
   api = createTestApp(sql, { http: { ...TEST_HTTP, maxResponseBytes: WRITE_ROW_BOUND_BYTES } });
 });

@@ -114,3 +114,10 @@ export async function insertAgents(owner: Sql, tenantId: string, createdBy: stri
     returning id`;
   return rows.map((row) => row.id);
 }
+
+/** Inserts an active session of `agentId` behind the API (owner connection), started by `startedBy`; its row id. */
+export async function insertSession(owner: Sql, tenantId: string, agentId: string, startedBy: string): Promise<string> {
+  const [row] = await owner<{ id: string }[]>`
+    insert into app.sessions (tenant_id, agent_id, started_by) values (${tenantId}, ${agentId}, ${startedBy}) returning id`;
+  return row!.id;
+}

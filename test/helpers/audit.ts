@@ -77,3 +77,17 @@ export async function rehashChain(owner: Sql, tenantId: string): Promise<void> {
       end $$`);
   });
 }
+
+/** Runs `attack` as the owner, triggers off, in a transaction rolled back afterwards, so one chain serves many attacks. */
+export async function rolledBack(owner: Sql, attack: (tx: Sql) => Promise<void>): Promise<void> {
+  const undo = new Error('undo');
+  await owner
+    .begin(async (tx) => {
+      await tx`set local session_replication_role = replica`;
+      await attack(tx as unknown as Sql);
+      throw undo;
+    })
+    .catch((error: unknown) => {
+      if (error !== undo) throw error;
+    });
+}
