@@ -249,10 +249,30 @@ function sendHealth(res: ServerResponse): void {
  * (431, 408, 400), instead of Node's empty-bodied answer. Like every answer it
  * carries a fresh request id (the request's own was never read), which its log
  * line names.
+ *
+ * Only when nothing is owed on the connection before it, as Node's own handler
+ * (socketOnError): bytes that follow a request read whole (HTTP pipelining)
+ * leave that request's answer, and those queued behind it, to be sent first,
+ * and a refusal written now would be read as theirs (a client told 400 while
+ * its mutation commits). They are left unanswered: nothing more is read, and
+ * the connection closes once the answers owed are sent.
  */
 function refuseUnreadable(error: NodeJS.ErrnoException, socket: Duplex, log: Logger): void {
   if (error.code === 'ECONNRESET' || !socket.writable) {
     socket.destroy();
+    return;
+  }
+  if (closingAfterAnswers.has(socket)) return; // the parser reports again as more bytes arrive
+  const owed = responseOwed(socket);
+  if (owed?.req.complete) {
+    closingAfterAnswers.add(socket);
+    socket.pause();
+    closeOnceAnswered(socket);
+    log.info({ clientError: error.code }, 'unreadable bytes after a pipelined request: unanswered, the connection closes after the answers it is owed');
+    return;
+  }
+  if (owed?.headersSent) {
+    socket.destroy(); // the bad bytes are this answer's own request, which is answering already: nothing can follow it
     return;
   }
   const requestId = randomUUID();
@@ -269,6 +289,21 @@ function refuseUnreadable(error: NodeJS.ErrnoException, socket: Duplex, log: Log
   );
   // The request log's line for it (createApp's handler logs the rest): no method or path, the parser never read them.
   log.info({ requestId, status, refused: 'BAD_USER_INPUT', clientError: error.code }, 'request');
+}
+
+/** The answer Node is writing or will write next on `socket`: its own field (the oldest answer a pipelined connection owes), which its default handler reads too. */
+function responseOwed(socket: Duplex): ServerResponse | undefined {
+  return (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage ?? undefined;
+}
+
+const closingAfterAnswers = new WeakSet<Duplex>();
+
+/** Waits out each answer owed on `socket` for a request read whole, then closes it (ending a request whose body will never arrive). */
+function closeOnceAnswered(socket: Duplex): void {
+  const owed = responseOwed(socket);
+  if (!owed) socket.end(() => socket.destroy());
+  else if (owed.req.complete) owed.once('close', () => closeOnceAnswered(socket)); // Node hands the socket to the next answer on 'finish', before
+  else socket.destroy();
 }
 
 export type RunningServer = {

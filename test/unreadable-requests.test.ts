@@ -8,10 +8,12 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createTokenVerifier } from '../src/auth/tokens.ts';
 import { createApp, listen, type RunningServer } from '../src/server.ts';
-import { TEST_HTTP, TEST_TOKENS } from './helpers/app.ts';
-import { useTestDatabase } from './helpers/db.ts';
+import { createTestTenant, TEST_HTTP, TEST_TOKENS, type TestTenant } from './helpers/app.ts';
+import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 
 const lines: Record<string, unknown>[] = [];
+let db: TestDatabase;
+let tenant: TestTenant;
 let running: RunningServer;
 let port: number;
 
@@ -19,7 +21,8 @@ let port: number;
 const ARRIVAL_MS = 1_000;
 
 beforeAll(async () => {
-  const db = await useTestDatabase();
+  db = await useTestDatabase();
+  tenant = await createTestTenant(db.owner, 'pipelining');
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
       lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
@@ -87,4 +90,83 @@ it('each refusal gets an id of its own', async () => {
   expect(second.status).toBe(400);
   expect(first.headers.get('x-request-id')).toBeTruthy();
   expect(first.headers.get('x-request-id')).not.toBe(second.headers.get('x-request-id'));
+});
+
+/** Writes `bytes` on a fresh socket in one write and reads every byte the server sends until it closes. */
+function sendPipelined(bytes: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(bytes));
+    let raw = '';
+    socket.on('data', (chunk: Buffer) => (raw += chunk.toString()));
+    socket.on('error', reject);
+    socket.on('close', () => resolve(raw));
+  });
+}
+
+function createAgentRequest(name: string): string {
+  const body = JSON.stringify({ query: `mutation { createAgent(input: { name: "${name}", kind: "assistant" }) { agent { name } } }` });
+  return (
+    `POST /graphql HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nauthorization: Bearer ${tenant.members.MEMBER.token}\r\n` +
+    `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+  );
+}
+
+/** The whole answers at the start of `raw` (each its status and JSON body, read by its content-length), and what follows them. */
+function parseAnswers(raw: string): { answers: { status: number; body: unknown }[]; rest: string } {
+  const answers: { status: number; body: unknown }[] = [];
+  let rest = Buffer.from(raw);
+  for (;;) {
+    const end = rest.indexOf('\r\n\r\n');
+    const status = /^HTTP\/1\.1 (\d{3}) /.exec(rest.toString('latin1', 0, 16))?.[1];
+    const length = /\r\ncontent-length: (\d+)\r\n/i.exec(rest.toString('latin1', 0, end + 2))?.[1];
+    if (end < 0 || !status || !length || rest.length < end + 4 + Number(length)) return { answers, rest: rest.toString() };
+    answers.push({ status: Number(status), body: JSON.parse(rest.toString('utf8', end + 4, end + 4 + Number(length))) as unknown });
+    rest = rest.subarray(end + 4 + Number(length));
+  }
+}
+
+async function agentsNamed(name: string): Promise<number> {
+  const [row] = await db.owner<{ n: number }[]>`select count(*)::int as n from app.agents where name = ${name}`;
+  return row!.n;
+}
+
+it('malformed bytes pipelined after a mutation: the mutation gets its own answer whole, no 400 is spliced in, and the connection closes', async () => {
+  const raw = await sendPipelined(`${createAgentRequest('pipelined-one')}NOT HTTP AT ALL\r\n\r\n`);
+  // Before: the mutation committed, but the raw 400 went out first and its answer was lost.
+  expect(await agentsNamed('pipelined-one')).toBe(1);
+  expect(parseAnswers(raw)).toEqual({ answers: [{ status: 200, body: { data: { createAgent: { agent: { name: 'pipelined-one' } } } } }], rest: '' });
+  expect(lines.some((line) => line.clientError === 'HPE_INVALID_METHOD' && String(line.msg).startsWith('unreadable bytes after a pipelined request'))).toBe(true);
+});
+
+it('two mutations pipelined before malformed bytes are both answered, in order, and nothing else', async () => {
+  const raw = await sendPipelined(`${createAgentRequest('pipelined-first')}${createAgentRequest('pipelined-second')}GET / HTTP/9.9 nonsense\r\n\r\n`);
+  expect(parseAnswers(raw)).toEqual({
+    answers: [
+      { status: 200, body: { data: { createAgent: { agent: { name: 'pipelined-first' } } } } },
+      { status: 200, body: { data: { createAgent: { agent: { name: 'pipelined-second' } } } } },
+    ],
+    rest: '',
+  });
+  expect([await agentsNamed('pipelined-first'), await agentsNamed('pipelined-second')]).toEqual([1, 1]);
+});
+
+it('malformed bytes after an answer already sent on a kept-alive connection are still refused 400 in the closed list', async () => {
+  const raw = await new Promise<string>((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(createAgentRequest('kept-alive')));
+    let received = '';
+    let garbageSent = false;
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.toString();
+      if (!garbageSent && parseAnswers(received).answers.length === 1) {
+        garbageSent = true;
+        socket.write('NOT HTTP AT ALL\r\n\r\n');
+      }
+    });
+    socket.on('error', reject);
+    socket.on('close', () => resolve(received));
+  });
+  const { answers, rest } = parseAnswers(raw);
+  expect(rest).toBe('');
+  expect(answers.map((answer) => answer.status)).toEqual([200, 400]);
+  expect(answers[1]!.body).toEqual({ errors: [{ message: expect.any(String) as string, extensions: { code: 'BAD_USER_INPUT' } }] });
 });
