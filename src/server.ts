@@ -250,12 +250,13 @@ function sendHealth(res: ServerResponse): void {
  * carries a fresh request id (the request's own was never read), which its log
  * line names.
  *
- * Only when nothing is owed on the connection before it, as Node's own handler
- * (socketOnError): bytes that follow a request read whole (HTTP pipelining)
- * leave that request's answer, and those queued behind it, to be sent first,
- * and a refusal written now would be read as theirs (a client told 400 while
- * its mutation commits). They are left unanswered: nothing more is read, and
- * the connection closes once the answers owed are sent.
+ * Only when nothing is owed on the connection before it. Node's own handler
+ * (socketOnError) writes only while no answer has begun and then destroys the
+ * socket, which loses a pipelined answer not yet begun too. Bytes that follow
+ * a request read whole leave that request's answer, and those queued behind
+ * it, to be sent first, and a refusal written now would be read as theirs (a
+ * client told 400 while its mutation commits). They are left unanswered:
+ * nothing more is read, and the connection closes once the answers owed are sent.
  */
 function refuseUnreadable(error: NodeJS.ErrnoException, socket: Duplex, log: Logger): void {
   if (error.code === 'ECONNRESET' || !socket.writable) {
