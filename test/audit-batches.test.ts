@@ -10,11 +10,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { tenantEventHash } from '../src/modules/audit-chain/chain.ts';
 import type { AuditKey } from '../src/modules/audit-chain/keys.ts';
 import { READ_BATCH, readTenantChain, readTenantChainBatches } from '../src/modules/audit-chain/repo.ts';
-import { signCheckpoints } from '../src/modules/audit-chain/signing.ts';
 import { verifyChain, verifyChainBatches, type LinkedChainEvent, type TamperClass, type Verification } from '../src/modules/audit-chain/verify.ts';
 import type { Sql } from '../src/db/pool.ts';
-import { createTestTenant, type TestApp, type TestTenant } from './helpers/app.ts';
-import { chainedTenant, rolledBack as rolledBackAs, useAuditTestService } from './helpers/audit.ts';
+import type { TestApp, TestTenant } from './helpers/app.ts';
+import { chainedTenant, rolledBack as rolledBackAs, tenantWithLongChain, useAuditTestService } from './helpers/audit.ts';
 import type { TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
@@ -41,31 +40,9 @@ async function verifiedWhole(tenantId: string): Promise<Verified> {
   return { ok: result.ok, tamper: result.tamper ?? null, firstBadSeq: result.firstBadSeq ?? null, message: result.message, events: result.events, lastSeq: result.lastSeq, unsignedEvents: result.unsignedEvents };
 }
 
-/** A tenant whose chain runs from seq 1 to `length` (its set-up's events first, then bulk ones of about `padBytes` of details each), signed at its head. */
-async function longChainTenant(length: number, padBytes = 0): Promise<TestTenant> {
-  const tenant = await createTestTenant(db.owner, `batches-${++tenants}`);
-  // Chained in one loop with triggers off (through the trigger, one statement of thousands takes minutes).
-  await db.owner.begin(async (tx) => {
-    await tx`set local session_replication_role = replica`;
-    await tx`select set_config('seed.tenant', ${tenant.id}, true), set_config('seed.length', ${String(length)}, true), set_config('seed.pad', ${String(Math.ceil(padBytes / 32))}, true)`;
-    await tx.unsafe(`do $$
-      declare t uuid := current_setting('seed.tenant')::uuid; last bigint := current_setting('seed.length')::bigint;
-              pad int := current_setting('seed.pad')::int; h record; prev bytea; at timestamptz := clock_timestamp(); d jsonb;
-      begin
-        select * into h from app.audit_chain_heads where tenant_id = t;
-        prev := h.hash;
-        for n in h.seq + 1 .. last loop
-          d := jsonb_build_object('n', n, 'pad', repeat(md5(n::text), pad));
-          insert into app.audit_events (tenant_id, occurred_at, actor_kind, action, target_type, target_id, details, seq, prev_hash, hash)
-          values (t, at, 'system', 'test.bulk', 'thing', n::text, d, n, prev,
-                  app_private.audit_event_hash(t, n, at, 'system', null, null, 'test.bulk', 'thing', n::text, null, d, null, prev))
-          returning hash into prev;
-        end loop;
-        update app.audit_chain_heads set seq = last, hash = prev where tenant_id = t;
-      end $$`);
-  });
-  await signCheckpoints(db.owner, key);
-  return tenant;
+/** A tenant whose chain runs from seq 1 to `length` (test/helpers/audit.ts tenantWithLongChain). */
+function longChainTenant(length: number, padBytes = 0): Promise<TestTenant> {
+  return tenantWithLongChain(db.owner, key, `batches-${++tenants}`, length, padBytes);
 }
 
 /** Statements run as a superuser behind the service, triggers off; $1 is the tenant. */

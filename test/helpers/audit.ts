@@ -54,6 +54,36 @@ export async function chainedTenant(owner: Sql, key: AuditKey, slug: string, opt
   return tenant;
 }
 
+/**
+ * A tenant whose chain runs from seq 1 to `length`: its set-up's events, then bulk ones of about `padBytes` of
+ * details each, signed at its head.
+ */
+export async function tenantWithLongChain(owner: Sql, key: AuditKey, slug: string, length: number, padBytes = 0): Promise<TestTenant> {
+  const tenant = await createTestTenant(owner, slug);
+  // Chained in one loop with triggers off (through the trigger, one statement of thousands takes minutes).
+  await owner.begin(async (tx) => {
+    await tx`set local session_replication_role = replica`;
+    await tx`select set_config('seed.tenant', ${tenant.id}, true), set_config('seed.length', ${String(length)}, true), set_config('seed.pad', ${String(Math.ceil(padBytes / 32))}, true)`;
+    await tx.unsafe(`do $$
+      declare t uuid := current_setting('seed.tenant')::uuid; last bigint := current_setting('seed.length')::bigint;
+              pad int := current_setting('seed.pad')::int; h record; prev bytea; at timestamptz := clock_timestamp(); d jsonb;
+      begin
+        select * into h from app.audit_chain_heads where tenant_id = t;
+        prev := h.hash;
+        for n in h.seq + 1 .. last loop
+          d := jsonb_build_object('n', n, 'pad', repeat(md5(n::text), pad));
+          insert into app.audit_events (tenant_id, occurred_at, actor_kind, action, target_type, target_id, details, seq, prev_hash, hash)
+          values (t, at, 'system', 'test.bulk', 'thing', n::text, d, n, prev,
+                  app_private.audit_event_hash(t, n, at, 'system', null, null, 'test.bulk', 'thing', n::text, null, d, null, prev))
+          returning hash into prev;
+        end loop;
+        update app.audit_chain_heads set seq = last, hash = prev where tenant_id = t;
+      end $$`);
+  });
+  await signCheckpoints(owner, key);
+  return tenant;
+}
+
 /** What an attacker with write access does next: every hash of the tenant's chain recomputed from the start, the head set to match. */
 export async function rehashChain(owner: Sql, tenantId: string): Promise<void> {
   await owner.begin(async (tx) => {
