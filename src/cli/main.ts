@@ -5,6 +5,7 @@
 // command or option, a missing or malformed value) exit 2 with the usage of
 // the command; refusals and failures exit 1; `--help` anywhere prints usage.
 import { userInfo } from 'node:os';
+import type { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import postgres from 'postgres';
 import { tokenSettings } from '../auth/settings.ts';
@@ -54,7 +55,8 @@ const OPTIONS = {
 type OptionName = Exclude<keyof typeof OPTIONS, 'help'>;
 type Options = Partial<Record<OptionName, string>>;
 
-type Context = { config: Config; db: DatabaseUrls; sql: postgres.Sql; options: Options; actor: string };
+/** `stdout`: where a command that writes its own output (an export, as it reads) writes it. */
+type Context = { config: Config; db: DatabaseUrls; sql: postgres.Sql; options: Options; actor: string; stdout: Writable };
 
 type Command = {
   readonly name: string;
@@ -64,14 +66,15 @@ type Command = {
   readonly options: readonly OptionName[];
   readonly required?: readonly OptionName[];
   run(context: Context): Promise<unknown>;
-  /** How the result is printed and the exit code it means; default: indented JSON, 0. */
-  readonly print?: (result: unknown) => { readonly text: string; readonly exitCode: number };
+  /** How the result is printed (no text: the command wrote its own) and the exit code it means; default: indented JSON, 0. */
+  readonly print?: (result: unknown) => { readonly text?: string; readonly exitCode: number };
 };
 
 const TENANT = '--tenant <slug|id>';
 /** A verification that failed exits 1: scripts and cron jobs see a tampered chain. */
 const VERIFIED = (result: unknown) => ({ text: JSON.stringify(result, null, 2), exitCode: (result as ChainVerification).ok ? 0 : 1 });
-const NDJSON = (result: unknown) => ({ text: (result as string[]).join('\n'), exitCode: 0 });
+/** Written to stdout as it was read. */
+const WRITTEN = () => ({ exitCode: 0 });
 const ROLE_LIST = ROLES.join('|');
 
 const COMMANDS: readonly Command[] = [
@@ -273,8 +276,8 @@ const COMMANDS: readonly Command[] = [
     summary: "a tenant's audit chain as NDJSON: a header with the public key, every event, its signed checkpoints and anchors",
     options: ['tenant'],
     required: ['tenant'],
-    run: async ({ config, sql, options }) => exportAudit(sql, config, await findTenant(sql, options.tenant!)),
-    print: NDJSON,
+    run: async ({ config, sql, options, stdout }) => exportAudit(sql, config, await findTenant(sql, options.tenant!), stdout),
+    print: WRITTEN,
   },
   {
     name: 'audit checkpoint',
@@ -307,8 +310,8 @@ const COMMANDS: readonly Command[] = [
     synopsis: '',
     summary: 'the platform audit chain as NDJSON, with its signed checkpoints',
     options: [],
-    run: ({ config, sql }) => exportAudit(sql, config, undefined),
-    print: NDJSON,
+    run: ({ config, sql, stdout }) => exportAudit(sql, config, undefined, stdout),
+    print: WRITTEN,
   },
 ];
 
@@ -413,7 +416,7 @@ async function run(config: Config, command: Command, options: Options): Promise<
   try {
     const sql = postgres(db.ownerUrl, { max: 1, onnotice: () => {} });
     try {
-      return await command.run({ config, db, sql, options, actor: `cli:${userInfo().username}` });
+      return await command.run({ config, db, sql, options, actor: `cli:${userInfo().username}`, stdout: process.stdout });
     } finally {
       await sql.end();
     }
@@ -439,7 +442,7 @@ try {
   } else {
     const result = await run(loadConfig(), parsed.command, parsed.options);
     const printed = parsed.command.print?.(result) ?? { text: JSON.stringify(result, null, 2), exitCode: 0 };
-    process.stdout.write(`${printed.text}\n`);
+    if (printed.text !== undefined) process.stdout.write(`${printed.text}\n`);
     exitCode = printed.exitCode;
   }
 } catch (error) {

@@ -2,12 +2,14 @@
 // does not verify), export it as NDJSON with its signed checkpoints and
 // anchors, sign checkpoints now, set a tenant's audit retention. They run on
 // the owner connection with the key beside the service (AUDIT_SIGNING_KEY…).
+import { once } from 'node:events';
 import { readFile, stat } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
 import type { Config } from '../../config.ts';
 import type { Queryable } from '../../db/pool.ts';
 import { OperatorError, type TenantRecord } from '../../operator/repo.ts';
 import { loadAuditKey, type AuditKey } from './keys.ts';
-import { readPlatformChain, readPlatformChainBatches, readTenantChain, readTenantChainBatches, type ReadOptions, type StoredChain } from './repo.ts';
+import { readPlatformChainBatches, readPlatformChainRows, readTenantChainBatches, readTenantChainRows, type ChainRows, type ReadOptions } from './repo.ts';
 import { signCheckpoints, type RefusedCheckpoint } from './signing.ts';
 import { VerificationDeadlineError, verifyChainBatches, type ChainBatches, type Verification } from './verify.ts';
 
@@ -48,10 +50,6 @@ export async function readStatementsFile(file: string): Promise<string[]> {
   return statements;
 }
 
-async function chainOf(sql: Queryable, tenant: TenantRecord | undefined, extra: readonly string[], options: ReadOptions = {}): Promise<StoredChain<object>> {
-  return tenant ? readTenantChain(sql, tenant.id, extra, options) : readPlatformChain(sql, extra, options);
-}
-
 export type ChainVerification = Verification & { readonly chain: string; readonly tenant: string | null; readonly signed: boolean };
 
 /** `tenancy audit verify`: a tenant's chain (or the platform's, without a tenant). */
@@ -75,25 +73,41 @@ export async function verifyAudit(
   }
 }
 
-/** `tenancy audit export`: NDJSON lines, a header, every event with the text its hash covers, then the signed statements. */
-export async function exportAudit(sql: Queryable, config: KeyConfig, tenant: TenantRecord | undefined): Promise<string[]> {
+type ExportedRow = Record<string, unknown> & { seq: string; prevHash: Buffer; hash: Buffer; details: string };
+
+/** An event's export line: its fields, the details parsed and as the text its hash covers, the links in hex. */
+export function eventLine(row: ExportedRow): string {
+  const { seq, prevHash, hash, details, ...fields } = row;
+  return JSON.stringify({ type: 'event', seq: Number(seq), ...fields, details: JSON.parse(details) as unknown, detailsText: details, prevHash: prevHash.toString('hex'), hash: hash.toString('hex') });
+}
+
+/** Writes `text`, and waits while `out` holds more than its buffer (a slow reader of the export holds the cursor, not memory). */
+async function write(out: Writable, text: string): Promise<void> {
+  if (!out.write(text)) await once(out, 'drain');
+}
+
+/**
+ * `tenancy audit export`: NDJSON lines to `out`, each ending in a newline: a header, every event with the text its
+ * hash covers, then the signed statements. Read a batch at a time through the chain's one statement (one snapshot)
+ * and written as each batch arrives: memory of a batch, whatever the chain's length.
+ */
+export async function exportAudit(sql: Queryable, config: KeyConfig, tenant: TenantRecord | undefined, out: Writable, options: Pick<ReadOptions, 'batch'> = {}): Promise<void> {
   const key: AuditKey | undefined = await loadAuditKey(config);
-  const stored = await chainOf(sql, tenant, []);
-  const header = {
-    type: 'chain',
-    chain: stored.input.chain,
-    tenant: tenant?.slug ?? null,
-    encoding: tenant ? 'tenancy-audit-v2' : 'tenancy-platform-audit-v2',
-    exportedAt: new Date().toISOString(),
-    publicKey: key?.publicJwk ?? null,
+  const exportRows = async ({ chain, meta, batches }: ChainRows<ExportedRow>) => {
+    const header = {
+      type: 'chain',
+      chain,
+      tenant: tenant?.slug ?? null,
+      encoding: tenant ? 'tenancy-audit-v2' : 'tenancy-platform-audit-v2',
+      exportedAt: new Date().toISOString(),
+      publicKey: key?.publicJwk ?? null,
+    };
+    await write(out, `${JSON.stringify(header)}\n`);
+    for await (const rows of batches) if (rows.length > 0) await write(out, `${rows.map(eventLine).join('\n')}\n`);
+    const statements = meta.statements.map((statement) => JSON.stringify({ type: statement.kind, seq: statement.seq, signedAt: statement.signedAt, keyId: statement.keyId, jws: statement.jws }));
+    if (statements.length > 0) await write(out, `${statements.join('\n')}\n`);
   };
-  const lines = [JSON.stringify(header)];
-  for (const row of stored.rows as (Record<string, unknown> & { seq: string; prevHash: Buffer; hash: Buffer; details: string })[]) {
-    const { seq, prevHash, hash, details, ...fields } = row;
-    lines.push(JSON.stringify({ type: 'event', seq: Number(seq), ...fields, details: JSON.parse(details) as unknown, detailsText: details, prevHash: prevHash.toString('hex'), hash: hash.toString('hex') }));
-  }
-  for (const statement of stored.meta.statements) lines.push(JSON.stringify({ type: statement.kind, seq: statement.seq, signedAt: statement.signedAt, keyId: statement.keyId, jws: statement.jws }));
-  return lines;
+  await (tenant ? readTenantChainRows(sql, tenant.id, options, exportRows) : readPlatformChainRows(sql, options, exportRows));
 }
 
 /** `tenancy audit checkpoint`: signs every chain head newer than its newest checkpoint, now. */

@@ -72,11 +72,35 @@ class StoredEvent implements LinkedChainEvent {
 type ChainQuery<Row> = { cursor(rows: number): AsyncIterable<ChainRow<Row>[]> };
 
 /**
- * The chain's statement, handed to `use` as ChainBatches: the head and statements (from its first row), then its
- * events a batch at a time, each event's encoding made as its batch arrives, so the rows themselves die young.
- * The cursor is closed when `use` ends, however it ends. Past the deadline, VerificationDeadlineError.
+ * The chain's statement, handed to `use`: the head and statements (from its first row), then its rows a batch at a
+ * time, the next fetched only when `use` asks for it. The cursor is closed when `use` ends, however it ends. Past the
+ * deadline, VerificationDeadlineError.
  */
-async function readBatches<Row extends Links, T>(
+async function readStatement<Row, T>(query: ChainQuery<Row>, options: ReadOptions, use: (meta: Meta, batches: AsyncGenerator<ChainRow<Row>[]>) => Promise<T>): Promise<T> {
+  const cursor = query.cursor(options.batch ?? READ_BATCH)[Symbol.asyncIterator]();
+  try {
+    let read = await cursor.next();
+    // The statement always returns a first row: the head and statements, with the first event or without one.
+    const meta = read.done ? undefined : read.value[0]?.meta;
+    if (!meta) throw new Error('the audit chain statement returned no head and statements');
+    const turn = slicer(options.deadline ?? Infinity);
+    async function* batches(): AsyncGenerator<ChainRow<Row>[]> {
+      for (; !read.done; read = await cursor.next()) {
+        yield read.value;
+        await turn();
+      }
+    }
+    return await use(meta, batches());
+  } finally {
+    await cursor.return?.();
+  }
+}
+
+/**
+ * The chain's statement, handed to `use` as ChainBatches: each event's encoding made as its batch arrives, so the
+ * rows themselves die young.
+ */
+function readBatches<Row extends Links, T>(
   chain: ChainId,
   query: ChainQuery<Row>,
   encode: (row: Row) => EventEncoding,
@@ -85,18 +109,12 @@ async function readBatches<Row extends Links, T>(
   use: (input: ChainBatches, meta: Meta) => Promise<T>,
   keep?: (row: Row) => void,
 ): Promise<T> {
-  const cursor = query.cursor(options.batch ?? READ_BATCH)[Symbol.asyncIterator]();
-  try {
-    let read = await cursor.next();
-    // The statement always returns a first row: the head and statements, with the first event or without one.
-    const meta = read.done ? undefined : read.value[0]?.meta;
-    if (!meta) throw new Error('the audit chain statement returned no head and statements');
-    const turn = slicer(options.deadline ?? Infinity);
+  return readStatement(query, options, (meta, rows) => {
     let head = '';
     async function* batches(): AsyncGenerator<StoredEvent[]> {
-      for (; !read.done; read = await cursor.next()) {
+      for await (const batch of rows) {
         const events: StoredEvent[] = [];
-        for (const { meta: _meta, linkedTo, ...fields } of read.value) {
+        for (const { meta: _meta, linkedTo, ...fields } of batch) {
           const row = fields as unknown as Row;
           if (row.seq === null) continue;
           keep?.(row);
@@ -105,7 +123,6 @@ async function readBatches<Row extends Links, T>(
           events.push(new StoredEvent(row, { head, tail: encoding.tail }, linkedTo));
         }
         yield events;
-        await turn();
       }
     }
     const input: ChainBatches = {
@@ -114,10 +131,25 @@ async function readBatches<Row extends Links, T>(
       head: meta.head ?? undefined,
       batches: batches(),
     };
-    return await use(input, meta);
-  } finally {
-    await cursor.return?.();
-  }
+    return use(input, meta);
+  });
+}
+
+/** What an export writes: the chain, its head and signed statements, and its rows as read a batch at a time. */
+export type ChainRows<Row> = { readonly chain: string; readonly meta: Meta; readonly batches: AsyncIterable<Row[]> };
+
+/** The chain's rows for an export, a batch at a time in `use` (the one statement: one snapshot; memory of a batch). */
+function readRows<Row extends Links, T>(chain: ChainId, query: ChainQuery<Row>, options: ReadOptions, use: (rows: ChainRows<Row>) => Promise<T>): Promise<T> {
+  return readStatement(query, options, (meta, read) => {
+    async function* batches(): AsyncGenerator<Row[]> {
+      for await (const batch of read) {
+        const rows: Row[] = [];
+        for (const { meta: _meta, linkedTo: _linkedTo, ...fields } of batch) if (fields.seq !== null) rows.push(fields as unknown as Row);
+        yield rows;
+      }
+    }
+    return use({ chain: chainName(chain), meta, batches: batches() });
+  });
 }
 
 /** The whole chain in memory (an export; tests): its events and, unless `rows` is false, its rows as read. */
@@ -206,6 +238,11 @@ export function readTenantChainBatches<T>(tx: Tx, tenantId: string, extra: reado
   return readBatches(tenantChain(tenantId), tenantChainQuery(tx, tenantId), (row) => tenantEventEncoding(tenantId, row), extra, options, use);
 }
 
+/** A tenant's rows a batch at a time, handed to `use` (an export: memory of one batch, whatever the chain's length). */
+export function readTenantChainRows<T>(tx: Tx, tenantId: string, options: ReadOptions, use: (rows: ChainRows<TenantEventRow>) => Promise<T>): Promise<T> {
+  return readRows(tenantChain(tenantId), tenantChainQuery(tx, tenantId), options, use);
+}
+
 /** The platform chain held whole. */
 export function readPlatformChain(tx: Tx, extra: readonly string[] = [], options: ReadOptions = {}): Promise<StoredChain<PlatformEventRow>> {
   return readWhole(PLATFORM_CHAIN, platformChainQuery(tx), (row) => platformEventEncoding(row), extra, options);
@@ -214,6 +251,11 @@ export function readPlatformChain(tx: Tx, extra: readonly string[] = [], options
 /** The platform chain a batch at a time, handed to `use`. */
 export function readPlatformChainBatches<T>(tx: Tx, extra: readonly string[], options: ReadOptions, use: (input: ChainBatches) => Promise<T>): Promise<T> {
   return readBatches(PLATFORM_CHAIN, platformChainQuery(tx), (row) => platformEventEncoding(row), extra, options, use);
+}
+
+/** The platform chain's rows a batch at a time, handed to `use`. */
+export function readPlatformChainRows<T>(tx: Tx, options: ReadOptions, use: (rows: ChainRows<PlatformEventRow>) => Promise<T>): Promise<T> {
+  return readRows(PLATFORM_CHAIN, platformChainQuery(tx), options, use);
 }
 
 export type DueCheckpoint = {

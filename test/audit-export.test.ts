@@ -1,0 +1,151 @@
+// tenancy audit export writes a chain as it reads it: a batch at a time
+// through the chain's one statement (one snapshot), each batch written before
+// the next is fetched, waiting while the output is full. Its lines are the
+// ones the whole chain read at once gives (a purged start, tampered events,
+// a broken link's target left out), whatever the batch; the memory it holds
+// grows by a few batches, not by the chain.
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { Writable } from 'node:stream';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.ts';
+import { eventLine, exportAudit } from '../src/modules/audit-chain/cli.ts';
+import { auditKeyFromPem, generateAuditKeyPem, type AuditKey } from '../src/modules/audit-chain/keys.ts';
+import { READ_BATCH, readTenantChain } from '../src/modules/audit-chain/repo.ts';
+import { purgeExpired } from '../src/modules/audit-chain/signing.ts';
+import { findTenant, type TenantRecord } from '../src/operator/repo.ts';
+import { rehashChain, tenantWithLongChain } from './helpers/audit.ts';
+import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
+
+const PEM = generateAuditKeyPem();
+/** The key the export names in its header, as AUDIT_SIGNING_KEY gives it. */
+const CONFIG = loadConfig({ NODE_ENV: 'test', AUDIT_SIGNING_KEY: PEM });
+let db: TestDatabase;
+let key: AuditKey;
+
+beforeAll(async () => {
+  db = await useTestDatabase();
+  key = await auditKeyFromPem(PEM);
+});
+
+const B = READ_BATCH;
+
+/** A sink keeping what is written, each write taking `delayMs` (a slow reader of the export). */
+function sink(delayMs = 0): { out: Writable; text: () => string; queuedAtWrite: number[]; chunks: number[] } {
+  const parts: string[] = [];
+  const queuedAtWrite: number[] = [];
+  const chunks: number[] = [];
+  const out = new Writable({
+    highWaterMark: 1024,
+    write(chunk: Buffer, _encoding, done) {
+      parts.push(chunk.toString());
+      chunks.push(chunk.length);
+      queuedAtWrite.push(out.writableLength);
+      if (delayMs > 0) setTimeout(done, delayMs);
+      else done();
+    },
+  });
+  return { out, text: () => parts.join(''), queuedAtWrite, chunks };
+}
+
+async function exported(tenant: TenantRecord, batch?: number): Promise<string> {
+  const { out, text } = sink();
+  await exportAudit(db.owner, CONFIG, tenant, out, { batch });
+  return text();
+}
+
+/** The export's lines with the header's time of export taken out (the rest must match byte for byte). */
+const timeless = (text: string) => text.replace(/"exportedAt":"[^"]+"/, '"exportedAt":"-"');
+
+/** Statements run as a superuser behind the service, triggers off; $1 is the tenant. */
+async function tamper(tenantId: string, statements: readonly string[]): Promise<void> {
+  await db.owner.begin(async (tx) => {
+    await tx`set local session_replication_role = replica`;
+    for (const statement of statements) await tx.unsafe(statement, [tenantId]);
+  });
+}
+
+describe('tenancy audit export', () => {
+  it('a chain purged at its start and tampered in later batches: the lines of the whole chain read at once, in any batch size, and no column of the verifier', async () => {
+    const length = 3 * B + 500;
+    const seeded = await tenantWithLongChain(db.owner, key, 'export-long', length);
+    // Every event 200 days old (hashed again: the purge hashes its last event again), kept 90 days: a purge of 700 signs an anchor.
+    await tamper(seeded.id, ["update app.audit_events set occurred_at = occurred_at - interval '200 days' where tenant_id = $1"]);
+    await rehashChain(db.owner, seeded.id);
+    await db.owner`update app.tenants set audit_retention_days = 90 where id = ${seeded.id}`;
+    expect((await purgeExpired(db.owner, key, 700)).map((purged) => purged.throughSeq)).toEqual([700]);
+    await tamper(seeded.id, [
+      `update app.audit_events set details = '{"n": 0}' where tenant_id = $1 and seq = ${2 * B + 10}`,
+      // A link back: the statement computes where it points (linkedTo), which only the verifier reads.
+      `update app.audit_events e set prev_hash = p.hash from app.audit_events p where e.tenant_id = $1 and e.seq = ${B + 5} and p.tenant_id = $1 and p.seq = ${B - 3}`,
+    ]);
+    const tenant = await findTenant(db.owner, seeded.id);
+
+    const text = await exported(tenant);
+    const lines = text.split('\n');
+    expect(lines.pop()).toBe(''); // every line ends in a newline, the last too
+    const parsed = lines.map((line) => JSON.parse(line) as { type: string; seq?: number });
+    expect(parsed[0]).toEqual({ type: 'chain', chain: `tenant:${tenant.id}`, tenant: 'export-long', encoding: 'tenancy-audit-v2', exportedAt: expect.any(String) as string, publicKey: key.publicJwk });
+    expect(parsed.slice(1, -2).map((line) => line.seq)).toEqual(Array.from({ length: length - 700 }, (_, i) => 701 + i));
+    expect(parsed.slice(-2).map((line) => [line.type, line.seq])).toEqual([
+      ['anchor', 700],
+      ['checkpoint', length],
+    ]);
+    expect(text).not.toMatch(/linkedTo|"meta"/);
+
+    // The events as the whole chain read at once holds them (what the export printed before it streamed).
+    const whole = await readTenantChain(db.owner, tenant.id);
+    expect(lines.slice(1, -2)).toEqual(whole.rows.map(eventLine));
+    for (const batch of [1, 7, B - 1, 10 * B]) expect(timeless(await exported(tenant, batch)), `batches of ${batch}`).toBe(timeless(text));
+  });
+
+  it('waits for a slow reader: one batch written at a time, never the chain queued behind it', async () => {
+    const seeded = await tenantWithLongChain(db.owner, key, 'export-slow', 2_000);
+    const { out, text, queuedAtWrite, chunks } = sink(1);
+    await exportAudit(db.owner, CONFIG, await findTenant(db.owner, seeded.id), out, { batch: 100 });
+    expect(timeless(text())).toBe(timeless(await exported(await findTenant(db.owner, seeded.id))));
+    expect(chunks.length).toBeGreaterThanOrEqual(20); // a header, 20 batches, the checkpoint
+    // Written without waiting, every batch would be queued at once (the first write saw the whole export queued).
+    expect(Math.max(...queuedAtWrite)).toBeLessThanOrEqual(Math.max(...chunks));
+  });
+
+  describe('memory of one batch', () => {
+    // A full collection on demand (node --expose-gc, turned on from here), so what is measured is what is held.
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    // Outside the heap too: a string of a MiB or more made from a Buffer, and a Buffer, are external memory.
+    const held = () => process.memoryUsage().heapUsed + process.memoryUsage().external;
+
+    it('an export far larger than a batch holds a few batches: the memory it holds grows by a fraction of what it writes', async () => {
+      const events = 16 * B;
+      const seeded = await tenantWithLongChain(db.owner, key, 'export-large', events, 2048);
+      const tenant = await findTenant(db.owner, seeded.id);
+      const [row] = await db.owner<{ bytes: number }[]>`select sum(octet_length(details::text))::int as bytes from app.audit_events where tenant_id = ${tenant.id}`;
+      const bytes = row!.bytes;
+      expect(bytes).toBeGreaterThan(32e6);
+      let written = 0;
+      const out = new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          written += chunk.length;
+          done();
+        },
+      });
+      gc();
+      const baseline = held();
+      let peak = 0;
+      const sampler = setInterval(() => {
+        gc();
+        peak = Math.max(peak, held() - baseline);
+      }, 250);
+      try {
+        await exportAudit(db.owner, CONFIG, tenant, out);
+      } finally {
+        clearInterval(sampler);
+      }
+      expect(written).toBeGreaterThan(2 * bytes); // each event's details twice: parsed and as the text its hash covers
+      // A few batches' worth (a batch's rows, its text and that text as a Buffer, the next rows arriving), ~4.6 MB of
+      // text each: 10-21 MB measured here, loaded or not; the whole chain held (the export before it streamed), 115 MB.
+      expect(peak, `the memory held grew by up to ${Math.round(peak / 1e6)} MB while exporting ${Math.round(written / 1e6)} MB`).toBeLessThan(written / 2);
+    }, 60_000);
+  });
+});
