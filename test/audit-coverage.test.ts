@@ -11,7 +11,7 @@ import { schema } from '../src/graphql/schema.ts';
 import { newApiKey } from '../src/auth/secrets.ts';
 import { decodeGlobalId, encodeGlobalId } from '../src/nodes/global-id.ts';
 import { addMember, createUser, setOperator } from '../src/operator/repo.ts';
-import { codes, createTestApp, createTestTenant, insertAgents, tokenFor, type GraphQLResponse, type TestApp, type TestTenant } from './helpers/app.ts';
+import { codes, createTestApp, createTestTenant, insertAgents, insertSession, tokenFor, type GraphQLResponse, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
@@ -63,11 +63,7 @@ const newAgent = async (status = 'active') => {
   if (status !== 'active') await db.owner`update app.agents set status = ${status} where id = ${id!}`;
   return id!;
 };
-const newSession = async () => {
-  const [row] = await db.owner<{ id: string }[]>`
-    insert into app.sessions (tenant_id, agent_id, started_by) values (${a.id}, ${await newAgent()}, ${ADMIN()}) returning id`;
-  return row!.id;
-};
+const newSession = async () => insertSession(db.owner, a.id, await newAgent(), ADMIN());
 const newTask = async () => {
   const [row] = await db.owner<{ id: string }[]>`
     insert into app.tasks (tenant_id, session_id, title, created_by) values (${a.id}, ${await newSession()}, 'fixture', ${ADMIN()}) returning id`;

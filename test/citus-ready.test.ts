@@ -11,7 +11,7 @@ import path from 'node:path';
 import type postgres from 'postgres';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
-import { createTestApp, createTestTenant, insertAgents, type TestApp, type TestTenant } from './helpers/app.ts';
+import { createTestApp, createTestTenant, insertAgents, insertSession, type TestApp, type TestTenant } from './helpers/app.ts';
 import { asMember } from './helpers/as-member.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 
@@ -140,10 +140,8 @@ describe('the hot statements', () => {
     api = createTestApp(db.appPool(2, (query, parameters) => sent.push({ query, parameters })));
     tenant = await createTestTenant(db.owner, 'citus');
     const [agent] = await insertAgents(db.owner, tenant.id, tenant.members.MEMBER.userId, ['routed']);
-    const [session] = await db.owner<{ id: string }[]>`
-      insert into app.sessions (tenant_id, agent_id, started_by) values (${tenant.id}, ${agent!}, ${tenant.members.MEMBER.userId}) returning id`;
     agentId = encodeGlobalId('Agent', agent!);
-    sessionId = encodeGlobalId('Session', session!.id);
+    sessionId = encodeGlobalId('Session', await insertSession(db.owner, tenant.id, agent!, tenant.members.MEMBER.userId));
   });
 
   /** The statements an operation sends that read tenant tables (not the request check), each with its plan as the member. */

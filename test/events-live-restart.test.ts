@@ -12,7 +12,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createPool, type Sql } from '../src/db/pool.ts';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
-import { createTestTenant, insertAgents, type TestTenant } from './helpers/app.ts';
+import { createTestTenant, insertAgents, insertSession, type TestTenant } from './helpers/app.ts';
 import { startFaultServer, type FaultServer } from './helpers/fault-postgres.ts';
 import { errorCodes, sleep, sse, startLiveServer, wsConnect, type LiveResult, type LiveServer, type Received } from './helpers/live.ts';
 import { pollReadiness } from './helpers/load.ts';
@@ -140,9 +140,7 @@ beforeAll(async () => {
   b = await createTestTenant(owner, 'live-restart-b');
   const [agentA] = await insertAgents(owner, a.id, a.members.ADMIN.userId, ['runner']);
   const [agentB] = await insertAgents(owner, b.id, b.members.ADMIN.userId, ['runner']);
-  const [sa] = await owner<{ id: string }[]>`insert into app.sessions (tenant_id, agent_id, started_by) values (${a.id}, ${agentA!}, ${a.members.MEMBER.userId}) returning id`;
-  const [sb] = await owner<{ id: string }[]>`insert into app.sessions (tenant_id, agent_id, started_by) values (${b.id}, ${agentB!}, ${b.members.MEMBER.userId}) returning id`;
-  session = { a: sa!.id, b: sb!.id };
+  session = { a: await insertSession(owner, a.id, agentA!, a.members.MEMBER.userId), b: await insertSession(owner, b.id, agentB!, b.members.MEMBER.userId) };
   live = await startLiveServer(pool, server.appUrl);
 }, 60_000);
 

@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { isInputObjectType } from 'graphql';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { schema } from '../src/graphql/schema.ts';
-import { createTestApp, createTestTenant, insertAgents, type GraphQLResponse, type TestApp, type TestTenant } from './helpers/app.ts';
+import { createTestApp, createTestTenant, insertAgents, insertSession, type GraphQLResponse, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
@@ -31,12 +31,11 @@ beforeAll(async () => {
 
   // Agents 1 and 2 each run one session with three tasks, created on days 1..3 (and a context for each day).
   for (const [n, agentId] of ids.slice(0, 2).entries()) {
-    const [session] = await db.owner<{ id: string }[]>`
-      insert into app.sessions (tenant_id, agent_id, started_by) values (${a.id}, ${agentId}, ${author}) returning id`;
+    const session = await insertSession(db.owner, a.id, agentId, author);
     for (const d of [1, 2, 3]) {
       await db.owner`
         insert into app.tasks (tenant_id, session_id, title, created_by, created_at)
-        values (${a.id}, ${session!.id}, ${`task ${n + 1}.${d}`}, ${author}, ${day(d)})`;
+        values (${a.id}, ${session}, ${`task ${n + 1}.${d}`}, ${author}, ${day(d)})`;
     }
   }
   for (const d of [1, 2, 3]) {

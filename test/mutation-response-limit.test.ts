@@ -12,7 +12,7 @@ import type { Sql } from '../src/db/pool.ts';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { commitsWithStatement, WRITE_ROW_BOUND_BYTES } from '../src/graphql/operation.ts';
 import { schema } from '../src/graphql/schema.ts';
-import { createTestApp, createTestTenant, insertAgents, TEST_HTTP, type TestTenant } from './helpers/app.ts';
+import { createTestApp, createTestTenant, insertAgents, insertSession, TEST_HTTP, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
@@ -32,9 +32,7 @@ beforeAll(async () => {
   sql = db.appPool(2);
   tenant = await createTestTenant(db.owner, 'mut-limit');
   const [agent] = await insertAgents(db.owner, tenant.id, tenant.members.MEMBER.userId, ['limit']);
-  const [session] = await db.owner<{ id: string }[]>`
-    insert into app.sessions (tenant_id, agent_id, started_by) values (${tenant.id}, ${agent!}, ${tenant.members.MEMBER.userId}) returning id`;
-  sessionId = encodeGlobalId('Session', session!.id);
+  sessionId = encodeGlobalId('Session', await insertSession(db.owner, tenant.id, agent!, tenant.members.MEMBER.userId));
 });
 
 /** A service with this response limit; its answers as sent (the body's bytes) and parsed. */

@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { schema } from '../src/graphql/schema.ts';
 import { encodeGlobalId, nodeTypeNamed } from '../src/nodes/global-id.ts';
 import { table } from '../src/nodes/table.ts';
-import { createTestApp, createTestTenant, insertAgents, type GraphQLResponse, type TestApp, type TestTenant } from './helpers/app.ts';
+import { createTestApp, createTestTenant, insertAgents, insertSession, type GraphQLResponse, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
@@ -23,9 +23,8 @@ beforeAll(async () => {
   b = await createTestTenant(db.owner, 'nodes-b');
   for (const tenant of [a, b]) {
     const [agentId] = await insertAgents(db.owner, tenant.id, tenant.members.MEMBER.userId, ['noded']);
-    const [session] = await db.owner<{ id: string }[]>`
-      insert into app.sessions (tenant_id, agent_id, started_by) values (${tenant.id}, ${agentId!}, ${tenant.members.MEMBER.userId}) returning id`;
-    await db.owner`insert into app.tasks (tenant_id, session_id, title) values (${tenant.id}, ${session!.id}, 'noded task')`;
+    const session = await insertSession(db.owner, tenant.id, agentId!, tenant.members.MEMBER.userId);
+    await db.owner`insert into app.tasks (tenant_id, session_id, title) values (${tenant.id}, ${session}, 'noded task')`;
     const [context] = await db.owner<{ id: string }[]>`
       insert into app.contexts (tenant_id, kind, title, content) values (${tenant.id}, 'note', 'noded', 'text') returning id`;
     await db.owner`

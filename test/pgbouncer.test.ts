@@ -12,7 +12,7 @@ import { createPool, type Sql, type Tx } from '../src/db/pool.ts';
 import { TenantTransaction } from '../src/db/tenant-transaction.ts';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { addMember, createTenant, createUser } from '../src/operator/repo.ts';
-import { createTestApp, createTestTenant, insertAgents, tokenFor, type TestTenant } from './helpers/app.ts';
+import { createTestApp, createTestTenant, insertAgents, insertSession, tokenFor, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 import { pgbouncerVersion, startPgBouncer, versionAtLeast, type PgBouncer } from './helpers/pgbouncer.ts';
 
@@ -245,9 +245,7 @@ describe('round trips through PgBouncer with prepare: false', () => {
   beforeAll(async () => {
     tenant = await createTestTenant(db.owner, 'rt-bouncer');
     const [agent] = await insertAgents(db.owner, tenant.id, tenant.members.MEMBER.userId, ['counted']);
-    const [session] = await db.owner<{ id: string }[]>`
-      insert into app.sessions (tenant_id, agent_id, started_by) values (${tenant.id}, ${agent!}, ${tenant.members.MEMBER.userId}) returning id`;
-    sessionId = encodeGlobalId('Session', session!.id);
+    sessionId = encodeGlobalId('Session', await insertSession(db.owner, tenant.id, agent!, tenant.members.MEMBER.userId));
   });
 
   /** Writes to PgBouncer's port per request: the median of 10 runs after a warm-up (test/round-trips.test.ts counts the same way). */

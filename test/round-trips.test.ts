@@ -15,7 +15,7 @@ import { afterEach, beforeAll, expect, it } from 'vitest';
 import type { GraphQLError } from 'graphql';
 import { CommittedBeforeFailure, TenantTransaction } from '../src/db/tenant-transaction.ts';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
-import { createTestApp, createTestTenant, insertAgents, TEST_HTTP, type TestApp, type TestTenant } from './helpers/app.ts';
+import { createTestApp, createTestTenant, insertAgents, insertSession, TEST_HTTP, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
@@ -30,9 +30,7 @@ beforeAll(async () => {
   api = createTestApp(db.appPool(1));
   tenant = await createTestTenant(db.owner, 'rt-co');
   const [agent] = await insertAgents(db.owner, tenant.id, tenant.members.MEMBER.userId, ['counted']);
-  const [session] = await db.owner<{ id: string }[]>`
-    insert into app.sessions (tenant_id, agent_id, started_by) values (${tenant.id}, ${agent!}, ${tenant.members.MEMBER.userId}) returning id`;
-  sessionId = encodeGlobalId('Session', session!.id);
+  sessionId = encodeGlobalId('Session', await insertSession(db.owner, tenant.id, agent!, tenant.members.MEMBER.userId));
   agentId = encodeGlobalId('Agent', agent!);
 });
 
@@ -129,11 +127,10 @@ it('a write whose statement fails commits nothing with it: the coded error, no r
   const write = (s: string, t: string) => api.request(CREATE_TASK, { token: tenant.members.MEMBER.token, variables: { s, t } });
   await write(sessionId, 'learned'); // the operation is learned as one that commits with its statement
   const [agent] = await insertAgents(db.owner, tenant.id, tenant.members.MEMBER.userId, ['ended']);
-  const [ended] = await db.owner<{ id: string }[]>`
-    insert into app.sessions (tenant_id, agent_id, started_by) values (${tenant.id}, ${agent!}, ${tenant.members.MEMBER.userId}) returning id`;
-  await db.owner`update app.sessions set status = 'completed', ended_at = now() where id = ${ended!.id}`;
+  const ended = await insertSession(db.owner, tenant.id, agent!, tenant.members.MEMBER.userId);
+  await db.owner`update app.sessions set status = 'completed', ended_at = now() where id = ${ended}`;
   let refused: Awaited<ReturnType<typeof write>> | undefined;
-  expect(await writesOf(async () => (refused = await write(encodeGlobalId('Session', ended!.id), 'refused')), 1)).toBe(2);
+  expect(await writesOf(async () => (refused = await write(encodeGlobalId('Session', ended), 'refused')), 1)).toBe(2);
   expect(refused!.body.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT'); // tasks_session_active, as with 3 round trips
   expect(refused!.body.data).toBeNull();
   expect(await tasksTitled('refused')).toBe(0);

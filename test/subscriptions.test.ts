@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { Sql } from '../src/db/pool.ts';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
-import { createTestTenant, insertAgents, type TestTenant } from './helpers/app.ts';
+import { createTestTenant, insertAgents, insertSession, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 import { errorCodes, insertApiKey, sleep, sse, startLiveServer, wsConnect, type LiveResult, type LiveServer } from './helpers/live.ts';
 
@@ -76,8 +76,8 @@ beforeAll(async () => {
   b = await createTestTenant(db.owner, 'live-b');
   [agentA] = await insertAgents(db.owner, a.id, a.members.ADMIN.userId, ['runner']) as [string];
   const [agentB] = await insertAgents(db.owner, b.id, b.members.ADMIN.userId, ['runner']);
-  sessionA = (await db.owner<{ id: string }[]>`insert into app.sessions (tenant_id, agent_id, started_by) values (${a.id}, ${agentA}, ${a.members.MEMBER.userId}) returning id`)[0]!.id;
-  sessionB = (await db.owner<{ id: string }[]>`insert into app.sessions (tenant_id, agent_id, started_by) values (${b.id}, ${agentB!}, ${b.members.MEMBER.userId}) returning id`)[0]!.id;
+  sessionA = await insertSession(db.owner, a.id, agentA, a.members.MEMBER.userId);
+  sessionB = await insertSession(db.owner, b.id, agentB!, b.members.MEMBER.userId);
   // WS_INIT_TIMEOUT_MS 2 s (as in subscription-attacks): at 300 ms a socket whose connection_init was sent at once could
   // still be closed 4408 when the loaded machine read it late, instead of the close code a case asserts (seen once in 4 runs).
   live = await startLiveServer(sql, db.appUrl, { subscriptions: { wsConnections: 20, wsInitTimeoutMs: 2_000, perTenant: 30 } });
