@@ -17,7 +17,7 @@ import { loadConfig } from '../src/config.ts';
 import { createPool, type Sql } from '../src/db/pool.ts';
 import { findTenant } from '../src/operator/repo.ts';
 import { codes, createTestApp, createTestTenant, type TestApp } from './helpers/app.ts';
-import { chainedTenant as chainedTenantOf, recordAuditEvent, rehashChain, rolledBack as rolledBackAs, useAuditTestService } from './helpers/audit.ts';
+import { chainedTenant as chainedTenantOf, recordAuditEvent, rehashChain, rolledBack as rolledBackAs, tamper, useAuditTestService } from './helpers/audit.ts';
 import type { TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
@@ -42,14 +42,6 @@ async function exported(tenantId: string): Promise<string[]> {
   return rows.map((row) => row.jws);
 }
 
-/** Statements run as a superuser behind the service, triggers off; $1 is the tenant. */
-async function tamper(tenantId: string, statements: readonly string[]): Promise<void> {
-  await db.owner.begin(async (tx) => {
-    await tx`set local session_replication_role = replica`;
-    for (const statement of statements) await tx.unsafe(statement, [tenantId]);
-  });
-}
-
 const rehash = (tenantId: string) => rehashChain(db.owner, tenantId);
 
 const rolledBack = (attack: (tx: Sql) => Promise<void>) => rolledBackAs(db.owner, attack);
@@ -58,7 +50,7 @@ describe('a superuser rewriting history', () => {
   it('rewrites an old event, recomputes every hash and lets the service sign the next head: still caught', async () => {
     const tenant = await chainedTenant();
     const outside = await exported(tenant.id);
-    await tamper(tenant.id, [`update app.audit_events set details = '{"n": "rewritten"}' where tenant_id = $1 and seq = 3`]);
+    await tamper(db.owner, tenant.id, [`update app.audit_events set details = '{"n": "rewritten"}' where tenant_id = $1 and seq = 3`]);
     await rehash(tenant.id);
     expect(await verifyTenant(db.owner, tenant.id)).toMatchObject({ ok: false, tamper: 'EDITED' });
     // The next legitimate write moves the head; the service's sweep is asked to sign it.
@@ -72,7 +64,7 @@ describe('a superuser rewriting history', () => {
   it('the same, with the old checkpoints deleted first: the database alone cannot tell, a checkpoint kept outside it can', async () => {
     const tenant = await chainedTenant();
     const outside = await exported(tenant.id);
-    await tamper(tenant.id, [
+    await tamper(db.owner, tenant.id, [
       `update app.audit_events set details = '{"n": "rewritten"}' where tenant_id = $1 and seq = 3`,
       'delete from app.audit_checkpoints where tenant_id = $1',
     ]);
@@ -89,7 +81,7 @@ describe('a superuser rewriting history', () => {
   it('rolls the chain back to an older checkpoint (newer events, newer checkpoints and the head): caught by a checkpoint kept outside', async () => {
     const tenant = await chainedTenant();
     const outside = await exported(tenant.id);
-    await tamper(tenant.id, [
+    await tamper(db.owner, tenant.id, [
       'delete from app.audit_events where tenant_id = $1 and seq > 5',
       'delete from app.audit_checkpoints where tenant_id = $1 and seq > 5',
       'update app.audit_chain_heads h set seq = 5, hash = e.hash, prev_hash = e.prev_hash from app.audit_events e where h.tenant_id = $1 and e.tenant_id = $1 and e.seq = 5',

@@ -13,7 +13,7 @@ import { READ_BATCH, readTenantChain, readTenantChainBatches } from '../src/modu
 import { verifyChain, verifyChainBatches, type LinkedChainEvent, type TamperClass, type Verification } from '../src/modules/audit-chain/verify.ts';
 import type { Sql } from '../src/db/pool.ts';
 import type { TestApp, TestTenant } from './helpers/app.ts';
-import { chainedTenant, rolledBack as rolledBackAs, tenantWithLongChain, useAuditTestService } from './helpers/audit.ts';
+import { chainedTenant, rolledBack as rolledBackAs, tamper, tenantWithLongChain, useAuditTestService } from './helpers/audit.ts';
 import type { TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
@@ -43,14 +43,6 @@ async function verifiedWhole(tenantId: string): Promise<Verified> {
 /** A tenant whose chain runs from seq 1 to `length` (test/helpers/audit.ts tenantWithLongChain). */
 function longChainTenant(length: number, padBytes = 0): Promise<TestTenant> {
   return tenantWithLongChain(db.owner, key, `batches-${++tenants}`, length, padBytes);
-}
-
-/** Statements run as a superuser behind the service, triggers off; $1 is the tenant. */
-async function tamper(tenantId: string, statements: readonly string[]): Promise<void> {
-  await db.owner.begin(async (tx) => {
-    await tx`set local session_replication_role = replica`;
-    for (const statement of statements) await tx.unsafe(statement, [tenantId]);
-  });
 }
 
 /** The event at `seq` linked to the event at `to` and hashed again at its own seq: only its link is wrong. */
@@ -146,7 +138,7 @@ describe(`a chain of ${LENGTH} events, read ${B} a batch`, () => {
   // Through GraphQL (the request's transaction, RLS): a tamper whose lookahead, and one whose link, crosses batches.
   it.each(CASES.filter((c) => /swapped|linked back/.test(c.name)))('$name, through GraphQL', async ({ statements, tamper: tamperClass, firstBadSeq }) => {
     const tenant = await longChainTenant(LENGTH);
-    await tamper(tenant.id, statements);
+    await tamper(db.owner, tenant.id, statements);
     const result = await verifyThroughGraphQL(tenant);
     expect(result, result.message).toMatchObject({ ok: false, tamper: tamperClass, firstBadSeq });
     expect(result).toEqual(await verifiedWhole(tenant.id));

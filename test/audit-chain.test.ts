@@ -11,7 +11,7 @@ import { readTenantChain } from '../src/modules/audit-chain/repo.ts';
 import { purgeExpired, signCheckpoints, type RefusedCheckpoint } from '../src/modules/audit-chain/signing.ts';
 import { verifyChain, type TamperClass } from '../src/modules/audit-chain/verify.ts';
 import { codes, createTestTenant, type TestApp, type TestTenant } from './helpers/app.ts';
-import { auditHeadSeq, chainedTenant as chainedTenantOf, recordAuditEvent, rehashChain, useAuditTestService } from './helpers/audit.ts';
+import { auditHeadSeq, chainedTenant as chainedTenantOf, recordAuditEvent, rehashChain, tamper, useAuditTestService } from './helpers/audit.ts';
 import type { TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
@@ -44,14 +44,6 @@ async function chainedTenant(): Promise<TestTenant> {
   const tenant = await chainedTenantOf(db.owner, key, `chain-${++tenants}`, { requestIds: true });
   expect(await headSeq(tenant.id)).toBe(10);
   return tenant;
-}
-
-/** Statements as a superuser runs them behind the service: triggers off, $1 the tenant. */
-async function tamper(tenantId: string, statements: readonly string[]): Promise<void> {
-  await db.owner.begin(async (tx) => {
-    await tx`set local session_replication_role = replica`;
-    for (const statement of statements) await tx.unsafe(statement, [tenantId]);
-  });
 }
 
 const FORGED_EVENT_AT_7 = `insert into app.audit_events (tenant_id, seq, prev_hash, hash, occurred_at, actor_kind, action, target_type, target_id, details)
@@ -148,7 +140,7 @@ describe('each tamper class, done with plain SQL as a superuser, is caught by ve
 
   it.each(CASES)('$name', async ({ statements, tamper: expected, firstBadSeq }) => {
     const tenant = await chainedTenant();
-    await tamper(tenant.id, statements);
+    await tamper(db.owner, tenant.id, statements);
     const result = await verify(tenant);
     expect(result, result.message).toMatchObject({ ok: false, tamper: expected, firstBadSeq });
   });
@@ -168,7 +160,7 @@ describe('each tamper class, done with plain SQL as a superuser, is caught by ve
   };
   it.each(CASES.filter((c) => c.name in REHASHED))('$name, every hash recomputed afterwards', async ({ name, statements }) => {
     const tenant = await chainedTenant();
-    await tamper(tenant.id, statements);
+    await tamper(db.owner, tenant.id, statements);
     await rehash(tenant.id);
     const [tamperClass, firstBadSeq] = REHASHED[name]!;
     const result = await verify(tenant);
@@ -177,7 +169,7 @@ describe('each tamper class, done with plain SQL as a superuser, is caught by ve
 
   it('an edited hash, every hash recomputed afterwards, is the original chain again', async () => {
     const tenant = await chainedTenant();
-    await tamper(tenant.id, [`update app.audit_events set hash = sha256('x') where tenant_id = $1 and seq = 7`]);
+    await tamper(db.owner, tenant.id, [`update app.audit_events set hash = sha256('x') where tenant_id = $1 and seq = 7`]);
     await rehash(tenant.id);
     expect(await verify(tenant)).toMatchObject({ ok: true, events: 10 });
   });
@@ -186,7 +178,7 @@ describe('each tamper class, done with plain SQL as a superuser, is caught by ve
     const tenant = await chainedTenant();
     const [exported] = await db.owner<{ jws: string }[]>`
       select jws from app.audit_checkpoints where tenant_id = ${tenant.id} and kind = 'checkpoint' order by seq desc limit 1`;
-    await tamper(tenant.id, [
+    await tamper(db.owner, tenant.id, [
       'delete from app.audit_events where tenant_id = $1',
       'delete from app.audit_checkpoints where tenant_id = $1',
       'delete from app.audit_chain_heads where tenant_id = $1',
@@ -198,12 +190,12 @@ describe('each tamper class, done with plain SQL as a superuser, is caught by ve
 
   it('a rewritten chain with a checkpoint the attacker signed with their own key: FORGED_CHECKPOINT', async () => {
     const tenant = await chainedTenant();
-    await tamper(tenant.id, [`update app.audit_events set details = '{"n": 99}' where tenant_id = $1 and seq = 7`]);
+    await tamper(db.owner, tenant.id, [`update app.audit_events set details = '{"n": 99}' where tenant_id = $1 and seq = 7`]);
     await rehash(tenant.id);
     const theirs = await auditKeyFromPem(generateAuditKeyPem());
     const [head] = await db.owner<{ hash: Buffer }[]>`select hash from app.audit_chain_heads where tenant_id = ${tenant.id}`;
     const forged = await theirs.sign({ typ: 'checkpoint', chain: `tenant:${tenant.id}`, seq: 10, hash: head!.hash.toString('hex'), at: new Date().toISOString() });
-    await tamper(tenant.id, [
+    await tamper(db.owner, tenant.id, [
       `insert into app.audit_checkpoints (tenant_id, kind, seq, hash, signed_at, key_id, jws)
        select $1, 'checkpoint', 11, hash, now(), 'theirs', '${forged}' from app.audit_chain_heads where tenant_id = $1`,
     ]);
@@ -212,7 +204,7 @@ describe('each tamper class, done with plain SQL as a superuser, is caught by ve
 
   it("another tenant's genuine checkpoint copied in: FORGED_CHECKPOINT", async () => {
     const [mine, other] = [await chainedTenant(), await chainedTenant()];
-    await tamper(mine.id, [
+    await tamper(db.owner, mine.id, [
       `insert into app.audit_checkpoints (tenant_id, kind, seq, hash, signed_at, key_id, jws)
        select $1, kind, seq + 100, hash, signed_at, key_id, jws from app.audit_checkpoints where tenant_id = '${other.id}' and seq = 10`,
     ]);
@@ -221,7 +213,7 @@ describe('each tamper class, done with plain SQL as a superuser, is caught by ve
 
   it('the service refuses to sign a chain that no longer holds its newest checkpoint', async () => {
     const tenant = await chainedTenant();
-    await tamper(tenant.id, [`update app.audit_events set details = '{"n": 99}' where tenant_id = $1 and seq = 7`]);
+    await tamper(db.owner, tenant.id, [`update app.audit_events set details = '{"n": 99}' where tenant_id = $1 and seq = 7`]);
     await rehash(tenant.id);
     await record(tenant.id, 11);
     const refused: RefusedCheckpoint[] = [];
@@ -239,7 +231,7 @@ describe('each tamper class, done with plain SQL as a superuser, is caught by ve
     await record(tenant.id, 11);
     await record(tenant.id, 12);
     expect(await verify(tenant)).toMatchObject({ ok: true, lastSeq: 12, unsignedEvents: 2 });
-    await tamper(tenant.id, [
+    await tamper(db.owner, tenant.id, [
       'delete from app.audit_events where tenant_id = $1 and seq > 10',
       'update app.audit_chain_heads h set seq = 10, hash = e.hash from app.audit_events e where h.tenant_id = $1 and e.tenant_id = $1 and e.seq = 10',
     ]);
@@ -354,7 +346,7 @@ describe('who may verify', () => {
     for (const role of ['LEAD', 'MEMBER', 'VIEWER'] as const) {
       expect(codes(await api.request(VERIFY, { token: a.members[role].token }))).toEqual(['FORBIDDEN']);
     }
-    await tamper(b.id, ['delete from app.audit_events where tenant_id = $1 and seq = 3']);
+    await tamper(db.owner, b.id, ['delete from app.audit_events where tenant_id = $1 and seq = 3']);
     expect(await verify(a)).toMatchObject({ ok: true, events: 10 });
     expect(await verify(b)).toMatchObject({ ok: false, tamper: 'DELETED', firstBadSeq: 3 });
   });

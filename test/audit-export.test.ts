@@ -14,7 +14,7 @@ import { auditKeyFromPem, generateAuditKeyPem, type AuditKey } from '../src/modu
 import { READ_BATCH, readTenantChain } from '../src/modules/audit-chain/repo.ts';
 import { purgeExpired } from '../src/modules/audit-chain/signing.ts';
 import { findTenant, type TenantRecord } from '../src/operator/repo.ts';
-import { rehashChain, tenantWithLongChain } from './helpers/audit.ts';
+import { rehashChain, tamper, tenantWithLongChain } from './helpers/audit.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 
 const PEM = generateAuditKeyPem();
@@ -57,24 +57,16 @@ async function exported(tenant: TenantRecord, batch?: number): Promise<string> {
 /** The export's lines with the header's time of export taken out (the rest must match byte for byte). */
 const timeless = (text: string) => text.replace(/"exportedAt":"[^"]+"/, '"exportedAt":"-"');
 
-/** Statements run as a superuser behind the service, triggers off; $1 is the tenant. */
-async function tamper(tenantId: string, statements: readonly string[]): Promise<void> {
-  await db.owner.begin(async (tx) => {
-    await tx`set local session_replication_role = replica`;
-    for (const statement of statements) await tx.unsafe(statement, [tenantId]);
-  });
-}
-
 describe('tenancy audit export', () => {
   it('a chain purged at its start and tampered in later batches: the lines of the whole chain read at once, in any batch size, and no column of the verifier', async () => {
     const length = 3 * B + 500;
     const seeded = await tenantWithLongChain(db.owner, key, 'export-long', length);
     // Every event 200 days old (hashed again: the purge hashes its last event again), kept 90 days: a purge of 700 signs an anchor.
-    await tamper(seeded.id, ["update app.audit_events set occurred_at = occurred_at - interval '200 days' where tenant_id = $1"]);
+    await tamper(db.owner, seeded.id, ["update app.audit_events set occurred_at = occurred_at - interval '200 days' where tenant_id = $1"]);
     await rehashChain(db.owner, seeded.id);
     await db.owner`update app.tenants set audit_retention_days = 90 where id = ${seeded.id}`;
     expect((await purgeExpired(db.owner, key, 700)).map((purged) => purged.throughSeq)).toEqual([700]);
-    await tamper(seeded.id, [
+    await tamper(db.owner, seeded.id, [
       `update app.audit_events set details = '{"n": 0}' where tenant_id = $1 and seq = ${2 * B + 10}`,
       // A link back: the statement computes where it points (linkedTo), which only the verifier reads.
       `update app.audit_events e set prev_hash = p.hash from app.audit_events p where e.tenant_id = $1 and e.seq = ${B + 5} and p.tenant_id = $1 and p.seq = ${B - 3}`,

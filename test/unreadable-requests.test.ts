@@ -45,21 +45,25 @@ afterAll(async () => {
 
 type RawAnswer = { status: number; headers: Map<string, string>; body: unknown; tookMs: number };
 
-/** Writes `bytes` on a fresh socket and reads the answer until the server closes it. */
-function sendRaw(bytes: string): Promise<RawAnswer> {
-  const sent = performance.now();
+/** Writes `bytes` on a fresh socket in one write and reads every byte the server sends until it closes. */
+function sendRawBytes(bytes: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1', () => socket.write(bytes));
     let raw = '';
     socket.on('data', (chunk: Buffer) => (raw += chunk.toString()));
     socket.on('error', reject);
-    socket.on('close', () => {
-      const end = raw.indexOf('\r\n\r\n');
-      const [statusLine, ...headerLines] = raw.slice(0, end).split('\r\n');
-      const headers = new Map(headerLines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]));
-      resolve({ status: Number(/^HTTP\/1\.1 (\d{3}) /.exec(statusLine ?? '')?.[1]), headers, body: JSON.parse(raw.slice(end + 4)) as unknown, tookMs: performance.now() - sent });
-    });
+    socket.on('close', () => resolve(raw));
   });
+}
+
+/** Writes `bytes` on a fresh socket and reads the answer until the server closes it. */
+async function sendRaw(bytes: string): Promise<RawAnswer> {
+  const sent = performance.now();
+  const raw = await sendRawBytes(bytes);
+  const end = raw.indexOf('\r\n\r\n');
+  const [statusLine, ...headerLines] = raw.slice(0, end).split('\r\n');
+  const headers = new Map(headerLines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]));
+  return { status: Number(/^HTTP\/1\.1 (\d{3}) /.exec(statusLine ?? '')?.[1]), headers, body: JSON.parse(raw.slice(end + 4)) as unknown, tookMs: performance.now() - sent };
 }
 
 async function expectContractAnswer(answer: RawAnswer, status: number): Promise<void> {
@@ -92,17 +96,6 @@ it('each refusal gets an id of its own', async () => {
   expect(first.headers.get('x-request-id')).not.toBe(second.headers.get('x-request-id'));
 });
 
-/** Writes `bytes` on a fresh socket in one write and reads every byte the server sends until it closes. */
-function sendPipelined(bytes: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1', () => socket.write(bytes));
-    let raw = '';
-    socket.on('data', (chunk: Buffer) => (raw += chunk.toString()));
-    socket.on('error', reject);
-    socket.on('close', () => resolve(raw));
-  });
-}
-
 function createAgentRequest(name: string): string {
   const body = JSON.stringify({ query: `mutation { createAgent(input: { name: "${name}", kind: "assistant" }) { agent { name } } }` });
   return (
@@ -131,7 +124,7 @@ async function agentsNamed(name: string): Promise<number> {
 }
 
 it('malformed bytes pipelined after a mutation: the mutation gets its own answer whole, no 400 is spliced in, and the connection closes', async () => {
-  const raw = await sendPipelined(`${createAgentRequest('pipelined-one')}NOT HTTP AT ALL\r\n\r\n`);
+  const raw = await sendRawBytes(`${createAgentRequest('pipelined-one')}NOT HTTP AT ALL\r\n\r\n`);
   // Before: the mutation committed, but the raw 400 went out first and its answer was lost.
   expect(await agentsNamed('pipelined-one')).toBe(1);
   expect(parseAnswers(raw)).toEqual({ answers: [{ status: 200, body: { data: { createAgent: { agent: { name: 'pipelined-one' } } } } }], rest: '' });
@@ -139,7 +132,7 @@ it('malformed bytes pipelined after a mutation: the mutation gets its own answer
 });
 
 it('two mutations pipelined before malformed bytes are both answered, in order, and nothing else', async () => {
-  const raw = await sendPipelined(`${createAgentRequest('pipelined-first')}${createAgentRequest('pipelined-second')}GET / HTTP/9.9 nonsense\r\n\r\n`);
+  const raw = await sendRawBytes(`${createAgentRequest('pipelined-first')}${createAgentRequest('pipelined-second')}GET / HTTP/9.9 nonsense\r\n\r\n`);
   expect(parseAnswers(raw)).toEqual({
     answers: [
       { status: 200, body: { data: { createAgent: { agent: { name: 'pipelined-first' } } } } },

@@ -84,6 +84,14 @@ export async function tenantWithLongChain(owner: Sql, key: AuditKey, slug: strin
   return tenant;
 }
 
+/** Statements run as a superuser behind the service, triggers off; $1 is the tenant. */
+export async function tamper(owner: Sql, tenantId: string, statements: readonly string[]): Promise<void> {
+  await owner.begin(async (tx) => {
+    await tx`set local session_replication_role = replica`;
+    for (const statement of statements) await tx.unsafe(statement, [tenantId]);
+  });
+}
+
 /** What an attacker with write access does next: every hash of the tenant's chain recomputed from the start, the head set to match. */
 export async function rehashChain(owner: Sql, tenantId: string): Promise<void> {
   await owner.begin(async (tx) => {
