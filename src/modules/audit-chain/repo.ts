@@ -36,13 +36,13 @@ type Meta = { head: { seq: number } | null; statements: { kind: 'checkpoint' | '
 /** A row as the chain's statement returns it: the head and statements on the first only; `linkedTo` (text) as LinkedChainEvent says. */
 type ChainRow<Row> = Row & { meta: Meta | null; linkedTo: string | null };
 
-/** `rows`: the events as read, for an export; empty when read for verification only (`ReadOptions.rows` false). */
+/** `rows`: the events as read (tests hold an export's rows to this); empty when read for verification only (`ReadOptions.rows` false). */
 export type StoredChain<Row> = { readonly chain: ChainId; readonly input: ChainInput; readonly rows: readonly Row[]; readonly meta: Meta };
 
 export type ReadOptions = {
   /** Past it (ms since the epoch), VerificationDeadlineError. */
   readonly deadline?: number;
-  /** Keep the rows as read (an export); verification keeps only each event's links and encoding. */
+  /** Keep the rows as read (readTenantChain); verification keeps only each event's links and encoding. */
   readonly rows?: boolean;
   /** Rows a round trip (READ_BATCH unless given: tests make the batches small). */
   readonly batch?: number;
@@ -152,7 +152,7 @@ function readRows<Row extends Links, T>(chain: ChainId, query: ChainQuery<Row>, 
   });
 }
 
-/** The whole chain in memory (an export; tests): its events and, unless `rows` is false, its rows as read. */
+/** The whole chain in memory (tests: what the batched reads must give): its events and, unless `rows` is false, its rows as read. */
 async function readWhole<Row extends Links>(
   chain: ChainId,
   query: ChainQuery<Row>,
