@@ -1636,6 +1636,22 @@ end
 $function$;
 COMMENT ON FUNCTION app_private.create_tenant_quotas() IS 'Trigger (after insert on app.tenants, per statement): a quota row for each quota of every new tenant.';
 
+CREATE OR REPLACE FUNCTION app_private.expect_principal(matches boolean)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SET search_path TO ''
+AS $function$
+begin
+  if matches is not true then
+    raise exception 'the principal is not the one assumed' using errcode = 'TN409';
+  end if;
+  return true;
+end
+$function$;
+COMMENT ON FUNCTION app_private.expect_principal(boolean) IS 'The request check''s guard for a write sent before the check answered (src/db/tenant-transaction.ts, `assume`): raises TN409 unless the principal the check found is the one the service assumed, so the write behind it never runs on an unconfirmed role.';
+GRANT EXECUTE ON FUNCTION app_private.expect_principal(boolean) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION app_private.expect_principal(boolean) TO :DATABASE_APP;
+
 CREATE OR REPLACE FUNCTION app_private.expire_idle_sessions(idle interval, max_sessions integer DEFAULT 500)
  RETURNS integer
  LANGUAGE plpgsql

@@ -161,6 +161,7 @@ describe('roles', () => {
       'app_private.begin_platform_request',
       'app_private.begin_request',
       'app_private.context_search',
+      'app_private.expect_principal',
       'app_private.expire_idle_sessions',
       'app_private.is_operator',
       'app_private.my_memberships',
