@@ -2,21 +2,23 @@
 // pool makes to a database socket is followed by waiting for its answer, so
 // writes per request = round trips. A simple read takes 1: BEGIN, the request
 // check, the query and COMMIT in one write (once the operation is known to
-// send all its statements as it starts; its first run takes 2). A write waits
-// for the role first (FORBIDDEN before any of its SQL runs): 1; then a simple
+// send all its statements as it starts; its first run takes 2). A simple
 // write (one root field whose statement is its last act that can fail, an
 // answer that reads only the written row: src/graphql/operation.ts
-// commitsWithStatement) sends its statement and COMMIT in one write, since
-// nothing after it can fail: 2 (its first run takes 3). Any other write waits
-// for its outcome before COMMIT: 3. A nested list adds one per level; a row by
+// commitsWithStatement) runs as the principal its caller's last request check
+// answered, its statement and COMMIT behind BEGIN and the check, which aborts
+// it unless it found that principal (test/assumed-principal.test.ts): 1 (its
+// caller's first write takes 2: the role first, FORBIDDEN before any of its
+// SQL runs, then its statement and COMMIT; the operation's first run 3). Any
+// other write waits for its outcome before COMMIT: 3. A nested list adds one per level; a row by
 // id is read together with its children (src/nodes/prefetch.ts).
-import net from 'node:net';
-import { afterEach, beforeAll, expect, it } from 'vitest';
+import { beforeAll, expect, it } from 'vitest';
 import type { GraphQLError } from 'graphql';
 import { CommittedBeforeFailure, TenantTransaction } from '../src/db/tenant-transaction.ts';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { createTestApp, createTestTenant, insertAgents, insertSession, TEST_HTTP, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
+import { writesTo } from './helpers/wire.ts';
 
 let db: TestDatabase;
 let api: TestApp;
@@ -34,25 +36,11 @@ beforeAll(async () => {
   agentId = encodeGlobalId('Agent', agent!);
 });
 
-// eslint-disable-next-line @typescript-eslint/unbound-method -- restored as the prototype's method, called with its own `this`
-const original = net.Socket.prototype.write;
-afterEach(() => {
-  net.Socket.prototype.write = original;
-});
-
 /** Database writes made while `run` runs `times` times, per run. */
 async function writesOf(run: () => Promise<unknown>, times: number): Promise<number> {
-  let writes = 0;
-  const port = databasePort();
-  net.Socket.prototype.write = function (this: net.Socket, ...args: unknown[]) {
-    if (this.remotePort === port) writes++;
-    return (original as (...values: unknown[]) => boolean).apply(this, args);
-  };
-  try {
+  const { writes } = await writesTo(databasePort(), async () => {
     for (let i = 0; i < times; i++) await run();
-  } finally {
-    net.Socket.prototype.write = original;
-  }
+  });
   return writes / times;
 }
 
@@ -116,21 +104,23 @@ it('a statement after an early COMMIT runs in a transaction of the same tenant, 
 const CREATE_TASK = 'mutation($s: ID!, $t: String!) { createTask(input: { sessionId: $s, title: $t }) { task { id title status } } }';
 const tasksTitled = async (title: string) => (await db.owner<{ n: number }[]>`select count(*)::int as n from app.tasks where title = ${title}`)[0]!.n;
 
-it('a simple write takes 2: the role is known before its SQL is sent, then its statement and COMMIT leave in one write', async () => {
+it('a simple write takes 1: it runs as the principal its caller\'s last check answered, its statement and COMMIT leave with BEGIN and the check', async () => {
   const write = () => api.request(CREATE_TASK, { token: tenant.members.MEMBER.token, variables: { s: sessionId, t: 'counted' } });
   const before = await tasksTitled('counted');
-  expect(await writesPerRequest(write)).toBe(2);
-  expect(await tasksTitled('counted')).toBe(before + 21); // each committed
+  await write(); // the operation's shape learned; the next run prepares the check that confirms an assumed principal
+  expect(await writesPerRequest(write)).toBe(1);
+  expect(await tasksTitled('counted')).toBe(before + 22); // each committed
 });
 
 it('a write whose statement fails commits nothing with it: the coded error, no row, and the connection serves the next write', async () => {
   const write = (s: string, t: string) => api.request(CREATE_TASK, { token: tenant.members.MEMBER.token, variables: { s, t } });
   await write(sessionId, 'learned'); // the operation is learned as one that commits with its statement
+  await write(sessionId, 'learned'); // the caller's principal is assumed (the check that confirms it prepared)
   const [agent] = await insertAgents(db.owner, tenant.id, tenant.members.MEMBER.userId, ['ended']);
   const ended = await insertSession(db.owner, tenant.id, agent!, tenant.members.MEMBER.userId);
   await db.owner`update app.sessions set status = 'completed', ended_at = now() where id = ${ended}`;
   let refused: Awaited<ReturnType<typeof write>> | undefined;
-  expect(await writesOf(async () => (refused = await write(encodeGlobalId('Session', ended), 'refused')), 1)).toBe(2);
+  expect(await writesOf(async () => (refused = await write(encodeGlobalId('Session', ended), 'refused')), 1)).toBe(1);
   expect(refused!.body.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT'); // tasks_session_active, as with 3 round trips
   expect(refused!.body.data).toBeNull();
   expect(await tasksTitled('refused')).toBe(0);

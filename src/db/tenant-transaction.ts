@@ -50,6 +50,15 @@ export type TransactionOptions = {
    * would run outside the write's transaction.
    */
   readonly commitWithWrite?: boolean;
+  /**
+   * With `commitWithWrite`, in a tenant: the principal the request check answered for these credentials last time.
+   * The operation runs as that principal from the start, so its write leaves with BEGIN, the check and COMMIT in one
+   * write (one round trip). The check's statement then also asks the database whether it found exactly that
+   * principal (app_private.expect_principal, migration 000022): when not, it raises TN409, the transaction is aborted
+   * before the write runs (the statements behind it fail, COMMIT rolls back), and `confirmed()` rejects with
+   * PrincipalChanged: the caller runs the operation again without an assumption.
+   */
+  readonly assume?: Principal;
 };
 
 type Opened = { readonly tx: Reserved; readonly principal: Promise<Principal> };
@@ -99,6 +108,10 @@ export class TenantTransaction {
   /** Ticks in which statements were sent once the request check had answered (a write's shape). */
   #writeTicks = 0;
   #inWriteTick = false;
+  /** `assume`: who the operation runs as until the check has answered (and is confirmed to be, or the write never runs). */
+  readonly #assumed: Principal | undefined;
+  /** A statement was sent in the first tick as the assumed principal: COMMIT is queued at that tick's end, behind it. */
+  #wroteAsAssumed = false;
 
   constructor(sql: Sql, selection: TenantSelection, options: TransactionOptions = {}) {
     this.#sql = sql;
@@ -109,6 +122,7 @@ export class TenantTransaction {
     this.#requestId = options.requestId ?? '';
     this.#commitEarly = options.commitEarly ?? false;
     this.#commitWithWrite = options.commitWithWrite ?? false;
+    this.#assumed = this.#commitWithWrite && options.assume?.tenant ? options.assume : undefined;
   }
 
   /**
@@ -134,8 +148,17 @@ export class TenantTransaction {
     return this.#readBytesLeft !== undefined && this.#readBytesLeft < 0;
   }
 
-  /** Who the database accepted this request as. */
+  /**
+   * Who the request runs as: the principal the database accepted, or with `assume` the assumed one (once the
+   * transaction has begun), whose every statement the database runs only if its check confirmed it (`confirmed`).
+   */
   async principal(): Promise<Principal> {
+    const { principal } = await this.#open();
+    return this.#assumed ?? principal;
+  }
+
+  /** Who the database accepted this request as, once its check has answered (PrincipalChanged: not the one assumed). */
+  async confirmed(): Promise<Principal> {
     return (await this.#open()).principal;
   }
 
@@ -171,11 +194,14 @@ export class TenantTransaction {
     // A query handed back unawaited is sent now, in this tick (postgres.js sends once something awaits it): after the
     // check it could follow an early COMMIT and run outside the transaction. Its failure is still observed below.
     result.catch(() => {});
-    await principal; // a refused check is the answer (the statements behind it failed with it)
+    // A refused check is the answer (the statements behind it failed with it). As an assumed principal the statement
+    // has left already, behind the check, and succeeds only if the check confirmed it: its failure is the check's.
+    if (!this.#assumed) await principal;
     let value: T;
     try {
       value = await result;
     } catch (error) {
+      if (this.#assumed) await principal;
       throw this.#recheckError ?? error; // its transaction's request check refused: that is the answer
     }
     if (this.#readBytesLeft === undefined) return value;
@@ -321,7 +347,7 @@ export class TenantTransaction {
     });
     const timeout = this.#serverTimeout();
     const begun = this.#beginStatement(tx, timeout);
-    const checked = beginRequest(tx, this.#selection, this.#mode, this.#requestId, timeout);
+    const checked = beginRequest(tx, this.#selection, this.#mode, this.#requestId, timeout, this.#assumed);
     const principal = begun.then(() => checked).catch((error: unknown) => {
       throw this.#failure ?? unavailableFor(error) ?? error; // a lost connection is UNAVAILABLE, not INTERNAL
     });
@@ -383,9 +409,9 @@ export class TenantTransaction {
     });
   }
 
-  /** commitEarly: COMMIT queued behind what the tick sent, in the same write. */
+  /** commitEarly, or a write sent as the assumed principal: COMMIT queued behind what the tick sent, in the same write. */
   #commitIfEarly(): void {
-    if (!this.#commitEarly || this.#ended || this.#failure || this.#committing || !this.#reserved) return;
+    if (!(this.#commitEarly || this.#wroteAsAssumed) || this.#ended || this.#failure || this.#committing || !this.#reserved) return;
     const committing = this.#reserved`commit`;
     committing.catch(() => {}); // observed by end(); this also queues it now, before postgres.js writes
     this.#committing = committing;
@@ -394,6 +420,10 @@ export class TenantTransaction {
   /** Before each statement a repository sends: noted when late; after an early COMMIT, a new transaction first. */
   #beforeStatement(): void {
     if (!this.#firstTick) this.#sentLate = true;
+    else if (this.#assumed && !this.#wroteAsAssumed) {
+      this.#wroteAsAssumed = true; // its write tick is the first: COMMIT follows at its end (#commitIfEarly)
+      this.#writeTicks++;
+    }
     if (this.#known && !this.#inWriteTick) this.#startWriteTick();
     if (!this.#committing) return;
     if (this.#commitWithWrite) throw new Error('a statement after the write committed with its statement: it cannot join the write\'s transaction');
@@ -407,6 +437,16 @@ export class TenantTransaction {
     begun.catch(() => {}); // a failed BEGIN fails the statements behind it
     checked.catch((error: unknown) => (this.#recheckError ??= unavailableFor(error) ?? error));
     setImmediate(() => this.#commitIfEarly());
+  }
+}
+
+/**
+ * The request check found another principal than the one assumed (TenantTransaction's `assume`): a role, a
+ * membership, a key or the tenant changed since. Nothing of the transaction ran past the check; run it again.
+ */
+export class PrincipalChanged extends Error {
+  constructor() {
+    super('the request check found another principal than the one assumed');
   }
 }
 
@@ -481,7 +521,7 @@ type TenantRow = {
 // backend ~50 us a transaction (parsed every time), these four set_config calls ~15 (bench:pg-cost, Q1 shapes
 // interleaved one by one: 432 against 383 us). Behind PgBouncer (no startup ceilings) BEGIN sets the timeouts as well,
 // so the check itself is bounded there too (`#beginStatement`).
-async function beginRequest(tx: Tx, selection: TenantSelection, mode: TransactionMode, requestId: string, timeout: string): Promise<Principal> {
+async function beginRequest(tx: Tx, selection: TenantSelection, mode: TransactionMode, requestId: string, timeout: string, assumed?: Principal): Promise<Principal> {
   const { credentials, tenant, allowedSlugs } = selection;
   const allowed = allowedSlugs ? tx.array([...allowedSlugs]) : null;
   const tenantOf = (row: TenantRow): TenantContext => ({
@@ -491,12 +531,20 @@ async function beginRequest(tx: Tx, selection: TenantSelection, mode: Transactio
     status: row.tenant_status,
     role: row.role,
   });
+  // With an assumed principal: every field of it, as the check's row has them (tenantOf, the key's ids), in this order.
+  const expected = assumed?.tenant && [assumed.userId, assumed.apiKeyId ?? '', assumed.tenant.id, assumed.tenant.slug, assumed.tenant.name, assumed.tenant.role];
   try {
     if (credentials.kind === 'apiKey') {
-      const [row] = await tx<(TenantRow & { acting_user_id: string; api_key_id: string })[]>`
-        select b.*, set_config('app.request_id', ${requestId}, true), set_config('statement_timeout', ${timeout}, true),
-               set_config('lock_timeout', ${timeout}, true), set_config('client_connection_check_interval', '1000', true)
-        from app_private.begin_api_key_request(${credentials.secretHash}, ${tenant ?? null}, ${allowed}) b`;
+      const [row] = expected
+        ? await tx<(TenantRow & { acting_user_id: string; api_key_id: string })[]>`
+          select b.*, set_config('app.request_id', ${requestId}, true), set_config('statement_timeout', ${timeout}, true),
+                 set_config('lock_timeout', ${timeout}, true), set_config('client_connection_check_interval', '1000', true),
+                 app_private.expect_principal(array[b.acting_user_id::text, b.api_key_id::text, b.tenant_id::text, b.tenant_slug, b.tenant_name, b.role] = ${tx.array(expected)}::text[])
+          from app_private.begin_api_key_request(${credentials.secretHash}, ${tenant ?? null}, ${allowed}) b`
+        : await tx<(TenantRow & { acting_user_id: string; api_key_id: string })[]>`
+          select b.*, set_config('app.request_id', ${requestId}, true), set_config('statement_timeout', ${timeout}, true),
+                 set_config('lock_timeout', ${timeout}, true), set_config('client_connection_check_interval', '1000', true)
+          from app_private.begin_api_key_request(${credentials.secretHash}, ${tenant ?? null}, ${allowed}) b`;
       return { userId: row!.acting_user_id, apiKeyId: row!.api_key_id, operator: false, tenant: tenantOf(row!) };
     }
     if (mode === 'platform') {
@@ -507,11 +555,18 @@ async function beginRequest(tx: Tx, selection: TenantSelection, mode: Transactio
       return { userId: credentials.userId, apiKeyId: null, operator: row!.is_operator, tenant: undefined };
     }
     // The server knows whether it holds an id or a slug; the function need not find out.
-    const [row] = await tx<TenantRow[]>`
-      select b.*, set_config('app.request_id', ${requestId}, true), set_config('statement_timeout', ${timeout}, true),
-             set_config('lock_timeout', ${timeout}, true), set_config('client_connection_check_interval', '1000', true)
-      from app_private.begin_request(${isUuid(tenant) ? tenant : null}::uuid, ${isUuid(tenant) ? null : tenant!},
-                                     ${credentials.userId}, ${credentials.roleCap ?? null}, ${allowed}) b`;
+    const [row] = expected
+      ? await tx<TenantRow[]>`
+        select b.*, set_config('app.request_id', ${requestId}, true), set_config('statement_timeout', ${timeout}, true),
+               set_config('lock_timeout', ${timeout}, true), set_config('client_connection_check_interval', '1000', true),
+               app_private.expect_principal(array[${credentials.userId}, '', b.tenant_id::text, b.tenant_slug, b.tenant_name, b.role] = ${tx.array(expected)}::text[])
+        from app_private.begin_request(${isUuid(tenant) ? tenant : null}::uuid, ${isUuid(tenant) ? null : tenant!},
+                                       ${credentials.userId}, ${credentials.roleCap ?? null}, ${allowed}) b`
+      : await tx<TenantRow[]>`
+        select b.*, set_config('app.request_id', ${requestId}, true), set_config('statement_timeout', ${timeout}, true),
+               set_config('lock_timeout', ${timeout}, true), set_config('client_connection_check_interval', '1000', true)
+        from app_private.begin_request(${isUuid(tenant) ? tenant : null}::uuid, ${isUuid(tenant) ? null : tenant!},
+                                       ${credentials.userId}, ${credentials.roleCap ?? null}, ${allowed}) b`;
     return { userId: credentials.userId, apiKeyId: null, tenant: tenantOf(row!) };
   } catch (error) {
     throw tenantError(error, credentials.kind) ?? error;
@@ -525,6 +580,8 @@ function tenantError(error: unknown, kind: Credentials['kind']) {
       return tenantNotFound();
     case 'TN423':
       return tenantSuspended();
+    case 'TN409':
+      return new PrincipalChanged();
     case 'TN401':
       return unauthenticated(kind === 'apiKey' ? 'Unknown, revoked or expired API key' : 'The credentials name no valid user or role');
     default:

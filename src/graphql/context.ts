@@ -6,7 +6,7 @@ import type { AuditKey } from '../modules/audit-chain/keys.ts';
  * role, whether it is a platform operator. Answered by the request
  * transaction's first statement (app_private.begin_request), never by a claim alone.
  */
-export type RequestIdentity = Pick<TenantTransaction, 'principal' | 'tenant' | 'isOperator' | 'inTenant' | 'byPerson' | 'known'>;
+export type RequestIdentity = Pick<TenantTransaction, 'principal' | 'confirmed' | 'tenant' | 'isOperator' | 'inTenant' | 'byPerson' | 'known'>;
 
 /** The request's transaction: the repositories' only way to the database; the pipeline starts and ends it. */
 export type RequestDatabase = Pick<TenantTransaction, 'run' | 'start' | 'end' | 'deadline'>;

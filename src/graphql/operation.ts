@@ -114,7 +114,7 @@ function hasScopes(extensions: Readonly<Record<string, unknown>>): boolean {
 
 /** Ends the operation's transaction and returns the result to send. */
 export async function finishOperation(context: GraphQLContext, result: ExecutionResult, isMutation: boolean, log: Logger): Promise<ExecutionResult> {
-  const refused = await context.identity.principal().then(
+  const refused = await context.identity.confirmed().then(
     () => undefined,
     (error: unknown) => error,
   );

@@ -7,7 +7,7 @@ import { createSourceEventStream, execute, GraphQLError, OperationTypeNode, type
 import type { TokenVerifier } from '../auth/tokens.ts';
 import { isRetryableConflict } from '../db/errors.ts';
 import { poolState, type Sql } from '../db/pool.ts';
-import { TenantTransaction, type Principal } from '../db/tenant-transaction.ts';
+import { PrincipalChanged, TenantTransaction, type Principal } from '../db/tenant-transaction.ts';
 import { apiError, forbidden, responseTooLarge, unavailable } from '../errors.ts';
 import { requestContext, type AuditServices } from '../graphql/context.ts';
 import { createDocumentCache, type CheckedOperation, type DocumentOptions } from '../graphql/documents.ts';
@@ -15,6 +15,7 @@ import { refuseCost } from '../graphql/limits.ts';
 import { subscriptionRole } from '../graphql/permissions-doc.ts';
 import { createMaskError } from '../graphql/masking.ts';
 import { createWriteShapes, finishOperation, transactionMode } from '../graphql/operation.ts';
+import { LRUCache } from 'lru-cache';
 import type { Logger } from '../logger.ts';
 import type { LiveStream, SubscriptionEngine } from '../subscriptions/engine.ts';
 import { isLiveSource } from '../subscriptions/live.ts';
@@ -106,6 +107,16 @@ export type Pipeline = {
 /** A transaction rolled back by a deadlock or serialization failure is run at most this many times in all. */
 const CONFLICT_ATTEMPTS = 2;
 
+/** Credentials and tenant pairs whose last principal is kept for writes to assume (a few hundred bytes each). */
+const LAST_PRINCIPALS = 10_000;
+
+/** Who asks for which tenant, as the request check sees it (ALLOWED_TENANTS is the process's, the same for all). */
+function principalKeyOf({ credentials, tenant }: TenantSelection): string {
+  return credentials.kind === 'user'
+    ? `user ${credentials.userId} ${credentials.roleCap ?? ''} ${tenant ?? ''}`
+    : `key ${credentials.secretHash.toString('base64')} ${tenant ?? ''}`;
+}
+
 type Params = { query: string; variables: Record<string, unknown> | undefined; operationName: string | undefined };
 
 /** What `run` answers: a result, and for a subscription its stream; for a committed mutation, its body (built before the COMMIT). */
@@ -120,6 +131,8 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   const readsAtOnce = new WeakMap<CheckedOperation, boolean>();
   /** Per cached mutation: whether it commits with its statement (graphql/operation.ts), 2 round trips instead of 3. */
   const writes = createWriteShapes(schema, maxResponseBytes);
+  /** Per credentials and tenant asked for: the principal their last request check answered (a write assumes it, `assume`). */
+  const lastPrincipals = new LRUCache<string, Principal>({ max: LAST_PRINCIPALS });
 
   async function run(request: PipelineRequest, admissions: Admission[]): Promise<RunResult> {
     const params = checkParams(request.params);
@@ -153,17 +166,37 @@ export function createPipeline(options: PipelineOptions): Pipeline {
 
     const jit = documents.compiled(operation, checked, params.operationName);
     const mode = transactionMode(schema, operation.definition);
+    const principalKey = mode === 'tenant' ? principalKeyOf(selection) : undefined;
+    // A write that commits with its statement runs as the principal its caller's last check answered: one round trip.
+    let assume = principalKey === undefined ? undefined : lastPrincipals.get(principalKey);
     for (let attempt = 1; ; attempt++) {
       // A read that sent all its statements as it started last time: BEGIN, the check, the statements and COMMIT in one write.
       const commitEarly = kind === OperationTypeNode.QUERY && readsAtOnce.get(operation) === true;
       const commitWithWrite = kind === OperationTypeNode.MUTATION && writes.atOnce(operation);
-      const db = new TenantTransaction(sql, selection, { deadline: request.deadline, readBytes: maxResponseBytes, requestId: request.requestId, commitEarly, commitWithWrite });
+      const db = new TenantTransaction(sql, selection, {
+        deadline: request.deadline,
+        readBytes: maxResponseBytes,
+        requestId: request.requestId,
+        commitEarly,
+        commitWithWrite,
+        assume: commitWithWrite ? assume : undefined,
+      });
       request.state.transaction = db;
       const context = requestContext(request.requestId, db, options.audit);
       db.start(mode);
       const result = jit
         ? await jit.query(undefined, context, params.variables)
         : await execute({ schema, document: checked.document, variableValues: params.variables, operationName: params.operationName, contextValue: context });
+      if (assume && commitWithWrite && (await db.confirmed().then(() => false, (error: unknown) => error instanceof PrincipalChanged))) {
+        // The check found another principal (a role or membership changed): nothing ran past it, the COMMIT rolled back.
+        // Once more, waiting for the check (not an attempt: the first one ran nothing).
+        await db.end(false);
+        lastPrincipals.delete(principalKey!);
+        assume = undefined;
+        attempt--;
+        continue;
+      }
+      if (principalKey !== undefined && db.known) lastPrincipals.set(principalKey, db.known);
       // Learned for good: one statement sent after the first tick (a nested level) and the operation is never read at once again.
       if (kind === OperationTypeNode.QUERY && readsAtOnce.get(operation) !== false) readsAtOnce.set(operation, !db.sentLate);
       if (kind === OperationTypeNode.MUTATION) writes.learn(operation, db.writeTicks);
