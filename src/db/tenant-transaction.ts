@@ -424,7 +424,9 @@ export class TenantTransaction {
       this.#wroteAsAssumed = true; // its write tick is the first: COMMIT follows at its end (#commitIfEarly)
       this.#writeTicks++;
     }
-    if (this.#known && !this.#inWriteTick) this.#startWriteTick();
+    // As the assumed principal, a tick after the write's is a write tick of its own whether or not the check has answered
+    // yet: counted, its shape is learned as an unassumed run learns it (two ticks: never committed with its statement again).
+    if ((this.#known || (this.#wroteAsAssumed && !this.#firstTick)) && !this.#inWriteTick) this.#startWriteTick();
     if (!this.#committing) return;
     if (this.#commitWithWrite) throw new Error('a statement after the write committed with its statement: it cannot join the write\'s transaction');
     // The statement would run outside any transaction (no tenant: zero rows). BEGIN and the request check again,
