@@ -5,8 +5,11 @@ import { beforeAll, expect, it } from 'vitest';
 import { CommittedBeforeFailure, TenantTransaction, type Principal, type TenantSelection } from '../src/db/tenant-transaction.ts';
 import { createWriteShapes } from '../src/graphql/operation.ts';
 import { schema } from '../src/graphql/schema.ts';
-import { createTestTenant, type TestTenant } from './helpers/app.ts';
+import { encodeGlobalId } from '../src/nodes/global-id.ts';
+import { addMember } from '../src/operator/repo.ts';
+import { codes, createTestApp, createTestTenant, insertAgents, insertSession, tokenFor, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
+import { writesTo } from './helpers/wire.ts';
 
 let db: TestDatabase;
 let tenant: TestTenant;
@@ -49,4 +52,44 @@ it('a second statement sent a tick after the assumed write, before the check ans
   expect(tx.writeTicks).toBe(2);
   shapes.learn(operation, tx.writeTicks);
   expect(shapes.atOnce(operation)).toBe(false);
+});
+
+/** Round trips to the database while `run` runs (test/helpers/wire.ts). */
+async function roundTrips<T>(run: () => Promise<T>): Promise<{ value: T; trips: number }> {
+  const { value, writes } = await writesTo(Number(new URL(db.appUrl).port), run);
+  return { value, trips: writes };
+}
+
+it('one user, two tenants (X-Tenant-ID by id and by slug) and a role-capped token, in turn: each assumes its own principal, never another\'s', async () => {
+  const other = await createTestTenant(db.owner, 'assumed-attacks-b');
+  const user = tenant.members.MEMBER.userId; // MEMBER here, VIEWER in the other tenant, VIEWER by a role claim here
+  await addMember(db.owner, other.id, user, 'VIEWER');
+  const [agent] = await insertAgents(db.owner, tenant.id, user, ['writer']);
+  const session = encodeGlobalId('Session', await insertSession(db.owner, tenant.id, agent!, user));
+  const token = await tokenFor(user, tenant.id);
+  const capped = await tokenFor(user, tenant.id, { role: 'VIEWER' });
+  const api = createTestApp(db.appPool(1));
+  const callers = {
+    member: { token },
+    bySlug: { token, headers: { 'x-tenant-id': other.slug } },
+    byId: { token, headers: { 'x-tenant-id': other.id } },
+    capped: { token: capped },
+  };
+  const write = (auth: { token: string; headers?: Record<string, string> }, title: string) =>
+    api.request(CREATE_TASK, { ...auth, variables: { s: session, t: title } });
+  for (let i = 0; i < 3; i++) for (const auth of Object.values(callers)) await write(auth, 'learning');
+  for (let i = 0; i < 3; i++) {
+    // A key shared with another caller would assume its principal: the check's TN409 and a run again (3 round trips).
+    const member = await roundTrips(() => write(callers.member, 'in turn'));
+    expect(member.value.body.errors).toBeUndefined();
+    expect(member.trips).toBe(1);
+    for (const auth of [callers.bySlug, callers.byId, callers.capped]) {
+      const refused = await roundTrips(() => write(auth, 'refused'));
+      expect(codes(refused.value)).toEqual(['FORBIDDEN']);
+      expect(refused.trips).toBe(2); // the check, then the rollback: no write sent as anyone else
+    }
+  }
+  const rows = await db.owner<{ tenant_id: string; n: number }[]>`
+    select tenant_id::text, count(*)::int as n from app.tasks where title in ('in turn', 'refused') group by 1`;
+  expect(rows).toEqual([{ tenant_id: tenant.id, n: 3 }]);
 });
