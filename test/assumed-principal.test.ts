@@ -9,6 +9,7 @@
 // nothing is written on the role, membership, key or tenant of before.
 import { beforeAll, expect, it } from 'vitest';
 import { newApiKey } from '../src/auth/secrets.ts';
+import { PrincipalChanged, TenantTransaction } from '../src/db/tenant-transaction.ts';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import type { Role } from '../src/tenancy/roles.ts';
 import { codes, createTestApp, createTestTenant, insertAgents, insertSession, type GraphQLResponse, type TestApp, type TestTenant } from './helpers/app.ts';
@@ -163,5 +164,26 @@ it('in SQL: app_private.expect_principal raises TN409 unless its argument is tru
   for (const value of [false, null]) {
     const error = await app`select app_private.expect_principal(${value}::boolean)`.then(() => undefined, (failure: { code?: string }) => failure);
     expect(error?.code).toBe('TN409');
+  }
+});
+
+it('a platform transaction never runs as an assumed principal: only a tenant\'s check can confirm one', async () => {
+  const { userId } = tenant.members.MEMBER;
+  const selection = { credentials: { kind: 'user' as const, userId, roleCap: undefined }, tenant: tenant.id, allowedSlugs: undefined };
+  const assume = { userId, apiKeyId: null, tenant: { id: tenant.id, slug: tenant.slug, name: 'assumed', status: 'active' as const, role: 'ADMIN' as const } };
+  const platform = new TenantTransaction(db.appPool(1), selection, { commitWithWrite: true, assume });
+  platform.start('platform');
+  try {
+    expect((await platform.principal()).tenant).toBeUndefined(); // the database's answer, not the assumption
+  } finally {
+    await platform.end(false);
+  }
+  const inTenant = new TenantTransaction(db.appPool(1), selection, { commitWithWrite: true, assume });
+  inTenant.start();
+  try {
+    expect((await inTenant.principal()).tenant?.role).toBe('ADMIN'); // assumed until the check answers
+    await expect(inTenant.confirmed()).rejects.toBeInstanceOf(PrincipalChanged); // and the check says otherwise
+  } finally {
+    await inTenant.end(false);
   }
 });

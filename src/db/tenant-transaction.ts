@@ -109,7 +109,7 @@ export class TenantTransaction {
   #writeTicks = 0;
   #inWriteTick = false;
   /** `assume`: who the operation runs as until the check has answered (and is confirmed to be, or the write never runs). */
-  readonly #assumed: Principal | undefined;
+  #assumed: Principal | undefined;
   /** A statement was sent in the first tick as the assumed principal: COMMIT is queued at that tick's end, behind it. */
   #wroteAsAssumed = false;
 
@@ -325,6 +325,7 @@ export class TenantTransaction {
     if (this.#deadline <= Date.now()) throw unavailable('timeout');
     // Open from the wait on: the pool's sweep ends it at its deadline (no timer of its own), a shutdown at once.
     openTransaction(this.#sql, this);
+    if (this.#mode !== 'tenant') this.#assumed = undefined; // only a tenant's check can confirm one (begin_request, begin_api_key_request)
     let tx: Reserved;
     try {
       tx = await this.#acquire();

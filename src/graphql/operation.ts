@@ -14,7 +14,7 @@ import {
   type SelectionSetNode,
 } from 'graphql';
 import { errorForSqlState } from '../db/errors.ts';
-import type { TransactionMode } from '../db/tenant-transaction.ts';
+import { CommittedBeforeFailure, type TransactionMode } from '../db/tenant-transaction.ts';
 import { internal, isApiError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { GraphQLContext } from './context.ts';
@@ -119,7 +119,10 @@ export async function finishOperation(context: GraphQLContext, result: Execution
     (error: unknown) => error,
   );
   if (refused !== undefined) {
-    await context.db.end(false).catch(() => {});
+    await context.db.end(false).catch((error: unknown) => {
+      // A write sent as an assumed principal, its COMMIT already queued, that committed though its check failed here: never silent.
+      if (error instanceof CommittedBeforeFailure) log.error({ err: error }, 'a write committed although its request check failed');
+    });
     if (!isApiError(refused)) log.error({ err: refused }, 'request transaction failed to start');
     return { errors: [isApiError(refused) ? refused : internal()] };
   }

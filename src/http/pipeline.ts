@@ -190,6 +190,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       if (assume && commitWithWrite && (await db.confirmed().then(() => false, (error: unknown) => error instanceof PrincipalChanged))) {
         // The check found another principal (a role or membership changed): nothing ran past it, the COMMIT rolled back.
         // Once more, waiting for the check (not an attempt: the first one ran nothing).
+        log.debug({ requestId: request.requestId }, 'the request check found another principal than the one assumed: running the write again');
         await db.end(false);
         lastPrincipals.delete(principalKey!);
         assume = undefined;
