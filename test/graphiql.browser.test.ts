@@ -83,10 +83,28 @@ afterAll(async () => {
 const editorText = (section: string) =>
   page.locator(`section[aria-label="${section}"] .view-lines:visible`).innerText().then((text) => text.replaceAll('\u00a0', ' '));
 
-/** A real click on a tab (src/http/graphiql.ts keeps tabs still so that it lands), then it is the active one. */
+/** The active tab as GraphiQL keeps it (what it runs on execute): its tab state, stored once the editors' edits are taken in. */
+type TabState = { title: string; query: string | null; headers: string | null; operationName: string | null };
+const activeTab = () =>
+  page.evaluate(() => {
+    const state = JSON.parse(localStorage.getItem('graphiql:tabState') ?? '{}') as { tabs?: TabState[]; activeTabIndex?: number };
+    return state.tabs?.[state.activeTabIndex ?? 0] ?? null;
+  });
+
+/**
+ * A real click on a tab (src/http/graphiql.ts keeps tabs still so that it lands), then it is the active one, and
+ * GraphiQL has taken it in: its editors show the tab's query and headers (swapped in some 100-200 ms after the click:
+ * an execute right after it ran the previous tab's headers, or nothing, 'Cannot infer operation').
+ */
 async function openTab(title: string) {
   await page.getByTitle(title, { exact: true }).click();
   expect(await page.locator('.graphiql-tab-active .graphiql-tab-button').innerText()).toBe(title);
+  await expect.poll(async () => {
+    const tab = await activeTab();
+    const shown = async (section: string) => (await editorText(section)).replace(/\s+/g, ''); // the editor wraps long lines
+    const query = (tab?.query ?? '').replace(/\s+/g, '').slice(0, 80);
+    return tab?.title === title && (await shown('Operation Editor')).includes(query) && (await shown('Headers')) === (tab.headers ?? '').replace(/\s+/g, '');
+  }, { timeout: 10_000 }).toBe(true);
 }
 
 function claims(token: string): { sub?: string; tid?: string } {
@@ -187,6 +205,7 @@ it("runs a subscription over SSE with the tab's headers, and shows its events as
   await page.locator('section[aria-label="Operation Editor"] .monaco-editor').first().click();
   await page.keyboard.press('Control+A');
   await page.keyboard.insertText('subscription live { members { kind node { role user { email } } } }');
+  await expect.poll(async () => (await activeTab())?.operationName, { timeout: 10_000 }).toBe('live'); // the edit taken in
   const opened = page.waitForRequest((request) => request.url().includes('/graphql') && (request.headers().accept ?? '').includes('text/event-stream'));
   await page.locator('.graphiql-execute-button').click();
   const request = await opened;
