@@ -136,8 +136,10 @@ describe('tenancy audit export', () => {
       }
       expect(written).toBeGreaterThan(2 * bytes); // each event's details twice: parsed and as the text its hash covers
       // A few batches' worth (a batch's rows, its text and that text as a Buffer, the next rows arriving), ~4.6 MB of
-      // text each: 10-21 MB measured here, loaded or not; the whole chain held (the export before it streamed), 115 MB.
-      expect(peak, `the memory held grew by up to ${Math.round(peak / 1e6)} MB while exporting ${Math.round(written / 1e6)} MB`).toBeLessThan(written / 2);
+      // text each: 10-21 MB measured here alone, up to 41 MB in the whole suite on 2 busy cores (collections are late
+      // there); the whole chain held (the export before it streamed), 115 MB: 0.8 of the 73 MB written tells them apart.
+      // (Without the wait for 'drain', 52 MB: the test above, a slow reader, is the one that catches that.)
+      expect(peak, `the memory held grew by up to ${Math.round(peak / 1e6)} MB while exporting ${Math.round(written / 1e6)} MB`).toBeLessThan(written * 0.8);
     }, 60_000);
   });
 });
