@@ -45,7 +45,7 @@ export type TransactionOptions = {
    * (src/graphql/operation.ts `commitsWithStatement`), and it sent all its
    * statements in one tick after the request check last time: COMMIT is queued
    * behind the statements of that tick, so the write and its COMMIT leave in
-   * one write (2 round trips: the check, then the write). A failed statement
+   * one write (2 round trips: the check, then the write; 1 with `assume`). A failed statement
    * makes that COMMIT a rollback. A statement sent after it is refused: it
    * would run outside the write's transaction.
    */
