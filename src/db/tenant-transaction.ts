@@ -3,7 +3,9 @@
 // credentials, tenant and membership and sets the transaction-local settings
 // every RLS policy reads. It lives within the request's deadline: the wait for
 // a connection, every statement and the commit; past it the connection is
-// dropped (the server rolls back) and every use answers UNAVAILABLE.
+// dropped (the server rolls back what has not committed: a COMMIT already sent
+// behind the statements, commitEarly, commitWithWrite, may still commit) and
+// every use answers UNAVAILABLE.
 import type { GraphQLError } from 'graphql';
 import { responseTooLarge, tenantNotFound, tenantRequired, tenantSuspended, unauthenticated, unavailable } from '../errors.ts';
 import { isUuid } from '../tenancy/identifiers.ts';

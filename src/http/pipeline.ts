@@ -4,6 +4,7 @@
 // share), the document and its limits, the transaction, execution, masking
 // and the response ceiling. A limit, a guard or a metric is added here, once.
 import { createSourceEventStream, execute, GraphQLError, OperationTypeNode, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import { LRUCache } from 'lru-cache';
 import type { TokenVerifier } from '../auth/tokens.ts';
 import { isRetryableConflict } from '../db/errors.ts';
 import { poolState, type Sql } from '../db/pool.ts';
@@ -15,7 +16,6 @@ import { refuseCost } from '../graphql/limits.ts';
 import { subscriptionRole } from '../graphql/permissions-doc.ts';
 import { createMaskError } from '../graphql/masking.ts';
 import { createWriteShapes, finishOperation, transactionMode } from '../graphql/operation.ts';
-import { LRUCache } from 'lru-cache';
 import type { Logger } from '../logger.ts';
 import type { LiveStream, SubscriptionEngine } from '../subscriptions/engine.ts';
 import { isLiveSource } from '../subscriptions/live.ts';
@@ -129,7 +129,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   const maskError = createMaskError(log);
   /** Per cached operation: whether its runs send every statement in the tick the transaction begins (true), or not (false). */
   const readsAtOnce = new WeakMap<CheckedOperation, boolean>();
-  /** Per cached mutation: whether it commits with its statement (graphql/operation.ts), 2 round trips instead of 3. */
+  /** Per cached mutation: whether it commits with its statement (graphql/operation.ts): 1 round trip (`assume`) or 2, instead of 3. */
   const writes = createWriteShapes(schema, maxResponseBytes);
   /** Per credentials and tenant asked for: the principal their last request check answered (a write assumes it, `assume`). */
   const lastPrincipals = new LRUCache<string, Principal>({ max: LAST_PRINCIPALS });
