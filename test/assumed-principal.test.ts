@@ -10,9 +10,8 @@
 import { beforeAll, expect, it } from 'vitest';
 import { newApiKey } from '../src/auth/secrets.ts';
 import { PrincipalChanged, TenantTransaction } from '../src/db/tenant-transaction.ts';
-import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import type { Role } from '../src/tenancy/roles.ts';
-import { codes, createTestApp, createTestTenant, insertAgents, insertSession, type GraphQLResponse, type TestApp, type TestTenant } from './helpers/app.ts';
+import { codes, createTestApp, createTestTenant, insertWorkSession, type GraphQLResponse, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 import { writesTo } from './helpers/wire.ts';
 
@@ -27,8 +26,7 @@ beforeAll(async () => {
   db = await useTestDatabase();
   api = createTestApp(db.appPool(1));
   tenant = await createTestTenant(db.owner, 'assumed');
-  const [agent] = await insertAgents(db.owner, tenant.id, tenant.members.MEMBER.userId, ['writer']);
-  sessionId = encodeGlobalId('Session', await insertSession(db.owner, tenant.id, agent!, tenant.members.MEMBER.userId));
+  ({ sessionId } = await insertWorkSession(db.owner, tenant, 'writer'));
 });
 
 const tasksTitled = async (title: string) => (await db.owner<{ n: number }[]>`select count(*)::int as n from app.tasks where title = ${title}`)[0]!.n;

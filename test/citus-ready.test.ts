@@ -10,8 +10,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type postgres from 'postgres';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { encodeGlobalId } from '../src/nodes/global-id.ts';
-import { createTestApp, createTestTenant, insertAgents, insertSession, type TestApp, type TestTenant } from './helpers/app.ts';
+import { createTestApp, createTestTenant, insertWorkSession, type TestApp, type TestTenant } from './helpers/app.ts';
 import { asMember } from './helpers/as-member.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 
@@ -139,9 +138,7 @@ describe('the hot statements', () => {
   beforeAll(async () => {
     api = createTestApp(db.appPool(2, (query, parameters) => sent.push({ query, parameters })));
     tenant = await createTestTenant(db.owner, 'citus');
-    const [agent] = await insertAgents(db.owner, tenant.id, tenant.members.MEMBER.userId, ['routed']);
-    agentId = encodeGlobalId('Agent', agent!);
-    sessionId = encodeGlobalId('Session', await insertSession(db.owner, tenant.id, agent!, tenant.members.MEMBER.userId));
+    ({ agentId, sessionId } = await insertWorkSession(db.owner, tenant, 'routed'));
   });
 
   /** The statements an operation sends that read tenant tables (not the request check), each with its plan as the member. */

@@ -9,10 +9,9 @@
 import { parse, type OperationDefinitionNode } from 'graphql';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Sql } from '../src/db/pool.ts';
-import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { commitsWithStatement, WRITE_ROW_BOUND_BYTES } from '../src/graphql/operation.ts';
 import { schema } from '../src/graphql/schema.ts';
-import { createTestApp, createTestTenant, insertAgents, insertSession, TEST_HTTP, type TestTenant } from './helpers/app.ts';
+import { createTestApp, createTestTenant, insertWorkSession, TEST_HTTP, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
@@ -31,8 +30,7 @@ beforeAll(async () => {
   db = await useTestDatabase();
   sql = db.appPool(2);
   tenant = await createTestTenant(db.owner, 'mut-limit');
-  const [agent] = await insertAgents(db.owner, tenant.id, tenant.members.MEMBER.userId, ['limit']);
-  sessionId = encodeGlobalId('Session', await insertSession(db.owner, tenant.id, agent!, tenant.members.MEMBER.userId));
+  ({ sessionId } = await insertWorkSession(db.owner, tenant, 'limit'));
 });
 
 /** A service with this response limit; its answers as sent (the body's bytes) and parsed. */

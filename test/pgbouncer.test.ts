@@ -10,9 +10,8 @@ import postgres from 'postgres';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createPool, type Sql, type Tx } from '../src/db/pool.ts';
 import { TenantTransaction } from '../src/db/tenant-transaction.ts';
-import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { addMember, createTenant, createUser } from '../src/operator/repo.ts';
-import { createTestApp, createTestTenant, insertAgents, insertSession, tokenFor, type TestTenant } from './helpers/app.ts';
+import { createTestApp, createTestTenant, insertAgents, insertWorkSession, tokenFor, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 import { pgbouncerVersion, startPgBouncer, versionAtLeast, type PgBouncer } from './helpers/pgbouncer.ts';
 
@@ -244,8 +243,7 @@ describe('round trips through PgBouncer with prepare: false', () => {
 
   beforeAll(async () => {
     tenant = await createTestTenant(db.owner, 'rt-bouncer');
-    const [agent] = await insertAgents(db.owner, tenant.id, tenant.members.MEMBER.userId, ['counted']);
-    sessionId = encodeGlobalId('Session', await insertSession(db.owner, tenant.id, agent!, tenant.members.MEMBER.userId));
+    ({ sessionId } = await insertWorkSession(db.owner, tenant, 'counted'));
   });
 
   /** Writes to PgBouncer's port per request: the median of 10 runs after a warm-up (test/round-trips.test.ts counts the same way). */

@@ -16,7 +16,7 @@ import { beforeAll, expect, it } from 'vitest';
 import type { GraphQLError } from 'graphql';
 import { CommittedBeforeFailure, TenantTransaction } from '../src/db/tenant-transaction.ts';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
-import { createTestApp, createTestTenant, insertAgents, insertSession, TEST_HTTP, type TestApp, type TestTenant } from './helpers/app.ts';
+import { createTestApp, createTestTenant, insertAgents, insertSession, insertWorkSession, TEST_HTTP, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 import { writesTo } from './helpers/wire.ts';
 
@@ -31,9 +31,7 @@ beforeAll(async () => {
   db = await useTestDatabase();
   api = createTestApp(db.appPool(1));
   tenant = await createTestTenant(db.owner, 'rt-co');
-  const [agent] = await insertAgents(db.owner, tenant.id, tenant.members.MEMBER.userId, ['counted']);
-  sessionId = encodeGlobalId('Session', await insertSession(db.owner, tenant.id, agent!, tenant.members.MEMBER.userId));
-  agentId = encodeGlobalId('Agent', agent!);
+  ({ agentId, sessionId } = await insertWorkSession(db.owner, tenant, 'counted'));
 });
 
 /** Database writes made while `run` runs `times` times, per run. */

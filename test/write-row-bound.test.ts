@@ -11,8 +11,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { Sql } from '../src/db/pool.ts';
 import { WRITE_ROW_BOUND_BYTES } from '../src/graphql/operation.ts';
 import { jsonBytes } from '../src/graphql/scalars.ts';
-import { encodeGlobalId } from '../src/nodes/global-id.ts';
-import { createTestApp, createTestTenant, insertAgents, insertSession, TEST_HTTP, type TestApp, type TestTenant } from './helpers/app.ts';
+import { createTestApp, createTestTenant, insertWorkSession, TEST_HTTP, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 
 let db: TestDatabase;
@@ -25,8 +24,7 @@ beforeAll(async () => {
   db = await useTestDatabase();
   sql = db.appPool(2);
   tenant = await createTestTenant(db.owner, 'write-row-bound');
-  const [agent] = await insertAgents(db.owner, tenant.id, tenant.members.MEMBER.userId, ['bound']);
-  sessionId = encodeGlobalId('Session', await insertSession(db.owner, tenant.id, agent!, tenant.members.MEMBER.userId));
+  ({ sessionId } = await insertWorkSession(db.owner, tenant, 'bound'));
   // The smallest limit under which a write may commit with its statement.
   api = createTestApp(sql, { http: { ...TEST_HTTP, maxResponseBytes: WRITE_ROW_BOUND_BYTES } });
 });

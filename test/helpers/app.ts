@@ -10,6 +10,7 @@ import { loadConfig, type Config } from '../../src/config.ts';
 import type { Sql } from '../../src/db/pool.ts';
 import type { AuditServices } from '../../src/graphql/context.ts';
 import type { RequestGuard } from '../../src/http/guard.ts';
+import { encodeGlobalId } from '../../src/nodes/global-id.ts';
 import { addMember, createTenant, createUser, type Plan } from '../../src/operator/repo.ts';
 import { createApp, type App } from '../../src/server.ts';
 import { ROLES, type Role } from '../../src/tenancy/roles.ts';
@@ -113,6 +114,13 @@ export async function insertAgents(owner: Sql, tenantId: string, createdBy: stri
     insert into app.agents ${owner(names.map((name) => ({ tenant_id: tenantId, created_by: createdBy, name, kind: 'assistant' })))}
     returning id`;
   return rows.map((row) => row.id);
+}
+
+/** One agent named `agentName` of the tenant's MEMBER and an active session of it (owner connection): their global ids, what a task's write names. */
+export async function insertWorkSession(owner: Sql, tenant: TestTenant, agentName: string): Promise<{ agentId: string; sessionId: string }> {
+  const [agent] = await insertAgents(owner, tenant.id, tenant.members.MEMBER.userId, [agentName]);
+  const session = await insertSession(owner, tenant.id, agent!, tenant.members.MEMBER.userId);
+  return { agentId: encodeGlobalId('Agent', agent!), sessionId: encodeGlobalId('Session', session) };
 }
 
 /** Inserts an active session of `agentId` behind the API (owner connection), started by `startedBy`; its row id. */
