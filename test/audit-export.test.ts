@@ -3,17 +3,18 @@
 // the next is fetched, waiting while the output is full. Its lines are the
 // ones the whole chain read at once gives (a purged start, tampered events,
 // a broken link's target left out), whatever the batch; the memory it holds
-// grows by a few batches, not by the chain.
+// grows by a few batches, not by the chain. A reader that stalls past the
+// deadline ends it, the snapshot released.
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { Writable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.ts';
+import { OperatorError, findTenant, type TenantRecord } from '../src/operator/repo.ts';
 import { eventLine, exportAudit } from '../src/modules/audit-chain/cli.ts';
 import { auditKeyFromPem, generateAuditKeyPem, type AuditKey } from '../src/modules/audit-chain/keys.ts';
 import { READ_BATCH, readTenantChain } from '../src/modules/audit-chain/repo.ts';
 import { purgeExpired } from '../src/modules/audit-chain/signing.ts';
-import { findTenant, type TenantRecord } from '../src/operator/repo.ts';
 import { rehashChain, tamper, tenantWithLongChain } from './helpers/audit.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 
@@ -100,6 +101,41 @@ describe('tenancy audit export', () => {
     // Written without waiting, every batch would be queued at once (the first write saw the whole export queued).
     expect(Math.max(...queuedAtWrite)).toBeLessThanOrEqual(Math.max(...chunks));
   });
+
+  it('a reader that stalls past the deadline ends the export: an error saying so, the statement and its snapshot released', async () => {
+    const seeded = await tenantWithLongChain(db.owner, key, 'export-stalled', 1_000);
+    const tenant = await findTenant(db.owner, seeded.id);
+    // A reader that takes the first chunk and never asks for more.
+    let took = 0;
+    const out = new Writable({
+      highWaterMark: 1024,
+      write(_chunk: Buffer, _encoding, _done) {
+        took++;
+      },
+    });
+    /** Backends of this database (besides this one) holding a snapshot: what holds vacuum's horizon back. */
+    const holding = async () =>
+      (await db.owner<{ n: number }[]>`select count(*)::int as n from pg_stat_activity
+        where datname = current_database() and pid <> pg_backend_pid() and backend_xmin is not null`)[0]!.n;
+    const started = Date.now();
+    const exported = exportAudit(db.owner, CONFIG, tenant, out, { batch: 100 }, 1_000);
+    const settled = exported.then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(await holding(), 'the stalled export holds its snapshot').toBe(1);
+    const error = await settled;
+    expect(Date.now() - started).toBeLessThan(3_000);
+    // OperatorError: the CLI prints its message as {"error": ...} on stderr and exits 1.
+    expect(error).toBeInstanceOf(OperatorError);
+    expect((error as Error).message).toBe('the audit chain could not be exported within 1 s: its reader was too slow, or the chain too long');
+    expect(took).toBe(1);
+    expect(await holding(), 'the snapshot is released').toBe(0);
+    // The connection it used serves again (its statement closed, no transaction left open).
+    await Promise.all(Array.from({ length: 8 }, () => db.owner`select 1`));
+    expect(await holding()).toBe(0);
+  }, 10_000);
 
   describe('memory of one batch', () => {
     // A full collection on demand (node --expose-gc, turned on from here), so what is measured is what is held.

@@ -13,8 +13,12 @@ import { readPlatformChainBatches, readPlatformChainRows, readTenantChainBatches
 import { signCheckpoints, type RefusedCheckpoint } from './signing.ts';
 import { VerificationDeadlineError, verifyChainBatches, type ChainBatches, type Verification } from './verify.ts';
 
-/** How long `audit verify` may take, reading and hashing (a chain of tens of millions of events); past it, exit 1. */
-export const VERIFY_TIMEOUT_MS = 30 * 60_000;
+/**
+ * How long `audit verify` and `audit export` may take, reading and hashing or writing (a chain of tens of millions of
+ * events), the export's waits for a slow reader included; past it, exit 1 (the chain's statement, and the snapshot it
+ * holds back vacuum with, released).
+ */
+export const AUDIT_COMMAND_TIMEOUT_MS = 30 * 60_000;
 
 /** The largest file of checkpoints `--checkpoints` reads. */
 const STATEMENTS_FILE_BYTES = 64 << 20;
@@ -58,7 +62,7 @@ export async function verifyAudit(
   config: KeyConfig,
   tenant: TenantRecord | undefined,
   checkpointsFile: string | undefined,
-  timeoutMs = VERIFY_TIMEOUT_MS,
+  timeoutMs = AUDIT_COMMAND_TIMEOUT_MS,
 ): Promise<ChainVerification> {
   const key = await loadAuditKey(config);
   const extra = checkpointsFile ? await readStatementsFile(checkpointsFile) : [];
@@ -81,9 +85,22 @@ export function eventLine(row: ExportedRow): string {
   return JSON.stringify({ type: 'event', seq: Number(seq), ...fields, details: JSON.parse(details) as unknown, detailsText: details, prevHash: prevHash.toString('hex'), hash: hash.toString('hex') });
 }
 
-/** Writes `text`, and waits while `out` holds more than its buffer (a slow reader of the export holds the cursor, not memory). */
-async function write(out: Writable, text: string): Promise<void> {
-  if (!out.write(text)) await once(out, 'drain');
+/**
+ * Writes `text`, and waits while `out` holds more than its buffer (a slow reader of the export holds the cursor, not
+ * memory), until the deadline at most: a reader that stalls must not hold the chain's snapshot open for ever.
+ */
+async function write(out: Writable, text: string, deadline: number): Promise<void> {
+  if (out.write(text)) return;
+  const waited = new AbortController();
+  const timer = setTimeout(() => waited.abort(), Math.max(0, deadline - Date.now()));
+  try {
+    await once(out, 'drain', { signal: waited.signal });
+  } catch (error) {
+    if (waited.signal.aborted) throw new VerificationDeadlineError();
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
@@ -91,8 +108,16 @@ async function write(out: Writable, text: string): Promise<void> {
  * hash covers, then the signed statements. Read a batch at a time through the chain's one statement (one snapshot)
  * and written as each batch arrives: memory of a batch, whatever the chain's length.
  */
-export async function exportAudit(sql: Queryable, config: KeyConfig, tenant: TenantRecord | undefined, out: Writable, options: Pick<ReadOptions, 'batch'> = {}): Promise<void> {
+export async function exportAudit(
+  sql: Queryable,
+  config: KeyConfig,
+  tenant: TenantRecord | undefined,
+  out: Writable,
+  options: Pick<ReadOptions, 'batch'> = {},
+  timeoutMs = AUDIT_COMMAND_TIMEOUT_MS,
+): Promise<void> {
   const key: AuditKey | undefined = await loadAuditKey(config);
+  const deadline = Date.now() + timeoutMs;
   const exportRows = async ({ chain, meta, batches }: ChainRows<ExportedRow>) => {
     const header = {
       type: 'chain',
@@ -102,12 +127,17 @@ export async function exportAudit(sql: Queryable, config: KeyConfig, tenant: Ten
       exportedAt: new Date().toISOString(),
       publicKey: key?.publicJwk ?? null,
     };
-    await write(out, `${JSON.stringify(header)}\n`);
-    for await (const rows of batches) if (rows.length > 0) await write(out, `${rows.map(eventLine).join('\n')}\n`);
+    await write(out, `${JSON.stringify(header)}\n`, deadline);
+    for await (const rows of batches) if (rows.length > 0) await write(out, `${rows.map(eventLine).join('\n')}\n`, deadline);
     const statements = meta.statements.map((statement) => JSON.stringify({ type: statement.kind, seq: statement.seq, signedAt: statement.signedAt, keyId: statement.keyId, jws: statement.jws }));
-    if (statements.length > 0) await write(out, `${statements.join('\n')}\n`);
+    if (statements.length > 0) await write(out, `${statements.join('\n')}\n`, deadline);
   };
-  await (tenant ? readTenantChainRows(sql, tenant.id, options, exportRows) : readPlatformChainRows(sql, options, exportRows));
+  try {
+    await (tenant ? readTenantChainRows(sql, tenant.id, { ...options, deadline }, exportRows) : readPlatformChainRows(sql, { ...options, deadline }, exportRows));
+  } catch (error) {
+    if (error instanceof VerificationDeadlineError) throw new OperatorError(`the audit chain could not be exported within ${timeoutMs / 1000} s: its reader was too slow, or the chain too long`);
+    throw error;
+  }
 }
 
 /** `tenancy audit checkpoint`: signs every chain head newer than its newest checkpoint, now. */
