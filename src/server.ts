@@ -48,6 +48,8 @@ export type AppOptions = {
   readonly fairShareLanes?: TenantLanes | undefined;
   /** The audit signing key (src/modules/audit-chain/keys.ts); none: verifyAuditChain checks hashes and links only. */
   readonly audit?: AuditServices;
+  /** How many callers' last principals the pipeline keeps (http/pipeline.ts LAST_PRINCIPALS unless given: tests make it small). */
+  readonly lastPrincipals?: number;
 };
 
 export type App = {
@@ -96,6 +98,7 @@ export function createApp(options: AppOptions): App {
     guards: options.guards ?? [],
     subscriptions,
     audit: options.audit,
+    lastPrincipals: options.lastPrincipals,
   });
   const graphqlPost = createPostHandler({ pipeline, maxBodyBytes: http.maxBodyBytes, corsOrigins: http.corsOrigins });
   const graphqlSse = createSseHandler({ pipeline, maxBodyBytes: http.maxBodyBytes, corsOrigins: http.corsOrigins });

@@ -185,3 +185,25 @@ it('a platform transaction never runs as an assumed principal: only a tenant\'s 
     await inTenant.end(false);
   }
 });
+
+it('the last principals kept are bounded (an LRU): a caller pushed out by as many others as the bound writes in 2 round trips again, and is learned again', async () => {
+  // The pipeline's bound (10,000 unless given) made 3: four callers are one more than it keeps.
+  const small = createTestApp(db.appPool(1), { lastPrincipals: 3 });
+  const writeAs = (title: string, role: Role) => small.request(CREATE_TASK, { token: tenant.members[role].token, variables: { s: sessionId, t: title } });
+  for (let i = 0; i < 3; i++) written(await writeAs('bounded', 'MEMBER')); // the write's shape learned; the member's principal kept
+  expect((await roundTrips(() => writeAs('bounded', 'MEMBER'))).trips).toBe(1);
+  // Two others: three kept, the member among them.
+  written(await writeAs('bounded', 'ADMIN'));
+  written(await writeAs('bounded', 'LEAD'));
+  expect((await roundTrips(() => writeAs('bounded', 'MEMBER'))).trips).toBe(1);
+  // A third (its write refused, its principal kept all the same): the member, least recently seen, is pushed out.
+  written(await writeAs('bounded', 'ADMIN'));
+  written(await writeAs('bounded', 'LEAD'));
+  expect(codes(await writeAs('bounded', 'VIEWER'))).toEqual(['FORBIDDEN']);
+  const before = await tasksTitled('pushed out');
+  const again = await roundTrips(() => writeAs('pushed out', 'MEMBER'));
+  expect(written(again.value)).toBe('pushed out');
+  expect(again.trips).toBe(2); // BEGIN and the check; then the write with its COMMIT
+  expect(await tasksTitled('pushed out')).toBe(before + 1);
+  expect((await roundTrips(() => writeAs('pushed out', 'MEMBER'))).trips).toBe(1); // kept again
+});

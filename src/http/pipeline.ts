@@ -81,6 +81,8 @@ export type PipelineOptions = {
   readonly subscriptions?: SubscriptionEngine | undefined;
   /** The audit signing key, for verifyAuditChain (src/modules/audit-chain). */
   readonly audit?: AuditServices;
+  /** Credentials and tenant pairs whose last principal is kept for writes to assume: LAST_PRINCIPALS unless given (tests make it small). */
+  readonly lastPrincipals?: number;
 };
 
 export type Pipeline = {
@@ -132,7 +134,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   /** Per cached mutation: whether it commits with its statement (graphql/operation.ts): 1 round trip (`assume`) or 2, instead of 3. */
   const writes = createWriteShapes(schema, maxResponseBytes);
   /** Per credentials and tenant asked for: the principal their last request check answered (a write assumes it, `assume`). */
-  const lastPrincipals = new LRUCache<string, Principal>({ max: LAST_PRINCIPALS });
+  const lastPrincipals = new LRUCache<string, Principal>({ max: options.lastPrincipals ?? LAST_PRINCIPALS });
 
   async function run(request: PipelineRequest, admissions: Admission[]): Promise<RunResult> {
     const params = checkParams(request.params);
@@ -169,7 +171,9 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     const principalKey = mode === 'tenant' ? principalKeyOf(selection) : undefined;
     // A write that commits with its statement runs as the principal its caller's last check answered: one round trip.
     let assume = principalKey === undefined ? undefined : lastPrincipals.get(principalKey);
-    for (let attempt = 1; ; attempt++) {
+    // Runs counted against CONFLICT_ATTEMPTS: the run again after PrincipalChanged is not one (the first ran nothing).
+    let attempt = 1;
+    for (;;) {
       // A read that sent all its statements as it started last time: BEGIN, the check, the statements and COMMIT in one write.
       const commitEarly = kind === OperationTypeNode.QUERY && readsAtOnce.get(operation) === true;
       const commitWithWrite = kind === OperationTypeNode.MUTATION && writes.atOnce(operation);
@@ -189,12 +193,11 @@ export function createPipeline(options: PipelineOptions): Pipeline {
         : await execute({ schema, document: checked.document, variableValues: params.variables, operationName: params.operationName, contextValue: context });
       if (assume && commitWithWrite && (await db.confirmed().then(() => false, (error: unknown) => error instanceof PrincipalChanged))) {
         // The check found another principal (a role or membership changed): nothing ran past it, the COMMIT rolled back.
-        // Once more, waiting for the check (not an attempt: the first one ran nothing).
+        // Once more, waiting for the check: at most once, since nothing is assumed from here on.
         log.debug({ requestId: request.requestId }, 'the request check found another principal than the one assumed: running the write again');
         await db.end(false);
         lastPrincipals.delete(principalKey!);
         assume = undefined;
-        attempt--;
         continue;
       }
       if (principalKey !== undefined && db.known) lastPrincipals.set(principalKey, db.known);
@@ -226,6 +229,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       // run it once more while the deadline allows (DESIGN.md section 5, CONFLICT).
       if (attempt < CONFLICT_ATTEMPTS && finished.errors?.some(isRetryableConflict) && Date.now() < (request.deadline ?? Infinity)) {
         log.debug({ requestId: request.requestId, attempt }, 'concurrent update: running the transaction again');
+        attempt++;
         continue;
       }
       if (db.known) documents.remember(key, checked, params.query); // the database accepted the caller

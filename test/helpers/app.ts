@@ -27,6 +27,8 @@ export type TenancyOptions = Partial<Pick<Config, 'multiTenancy' | 'defaultTenan
   readonly guards?: readonly RequestGuard[];
   /** The audit signing key verifyAuditChain checks against; none unless given. */
   readonly audit?: AuditServices;
+  /** How many callers' last principals the pipeline keeps (its default, 10,000, unless given). */
+  readonly lastPrincipals?: number;
 };
 
 /** The settings a service started with NODE_ENV=test and nothing else would have. */
@@ -50,7 +52,7 @@ export type TestApp = {
 };
 
 export function createTestApp(sql: Sql, tenancy: TenancyOptions = {}): TestApp {
-  const { guards, audit, ...settings } = tenancy;
+  const { guards, audit, lastPrincipals, ...settings } = tenancy;
   const app = createApp({
     config: { multiTenancy: true, defaultTenant: undefined, allowedTenants: undefined, graphiql: false, tenantHostSuffix: undefined, http: TEST_HTTP, ...settings },
     sql,
@@ -58,6 +60,7 @@ export function createTestApp(sql: Sql, tenancy: TenancyOptions = {}): TestApp {
     log: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
     guards,
     audit,
+    lastPrincipals,
   });
   let origin: Promise<string> | undefined;
   const listening = () =>
