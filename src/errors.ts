@@ -58,6 +58,12 @@ export const responseTooLarge = (max: number) =>
 /** The database is down, out of connections, or the request ran past its deadline; the client may retry. */
 export const unavailable = (reason: string, message = 'The service is temporarily unavailable: try again shortly') =>
   apiError('UNAVAILABLE', message, { reason });
+/**
+ * A write cut short (its deadline, a shutdown) after its COMMIT was sent and before the database answered it: it may
+ * have committed, so the client reads before it retries (a retry could make the write twice).
+ */
+export const outcomeUnknown = () =>
+  unavailable('outcome-unknown', 'The request was cut short after its write was sent to be committed: the write may have been applied. Read it again before retrying');
 
 /**
  * By shape, not instanceof: graphql can be loaded twice (its ESM and CJS

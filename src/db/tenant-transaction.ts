@@ -5,9 +5,10 @@
 // a connection, every statement and the commit; past it the connection is
 // dropped (the server rolls back what has not committed: a COMMIT already sent
 // behind the statements, commitEarly, commitWithWrite, may still commit) and
-// every use answers UNAVAILABLE.
+// every use answers UNAVAILABLE (a write whose COMMIT was sent and not yet
+// answered: UNAVAILABLE outcome-unknown, since it may have committed).
 import type { GraphQLError } from 'graphql';
-import { responseTooLarge, tenantNotFound, tenantRequired, tenantSuspended, unauthenticated, unavailable } from '../errors.ts';
+import { outcomeUnknown, responseTooLarge, tenantNotFound, tenantRequired, tenantSuspended, unauthenticated, unavailable } from '../errors.ts';
 import { isUuid } from '../tenancy/identifiers.ts';
 import type { Credentials, Principal, TenantContext, TenantSelection } from '../tenancy/principal.ts';
 import type { Role } from '../tenancy/roles.ts';
@@ -61,6 +62,11 @@ export type TransactionOptions = {
    * PrincipalChanged: the caller runs the operation again without an assumption.
    */
   readonly assume?: Principal;
+  /**
+   * The operation may write (a mutation; implied by `commitWithWrite`): cut short (its deadline, a shutdown) while its
+   * COMMIT is sent and unanswered, every use answers UNAVAILABLE `outcome-unknown` instead of `timeout` or `shutdown`.
+   */
+  readonly writes?: boolean;
 };
 
 type Opened = { readonly tx: Reserved; readonly principal: Promise<Principal> };
@@ -114,6 +120,10 @@ export class TenantTransaction {
   #assumed: Principal | undefined;
   /** A statement was sent in the first tick as the assumed principal: COMMIT is queued at that tick's end, behind it. */
   #wroteAsAssumed = false;
+  /** `writes`: a COMMIT cut short by `abort` may have committed. */
+  readonly #writes: boolean;
+  /** A COMMIT was sent (or queued behind the statements) and the database has not answered it yet. */
+  #commitUnanswered = false;
 
   constructor(sql: Sql, selection: TenantSelection, options: TransactionOptions = {}) {
     this.#sql = sql;
@@ -125,6 +135,7 @@ export class TenantTransaction {
     this.#commitEarly = options.commitEarly ?? false;
     this.#commitWithWrite = options.commitWithWrite ?? false;
     this.#assumed = this.#commitWithWrite && options.assume?.tenant ? options.assume : undefined;
+    this.#writes = this.#commitWithWrite || options.writes === true;
   }
 
   /**
@@ -219,11 +230,13 @@ export class TenantTransaction {
 
   /**
    * Ends the transaction now, from outside (its deadline, a shutdown): the
-   * connection is dropped, so the server rolls back and nothing of it can
-   * commit later; queries in flight and every later use fail with `error`.
+   * connection is dropped, so the server rolls back what has not committed;
+   * queries in flight and every later use fail with `error`, or, for a write
+   * whose COMMIT the database had received and not answered (it may commit
+   * all the same), with UNAVAILABLE outcome-unknown.
    */
   abort(error: GraphQLError): void {
-    this.#failure ??= error;
+    this.#failure ??= this.#writes && this.#commitUnanswered ? outcomeUnknown() : error;
     this.#stopWaiting?.(this.#failure);
     this.#reserved?.destroy(this.#failure); // a no-op once released
   }
@@ -291,8 +304,11 @@ export class TenantTransaction {
         if (!commit && this.#commitWithWrite && done.command === 'COMMIT') throw new CommittedBeforeFailure();
         // The other way round (a resolver that swallowed its statement's error): nothing was written, so no success.
         if (commit && this.#commitWithWrite && done.command === 'ROLLBACK') throw new Error('the write was rolled back with its failed statement, yet the operation succeeded');
-      } else if (commit) await tx`commit`;
-      else {
+      } else if (commit) {
+        this.#commitUnanswered = true;
+        await tx`commit`;
+        this.#commitUnanswered = false;
+      } else {
         await tx`rollback`.catch(() => {
           tx.destroy(); // its state is unknown: never hand it to the next request
         });
@@ -406,18 +422,25 @@ export class TenantTransaction {
     setImmediate(() => {
       this.#inWriteTick = false;
       if (!this.#commitWithWrite || this.#writeTicks !== 1 || this.#ended || this.#failure || this.#committing || !this.#reserved) return;
-      const committing = this.#reserved`commit`;
-      committing.catch(() => {}); // observed by end(); this also queues it now, before postgres.js writes
-      this.#committing = committing;
+      this.#committing = this.#queueCommit(this.#reserved);
     });
   }
 
   /** commitEarly, or a write sent as the assumed principal: COMMIT queued behind what the tick sent, in the same write. */
   #commitIfEarly(): void {
     if (!(this.#commitEarly || this.#wroteAsAssumed) || this.#ended || this.#failure || this.#committing || !this.#reserved) return;
-    const committing = this.#reserved`commit`;
-    committing.catch(() => {}); // observed by end(); this also queues it now, before postgres.js writes
-    this.#committing = committing;
+    this.#committing = this.#queueCommit(this.#reserved);
+  }
+
+  /** COMMIT behind what this tick sent, unanswered until the database answers it. */
+  #queueCommit(tx: Reserved): Promise<unknown> {
+    const committing = tx`commit`;
+    this.#commitUnanswered = true;
+    const answered = () => {
+      this.#commitUnanswered = false;
+    };
+    committing.then(answered, answered); // observed by end(); this also queues it now, before postgres.js writes
+    return committing;
   }
 
   /** Before each statement a repository sends: noted when late; after an early COMMIT, a new transaction first. */

@@ -184,6 +184,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
         commitEarly,
         commitWithWrite,
         assume: commitWithWrite ? assume : undefined,
+        writes: kind === OperationTypeNode.MUTATION,
       });
       request.state.transaction = db;
       const context = requestContext(request.requestId, db, options.audit);
