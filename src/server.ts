@@ -146,6 +146,13 @@ export function createApp(options: AppOptions): App {
     const path = query < 0 ? url : url.slice(0, query);
     const graphql = path === '/graphql';
     const eventStream = graphql && (req.method === 'GET' || req.method === 'POST') && wantsEventStream(req);
+    if (streamedOn.has(req.socket)) return leaveUnanswered(req, requestId, path, log);
+    if (eventStream) {
+      // An event stream is its connection's last answer: a request pipelined behind it would wait for the stream's end.
+      // Its answer says `Connection: close` at once; the connection closes once it ends (Node, for that header).
+      streamedOn.add(req.socket);
+      res.setHeader('connection', 'close');
+    }
     const post = !eventStream && graphql && req.method === 'POST';
     // The JSON POST path sends it with its other headers in one writeHead (Node's fast case); every other path here.
     if (!post) res.setHeader('x-request-id', requestId);
@@ -191,6 +198,19 @@ export function createApp(options: AppOptions): App {
   return { yoga, handle, pipeline, upgrade: (req, socket, head) => websockets.upgrade(req, socket, head), subscriptions, closeStreams, log };
 }
 
+
+/** Connections whose answer to an event-stream request is (or will be) their last. */
+const streamedOn = new WeakSet<Duplex>();
+
+/**
+ * A request pipelined behind an event stream on its connection: neither run nor answered (the stream's answer said
+ * `Connection: close`, so its client knows it was not, and may send it again on another connection). Nothing more is
+ * read from the connection: a client pipelining behind a stream holds no more than what it already sent.
+ */
+function leaveUnanswered(req: IncomingMessage, requestId: string, path: string, log: Logger): void {
+  req.socket.pause();
+  log.info({ requestId, method: req.method, path, unanswered: true }, 'a request pipelined behind an event stream: not run, not answered; the connection closes once the stream ends');
+}
 
 /**
  * Yoga's GraphQL requests (GET, and POSTs under yoga.fetch) go through the
