@@ -137,13 +137,13 @@ it.each([
 it('a write refused after its statement succeeded (its row past the response budget) writes nothing: under a small budget it never commits with its statement', async () => {
   const small = createTestApp(db.appPool(1), { http: { ...TEST_HTTP, maxResponseBytes: 4096 } });
   const write = (input: string) =>
-    small.request('mutation($s: ID!, $i: JSONObject) { createTask(input: { sessionId: $s, title: "budget", input: $i }) { task { id } } }', {
+    small.request('mutation($s: ID!, $i: JSONObject) { createTask(input: { sessionId: $s, title: "budget", input: $i }) { task { id input } } }', {
       token: tenant.members.MEMBER.token,
       variables: { s: sessionId, i: { text: input } },
     });
   expect((await write('small')).body.errors).toBeUndefined(); // learned: one statement in one tick after the check
   const before = await tasksTitled('budget');
-  const refused = await write('x'.repeat(8000));
+  const refused = await write('x'.repeat(8000)); // its row, returned with the input the answer shows, is past the budget
   expect(refused.body.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT'); // the response limit
   expect(await tasksTitled('budget')).toBe(before);
 });

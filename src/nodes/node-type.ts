@@ -6,7 +6,7 @@
 import { brandWithType, createContextCache, type FieldMap, type InputFieldMap, type InputShapeFromFields, type ObjectRef } from '@pothos/core';
 import { pathDataloaderGetter } from '@pothos/plugin-dataloader';
 import DataLoader from 'dataloader';
-import type { GraphQLResolveInfo } from 'graphql';
+import type { FieldNode, GraphQLResolveInfo } from 'graphql';
 import type { Tx } from '../db/pool.ts';
 import { notFound } from '../errors.ts';
 import { builder } from '../graphql/builder.ts';
@@ -15,7 +15,7 @@ import { connectionType, keysetConnection, type Connection, type ConnectionArgs 
 import { decodeGlobalId, encodeGlobalId, nodeTypeNamed, registerNodeType, type RegisteredNode } from './global-id.ts';
 import type { NodeFieldExtensions } from './plugin.ts';
 import { prefetchChildren, prefetched } from './prefetch.ts';
-import { connectionNodeSelection, objectFields } from './selection.ts';
+import { connectionNodeSelection, eachField, objectFields } from './selection.ts';
 import type { ColumnChoice, Listed, Table, Where } from './table.ts';
 
 type Types = typeof builder.$inferSchemaTypes;
@@ -47,6 +47,7 @@ export class NodeType<Row extends { id: string }> implements RegisteredNode {
   readonly #loader: (context: GraphQLContext) => DataLoader<Wanted, Listed<Row> | null, string>;
   readonly #listChoices = new WeakMap<Selected['fieldNodes'], ColumnChoice>();
   readonly #objectChoices = new WeakMap<Selected['fieldNodes'], ColumnChoice>();
+  readonly #payloadChoices = new WeakMap<Selected['fieldNodes'], ColumnChoice>();
 
   constructor(name: string, options: NodeTypeOptions<Row>) {
     this.name = name;
@@ -238,6 +239,21 @@ export class NodeType<Row extends { id: string }> implements RegisteredNode {
     if (choice === undefined) {
       choice = this.#choiceOf(objectFields(selection));
       this.#objectChoices.set(selection.fieldNodes, choice);
+    }
+    return choice;
+  }
+
+  /**
+   * The columns the object selected at `field` of the field being resolved needs (a payload's `task`): what a
+   * write returns (`insert … returning`), so its answer parses no column it does not show. Remembered per field nodes.
+   */
+  payloadChoice(info: Selected, field: string): ColumnChoice {
+    let choice = this.#payloadChoices.get(info.fieldNodes);
+    if (choice === undefined) {
+      const fieldNodes: FieldNode[] = [];
+      for (const node of info.fieldNodes) eachField(node.selectionSet, info.fragments, (selected) => selected.name.value === field && fieldNodes.push(selected));
+      choice = this.#choiceOf(objectFields({ fieldNodes, fragments: info.fragments }));
+      this.#payloadChoices.set(info.fieldNodes, choice);
     }
     return choice;
   }

@@ -2,7 +2,7 @@ import { rethrowConstraint } from '../../db/errors.ts';
 import type { Tx } from '../../db/pool.ts';
 import { badUserInput, notFound } from '../../errors.ts';
 import { conditions, timeRange } from '../../nodes/keyset.ts';
-import { table } from '../../nodes/table.ts';
+import { table, type ColumnChoice, type Listed } from '../../nodes/table.ts';
 
 export type TaskStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 
@@ -66,15 +66,25 @@ const constraints = {
   tasks_output_size: () => badUserInput('input.output', 'must be at most 64 KiB'),
 };
 
-// One constant text (prepared once per connection): a tagged template with a `returning` fragment was built
-// and signed again on every call.
-const CREATE_TASK = `insert into app.tasks (tenant_id, session_id, title, input, assignee_id, created_by)
-                     values (app.current_tenant_id(), $1, $2, $3, $4, app.current_user_id())
-                     returning ${tasks.columnsText()}`;
+// One constant text per column choice (prepared once per connection): a tagged template with a `returning`
+// fragment was built and signed again on every call. It returns what the answer shows (`choice`, from the
+// payload's selection): the whole row was 11 columns, two of them jsonb and two timestamps, parsed for `{ id title status }`.
+const createTaskTexts = new Map<ColumnChoice, string>();
+const createTaskText = (choice: ColumnChoice) => {
+  let text = createTaskTexts.get(choice);
+  if (text === undefined) {
+    text = `insert into app.tasks (tenant_id, session_id, title, input, assignee_id, created_by)
+            values (app.current_tenant_id(), $1, $2, $3, $4, app.current_user_id())
+            returning ${tasks.columnsText(choice)}`;
+    createTaskTexts.set(choice, text);
+  }
+  return text;
+};
 
-export async function createTask(tx: Tx, task: NewTask): Promise<TaskRow> {
+/** The new row with the columns `choice` reads (the whole row unless told). */
+export async function createTask(tx: Tx, task: NewTask, choice: ColumnChoice = tasks.WHOLE): Promise<Listed<TaskRow>> {
   try {
-    const [row] = await tx.unsafe<TaskRow[]>(CREATE_TASK, [task.sessionId, task.title, tx.json(task.input as Json), task.assigneeId], { prepare: true });
+    const [row] = await tx.unsafe<Listed<TaskRow>[]>(createTaskText(choice & tasks.WHOLE), [task.sessionId, task.title, tx.json(task.input as Json), task.assigneeId], { prepare: true });
     return row!;
   } catch (error) {
     rethrowConstraint(error, constraints);
