@@ -128,6 +128,16 @@ it('a tenant renamed between two writes: the write is run again as the principal
   expect(await tasksTitled('renamed')).toBe(1);
 });
 
+it('a read keeps what its check found: after a rename seen by a read, the next write assumes the new name and takes 1 round trip', async () => {
+  const admin = tenant.members.ADMIN;
+  await learned({ token: admin.token }, 'written');
+  await db.owner`update app.tenants set name = 'Renamed before a read' where id = ${tenant.id}`;
+  expect((await api.request('{ viewer { tenant { name } } }', { token: admin.token })).body.errors).toBeUndefined();
+  const { value, trips } = await roundTrips(() => write('after a read', { token: admin.token }));
+  expect(written(value)).toBe('after a read');
+  expect(trips).toBe(1); // kept unchanged by the read, it would be aborted once and run again: 3
+});
+
 it('an API key: lowered to VIEWER, its write is refused and writes nothing; revoked, it is UNAUTHENTICATED', async () => {
   const key = newApiKey();
   await db.owner`

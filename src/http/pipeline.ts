@@ -119,6 +119,13 @@ function principalKeyOf({ credentials, tenant }: TenantSelection): string {
     : `key ${credentials.secretHash.toString('base64')} ${tenant ?? ''}`;
 }
 
+/** Whether two principals are the same in every field the request check answers (`assume` is confirmed on all of them). */
+function samePrincipal(kept: Principal | undefined, found: Principal): boolean {
+  if (kept === undefined || kept.userId !== found.userId || kept.apiKeyId !== found.apiKeyId || kept.operator !== found.operator) return false;
+  const [a, b] = [kept.tenant, found.tenant];
+  return a === b || (a !== undefined && b !== undefined && a.id === b.id && a.slug === b.slug && a.name === b.name && a.status === b.status && a.role === b.role);
+}
+
 type Params = { query: string; variables: Record<string, unknown> | undefined; operationName: string | undefined };
 
 /** What `run` answers: a result, and for a subscription its stream; for a committed mutation, its body (built before the COMMIT). */
@@ -170,7 +177,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     const mode = transactionMode(schema, operation.definition);
     const principalKey = mode === 'tenant' ? principalKeyOf(selection) : undefined;
     // A write that commits with its statement runs as the principal its caller's last check answered: one round trip.
-    let assume = principalKey === undefined ? undefined : lastPrincipals.get(principalKey);
+    let assume = principalKey === undefined || kind !== OperationTypeNode.MUTATION ? undefined : lastPrincipals.get(principalKey);
     // Runs counted against CONFLICT_ATTEMPTS: the run again after PrincipalChanged is not one (the first ran nothing).
     let attempt = 1;
     for (;;) {
@@ -201,7 +208,9 @@ export function createPipeline(options: PipelineOptions): Pipeline {
         assume = undefined;
         continue;
       }
-      if (principalKey !== undefined && db.known) lastPrincipals.set(principalKey, db.known);
+      // Stored only when it changed: the check answers a new object every time, and storing each one kept it (young) in
+      // the cache's old arrays until the next request of the same caller, for the scavenger to copy and promote.
+      if (principalKey !== undefined && db.known && !samePrincipal(lastPrincipals.peek(principalKey), db.known)) lastPrincipals.set(principalKey, db.known);
       // Learned for good: one statement sent after the first tick (a nested level) and the operation is never read at once again.
       if (kind === OperationTypeNode.QUERY && readsAtOnce.get(operation) !== false) readsAtOnce.set(operation, !db.sentLate);
       if (kind === OperationTypeNode.MUTATION) writes.learn(operation, db.writeTicks);
