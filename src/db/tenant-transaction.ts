@@ -549,6 +549,25 @@ type TenantRow = {
 // backend ~50 us a transaction (parsed every time), these four set_config calls ~15 (bench:pg-cost, Q1 shapes
 // interleaved one by one: 432 against 383 us). Behind PgBouncer (no startup ceilings) BEGIN sets the timeouts as well,
 // so the check itself is bounded there too (`#beginStatement`).
+// Each statement is one constant text, built here once and prepared once per connection: a tagged template is
+// stringified again on every call (its pieces joined around `$n`), and this is every transaction's first statement.
+// $1 the request id, $2 the timeout (both timeouts), then the function's arguments, then the expected principal.
+const SETTINGS = `set_config('app.request_id', $1, true), set_config('statement_timeout', $2, true),
+       set_config('lock_timeout', $2, true), set_config('client_connection_check_interval', '1000', true)`;
+/** With an assumed principal: raises TN409 unless the check found every field of it, in this order (`expected`). */
+const EXPECT_USER = `, app_private.expect_principal(array[$5::text, '', b.tenant_id::text, b.tenant_slug, b.tenant_name, b.role] = $8::text[])`;
+const EXPECT_KEY = `, app_private.expect_principal(array[b.acting_user_id::text, b.api_key_id::text, b.tenant_id::text, b.tenant_slug, b.tenant_name, b.role] = $6::text[])`;
+const USER_CHECK = (expect: string) => `select b.*, ${SETTINGS}${expect} from app_private.begin_request($3::uuid, $4, $5, $6, $7) b`;
+const KEY_CHECK = (expect: string) => `select b.*, ${SETTINGS}${expect} from app_private.begin_api_key_request($3, $4, $5) b`;
+const CHECKS = {
+  user: USER_CHECK(''),
+  userExpecting: USER_CHECK(EXPECT_USER),
+  key: KEY_CHECK(''),
+  keyExpecting: KEY_CHECK(EXPECT_KEY),
+  platform: `select b.*, ${SETTINGS} from app_private.begin_platform_request($3) b`,
+} as const;
+const PREPARED = { prepare: true } as const;
+
 async function beginRequest(tx: Tx, selection: TenantSelection, mode: TransactionMode, requestId: string, timeout: string, assumed?: Principal): Promise<Principal> {
   const { credentials, tenant, allowedSlugs } = selection;
   const allowed = allowedSlugs ? tx.array([...allowedSlugs]) : null;
@@ -560,41 +579,25 @@ async function beginRequest(tx: Tx, selection: TenantSelection, mode: Transactio
     role: row.role,
   });
   // With an assumed principal: every field of it, as the check's row has them (tenantOf, the key's ids), in this order.
-  const expected = assumed?.tenant && [assumed.userId, assumed.apiKeyId ?? '', assumed.tenant.id, assumed.tenant.slug, assumed.tenant.name, assumed.tenant.role];
+  const expected = assumed?.tenant && tx.array([assumed.userId, assumed.apiKeyId ?? '', assumed.tenant.id, assumed.tenant.slug, assumed.tenant.name, assumed.tenant.role]);
   try {
     if (credentials.kind === 'apiKey') {
+      const args = [requestId, timeout, credentials.secretHash, tenant ?? null, allowed];
       const [row] = expected
-        ? await tx<(TenantRow & { acting_user_id: string; api_key_id: string })[]>`
-          select b.*, set_config('app.request_id', ${requestId}, true), set_config('statement_timeout', ${timeout}, true),
-                 set_config('lock_timeout', ${timeout}, true), set_config('client_connection_check_interval', '1000', true),
-                 app_private.expect_principal(array[b.acting_user_id::text, b.api_key_id::text, b.tenant_id::text, b.tenant_slug, b.tenant_name, b.role] = ${tx.array(expected)}::text[])
-          from app_private.begin_api_key_request(${credentials.secretHash}, ${tenant ?? null}, ${allowed}) b`
-        : await tx<(TenantRow & { acting_user_id: string; api_key_id: string })[]>`
-          select b.*, set_config('app.request_id', ${requestId}, true), set_config('statement_timeout', ${timeout}, true),
-                 set_config('lock_timeout', ${timeout}, true), set_config('client_connection_check_interval', '1000', true)
-          from app_private.begin_api_key_request(${credentials.secretHash}, ${tenant ?? null}, ${allowed}) b`;
+        ? await tx.unsafe<(TenantRow & { acting_user_id: string; api_key_id: string })[]>(CHECKS.keyExpecting, [...args, expected], PREPARED)
+        : await tx.unsafe<(TenantRow & { acting_user_id: string; api_key_id: string })[]>(CHECKS.key, args, PREPARED);
       return { userId: row!.acting_user_id, apiKeyId: row!.api_key_id, operator: false, tenant: tenantOf(row!) };
     }
     if (mode === 'platform') {
-      const [row] = await tx<{ is_operator: boolean }[]>`
-        select b.*, set_config('app.request_id', ${requestId}, true), set_config('statement_timeout', ${timeout}, true),
-               set_config('lock_timeout', ${timeout}, true), set_config('client_connection_check_interval', '1000', true)
-        from app_private.begin_platform_request(${credentials.userId}) b`;
+      const [row] = await tx.unsafe<{ is_operator: boolean }[]>(CHECKS.platform, [requestId, timeout, credentials.userId], PREPARED);
       return { userId: credentials.userId, apiKeyId: null, operator: row!.is_operator, tenant: undefined };
     }
     // The server knows whether it holds an id or a slug; the function need not find out.
+    const byId = isUuid(tenant);
+    const args = [requestId, timeout, byId ? tenant : null, byId ? null : tenant!, credentials.userId, credentials.roleCap ?? null, allowed];
     const [row] = expected
-      ? await tx<TenantRow[]>`
-        select b.*, set_config('app.request_id', ${requestId}, true), set_config('statement_timeout', ${timeout}, true),
-               set_config('lock_timeout', ${timeout}, true), set_config('client_connection_check_interval', '1000', true),
-               app_private.expect_principal(array[${credentials.userId}, '', b.tenant_id::text, b.tenant_slug, b.tenant_name, b.role] = ${tx.array(expected)}::text[])
-        from app_private.begin_request(${isUuid(tenant) ? tenant : null}::uuid, ${isUuid(tenant) ? null : tenant!},
-                                       ${credentials.userId}, ${credentials.roleCap ?? null}, ${allowed}) b`
-      : await tx<TenantRow[]>`
-        select b.*, set_config('app.request_id', ${requestId}, true), set_config('statement_timeout', ${timeout}, true),
-               set_config('lock_timeout', ${timeout}, true), set_config('client_connection_check_interval', '1000', true)
-        from app_private.begin_request(${isUuid(tenant) ? tenant : null}::uuid, ${isUuid(tenant) ? null : tenant!},
-                                       ${credentials.userId}, ${credentials.roleCap ?? null}, ${allowed}) b`;
+      ? await tx.unsafe<TenantRow[]>(CHECKS.userExpecting, [...args, expected], PREPARED)
+      : await tx.unsafe<TenantRow[]>(CHECKS.user, args, PREPARED);
     return { userId: credentials.userId, apiKeyId: null, tenant: tenantOf(row!) };
   } catch (error) {
     throw tenantError(error, credentials.kind) ?? error;
