@@ -5,6 +5,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, createTestTenant, insertWorkSession, type GraphQLResponse, type TestApp, type TestTenant } from './helpers/app.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
+import { writesTo } from './helpers/wire.ts';
 
 let db: TestDatabase;
 let api: TestApp;
@@ -39,6 +40,24 @@ describe('createTask returns what its answer shows', () => {
     const returning = lastInsert().split('returning')[1]!;
     expect(returning).toContain('title');
     for (const column of ['created_at', 'updated_at', 'input', 'output', 'assignee_id', 'created_by']) expect(returning).not.toContain(column);
+  });
+
+  it('a write that commits with its insert (learned, 1 round trip) and shows columns of every group answers them all, written once each time', async () => {
+    const shown = 'id title tokens createdAt updatedAt input output __typename';
+    for (let run = 1; run <= 4; run++) {
+      const send = () =>
+        api.request(`mutation($s: ID!, $i: JSONObject) { createTask(input: { sessionId: $s, title: "groups", input: $i }) { task { ${shown} } } }`, {
+          token: a.members.MEMBER.token,
+          variables: { s: sessionId, i: { run } },
+        });
+      const { value, writes } = await writesTo(Number(new URL(db.appUrl).port), send);
+      if (run === 4) expect(writes).toBe(1); // BEGIN, the check, the insert and COMMIT in one write
+      const task = data<Record<string, unknown>>(value);
+      const read = await api.request(`query($id: ID!) { node(id: $id) { ... on Task { ${shown} } } }`, { token: a.members.MEMBER.token, variables: { id: task.id } });
+      expect(task).toEqual(read.body.data!.node);
+      expect(task).toMatchObject({ input: { run }, output: null });
+    }
+    expect((await db.owner<{ n: number }[]>`select count(*)::int as n from app.tasks where title = 'groups'`)[0]!.n).toBe(4);
   });
 
   it('every field, through a fragment, an inline fragment and an alias: the same values a read of the row gives', async () => {
