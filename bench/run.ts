@@ -26,8 +26,9 @@
 // BENCH_BASELINE_NODE_OPTIONS (the baseline's, default the service's: a flag measured against none),
 // BENCH_BASELINE (a checkout, e.g. a git worktree of an earlier commit: its
 // service runs as the system `baseline`, so a change is measured in the same run),
+// BENCH_DURING (a shell command run beside each measured window: $PID, $SYSTEM, $CASE; e.g. perf stat -p $PID),
 // BENCH_SOAK_SECONDS (0; `npm run bench:soak` sets 300 and no rounds).
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
@@ -255,10 +256,16 @@ function load(origin: string, requests: LoadRequest[], seconds: number): LoadRes
 type Measured = LoadResult & { serverCpuUs: number; postgresCpuUs: number };
 type Row = { round: number; case: CaseName; results: Partial<Record<System, Measured>> };
 
-function measured(system: Service, requests: LoadRequest[]): Measured {
+function measured(name: System, kind: CaseName, system: Service, requests: LoadRequest[]): Measured {
+  // BENCH_DURING: a shell command run beside each measured window, with the server's PID, SYSTEM and CASE in its
+  // environment (e.g. `perf stat -e 'syscalls:sys_enter_write*' -p $PID -- sleep 5`); its output goes to stderr.
+  const during = process.env.BENCH_DURING
+    ? spawn('sh', ['-c', process.env.BENCH_DURING], { env: { ...process.env, PID: String(system.child.pid), SYSTEM: name, CASE: kind }, stdio: ['ignore', 2, 2] })
+    : undefined;
   const before = cpuNow(system.child.pid!, db.postgresPid);
   const result = load(system.origin, requests, SECONDS);
   const after = cpuNow(system.child.pid!, db.postgresPid);
+  during?.kill();
   const per = (ms: number) => Math.round((ms * 1000) / Math.max(1, result.total));
   return { ...result, serverCpuUs: per(after.server - before.server), postgresCpuUs: per(after.postgres - before.postgres) };
 }
@@ -285,7 +292,7 @@ try {
       for (const system of order) {
         const requests = requestsFor(system, name, principals, tokens);
         load(systems[system]!.origin, requests, WARMUP);
-        results[system] = measured(systems[system]!, requests);
+        results[system] = measured(system, name, systems[system]!, requests);
       }
       const row = { round, case: name, results };
       rows.push(row);
