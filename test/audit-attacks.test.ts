@@ -416,10 +416,13 @@ describe('the verifier itself', () => {
   });
 
   it('a long chain is hashed in slices: the event loop turns while it is verified', async () => {
+    // Slices are of time (HASH_SLICE_MS): the chain is long enough to take several on a fast machine too (5,000
+    // events took two 10 ms slices on this session's machine, and the test failed).
+    const length = 20_000;
     const events = [];
     let prev: Buffer = Buffer.alloc(32);
     const tenantId = '00000000-0000-4000-8000-000000000001';
-    for (let seq = 1; seq <= 5000; seq++) {
+    for (let seq = 1; seq <= length; seq++) {
       const fields = { seq: String(seq), occurredAt: '2026-12-01T00:00:00.000000Z', actorKind: 'system', actorUserId: null, actorApiKeyId: null, action: 'test.long', targetType: 'thing', targetId: String(seq), reason: null, details: '{}', requestId: null };
       const prevHash = prev;
       const hash = tenantEventHash(tenantId, fields, prevHash);
@@ -435,7 +438,7 @@ describe('the verifier itself', () => {
     setImmediate(turn);
     const result = await verifyChain({ chain: `tenant:${tenantId}`, events, statements: [] }, key);
     verifying = false;
-    expect(result).toMatchObject({ ok: true, events: 5000 });
+    expect(result).toMatchObject({ ok: true, events: length });
     expect(turns).toBeGreaterThanOrEqual(4);
   });
 
