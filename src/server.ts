@@ -195,7 +195,17 @@ export function createApp(options: AppOptions): App {
     subscriptions.close();
     await websockets.close();
   };
-  return { yoga, handle, pipeline, upgrade: (req, socket, head) => websockets.upgrade(req, socket, head), subscriptions, closeStreams, log };
+  const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // An upgrade pipelined behind an event stream is handed the very socket the stream answers on: its 101 went out
+    // ahead of the stream and a WebSocket's requests ran there. Left unanswered like any request behind a stream. Node
+    // took its error listener off the socket for the upgrade: one again, so a reset connection is no uncaught error.
+    if (streamedOn.has(socket)) {
+      socket.on('error', () => socket.destroy());
+      return leaveUnanswered(req, randomUUID(), (req.url ?? '').split('?')[0]!, log);
+    }
+    websockets.upgrade(req, socket, head);
+  };
+  return { yoga, handle, pipeline, upgrade, subscriptions, closeStreams, log };
 }
 
 

@@ -102,3 +102,39 @@ it('an SSE request answered at once (a query over SSE) also ends its connection:
   expect(answerHeads(raw)).toHaveLength(1);
   expect(await agentsNamed('behind-a-query-over-sse')).toBe(0);
 });
+
+/** A client's WebSocket text frame (masked with a zero key: the bytes as they are). */
+function wsFrame(message: unknown): Buffer {
+  const payload = Buffer.from(JSON.stringify(message));
+  const head = payload.length < 126 ? [0x81, 0x80 | payload.length] : [0x81, 0x80 | 126, payload.length >> 8, payload.length & 0xff];
+  return Buffer.concat([Buffer.from(head), Buffer.alloc(4), payload]);
+}
+
+it('a WebSocket upgrade pipelined behind a stream is not answered either: no 101 ahead of the stream, no mutation run as a WebSocket there', async () => {
+  // Node hands an upgrade the socket itself ('upgrade' event), outside the request handler: it was answered 101 ahead
+  // of the stream's own head, and a graphql-ws client on it ran a mutation while the stream still answered there.
+  const upgrade =
+    'GET /graphql HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
+    `sec-websocket-version: 13\r\nsec-websocket-protocol: graphql-transport-ws\r\nauthorization: Bearer ${tenant.members.MEMBER.token}\r\n\r\n`;
+  const bytes = Buffer.concat([Buffer.from(`${sseRequest(await shortLived())}${upgrade}`), wsFrame({ type: 'connection_init', payload: {} })]);
+  const socket = connect(Number(new URL(live.origin).port), '127.0.0.1', () => socket.write(bytes));
+  let raw = '';
+  let subscribed = false;
+  socket.on('data', (chunk: Buffer) => {
+    raw += chunk.toString('latin1');
+    if (!subscribed && raw.includes('connection_ack')) {
+      subscribed = true; // the mutation, as soon as the socket is a WebSocket's
+      const query = 'mutation { createAgent(input: { name: "behind-a-stream-ws", kind: "assistant" }) { agent { name } } }';
+      socket.write(wsFrame({ id: '1', type: 'subscribe', payload: { query } }));
+    }
+  });
+  const closed = await new Promise<boolean>((resolve) => {
+    socket.on('close', () => resolve(true));
+    setTimeout(() => resolve(false), 10_000);
+  });
+  expect(await agentsNamed('behind-a-stream-ws')).toBe(0);
+  expect(raw).not.toContain('101 Switching Protocols');
+  expect(answerHeads(raw)).toEqual(['HTTP/1.1 200 OK']); // the stream's only
+  expect(raw).toContain('event: complete');
+  expect(closed).toBe(true); // by the server, once the stream ended
+});
