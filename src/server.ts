@@ -141,9 +141,7 @@ export function createApp(options: AppOptions): App {
     const started = performance.now();
     const header = req.headers['x-request-id'];
     const requestId = typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID();
-    const url = req.url ?? '';
-    const query = url.indexOf('?');
-    const path = query < 0 ? url : url.slice(0, query);
+    const path = pathOf(req.url);
     const graphql = path === '/graphql';
     const eventStream = graphql && (req.method === 'GET' || req.method === 'POST') && wantsEventStream(req);
     if (streamedOn.has(req.socket)) return leaveUnanswered(req, requestId, path, log);
@@ -201,13 +199,19 @@ export function createApp(options: AppOptions): App {
     // took its error listener off the socket for the upgrade: one again, so a reset connection is no uncaught error.
     if (streamedOn.has(socket)) {
       socket.on('error', () => socket.destroy());
-      return leaveUnanswered(req, randomUUID(), (req.url ?? '').split('?')[0]!, log);
+      return leaveUnanswered(req, randomUUID(), pathOf(req.url), log);
     }
     websockets.upgrade(req, socket, head);
   };
   return { yoga, handle, pipeline, upgrade, subscriptions, closeStreams, log };
 }
 
+
+/** A request's path, without its query string. */
+function pathOf(url = ''): string {
+  const query = url.indexOf('?');
+  return query < 0 ? url : url.slice(0, query);
+}
 
 /** Connections whose answer to an event-stream request is (or will be) their last. */
 const streamedOn = new WeakSet<Duplex>();

@@ -66,12 +66,18 @@ const expireAll = (pool: Sql) => () => {
   for (const transaction of poolState(pool).open) transaction.expire();
 };
 
-const reasonOf = (response: GraphQLResponse) => [response.status, response.body.errors?.map((error) => error.extensions?.code), response.body.errors?.[0]?.extensions?.reason];
-
-it('a write past its deadline while its COMMIT runs (2 round trips then the COMMIT): 503 outcome-unknown, its message says it may have been applied', async () => {
+/** A fresh service on a pool of one connection, and its MEMBER's createTask. */
+function memberWriter() {
   const pool = db.appPool(1);
   const api = createTestApp(pool);
   const write = (title: string) => api.request(CREATE_TASK, { token: tenant.members.MEMBER.token, variables: { s: sessionId, t: title } });
+  return { pool, write };
+}
+
+const reasonOf = (response: GraphQLResponse) => [response.status, response.body.errors?.map((error) => error.extensions?.code), response.body.errors?.[0]?.extensions?.reason];
+
+it('a write past its deadline while its COMMIT runs (2 round trips then the COMMIT): 503 outcome-unknown, its message says it may have been applied', async () => {
+  const { pool, write } = memberWriter();
   // A fresh service's first run of the mutation: the check, the write, then COMMIT on its own.
   const answer = await cutShort(pool, write, 'held at commit 1', expireAll(pool));
   expect(reasonOf(answer)).toEqual([503, ['UNAVAILABLE'], 'outcome-unknown']);
@@ -82,9 +88,7 @@ it('a write past its deadline while its COMMIT runs (2 round trips then the COMM
 });
 
 it('a write cut short before its COMMIT was sent (waiting in its insert, a COMMIT sent only after it): 503 timeout, as before, and nothing is written', async () => {
-  const pool = db.appPool(1);
-  const api = createTestApp(pool);
-  const write = (title: string) => api.request(CREATE_TASK, { token: tenant.members.MEMBER.token, variables: { s: sessionId, t: title } });
+  const { pool, write } = memberWriter();
   const answer = await cutShort(pool, write, 'held at insert 1', expireAll(pool));
   expect(reasonOf(answer)).toEqual([503, ['UNAVAILABLE'], 'timeout']);
   await new Promise((resolve) => setTimeout(resolve, 300)); // the lock let go: a write that survived its client would commit now
@@ -92,9 +96,7 @@ it('a write cut short before its COMMIT was sent (waiting in its insert, a COMMI
 });
 
 it('a shutdown while a write sent in one round trip (BEGIN, the check, the insert and COMMIT) waits in its COMMIT: 503 outcome-unknown', async () => {
-  const pool = db.appPool(1);
-  const api = createTestApp(pool);
-  const write = (title: string) => api.request(CREATE_TASK, { token: tenant.members.MEMBER.token, variables: { s: sessionId, t: title } });
+  const { pool, write } = memberWriter();
   for (let i = 0; i < 3; i++) expect((await write('learning')).body.errors).toBeUndefined();
   expect((await writesTo(Number(new URL(db.appUrl).port), () => write('learning'))).writes).toBe(1);
   // What main.ts does shortly before the shutdown deadline: every request still running is ended now.
