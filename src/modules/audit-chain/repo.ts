@@ -93,6 +93,14 @@ async function readStatement<Row, T>(query: ChainQuery<Row>, options: ReadOption
     return await use(meta, batches());
   } finally {
     await cursor.return?.();
+    // postgres.js's return() only asks for the portal's close (Close, Sync) and returns at once; the statement and its
+    // snapshot end with the CloseComplete that settles one more next() (a plain value when the statement had ended).
+    // Waited for, so whoever goes on after the read (an export cut short by its deadline) finds the snapshot released.
+    try {
+      await cursor.next();
+    } catch {
+      // The statement's own error, already met by the read.
+    }
   }
 }
 
