@@ -11,7 +11,7 @@ import { Writable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.ts';
 import { OperatorError, findTenant, type TenantRecord } from '../src/operator/repo.ts';
-import { eventLine, exportAudit } from '../src/modules/audit-chain/cli.ts';
+import { eventLine, exportAudit, verifyAudit } from '../src/modules/audit-chain/cli.ts';
 import { auditKeyFromPem, generateAuditKeyPem, type AuditKey } from '../src/modules/audit-chain/keys.ts';
 import { READ_BATCH, readTenantChain } from '../src/modules/audit-chain/repo.ts';
 import { purgeExpired } from '../src/modules/audit-chain/signing.ts';
@@ -136,6 +136,76 @@ describe('tenancy audit export', () => {
     // The connection it used serves again (its statement closed, no transaction left open).
     await Promise.all(Array.from({ length: 8 }, () => db.owner`select 1`));
     expect(await holding()).toBe(0);
+  }, 10_000);
+
+  /** Client backends of this database (besides this one and `except`) holding a snapshot, or waiting for a lock. */
+  const backends = async (except: number) =>
+    (await db.owner<{ snapshot: number; waiting: number }[]>`select count(*) filter (where backend_xmin is not null)::int as snapshot,
+        count(*) filter (where wait_event_type = 'Lock')::int as waiting
+      from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() and pid <> ${except} and backend_type = 'client backend'`)[0]!;
+
+  it('a statement waiting for a lock past the deadline ends the export (and the verify): the deadline\'s error, the statement cancelled, nothing left waiting', async () => {
+    const seeded = await tenantWithLongChain(db.owner, key, 'export-locked', 300);
+    const tenant = await findTenant(db.owner, seeded.id);
+    const holder = await db.owner.reserve();
+    try {
+      // A migration's lock on the events: the chain's statement waits for it in its first fetch.
+      await holder`begin`;
+      await holder`lock table app.audit_events in access exclusive mode`;
+      const pid = (await holder<{ pid: number }[]>`select pg_backend_pid() as pid`)[0]!.pid;
+      const { out, text } = sink();
+      const started = Date.now();
+      const exported = exportAudit(db.owner, CONFIG, tenant, out, { batch: 100 }, 1_000).then(() => undefined, (error: unknown) => error);
+      await expect.poll(async () => (await backends(pid)).waiting, { timeout: 900, interval: 20 }).toBe(1);
+      const error = await exported;
+      expect(Date.now() - started).toBeLessThan(3_000);
+      expect(error).toBeInstanceOf(OperatorError);
+      expect((error as Error).message).toBe('the audit chain could not be exported within 1 s: its reader was too slow, or the chain too long');
+      expect(text()).toBe(''); // not even the header: it comes with the statement's first rows
+      expect(await backends(pid), 'cancelled: nothing waits, nothing holds a snapshot').toEqual({ snapshot: 0, waiting: 0 });
+
+      const verified = verifyAudit(db.owner, CONFIG, tenant, undefined, 1_000).then(() => undefined, (error: unknown) => error);
+      const verifyError = await verified;
+      expect(verifyError).toBeInstanceOf(OperatorError);
+      expect((verifyError as Error).message).toBe('the audit chain could not be verified within 1 s');
+      expect(await backends(pid)).toEqual({ snapshot: 0, waiting: 0 });
+    } finally {
+      await holder`rollback`;
+      holder.release();
+    }
+    // The connections serve again, and the export once the lock is gone.
+    await Promise.all(Array.from({ length: 8 }, () => db.owner`select 1`));
+    const { out, text } = sink();
+    await exportAudit(db.owner, CONFIG, tenant, out, { batch: 100 }, 10_000);
+    expect(text().split('\n')).toHaveLength(1 + 300 + 1 + 1); // the header, the events, the checkpoint, the final newline
+  }, 10_000);
+
+  it('an output destroyed without an error ends the export at once (not at its deadline): an error saying so, the snapshot released', async () => {
+    const seeded = await tenantWithLongChain(db.owner, key, 'export-destroyed', 1_000);
+    const tenant = await findTenant(db.owner, seeded.id);
+    // A reader that takes the first chunk and then goes away (a pipe's reader closed): destroyed, no 'error' event.
+    let took = 0;
+    const out = new Writable({
+      highWaterMark: 1024,
+      write(_chunk: Buffer, _encoding, _done) {
+        if (++took === 1) setTimeout(() => out.destroy(), 200);
+      },
+    });
+    out.on('error', () => {});
+    const started = Date.now();
+    const error = await exportAudit(db.owner, CONFIG, tenant, out, { batch: 100 }, 60_000).then(() => undefined, (error: unknown) => error);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(error).toBeInstanceOf(OperatorError);
+    expect((error as Error).message).toBe('the audit export\'s output was closed before the export ended');
+    expect(await backends(0), 'the snapshot is released').toEqual({ snapshot: 0, waiting: 0 });
+    // An output already destroyed: the same, at once.
+    const gone = new Writable({ write: (_chunk, _encoding, done) => done() });
+    gone.destroy();
+    const at = Date.now();
+    const again = await exportAudit(db.owner, CONFIG, tenant, gone, { batch: 100 }, 60_000).then(() => undefined, (error: unknown) => error);
+    expect(Date.now() - at).toBeLessThan(1_000);
+    expect((again as Error).message).toBe('the audit export\'s output was closed before the export ended');
+    expect(await backends(0)).toEqual({ snapshot: 0, waiting: 0 });
   }, 10_000);
 
   describe('memory of one batch', () => {

@@ -87,21 +87,29 @@ export function eventLine(row: ExportedRow): string {
 
 /**
  * Writes `text`, and waits while `out` holds more than its buffer (a slow reader of the export holds the cursor, not
- * memory), until the deadline at most: a reader that stalls must not hold the chain's snapshot open for ever.
+ * memory), until the deadline at most: a reader that stalls must not hold the chain's snapshot open for ever. An
+ * output destroyed (before or while it waits) ends the export at once: OperatorError.
  */
 async function write(out: Writable, text: string, deadline: number): Promise<void> {
+  if (out.destroyed) throw outputClosed();
   if (out.write(text)) return;
-  const waited = new AbortController();
-  const timer = setTimeout(() => waited.abort(), Math.max(0, deadline - Date.now()));
+  const stop = new AbortController();
+  let late = false;
+  const timer = setTimeout(() => ((late = true), stop.abort()), Math.max(0, deadline - Date.now()));
   try {
-    await once(out, 'drain', { signal: waited.signal });
+    // 'close' too: an output destroyed without an 'error' (its reader gone) never drains, and would hold until the deadline.
+    await Promise.race([once(out, 'drain', { signal: stop.signal }), once(out, 'close', { signal: stop.signal })]);
   } catch (error) {
-    if (waited.signal.aborted) throw new VerificationDeadlineError();
+    if (late) throw new VerificationDeadlineError();
     throw error;
   } finally {
     clearTimeout(timer);
+    stop.abort(); // the other wait's listeners
   }
+  if (out.destroyed) throw outputClosed();
 }
+
+const outputClosed = () => new OperatorError("the audit export's output was closed before the export ended");
 
 /**
  * `tenancy audit export`: NDJSON lines to `out`, each ending in a newline: a header, every event with the text its

@@ -17,7 +17,7 @@ import {
   type PlatformEventFields,
   type TenantEventFields,
 } from './chain.ts';
-import { slicer, type ChainBatches, type ChainInput, type LinkedChainEvent } from './verify.ts';
+import { slicer, VerificationDeadlineError, type ChainBatches, type ChainInput, type LinkedChainEvent } from './verify.ts';
 
 /** Checkpoints read besides the newest: older ones narrow down where a rewritten chain went wrong. */
 const CHECKPOINTS_READ = 16;
@@ -69,23 +69,25 @@ class StoredEvent implements LinkedChainEvent {
   }
 }
 
-type ChainQuery<Row> = { cursor(rows: number): AsyncIterable<ChainRow<Row>[]> };
+type ChainQuery<Row> = { cursor(rows: number): AsyncIterable<ChainRow<Row>[]>; cancel(): unknown };
 
 /**
  * The chain's statement, handed to `use`: the head and statements (from its first row), then its rows a batch at a
  * time, the next fetched only when `use` asks for it. The cursor is closed when `use` ends, however it ends. Past the
- * deadline, VerificationDeadlineError.
+ * deadline (a fetch still waiting then is cancelled), VerificationDeadlineError.
  */
 async function readStatement<Row, T>(query: ChainQuery<Row>, options: ReadOptions, use: (meta: Meta, batches: AsyncGenerator<ChainRow<Row>[]>) => Promise<T>): Promise<T> {
+  const deadline = options.deadline ?? Infinity;
   const cursor = query.cursor(options.batch ?? READ_BATCH)[Symbol.asyncIterator]();
+  const fetch = () => fetchBy(query, () => cursor.next(), deadline);
   try {
-    let read = await cursor.next();
+    let read = await fetch();
     // The statement always returns a first row: the head and statements, with the first event or without one.
     const meta = read.done ? undefined : read.value[0]?.meta;
     if (!meta) throw new Error('the audit chain statement returned no head and statements');
-    const turn = slicer(options.deadline ?? Infinity);
+    const turn = slicer(deadline);
     async function* batches(): AsyncGenerator<ChainRow<Row>[]> {
-      for (; !read.done; read = await cursor.next()) {
+      for (; !read.done; read = await fetch()) {
         yield read.value;
         await turn();
       }
@@ -101,6 +103,28 @@ async function readStatement<Row, T>(query: ChainQuery<Row>, options: ReadOption
     } catch {
       // The statement's own error, already met by the read.
     }
+  }
+}
+
+/**
+ * The cursor's next batch, by the deadline: a fetch that waits for the database (a lock a migration holds, the first
+ * fetch running the whole plan) is cancelled then (postgres.js sends the backend a CancelRequest; the fetch fails with
+ * 57014), VerificationDeadlineError. Without it only the turns between batches saw the deadline.
+ */
+async function fetchBy<T>(query: ChainQuery<unknown>, next: () => Promise<T>, deadline: number): Promise<T> {
+  if (deadline === Infinity) return next();
+  if (Date.now() >= deadline) throw new VerificationDeadlineError();
+  let late = false;
+  const timer = setTimeout(() => {
+    late = true;
+    query.cancel();
+  }, deadline - Date.now());
+  try {
+    return await next();
+  } catch (error) {
+    throw late ? new VerificationDeadlineError() : error;
+  } finally {
+    clearTimeout(timer);
   }
 }
 
