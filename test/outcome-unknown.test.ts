@@ -46,14 +46,14 @@ const waitingForLock = async () =>
  * `title` written through `pool` while the test holds the lock; once the write waits for it, `cut` ends the request
  * as the deadline's sweep or a shutdown does. The answer, and the lock let go after it.
  */
-async function cutShort(pool: Sql, write: (title: string) => Promise<GraphQLResponse>, title: string, cut: () => void): Promise<GraphQLResponse> {
+async function cutShort(pool: Sql, write: (title: string) => Promise<GraphQLResponse>, title: string, cut: () => unknown): Promise<GraphQLResponse> {
   const holder = await db.owner.reserve();
   try {
     await holder`select pg_advisory_lock(${LOCK})`;
     const answer = write(title);
     await expect.poll(waitingForLock, { timeout: 5_000, interval: 20 }).toBe(1);
     expect(poolState(pool).open.size).toBe(1);
-    cut();
+    await cut();
     return await answer;
   } finally {
     await holder`select pg_advisory_unlock(${LOCK})`;
@@ -64,6 +64,15 @@ async function cutShort(pool: Sql, write: (title: string) => Promise<GraphQLResp
 /** Past its deadline, as the pool's sweep ends it (src/db/pool.ts). */
 const expireAll = (pool: Sql) => () => {
   for (const transaction of poolState(pool).open) transaction.expire();
+};
+
+/** The backend waiting for the test's lock, terminated as an operator (or a restart) ends it: its client loses the connection. */
+const terminateWaiting = async () => {
+  // Materialized: the terminate runs on the waiting backend's row only, never on a row the filter has yet to drop.
+  const [row] = await db.owner<{ n: number }[]>`with waiting as materialized (select pid from pg_stat_activity
+      where datname = current_database() and wait_event_type = 'Lock' and wait_event = 'advisory')
+    select count(*) filter (where pg_terminate_backend(pid))::int as n from waiting`;
+  expect(row!.n).toBe(1);
 };
 
 /** A fresh service on a pool of one connection, and its MEMBER's createTask. */
@@ -114,4 +123,48 @@ it('a write whose COMMIT is queued behind its insert (2 round trips), cut short 
   const answer = await cutShort(pool, writeAs(tenant.members.LEAD.token), 'held at insert 2', expireAll(pool));
   expect(reasonOf(answer)).toEqual([503, ['UNAVAILABLE'], 'outcome-unknown']);
   await expect.poll(() => tasksTitled('held at insert 2'), { timeout: 5_000, interval: 50 }).toBe(1);
+});
+
+// The connection lost (the backend terminated, the database restarted) while the COMMIT is sent and unanswered: the
+// client cannot tell whether the database committed before it went, so the answer is the deadline's, outcome-unknown.
+// Here the backend dies in the COMMIT's trigger and the database rolls the write back; one terminated a moment after
+// its commit record was written would have committed, and its answer would be the same.
+
+it('a backend terminated while its write\'s COMMIT waits (2 round trips then the COMMIT): 503 outcome-unknown, not database', async () => {
+  const { pool, write } = memberWriter();
+  const answer = await cutShort(pool, write, 'held at commit 3', terminateWaiting);
+  expect(reasonOf(answer)).toEqual([503, ['UNAVAILABLE'], 'outcome-unknown']);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  expect(await tasksTitled('held at commit 3')).toBe(0); // terminated in the COMMIT's trigger: rolled back
+  // The pool serves again once it has connected anew (DESIGN.md invariant 12: it recovers by itself).
+  await expect.poll(async () => (await write('after a terminated backend')).body.errors, { timeout: 5_000, interval: 100 }).toBeUndefined();
+});
+
+it('a backend terminated while a write sent in one round trip waits in its COMMIT: 503 outcome-unknown', async () => {
+  const { pool, write } = memberWriter();
+  for (let i = 0; i < 3; i++) expect((await write('learning')).body.errors).toBeUndefined();
+  expect((await writesTo(Number(new URL(db.appUrl).port), () => write('learning'))).writes).toBe(1);
+  const answer = await cutShort(pool, write, 'held at commit 4', terminateWaiting);
+  expect(reasonOf(answer)).toEqual([503, ['UNAVAILABLE'], 'outcome-unknown']);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  expect(await tasksTitled('held at commit 4')).toBe(0);
+});
+
+it('a backend terminated while the insert a COMMIT is queued behind waits: 503 outcome-unknown (the COMMIT was sent)', async () => {
+  const pool = db.appPool(1);
+  const api = createTestApp(pool);
+  const writeAs = (token: string) => (title: string) => api.request(CREATE_TASK, { token, variables: { s: sessionId, t: title } });
+  for (let i = 0; i < 3; i++) expect((await writeAs(tenant.members.MEMBER.token)('learning')).body.errors).toBeUndefined();
+  const answer = await cutShort(pool, writeAs(tenant.members.LEAD.token), 'held at insert 3', terminateWaiting);
+  expect(reasonOf(answer)).toEqual([503, ['UNAVAILABLE'], 'outcome-unknown']);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  expect(await tasksTitled('held at insert 3')).toBe(0);
+});
+
+it('a backend terminated before any COMMIT was sent (its insert waits, the COMMIT only after it): 503 database, as before, nothing written', async () => {
+  const { pool, write } = memberWriter();
+  const answer = await cutShort(pool, write, 'held at insert 4', terminateWaiting);
+  expect(reasonOf(answer)).toEqual([503, ['UNAVAILABLE'], 'database']);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  expect(await tasksTitled('held at insert 4')).toBe(0);
 });

@@ -6,7 +6,8 @@
 // dropped (the server rolls back what has not committed: a COMMIT already sent
 // behind the statements, commitEarly, commitWithWrite, may still commit) and
 // every use answers UNAVAILABLE (a write whose COMMIT was sent and not yet
-// answered: UNAVAILABLE outcome-unknown, since it may have committed).
+// answered: UNAVAILABLE outcome-unknown, since it may have committed; the
+// same when the connection is lost then).
 import type { GraphQLError } from 'graphql';
 import { outcomeUnknown, responseTooLarge, tenantNotFound, tenantRequired, tenantSuspended, unauthenticated, unavailable } from '../errors.ts';
 import { isUuid } from '../tenancy/identifiers.ts';
@@ -122,7 +123,7 @@ export class TenantTransaction {
   #wroteAsAssumed = false;
   /** `writes`: a COMMIT cut short by `abort` may have committed. */
   readonly #writes: boolean;
-  /** A COMMIT was sent (or queued behind the statements) and the database has not answered it yet. */
+  /** A COMMIT was sent (or queued behind the statements) and the database has not answered it yet (a lost connection is no answer). */
   #commitUnanswered = false;
 
   constructor(sql: Sql, selection: TenantSelection, options: TransactionOptions = {}) {
@@ -215,7 +216,7 @@ export class TenantTransaction {
       value = await result;
     } catch (error) {
       if (this.#assumed) await principal;
-      throw this.#recheckError ?? error; // its transaction's request check refused: that is the answer
+      throw this.#recheckError ?? this.#lostCommit(error) ?? error; // its transaction's request check refused: that is the answer
     }
     if (this.#readBytesLeft === undefined) return value;
     // Charged per call with what the rows took on the wire since the last charge (every call's statements share the
@@ -314,7 +315,7 @@ export class TenantTransaction {
         });
       }
     } catch (error) {
-      if (commit || error instanceof CommittedBeforeFailure) throw this.#failure ?? error;
+      if (commit || error instanceof CommittedBeforeFailure) throw this.#failure ?? this.#lostCommit(error) ?? error;
     } finally {
       closeTransaction(this.#sql, this);
       tx.release();
@@ -368,7 +369,7 @@ export class TenantTransaction {
     const begun = this.#beginStatement(tx, timeout);
     const checked = beginRequest(tx, this.#selection, this.#mode, this.#requestId, timeout, this.#assumed);
     const principal = begun.then(() => checked).catch((error: unknown) => {
-      throw this.#failure ?? unavailableFor(error) ?? error; // a lost connection is UNAVAILABLE, not INTERNAL
+      throw this.#failure ?? this.#lostCommit(error) ?? unavailableFor(error) ?? error; // a lost connection is UNAVAILABLE, not INTERNAL
     });
     checked.catch(() => {}); // observed through `principal`
     principal.then((known) => (this.#known = known), () => {}); // failures are observed by run() and principal()
@@ -436,11 +437,22 @@ export class TenantTransaction {
   #queueCommit(tx: Reserved): Promise<unknown> {
     const committing = tx`commit`;
     this.#commitUnanswered = true;
-    const answered = () => {
-      this.#commitUnanswered = false;
+    // A lost connection is no answer (#lostCommit). One function for both outcomes, as before: a closure a COMMIT.
+    const answered = (outcome: unknown) => {
+      if (!(outcome instanceof Error && lostConnection(outcome))) this.#commitUnanswered = false;
     };
     committing.then(answered, answered); // observed by end(); this also queues it now, before postgres.js writes
     return committing;
+  }
+
+  /**
+   * The connection lost (the backend terminated, the database restarted) while a write's COMMIT is sent and unanswered:
+   * it may have committed before the connection went, so from here on every use answers outcome-unknown, as `abort`
+   * does at the deadline. A connection lost before any COMMIT was sent answers `database` (nothing was written).
+   */
+  #lostCommit(error: unknown): GraphQLError | undefined {
+    if (!this.#writes || !this.#commitUnanswered || !lostConnection(error)) return undefined;
+    return (this.#failure ??= outcomeUnknown());
   }
 
   /** Before each statement a repository sends: noted when late; after an early COMMIT, a new transaction first. */
@@ -602,6 +614,11 @@ async function beginRequest(tx: Tx, selection: TenantSelection, mode: Transactio
   } catch (error) {
     throw tenantError(error, credentials.kind) ?? error;
   }
+}
+
+/** The connection went away (the driver's codes, a backend terminated, the server shutting down): UNAVAILABLE `database`. */
+function lostConnection(error: unknown): boolean {
+  return unavailableFor(error)?.extensions.reason === 'database';
 }
 
 /** The only place a database error becomes a tenant error (SQLSTATE class TN). */
