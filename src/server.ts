@@ -16,7 +16,7 @@ import { schema } from './graphql/schema.ts';
 import { graphiqlOptions, renderGraphiQL, type GraphiQLTab } from './http/graphiql.ts';
 import { allowedOrigin, CORS_REQUEST_HEADERS, EXPOSED_HEADERS } from './http/cors.ts';
 import { createPostHandler } from './http/graphql-post.ts';
-import { createSseHandler, wantsEventStream } from './http/graphql-sse.ts';
+import { createSseHandler, eventStreamRank } from './http/graphql-sse.ts';
 import { createWebSocketTransport } from './http/graphql-ws.ts';
 import type { RequestGuard } from './http/guard.ts';
 import { createPipeline, type Pipeline, type RequestState } from './http/pipeline.ts';
@@ -143,13 +143,20 @@ export function createApp(options: AppOptions): App {
     const requestId = typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID();
     const path = pathOf(req.url);
     const graphql = path === '/graphql';
-    const eventStream = graphql && (req.method === 'GET' || req.method === 'POST') && wantsEventStream(req);
-    if (streamedOn.has(req.socket)) return leaveUnanswered(req, requestId, path, log);
-    if (eventStream) {
+    const eventStream = graphql && (req.method === 'GET' || req.method === 'POST') ? eventStreamRank(req.headers.accept) : undefined;
+    const before = streamedOn.get(req.socket);
+    if (before === true) return leaveUnanswered(req, requestId, path, log);
+    let negotiated: ((streams: boolean) => void) | undefined;
+    if (eventStream === 'prefers') {
       // An event stream is its connection's last answer: a request pipelined behind it would wait for the stream's end.
       // Its answer says `Connection: close` at once; the connection closes once it ends (Node, for that header).
-      streamedOn.add(req.socket);
+      streamedOn.set(req.socket, true);
       res.setHeader('connection', 'close');
+    } else if (eventStream === 'accepts') negotiated = negotiation(req.socket, before);
+    // Behind a request that may yet turn into a stream: run once it is known not to, else left unanswered.
+    if (before && (await before)) {
+      negotiated?.(true);
+      return leaveUnanswered(req, requestId, path, log);
     }
     const post = !eventStream && graphql && req.method === 'POST';
     // The JSON POST path sends it with its other headers in one writeHead (Node's fast case); every other path here.
@@ -183,8 +190,13 @@ export function createApp(options: AppOptions): App {
         'request',
       );
     });
-    if (eventStream) await graphqlSse(req, res, requestId, state);
-    else if (post) await graphqlPost(req, res, requestId, state);
+    if (eventStream) {
+      try {
+        await graphqlSse(req, res, requestId, state, negotiated);
+      } finally {
+        negotiated?.(false); // answered JSON (a no-op once it streamed)
+      }
+    } else if (post) await graphqlPost(req, res, requestId, state);
     else if (path === '/health') sendHealth(res); // a small JSON body (Yoga's own answers empty)
     else await yoga(req, res, { req, res, requestId, state });
   };
@@ -197,11 +209,11 @@ export function createApp(options: AppOptions): App {
     // An upgrade pipelined behind an event stream is handed the very socket the stream answers on: its 101 went out
     // ahead of the stream and a WebSocket's requests ran there. Left unanswered like any request behind a stream. Node
     // took its error listener off the socket for the upgrade: one again, so a reset connection is no uncaught error.
-    if (streamedOn.has(socket)) {
-      socket.on('error', () => socket.destroy());
-      return leaveUnanswered(req, randomUUID(), pathOf(req.url), log);
-    }
-    websockets.upgrade(req, socket, head);
+    const before = streamedOn.get(socket);
+    if (before === undefined) return websockets.upgrade(req, socket, head);
+    socket.on('error', () => socket.destroy());
+    // Behind a request that may yet turn into a stream: upgraded once it is known not to.
+    void Promise.resolve(before).then((streamed) => (streamed ? leaveUnanswered(req, randomUUID(), pathOf(req.url), log) : websockets.upgrade(req, socket, head)));
   };
   return { yoga, handle, pipeline, upgrade, subscriptions, closeStreams, log };
 }
@@ -213,8 +225,28 @@ function pathOf(url = ''): string {
   return query < 0 ? url : url.slice(0, query);
 }
 
-/** Connections whose answer to an event-stream request is (or will be) their last. */
-const streamedOn = new WeakSet<Duplex>();
+/**
+ * Connections whose answer to an event-stream request is (or will be) their last (true), or whose request's answer may
+ * yet be a stream (its Accept lists text/event-stream without preferring it): whether it, or one before it, streamed.
+ */
+const streamedOn = new WeakMap<Duplex, true | Promise<boolean>>();
+
+/**
+ * A request answered as a stream only if its operation streams (eventStreamRank `accepts`): the requests pipelined behind
+ * it wait until that is known (`decide`), behind `before` too. Forgotten once known not to stream.
+ */
+function negotiation(socket: Duplex, before: Promise<boolean> | undefined): (streams: boolean) => void {
+  let decide!: (streams: boolean) => void;
+  const decided = new Promise<boolean>((resolve) => (decide = resolve));
+  const known = before ? before.then((streamed) => streamed || decided) : decided;
+  streamedOn.set(socket, known);
+  void known.then((streamed) => {
+    if (streamedOn.get(socket) !== known) return; // a later request's entry
+    if (streamed) streamedOn.set(socket, true);
+    else streamedOn.delete(socket);
+  });
+  return decide;
+}
 
 /**
  * A request pipelined behind an event stream on its connection: neither run nor answered (the stream's answer said

@@ -1,6 +1,7 @@
 // GraphQL over Server-Sent Events (the graphql-sse protocol's "distinct
 // connections" mode, which Yoga and its GraphiQL speak): a GET or POST to
-// /graphql that accepts text/event-stream. The request goes through the one
+// /graphql whose Accept prefers text/event-stream (eventStreamRank), or
+// accepts it for an operation only a stream carries (a subscription). The request goes through the one
 // pipeline (http/pipeline.ts) like any other; a subscription answers a stream
 // of `next` events and a `complete`, any other operation one `next`. A
 // refusal of the whole request (credentials, tenant, limits) is a JSON body
@@ -20,21 +21,67 @@ export type SseOptions = {
   readonly keepAliveMs?: number;
 };
 
-export type SseHandler = (req: IncomingMessage, res: ServerResponse, requestId: string, state: RequestState) => Promise<void>;
+/**
+ * `negotiated`: the client accepts a stream without preferring it (eventStreamRank `accepts`): answered JSON unless the
+ * operation streams (a subscription), which is told through it (true) before the stream's head is written.
+ */
+export type SseHandler = (req: IncomingMessage, res: ServerResponse, requestId: string, state: RequestState, negotiated?: (streams: boolean) => void) => Promise<void>;
 
 const KEEP_ALIVE_MS = 12_000;
 /** A stream whose client stopped reading is cut this long after the service gave up on it. */
 const STALLED_MS = 1_000;
 
-/** Whether a request asks for an event stream (GraphQL over SSE) rather than one JSON answer. */
-export function wantsEventStream(req: IncomingMessage): boolean {
-  return /text\/event-stream/i.test(req.headers.accept ?? '');
+/**
+ * How an Accept header ranks an event stream against JSON (RFC 9110 12.5.1, as the GraphQL-over-HTTP spec asks: the
+ * highest-weighted type the server offers): `prefers` when it names text/event-stream and weighs it above every JSON type
+ * (or accepts no JSON at all), `accepts` when it names it but weighs JSON as high (a subscription, which only a stream
+ * carries, streams; anything else answers JSON, as Yoga answers anything but a stream), undefined when it does not name
+ * it or weighs it 0. Only a client naming the stream gets one (`*\/*` and `text/*` do not). A weight that is no qvalue
+ * makes its range unacceptable (as the `negotiator` package reads one); a type's weight is its most specific range's.
+ * Bounded: the first ACCEPT_RANGES ranges are read.
+ */
+export function eventStreamRank(accept: string | undefined): 'prefers' | 'accepts' | undefined {
+  if (accept === undefined || !EVENT_STREAM.test(accept)) return undefined; // every request: the one test it cost before
+  let stream = -1;
+  // application/json, application/graphql-response+json: each weighed by its most specific range (exact 2, application/* 1, */* 0).
+  const json = [-1, -1];
+  const specificity = [-1, -1];
+  for (const range of accept.split(',', ACCEPT_RANGES)) {
+    const parameters = range.split(';', ACCEPT_PARAMETERS);
+    const type = parameters[0]!.trim().toLowerCase();
+    let weight = 1;
+    for (let i = 1; i < parameters.length; i++) {
+      const equals = parameters[i]!.indexOf('=');
+      if (equals < 0 || parameters[i]!.slice(0, equals).trim().toLowerCase() !== 'q') continue;
+      const value = parameters[i]!.slice(equals + 1).trim();
+      weight = QVALUE.test(value) ? Number(value) : -1;
+      break; // the first weight counts; what follows it are extensions
+    }
+    if (weight < 0) continue;
+    if (type === 'text/event-stream') stream = Math.max(stream, weight);
+    else
+      for (let i = 0; i < 2; i++) {
+        const rank = type === JSON_TYPES[i] ? 2 : type === 'application/*' ? 1 : type === '*/*' ? 0 : -1;
+        if (rank > specificity[i]!) [specificity[i], json[i]] = [rank, weight];
+        else if (rank >= 0 && rank === specificity[i]) json[i] = Math.max(json[i]!, weight);
+      }
+  }
+  if (stream <= 0) return undefined;
+  return stream > Math.max(json[0]!, json[1]!) ? 'prefers' : 'accepts';
 }
+
+const EVENT_STREAM = /text\/event-stream/i;
+const JSON_TYPES = ['application/json', 'application/graphql-response+json'];
+/** RFC 9110's qvalue: 0 to 1, three decimals at most. */
+const QVALUE = /^(0(\.\d{0,3})?|1(\.0{0,3})?)$/;
+/** Ranges of an Accept header read, and parameters of a range: a header of thousands is no client's. */
+const ACCEPT_RANGES = 32;
+const ACCEPT_PARAMETERS = 16;
 
 export function createSseHandler(options: SseOptions): SseHandler {
   const { pipeline, maxBodyBytes } = options;
   const keepAliveMs = options.keepAliveMs ?? KEEP_ALIVE_MS;
-  return async (req, res, requestId, state) => {
+  return async (req, res, requestId, state, negotiated) => {
     // Listened for from the start: a client gone while its subscription was being started (the
     // pipeline's checks and first read) must end that subscription too, not leave it open.
     const gone = new Promise<void>((resolve) => res.once('close', resolve));
@@ -50,7 +97,12 @@ export function createSseHandler(options: SseOptions): SseHandler {
       return send(res, badInput ? refusal(error as ReturnType<typeof badRequest>) : pipeline.refuse(error, state), cors, true);
     }
     const response = await pipeline.execute({ params, headers: nodeHeaders(req), readOnly: req.method === 'GET', requestId, state, streams: true, credentials });
-    if (!response.stream && response.status !== 200) return send(res, response, cors, false);
+    if (!response.stream && (negotiated || response.status !== 200)) return send(res, response, cors, false);
+    if (negotiated) {
+      // Negotiated into a stream: its connection's last answer, as a stream asked for is (server.ts).
+      negotiated(true);
+      res.setHeader('connection', 'close');
+    }
     res.writeHead(200, {
       ...response.headers,
       'content-type': 'text/event-stream; charset=utf-8',
