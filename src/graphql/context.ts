@@ -1,3 +1,4 @@
+import { contextCacheSymbol } from '@pothos/core';
 import type { TenantTransaction } from '../db/tenant-transaction.ts';
 import type { AuditKey } from '../modules/audit-chain/keys.ts';
 
@@ -18,6 +19,13 @@ export type GraphQLContext = {
   readonly db: RequestDatabase;
   /** The audit log's signing key, held by the service (never the database); undefined: nothing is signed. */
   readonly audit: AuditServices;
+  /**
+   * Where Pothos's per-request caches (scope-auth's, each plugin's request data, the
+   * dataloaders) keep their entries: on the request's own object, so they die young with it
+   * (patches/@pothos+core: in a WeakMap keyed by the context, the scavenges kept each
+   * request's graph and promoted it, ~7 KB a Q2 request, for the full GCs to free).
+   */
+  readonly [contextCacheSymbol]: object;
 };
 
 export type AuditServices = { readonly key: AuditKey | undefined };
@@ -26,5 +34,5 @@ const NO_AUDIT_KEY: AuditServices = { key: undefined };
 
 /** The context of one operation: identity and database are two faces of its one tenant transaction. */
 export function requestContext(requestId: string, transaction: TenantTransaction, audit: AuditServices = NO_AUDIT_KEY): GraphQLContext {
-  return { requestId, identity: transaction, db: transaction, audit };
+  return { requestId, identity: transaction, db: transaction, audit, [contextCacheSymbol]: {} };
 }
