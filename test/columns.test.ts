@@ -138,6 +138,16 @@ describe('what a list reads', () => {
     }
   });
 
+  it('a page with no filter and no cursor is one constant text; a filter or a cursor adds its condition', async () => {
+    // conditions() of nothing is marked (src/nodes/keyset.ts), and table.ts then sends the constant `where true … limit $1`.
+    const page = (args: string) => sentFor(`{ agents(${args}) { edges { cursor node { name } } } }`).then((sent) => listStatement(sent, 'agents'));
+    expect(await page('first: 2')).toMatch(/ where true order by [^$]* limit \$1$/);
+    expect(await page('first: 2, filter: { status: ACTIVE }')).toMatch(/and status = \$1/);
+    const listed = await api.request('{ agents(first: 1) { edges { cursor } } }', { token: tenant.members.VIEWER.token });
+    const { cursor } = (listed.body.data!.agents as { edges: { cursor: string }[] }).edges[0]!;
+    expect(await page(`first: 2, after: "${cursor}"`)).not.toMatch(/ where true order by/);
+  });
+
   it('reads positions only when a cursor is asked for', async () => {
     const reads = async (selection: string) => listStatement(await sentFor(`{ agents(first: 2) ${selection} }`), 'agents');
     expect(await reads('{ edges { node { name } } pageInfo { hasNextPage } }')).not.toMatch(/as position/);
