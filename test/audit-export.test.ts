@@ -8,6 +8,7 @@
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { Writable } from 'node:stream';
+import postgres from 'postgres';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.ts';
 import { OperatorError, findTenant, type TenantRecord } from '../src/operator/repo.ts';
@@ -17,6 +18,7 @@ import { READ_BATCH, readTenantChain } from '../src/modules/audit-chain/repo.ts'
 import { purgeExpired } from '../src/modules/audit-chain/signing.ts';
 import { rehashChain, tamper, tenantWithLongChain } from './helpers/audit.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
+import { freePort } from './helpers/local.ts';
 
 const PEM = generateAuditKeyPem();
 /** The key the export names in its header, as AUDIT_SIGNING_KEY gives it. */
@@ -178,6 +180,41 @@ describe('tenancy audit export', () => {
     const { out, text } = sink();
     await exportAudit(db.owner, CONFIG, tenant, out, { batch: 100 }, 10_000);
     expect(text().split('\n')).toHaveLength(1 + 300 + 1 + 1); // the header, the events, the checkpoint, the final newline
+  }, 10_000);
+
+  it('a cancel that cannot be sent (its own connection refused) is no unhandled rejection: the export still ends with the deadline\'s error', async () => {
+    const seeded = await tenantWithLongChain(db.owner, key, 'export-cancel-refused', 50);
+    const tenant = await findTenant(db.owner, seeded.id);
+    // A multi-host URL whose first host refuses (nothing listens there): the pool's connection goes on to the second,
+    // postgres.js opens the CancelRequest's connection to the first (a standby down, a failed-over primary).
+    const { host } = new URL(db.ownerUrl);
+    const sql = postgres(db.ownerUrl.replace(`@${host}/`, `@127.0.0.1:${await freePort()},${host}/`), { max: 1, onnotice: () => {} });
+    const unhandled: unknown[] = [];
+    const note = (reason: unknown) => void unhandled.push(reason);
+    process.on('unhandledRejection', note);
+    const holder = await db.owner.reserve();
+    try {
+      await holder`begin`;
+      await holder`lock table app.audit_events in access exclusive mode`;
+      const pid = (await holder<{ pid: number }[]>`select pg_backend_pid() as pid`)[0]!.pid;
+      // Let go after the deadline: the statement, never cancelled, ends then.
+      const letGo = new Promise((resolve) => setTimeout(resolve, 2_500)).then(() => holder`rollback`).catch(() => {});
+      const exported = exportAudit(sql, CONFIG, tenant, sink().out, { batch: 10 }, 1_000).then(() => undefined, (error: unknown) => error);
+      await expect.poll(async () => (await backends(pid)).waiting, { timeout: 900, interval: 20 }).toBe(1);
+      const error = await exported;
+      await letGo;
+      expect(error).toBeInstanceOf(OperatorError);
+      expect((error as Error).message).toBe('the audit chain could not be exported within 1 s: its reader was too slow, or the chain too long');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(unhandled, 'the refused cancel, rejected with no one to handle it').toEqual([]);
+    } finally {
+      process.off('unhandledRejection', note);
+      await holder`rollback`.catch(() => {});
+      holder.release();
+      await sql.end({ timeout: 1 });
+    }
+    // Its backend, its client gone, ends and lets the snapshot go.
+    await expect.poll(async () => (await backends(0)).snapshot, { timeout: 3_000, interval: 50 }).toBe(0);
   }, 10_000);
 
   it('an output destroyed without an error ends the export at once (not at its deadline): an error saying so, the snapshot released', async () => {

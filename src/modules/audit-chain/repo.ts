@@ -69,7 +69,7 @@ class StoredEvent implements LinkedChainEvent {
   }
 }
 
-type ChainQuery<Row> = { cursor(rows: number): AsyncIterable<ChainRow<Row>[]>; cancel(): unknown };
+type ChainQuery<Row> = { cursor(rows: number): AsyncIterable<ChainRow<Row>[]>; cancel(): Promise<void> | null };
 
 /**
  * The chain's statement, handed to `use`: the head and statements (from its first row), then its rows a batch at a
@@ -106,25 +106,39 @@ async function readStatement<Row, T>(query: ChainQuery<Row>, options: ReadOption
   }
 }
 
+/** How long a fetch cancelled at the deadline may take to end (with 57014) before the read stops waiting for it: a backend that cannot act on the cancel (frozen) must not hold the read. */
+const CANCEL_GRACE_MS = 1_000;
+
 /**
  * The cursor's next batch, by the deadline: a fetch that waits for the database (a lock a migration holds, the first
  * fetch running the whole plan) is cancelled then (postgres.js sends the backend a CancelRequest; the fetch fails with
- * 57014), VerificationDeadlineError. Without it only the turns between batches saw the deadline.
+ * 57014), VerificationDeadlineError. Without it only the turns between batches saw the deadline. The cancel opens a
+ * connection of its own, which may fail (refused, the database gone; an unhandled rejection would end the CLI): then,
+ * or CANCEL_GRACE_MS after a cancel the fetch did not end with, the read stops waiting for the fetch.
  */
 async function fetchBy<T>(query: ChainQuery<unknown>, next: () => Promise<T>, deadline: number): Promise<T> {
   if (deadline === Infinity) return next();
   if (Date.now() >= deadline) throw new VerificationDeadlineError();
+  const fetched = Promise.resolve(next()); // postgres.js's next() answers a plain value once the statement has ended
   let late = false;
-  const timer = setTimeout(() => {
-    late = true;
-    query.cancel();
-  }, deadline - Date.now());
+  let timer: NodeJS.Timeout | undefined;
+  // Settled only by the deadline; Promise.race listens to it, so a rejection after the fetch won is no unhandled one.
+  const givenUp = new Promise<never>((_, reject) => {
+    const giveUp = () => reject(new VerificationDeadlineError());
+    timer = setTimeout(() => {
+      late = true;
+      // No logger here (the CLI's output is its JSON): a cancel that failed is seen as the deadline's error.
+      Promise.resolve(query.cancel()).catch(giveUp);
+      timer = setTimeout(giveUp, CANCEL_GRACE_MS);
+    }, deadline - Date.now());
+  });
   try {
-    return await next();
+    return await Promise.race([fetched, givenUp]);
   } catch (error) {
     throw late ? new VerificationDeadlineError() : error;
   } finally {
     clearTimeout(timer);
+    fetched.catch(() => {}); // given up on: its own end (57014 once cancelled) concerns no one now
   }
 }
 
