@@ -125,6 +125,8 @@ export class TenantTransaction {
   readonly #writes: boolean;
   /** A COMMIT was sent (or queued behind the statements) and the database has not answered it yet (a lost connection is no answer). */
   #commitUnanswered = false;
+  /** The connection was lost before the database answered BEGIN: nothing of the transaction ran (`lostBeforeBegin`). */
+  #lostBeforeBegin = false;
 
   constructor(sql: Sql, selection: TenantSelection, options: TransactionOptions = {}) {
     this.#sql = sql;
@@ -155,6 +157,17 @@ export class TenantTransaction {
    */
   get sentLate(): boolean {
     return this.#sentLate;
+  }
+
+  /**
+   * True when the connection turned out lost before the database answered BEGIN (a backend terminated or a restart
+   * the pool had not noticed yet, a connection dropped on the way) and, for a write, no COMMIT was sent: nothing of the
+   * transaction ran, so the operation may run again on another connection (the pipeline does, once). A write whose
+   * COMMIT left with BEGIN (one round trip) is not: through a proxy (PgBouncer) that write may have reached the
+   * database and committed although no answer came back; it answers outcome-unknown.
+   */
+  get lostBeforeBegin(): boolean {
+    return this.#lostBeforeBegin && !(this.#writes && this.#commitUnanswered);
   }
 
   /** True once the rows read passed `readBytes`: the request is refused with the response limit. */
@@ -368,9 +381,17 @@ export class TenantTransaction {
     const timeout = this.#serverTimeout();
     const begun = this.#beginStatement(tx, timeout);
     const checked = beginRequest(tx, this.#selection, this.#mode, this.#requestId, timeout, this.#assumed);
-    const principal = begun.then(() => checked).catch((error: unknown) => {
-      throw this.#failure ?? this.#lostCommit(error) ?? unavailableFor(error) ?? error; // a lost connection is UNAVAILABLE, not INTERNAL
-    });
+    const principal = begun
+      .then(
+        () => checked,
+        (error: unknown) => {
+          this.#lostBeforeBegin = lostConnection(error); // no answer to BEGIN: the database began nothing of this transaction
+          throw error;
+        },
+      )
+      .catch((error: unknown) => {
+        throw this.#failure ?? this.#lostCommit(error) ?? unavailableFor(error) ?? error; // a lost connection is UNAVAILABLE, not INTERNAL
+      });
     checked.catch(() => {}); // observed through `principal`
     principal.then((known) => (this.#known = known), () => {}); // failures are observed by run() and principal()
     return { tx, principal };
@@ -429,7 +450,8 @@ export class TenantTransaction {
 
   /** commitEarly, or a write sent as the assumed principal: COMMIT queued behind what the tick sent, in the same write. */
   #commitIfEarly(): void {
-    if (!(this.#commitEarly || this.#wroteAsAssumed) || this.#ended || this.#failure || this.#committing || !this.#reserved) return;
+    // Not onto a connection already found lost before BEGIN was answered: a COMMIT sent would make a write's outcome unknown.
+    if (!(this.#commitEarly || this.#wroteAsAssumed) || this.#ended || this.#failure || this.#committing || this.#lostBeforeBegin || !this.#reserved) return;
     this.#committing = this.#queueCommit(this.#reserved);
   }
 

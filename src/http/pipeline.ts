@@ -180,6 +180,8 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     let assume = principalKey === undefined || kind !== OperationTypeNode.MUTATION ? undefined : lastPrincipals.get(principalKey);
     // Runs counted against CONFLICT_ATTEMPTS: the run again after PrincipalChanged is not one (the first ran nothing).
     let attempt = 1;
+    // Run again on another connection once its connection turned out lost before BEGIN was answered (nothing ran): once.
+    let reconnected = false;
     for (;;) {
       // A read that sent all its statements as it started last time: BEGIN, the check, the statements and COMMIT in one write.
       const commitEarly = kind === OperationTypeNode.QUERY && readsAtOnce.get(operation) === true;
@@ -199,6 +201,14 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       const result = jit
         ? await jit.query(undefined, context, params.variables)
         : await execute({ schema, document: checked.document, variableValues: params.variables, operationName: params.operationName, contextValue: context });
+      if (db.lostBeforeBegin && !reconnected && Date.now() < (request.deadline ?? Infinity)) {
+        // Its connection was dead before the database began the transaction (a backend terminated, a restart the pool had
+        // not noticed yet): nothing of it ran, so it runs once more, on another connection, instead of answering `database`.
+        log.debug({ requestId: request.requestId }, 'the connection was lost before the transaction began: running it again on another');
+        await db.end(false);
+        reconnected = true;
+        continue;
+      }
       if (assume && commitWithWrite && (await db.confirmed().then(() => false, (error: unknown) => error instanceof PrincipalChanged))) {
         // The check found another principal (a role or membership changed): nothing ran past it, the COMMIT rolled back.
         // Once more, waiting for the check: at most once, since nothing is assumed from here on.
