@@ -107,7 +107,8 @@ it('survives backends terminated under load: the requests on them answer 503, th
   const load = startLoad(read, 4);
   await sleep(300);
   for (let i = 0; i < 5; i++) {
-    await owner`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'tenancy'`;
+    await owner`with pooled as materialized (select pid from pg_stat_activity where datname = current_database() and application_name = 'tenancy')
+      select pg_terminate_backend(pid) from pooled`;
     await sleep(150);
   }
   await sleep(300);
@@ -352,8 +353,11 @@ it('the real service (event hub, fair-share guard, sweeps) never exits through b
     const readiness = pollReadiness(url);
     const load = startLoad(readThere, 2);
     await sleep(300);
-    // Every connection of the service: its pool, the fair-share guard's, the hub's listening one.
-    await owner`select pg_terminate_backend(pid) from pg_stat_activity where usename <> 'postgres' and pid <> pg_backend_pid()`;
+    // Every connection of the service: its pool, the fair-share guard's, the hub's listening one (all on this database).
+    const terminated = await owner`with theirs as materialized (select pid from pg_stat_activity
+        where datname = current_database() and usename <> 'postgres' and pid <> pg_backend_pid())
+      select pid from theirs where pg_terminate_backend(pid)`;
+    expect(terminated.length).toBeGreaterThanOrEqual(2); // the pool's (under load) and the hub's at least
     await sleep(500);
     const faultAt = Date.now();
     await server.kill();

@@ -305,7 +305,7 @@ describe('deadline behind PgBouncer', () => {
       // With the timeouts set only in the check's own select list, it waited as long as the lock was held.
       await new Promise((resolve) => setTimeout(resolve, 2_000));
       const waiting = await db.owner`
-        select pid from pg_stat_activity where wait_event_type = 'Lock' and query like '%begin_request%' and pid <> pg_backend_pid()`;
+        select pid from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like '%begin_request%' and pid <> pg_backend_pid()`;
       expect(waiting).toHaveLength(0);
     } finally {
       await holder`rollback`;
