@@ -19,6 +19,7 @@ import { purgeExpired } from '../src/modules/audit-chain/signing.ts';
 import { rehashChain, tamper, tenantWithLongChain } from './helpers/audit.ts';
 import { useTestDatabase, type TestDatabase } from './helpers/db.ts';
 import { freePort } from './helpers/local.ts';
+import { startTcpProxy } from './helpers/tcp-proxy.ts';
 
 const PEM = generateAuditKeyPem();
 /** The key the export names in its header, as AUDIT_SIGNING_KEY gives it. */
@@ -197,12 +198,12 @@ describe('tenancy audit export', () => {
       await holder`begin`;
       await holder`lock table app.audit_events in access exclusive mode`;
       const pid = (await holder<{ pid: number }[]>`select pg_backend_pid() as pid`)[0]!.pid;
-      // Let go after the deadline: the statement, never cancelled, ends then.
-      const letGo = new Promise((resolve) => setTimeout(resolve, 2_500)).then(() => holder`rollback`).catch(() => {});
+      const started = Date.now();
       const exported = exportAudit(sql, CONFIG, tenant, sink().out, { batch: 10 }, 1_000).then(() => undefined, (error: unknown) => error);
       await expect.poll(async () => (await backends(pid)).waiting, { timeout: 900, interval: 20 }).toBe(1);
+      // The lock held until the export has ended: the statement, never cancelled, waits on, and its close is not waited for past a second.
       const error = await exported;
-      await letGo;
+      expect(Date.now() - started).toBeLessThan(3_000);
       expect(error).toBeInstanceOf(OperatorError);
       expect((error as Error).message).toBe('the audit chain could not be exported within 1 s: its reader was too slow, or the chain too long');
       await new Promise((resolve) => setTimeout(resolve, 100));
@@ -216,6 +217,35 @@ describe('tenancy audit export', () => {
     // Its backend, its client gone, ends and lets the snapshot go.
     await expect.poll(async () => (await backends(0)).snapshot, { timeout: 3_000, interval: 50 }).toBe(0);
   }, 10_000);
+
+  it('a connection gone silent under the export (no answer, no reset) holds it no longer than its deadline and a second: the statement\'s close is not waited for past that', async () => {
+    const seeded = await tenantWithLongChain(db.owner, key, 'export-silent', 1_000);
+    const tenant = await findTenant(db.owner, seeded.id);
+    const proxy = await startTcpProxy(Number(new URL(db.ownerUrl).port));
+    const sql = postgres(proxy.url(db.ownerUrl), { max: 1, onnotice: () => {} });
+    try {
+      // A reader that takes the first chunk (the header, after the first batch arrived) and stalls; the path to the database goes silent then.
+      const out = new Writable({
+        highWaterMark: 1024,
+        write(_chunk: Buffer, _encoding, _done) {
+          proxy.silence();
+        },
+      });
+      const started = Date.now();
+      const error = await Promise.race([
+        exportAudit(sql, CONFIG, tenant, out, { batch: 100 }, 1_000).then(() => undefined, (error: unknown) => error),
+        new Promise((resolve) => setTimeout(resolve, 6_000, 'still waiting for the close')),
+      ]);
+      expect(error).toBeInstanceOf(OperatorError);
+      expect((error as Error).message).toBe('the audit chain could not be exported within 1 s: its reader was too slow, or the chain too long');
+      expect(Date.now() - started).toBeLessThan(3_000);
+    } finally {
+      await sql.end({ timeout: 1 });
+      await proxy.close();
+    }
+    // Its backend, its client gone, ends and lets the snapshot go.
+    await expect.poll(async () => (await backends(0)).snapshot, { timeout: 3_000, interval: 50 }).toBe(0);
+  }, 15_000);
 
   it('an output destroyed without an error ends the export at once (not at its deadline): an error saying so, the snapshot released', async () => {
     const seeded = await tenantWithLongChain(db.owner, key, 'export-destroyed', 1_000);

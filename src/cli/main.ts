@@ -418,7 +418,8 @@ async function run(config: Config, command: Command, options: Options): Promise<
     try {
       return await command.run({ config, db, sql, options, actor: `cli:${userInfo().username}`, stdout: process.stdout });
     } finally {
-      await sql.end();
+      // A statement still running once the command has ended (a read given up at its deadline, its connection gone silent) is not waited for.
+      await sql.end({ timeout: 1 });
     }
   } finally {
     await db.embedded?.stop();

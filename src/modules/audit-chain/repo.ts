@@ -69,6 +69,13 @@ class StoredEvent implements LinkedChainEvent {
   }
 }
 
+/**
+ * How long the read waits for the database to act on what it asked when it is done with the statement: a fetch
+ * cancelled at the deadline to end (57014), the statement's close to be answered. A backend that cannot act (frozen)
+ * or a connection gone silent must not hold the read, and the CLI with it.
+ */
+const SETTLE_MS = 1_000;
+
 type ChainQuery<Row> = { cursor(rows: number): AsyncIterable<ChainRow<Row>[]>; cancel(): Promise<void> | null };
 
 /**
@@ -97,24 +104,30 @@ async function readStatement<Row, T>(query: ChainQuery<Row>, options: ReadOption
     await cursor.return?.();
     // postgres.js's return() only asks for the portal's close (Close, Sync) and returns at once; the statement and its
     // snapshot end with the CloseComplete that settles one more next() (a plain value when the statement had ended).
-    // Waited for, so whoever goes on after the read (an export cut short by its deadline) finds the snapshot released.
-    try {
-      await cursor.next();
-    } catch {
-      // The statement's own error, already met by the read.
-    }
+    // Waited for, so whoever goes on after the read (an export cut short by its deadline) finds the snapshot released;
+    // for SETTLE_MS at most, since a connection gone silent never answers (the CLI would wait for ever).
+    const last = await settledWithin(Promise.resolve(cursor.next()), SETTLE_MS);
+    // A fetch given up on (its cancel failed) that has answered since: its portal is closed now, not waited for again.
+    if (last && !last.done) await cursor.return?.();
   }
 }
 
-/** How long a fetch cancelled at the deadline may take to end (with 57014) before the read stops waiting for it: a backend that cannot act on the cancel (frozen) must not hold the read. */
-const CANCEL_GRACE_MS = 1_000;
+/** What `promise` resolves to, or undefined when it fails (the statement's own error, already met by the read) or takes longer than `ms`. */
+async function settledWithin<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise.catch(() => undefined), new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /**
  * The cursor's next batch, by the deadline: a fetch that waits for the database (a lock a migration holds, the first
  * fetch running the whole plan) is cancelled then (postgres.js sends the backend a CancelRequest; the fetch fails with
  * 57014), VerificationDeadlineError. Without it only the turns between batches saw the deadline. The cancel opens a
  * connection of its own, which may fail (refused, the database gone; an unhandled rejection would end the CLI): then,
- * or CANCEL_GRACE_MS after a cancel the fetch did not end with, the read stops waiting for the fetch.
+ * or SETTLE_MS after a cancel the fetch did not end with, the read stops waiting for the fetch.
  */
 async function fetchBy<T>(query: ChainQuery<unknown>, next: () => Promise<T>, deadline: number): Promise<T> {
   if (deadline === Infinity) return next();
@@ -129,7 +142,7 @@ async function fetchBy<T>(query: ChainQuery<unknown>, next: () => Promise<T>, de
       late = true;
       // No logger here (the CLI's output is its JSON): a cancel that failed is seen as the deadline's error.
       Promise.resolve(query.cancel()).catch(giveUp);
-      timer = setTimeout(giveUp, CANCEL_GRACE_MS);
+      timer = setTimeout(giveUp, SETTLE_MS);
     }, deadline - Date.now());
   });
   try {
