@@ -8,7 +8,10 @@
 // callers see must not change: promises and arrays derived from them are
 // plain ones.
 import { execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { expect, it } from 'vitest';
 
 const driver = (file: string) => fileURLToPath(import.meta.resolve('postgres')).replace(/index\.js$/, file);
@@ -47,5 +50,33 @@ it('V8 optimizes both constructors instead of aborting their compiles over and o
     const lines = trace.split('\n').filter((line) => line.includes(`<JSFunction ${name} `));
     expect(lines.filter((line) => line.includes('aborted')), name).toEqual([]);
     expect(lines.some((line) => /completed (compiling|optimizing)/.test(line)), name).toBe(true);
+  }
+});
+
+it('the installed driver carries every hunk the startup check looks for, and a driver without one is refused', async () => {
+  const { DRIVER_PATCH_MARKERS } = await import('../src/db/pool.ts');
+  for (const [file, markers] of Object.entries(DRIVER_PATCH_MARKERS)) {
+    const text = readFileSync(driver(file), 'utf8');
+    for (const marker of markers) expect(text, `${file}: ${marker}`).toContain(marker);
+  }
+  // The check itself, in a process whose driver lacks the newest hunk (a copy of the driver with that comment removed).
+  const copy = mkdtempSync(path.join(tmpdir(), 'unpatched-driver-'));
+  try {
+    cpSync(path.dirname(path.dirname(driver('index.js'))), path.join(copy, 'node_modules/postgres'), { recursive: true });
+    const connection = path.join(copy, 'node_modules/postgres/src/connection.js');
+    writeFileSync(connection, readFileSync(connection, 'utf8').replace('must not meet the next socket', 'was here'));
+    const pool = pathToFileURL(path.resolve(import.meta.dirname, '../src/db/pool.ts')).href;
+    const script = `
+      import { register } from 'node:module';
+      register('data:text/javascript,' + encodeURIComponent(\`
+        export async function resolve(specifier, context, next) {
+          return specifier === 'postgres' ? next(${JSON.stringify(pathToFileURL(path.join(copy, 'node_modules/postgres/src/index.js')).href)}, context) : next(specifier, context);
+        }\`));
+      const { createPool } = await import(${JSON.stringify(pool)});
+      try { createPool('postgres://nobody@127.0.0.1:1/none', { max: 1 }); process.stdout.write('accepted'); } catch (error) { process.stdout.write(String(error.message)); }`;
+    const said = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(said).toContain('postgres.js is not patched');
+  } finally {
+    rmSync(copy, { recursive: true, force: true });
   }
 });

@@ -150,14 +150,24 @@ function reconnectDelay(retries: number): number {
 let patched: boolean | undefined;
 
 /**
- * Without patches/ (npm's install scripts skipped), a database restart would crash the process: refuse to run. Also a
- * driver patched by an older patches/ (a checkout updated without `npm ci`): without the row byte count every request
- * with a read budget fails.
+ * Text each hunk of patches/postgres+3.4.9.patch that the service relies on leaves in the driver's files, by file. Without
+ * patches/ (npm's install scripts skipped), a database restart would crash the process; with an older patches/ (a
+ * checkout updated without `npm ci`), every request with a read budget fails (no row byte count), the first request
+ * after a terminated backend fails with its stale error, and a cancel that cannot connect is an unhandled rejection.
  */
+export const DRIVER_PATCH_MARKERS: Readonly<Record<'connection.js' | 'query.js', readonly string[]>> = {
+  'connection.js': ['settle its queries instead of throwing', '(connection.rowBytes += x.length)', 'must not meet the next socket'],
+  'query.js': ["The cancel's promise, for its caller to handle"],
+};
+
+/** Refuses to run on a driver without every hunk of patches/ the service relies on (DRIVER_PATCH_MARKERS). */
 function assertDriverPatched(): void {
   if (patched === undefined) {
-    const connection = readFileSync(fileURLToPath(import.meta.resolve('postgres')).replace(/index\.js$/, 'connection.js'), 'utf8');
-    patched = connection.includes('settle its queries instead of throwing') && connection.includes('(connection.rowBytes += x.length)');
+    const source = (file: string) => readFileSync(fileURLToPath(import.meta.resolve('postgres')).replace(/index\.js$/, file), 'utf8');
+    patched = Object.entries(DRIVER_PATCH_MARKERS).every(([file, markers]) => {
+      const text = source(file);
+      return markers.every((marker) => text.includes(marker));
+    });
   }
   if (!patched) throw new Error('postgres.js is not patched: run `npm ci` (or `npx patch-package`) so that patches/ is applied');
 }
