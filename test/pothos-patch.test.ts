@@ -38,6 +38,22 @@ it('a context cache entry lives on the request context: one per context and cach
   expect(cache(plain)).toBe(cache(plain));
 });
 
+it('its esm/ and lib/ copies loaded side by side (an import and a require) give each cache its own entry on a shared holder', () => {
+  // contextCacheSymbol is Symbol.for, so both copies read the same holder; each copy counting its caches from 0 gave the
+  // first cache of lib/ the entry of the first cache of esm/. A process of its own: both copies fresh.
+  const script = `
+    import { createRequire } from 'node:module';
+    import { createContextCache, contextCacheSymbol } from '@pothos/core';
+    const required = createRequire(import.meta.url)('@pothos/core');
+    if (required.createContextCache === createContextCache) throw new Error('one copy loaded, not two');
+    const imported = createContextCache(() => 'imported');
+    const fromRequire = required.createContextCache(() => 'required');
+    const context = { [contextCacheSymbol]: {} };
+    process.stdout.write(JSON.stringify([imported(context), fromRequire(context), fromRequire(context), imported(context)]));`;
+  const entries = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', cwd: import.meta.dirname })) as unknown;
+  expect(entries).toEqual(['imported', 'required', 'required', 'imported']);
+});
+
 /** Marking only when asked (gc()), and an old space that needs no collection to grow by what the loop promotes. */
 const NO_MAJOR_GC = ['--no-incremental-marking', '--no-concurrent-marking', '--initial-old-space-size=512'];
 
