@@ -96,7 +96,7 @@ it('a read whose connection was terminated unheard (BEGIN, the check, the read a
   expect(proxy.accepted).toBe(connected + 1); // one new connection
 });
 
-it('a write on such a connection (its first run: BEGIN and the check sent, the insert waiting for the check's answer) runs again and is written once', async () => {
+it('a write on such a connection (its first run: BEGIN and the check sent, the insert waiting for the check to answer) runs again and is written once', async () => {
   const { pool, read, write } = service();
   expect((await read()).body.errors).toBeUndefined(); // the connection, before the write's first run
   await terminateUnheard(await backendsOf(pool, 1));
