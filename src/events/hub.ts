@@ -12,6 +12,7 @@
 // missed, so silence is never mistaken for "nothing happened".
 import postgres from 'postgres';
 import { isUuid } from '../tenancy/identifiers.ts';
+import { withTimeout } from '../timeout.ts';
 import type { Logger } from '../logger.ts';
 
 export type ChangeKind = 'created' | 'updated' | 'deleted';
@@ -282,14 +283,6 @@ export function createEventHub(options: EventHubOptions): EventHub {
   };
 }
 
-async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([work, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer')), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** The port a connection string names (5432 when it names none); undefined when it is not a URL. */
 function portOf(url: string): number | undefined {

@@ -18,6 +18,7 @@ import {
   type TenantEventFields,
 } from './chain.ts';
 import { slicer, VerificationDeadlineError, type ChainBatches, type ChainInput, type LinkedChainEvent } from './verify.ts';
+import { withTimeout } from '../../timeout.ts';
 
 /** Checkpoints read besides the newest: older ones narrow down where a rewritten chain went wrong. */
 const CHECKPOINTS_READ = 16;
@@ -106,19 +107,10 @@ async function readStatement<Row, T>(query: ChainQuery<Row>, options: ReadOption
     // snapshot end with the CloseComplete that settles one more next() (a plain value when the statement had ended).
     // Waited for, so whoever goes on after the read (an export cut short by its deadline) finds the snapshot released;
     // for SETTLE_MS at most, since a connection gone silent never answers (the CLI would wait for ever).
-    const last = await settledWithin(Promise.resolve(cursor.next()), SETTLE_MS);
+    // A failure is the statement's own error, already met by the read.
+    const last = await withTimeout(Promise.resolve(cursor.next()), SETTLE_MS).catch(() => undefined);
     // A fetch given up on (its cancel failed) that has answered since: its portal is closed now, not waited for again.
     if (last && !last.done) await cursor.return?.();
-  }
-}
-
-/** What `promise` resolves to, or undefined when it fails (the statement's own error, already met by the read) or takes longer than `ms`. */
-async function settledWithin<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([promise.catch(() => undefined), new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)))]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 
