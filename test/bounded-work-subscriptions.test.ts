@@ -239,12 +239,13 @@ it("the tenant's request rate guards subscriptions: SSE 429 RATE_LIMITED with Re
   const limited = await startLiveServer(sql, db.appUrl, { guards: [guard], lanes: guard.lanes });
   try {
     const slow = await createTestTenant(db.owner, 'bounded-live-rate');
-    await setRequestRates(db.owner, slow.id, { perMinute: 6 }); // a bucket of one request
+    await setRequestRates(db.owner, slow.id, { perMinute: 12 }); // a bucket of two requests
     const headers = bearer(slow.members.VIEWER.token);
     const socket = await wsConnect(limited.origin);
-    await socket.init(headers); // unplaced: the guard learns the credentials' tenant and leases its bucket meanwhile
+    // Unplaced: admitted while the guard learns the credentials' tenant, and charged to its bucket once it has.
+    await socket.init(headers);
     await guard.settled();
-    const first = await sse(limited.origin, 'subscription { members { kind } }', { headers }); // the bucket's one request
+    const first = await sse(limited.origin, 'subscription { members { kind } }', { headers }); // the bucket's second request
     expect(first.status).toBe(200);
     const response = await fetch(`${limited.origin}/graphql`, {
       method: 'POST',

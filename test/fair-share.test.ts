@@ -70,10 +70,13 @@ describe('request rates', () => {
     const headers = bearer(tenant.members.MEMBER.token);
     await warm(headers);
     const answers: Answer[] = [];
+    const started = Date.now();
     for (let i = 0; i < 8; i++) answers.push(await send(VIEWER_QUERY, headers));
     const statuses = answers.map((answer) => answer.status);
-    // The first (unplaced) request did not count; the bucket of 5 then runs dry.
-    expect(statuses.filter((status) => status === 200).length).toBeLessThanOrEqual(6);
+    // The first (unplaced) request was charged once its tenant was known: 4 of the bucket of 5 are left, and what
+    // the rate refilled meanwhile (a token every 2 s).
+    const refilled = Math.floor((Date.now() - started) / 2000);
+    expect(statuses.filter((status) => status === 200).length).toBeLessThanOrEqual(4 + refilled);
     expect(statuses.filter((status) => status === 200).length).toBeGreaterThanOrEqual(4);
     const refused = answers.find((answer) => answer.status === 429)!;
     expect(refused.codes).toEqual(['RATE_LIMITED']);
@@ -108,10 +111,11 @@ describe('request rates', () => {
     const statuses: number[] = [];
     const started = Date.now();
     for (let i = 0; i < 20; i++) statuses.push((await send(VIEWER_QUERY, i % 2 ? byId : bySlug)).status);
-    // At most the bucket, the first use of each name (before the guard knew whose it is) and what the rate refilled
-    // meanwhile (a token every 1.67 s: a loaded machine took over 1.7 s for the 20 and admitted a ninth).
+    // At most the bucket and what the rate refilled meanwhile (a token every 1.67 s). The first uses of each name,
+    // admitted before the guard knew whose they are (however many a loaded machine lets through before the lookup
+    // lands: CI once saw 10 of 20 admitted when they were free), are charged to the bucket once it does.
     const refilled = Math.floor(((Date.now() - started) / 60_000) * 36);
-    expect(statuses.filter((status) => status === 200).length).toBeLessThanOrEqual(6 + 2 + refilled);
+    expect(statuses.filter((status) => status === 200).length).toBeLessThanOrEqual(6 + refilled);
     expect(statuses.slice(-6).filter((status) => status === 200).length).toBeLessThanOrEqual(refilled);
   });
 

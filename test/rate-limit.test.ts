@@ -104,3 +104,20 @@ it('keeps a tenant to its rate when the database stops answering (refilled local
   expect(admitted).toBeLessThanOrEqual(10 + 20 + 2);
   await limiter.close();
 });
+
+it('charges requests admitted before their tenant was known, into debt, and the next requests repay it', async () => {
+  // The guard admits a credentials' first use before its lookup lands and charges it once it has: however many
+  // went through meanwhile, the bucket (30 a minute: 5) pays for them, the database's row included.
+  const tenant = await createTestTenant(db.owner, 'rl-charge', 'free');
+  await setRequestRates(db.owner, tenant.id, { perMinute: 30 });
+  const limiter = new RateLimiter(db.appPool(1));
+  for (let i = 0; i < 7; i++) limiter.charge(tenant.id, null); // more than the bucket holds
+  await limiter.idle();
+  const decisions: boolean[] = [];
+  for (let i = 0; i < 4; i++) decisions.push(await take(limiter, tenant.id));
+  expect(decisions).toEqual([false, false, false, false]); // the 5 leased went to the debt of 7
+  const [row] = await db.owner<{ tokens: number }[]>`
+    select tokens::float8 as tokens from app.request_buckets where tenant_id = ${tenant.id} and api_key_id is null`;
+  expect(row!.tokens).toBeLessThan(1); // leased to the last token
+  await limiter.close();
+});

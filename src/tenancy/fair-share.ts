@@ -241,7 +241,12 @@ export function createFairShareGuard(sql: Sql, settings: FairShareSettings, opti
       if (key === undefined) return inLane(PLATFORM, deadline, undefined);
       const known = directory.peek(key, selection);
       if (known) return placed(known.tenantId, known.apiKeyId, deadline);
-      if (known === null || lanes.hasRoom(UNPLACED)) return inLane(UNPLACED, deadline, undefined);
+      if (known === null) return inLane(UNPLACED, deadline, undefined);
+      if (lanes.hasRoom(UNPLACED)) {
+        // Not held up by the lookup, and counted once it lands (first uses under other names cannot add up to a bucket).
+        if (limiter) void directory.resolve(key, selection).then((resolved) => resolved && limiter.charge(resolved.tenantId, resolved.apiKeyId));
+        return inLane(UNPLACED, deadline, undefined);
+      }
       // First use of these credentials while the shared lane is full: wait for the lookup instead.
       return directory
         .resolve(key, selection)

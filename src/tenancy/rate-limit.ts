@@ -112,6 +112,20 @@ export class RateLimiter {
     }
   }
 
+  /**
+   * Counts a request admitted before its tenant was known (its credentials'
+   * first use): spent now, into debt if the bucket is dry, so that the next
+   * requests repay it. Naming the tenant anew gains nothing but time.
+   */
+  charge(tenantId: string, apiKeyId: string | null): void {
+    const now = Date.now();
+    for (const bucket of [this.#bucket(tenantId, null), apiKeyId === null ? undefined : this.#bucket(tenantId, apiKeyId)]) {
+      if (!bucket || bucket.perMinute === null || bucket.local) continue; // unlimited, or the database away: nothing leased to owe
+      bucket.tokens -= 1;
+      this.#spent(bucket, now);
+    }
+  }
+
   /** Resolves once no lease is asked for or under way (tests). */
   async idle(): Promise<void> {
     while (this.#queue.size > 0 || this.#flushing || this.#scheduled) await new Promise((resolve) => setTimeout(resolve, 5));
@@ -148,7 +162,7 @@ export class RateLimiter {
     if (bucket.local) this.#refillLocally(bucket, now);
     if (bucket.perMinute === null || bucket.tokens >= 1 || bucket.local) return undefined;
     if (bucket.perMinute !== undefined && now < bucket.emptyUntil) return undefined;
-    return this.#lease(bucket, 1);
+    return this.#lease(bucket, Math.ceil(1 - bucket.tokens)); // one, and the debt of requests charged afterwards
   }
 
   /** The database did not answer: refill here from now on, try a lease again later. */
@@ -191,15 +205,20 @@ export class RateLimiter {
   #spend(bucket: Bucket, now: number): boolean {
     if (typeof bucket.perMinute !== 'number' || bucket.tokens < 1) return false;
     bucket.tokens -= 1;
+    this.#spent(bucket, now);
+    return true;
+  }
+
+  /** A token was spent: the demand seen moves, and a lease is asked for ahead of the bucket running dry. */
+  #spent(bucket: Bucket, now: number): void {
     const elapsed = Math.max(now - bucket.lastSpentAt, 1);
     // Demand in tokens a second, averaged over about a second.
     const weight = Math.min(1, elapsed / 1000);
     bucket.demand = bucket.demand * (1 - weight) + (1000 / elapsed) * weight;
     bucket.lastSpentAt = now;
     if (bucket.tokens < Math.max(1, this.#chunk(bucket) / 2) && !bucket.pending && (!bucket.local || now >= bucket.retryLeaseAt)) {
-      void this.#lease(bucket, 0);
+      void this.#lease(bucket, Math.max(0, Math.ceil(-bucket.tokens)));
     }
-    return true;
   }
 
   /** Tokens one lease asks for: the demand expected until the next, within a share of the bucket. */
