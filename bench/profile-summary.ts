@@ -1,17 +1,23 @@
-// `node bench/profile-summary.ts <file.cpuprofile> [seconds]`: where a CPU
-// profile's time goes, by self time, grouped into areas (GC, idle, our code,
-// each dependency, Node internals by module), plus the top functions. With
-// `seconds`, only the busiest window of that length counts (a load run's
-// window, without start-up, module loading and the idle time around it).
+// `node bench/profile-summary.ts <file.cpuprofile> [seconds] [--callers <name>]`:
+// where a CPU profile's time goes, by self time, grouped into areas (GC, idle,
+// our code, each dependency, Node internals by module), plus the top
+// functions. With `seconds`, only the busiest window of that length counts (a
+// load run's window, without start-up, module loading and the idle time around
+// it). With `--callers`, the self time of the functions whose name contains
+// <name> (writeBuffer, JSON.stringify's caller...) by the chain of three
+// callers above them: who asks for the work.
 import { readFileSync } from 'node:fs';
 
-type ProfileNode = { id: number; hitCount: number; callFrame: { functionName: string; url: string; lineNumber: number } };
+type ProfileNode = { id: number; hitCount: number; children?: number[]; callFrame: { functionName: string; url: string; lineNumber: number } };
 type Profile = { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
 
-const profile = JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as Profile;
+const args = process.argv.slice(2);
+const callersAt = args.indexOf('--callers');
+const callersOf = callersAt === -1 ? undefined : args.splice(callersAt, 2)[1];
+const profile = JSON.parse(readFileSync(args[0]!, 'utf8')) as Profile;
 const byId = new Map(profile.nodes.map((node) => [node.id, node]));
 const self = new Map<number, number>();
-const [from, to] = busiestWindow(Number(process.argv[3] ?? 0) * 1e6);
+const [from, to] = busiestWindow(Number(args[1] ?? 0) * 1e6);
 for (let i = from; i < to; i++) self.set(profile.samples[i]!, (self.get(profile.samples[i]!) ?? 0) + (profile.timeDeltas[i] ?? 0));
 
 /** Sample indexes [from, to) of the window of `us` with the most non-idle time; all samples when `us` is 0. */
@@ -51,12 +57,17 @@ function area(node: ProfileNode): string {
   return url ? 'other' : 'native';
 }
 
+function label(node: ProfileNode): string {
+  const { functionName, url, lineNumber } = node.callFrame;
+  return `${functionName || '(anonymous)'} ${url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/src\//, 'src/')}:${lineNumber + 1}`;
+}
+
 const areas = new Map<string, number>();
 const functions = new Map<string, number>();
 for (const [id, time] of self) {
   const node = byId.get(id)!;
   areas.set(area(node), (areas.get(area(node)) ?? 0) + time);
-  const name = `${node.callFrame.functionName || '(anonymous)'} ${node.callFrame.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/src\//, 'src/')}:${node.callFrame.lineNumber + 1}`;
+  const name = label(node);
   functions.set(name, (functions.get(name) ?? 0) + time);
 }
 const busy = total - (areas.get('idle') ?? 0);
@@ -66,3 +77,20 @@ process.stdout.write(`busy ${(busy / 1e6).toFixed(1)} s of ${(total / 1e6).toFix
 for (const [name, time] of top(areas, 20)) process.stdout.write(`  ${pct(time, busy)}  ${name}\n`);
 process.stdout.write('top functions (self time):\n');
 for (const [name, time] of top(functions, 25)) process.stdout.write(`  ${pct(time, busy)}  ${name}\n`);
+
+if (callersOf !== undefined) {
+  const parent = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+  const chains = new Map<string, number>();
+  let matched = 0;
+  for (const [id, time] of self) {
+    if (!byId.get(id)!.callFrame.functionName.includes(callersOf)) continue;
+    matched += time;
+    const chain: string[] = [];
+    for (let up = parent.get(id); up !== undefined && chain.length < 3; up = parent.get(up)) chain.push(label(byId.get(up)!));
+    const key = chain.join(' < ');
+    chains.set(key, (chains.get(key) ?? 0) + time);
+  }
+  process.stdout.write(`callers of *${callersOf}* (${pct(matched, busy).trim()} of busy time), by share of that time:\n`);
+  for (const [chain, time] of top(chains, 15)) process.stdout.write(`  ${pct(time, matched)}  ${chain}\n`);
+}
