@@ -3,20 +3,34 @@
 // client after the server has answered since the client last wrote. A client
 // that pipelines (writes again before any answer) makes one burst; one that
 // waits for each answer makes one per wait. Used with sequential requests, so
-// bursts per request = round trips per request.
+// bursts per request = round trips per request. Counted apart by the
+// connection's application_name (from its startup message): the service's
+// request connections ('tenancy') are the request's round trips; its fair-share
+// guard's and event hub's connections work beside the requests, off their path.
 import net from 'node:net';
 
-export type WireCounter = { url: (target: string) => string; bursts: () => number; close: () => Promise<void> };
+export type WireCounter = {
+  url: (target: string) => string;
+  /** Bursts so far, in all or on the connections of one application_name. */
+  bursts: (applicationName?: string) => number;
+  close: () => Promise<void>;
+};
 
 export async function countRoundTrips(databasePort: number): Promise<WireCounter> {
   let bursts = 0;
+  const byName = new Map<string, number>();
   const sockets = new Set<net.Socket>();
   const proxy = net.createServer((client) => {
     const server = net.connect(databasePort, '127.0.0.1');
     sockets.add(client).add(server);
     let answered = true; // the first write of a connection starts a burst
+    let name: string | undefined;
     client.on('data', (chunk) => {
-      if (answered) bursts++;
+      name ??= applicationName(chunk);
+      if (answered) {
+        bursts++;
+        byName.set(name, (byName.get(name) ?? 0) + 1);
+      }
       answered = false;
       server.write(chunk);
     });
@@ -42,10 +56,19 @@ export async function countRoundTrips(databasePort: number): Promise<WireCounter
       url.port = String(port);
       return url.toString();
     },
-    bursts: () => bursts,
+    bursts: (applicationName) => (applicationName === undefined ? bursts : (byName.get(applicationName) ?? 0)),
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => proxy.close(() => resolve()));
     },
   };
+}
+
+/** The application_name a connection's first write (its startup message) gives, or '' when it gives none. */
+function applicationName(startup: Buffer): string {
+  const text = startup.toString('latin1');
+  const at = text.indexOf('application_name\0');
+  if (at === -1) return '';
+  const from = at + 'application_name\0'.length;
+  return text.slice(from, text.indexOf('\0', from));
 }

@@ -71,7 +71,7 @@ async function serve(config: Config, log: Logger, appUrl: string, tabs: readonly
   const sql = createPool(appUrl, { max: config.dbPoolMax, prepare: config.dbPrepare, ...timeouts });
   await assertSafeRequestRole(sql); // RLS must hold for the role every request uses
   // Fair share has a connection of its own: its lookups never wait behind the requests it shares out.
-  const guardSql = createPool(appUrl, { max: 1, prepare: config.dbPrepare, ...timeouts });
+  const guardSql = createPool(appUrl, { max: 1, prepare: config.dbPrepare, applicationName: 'tenancy-fair-share', ...timeouts });
   let warnedAt = 0;
   const fairShare = createFairShareGuard(guardSql, config.fairShare, {
     onError: (error) => {

@@ -25,6 +25,8 @@ export type PoolOptions = {
   readonly requestTimeoutMs?: number;
   /** How long one connection attempt may take. */
   readonly connectTimeoutMs?: number;
+  /** What pg_stat_activity (and a proxy counting round trips) calls the pool's connections; 'tenancy' by default. */
+  readonly applicationName?: string;
 };
 
 /** Something the pool can end early: an open request transaction, from the wait for its connection on. */
@@ -67,7 +69,7 @@ export function createPool(url: string, options: PoolOptions): Sql {
     onnotice: () => {},
     ...(options.onQuery ? { debug: (_connection: number, query: string, parameters: unknown[]) => options.onQuery!(query, parameters) } : {}),
     connection: {
-      application_name: 'tenancy',
+      application_name: options.applicationName ?? 'tenancy',
       // Ceilings only: each request transaction lowers them to what is left of its deadline.
       statement_timeout: requestTimeoutMs,
       lock_timeout: requestTimeoutMs,
