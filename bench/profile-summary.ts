@@ -5,7 +5,7 @@
 // load run's window, without start-up, module loading and the idle time around
 // it). With `--callers`, the self time of the functions whose name contains
 // <name> (writeBuffer, JSON.stringify's caller...) by the chain of three
-// callers above them: who asks for the work.
+// callers above them outside Node's own modules: who asks for the work.
 import { readFileSync } from 'node:fs';
 
 type ProfileNode = { id: number; hitCount: number; children?: number[]; callFrame: { functionName: string; url: string; lineNumber: number } };
@@ -87,7 +87,10 @@ if (callersOf !== undefined) {
     if (!byId.get(id)!.callFrame.functionName.includes(callersOf)) continue;
     matched += time;
     const chain: string[] = [];
-    for (let up = parent.get(id); up !== undefined && chain.length < 3; up = parent.get(up)) chain.push(label(byId.get(up)!));
+    for (let up = parent.get(id); up !== undefined && chain.length < 3; up = parent.get(up)) {
+      const caller = byId.get(up)!;
+      if (!caller.callFrame.url.startsWith('node:')) chain.push(label(caller)); // Node's own layers (streams, net) skipped
+    }
     const key = chain.join(' < ');
     chains.set(key, (chains.get(key) ?? 0) + time);
   }
