@@ -115,9 +115,33 @@ it('charges requests admitted before their tenant was known, into debt, and the 
   await limiter.idle();
   const decisions: boolean[] = [];
   for (let i = 0; i < 4; i++) decisions.push(await take(limiter, tenant.id));
-  expect(decisions).toEqual([false, false, false, false]); // the 5 leased went to the debt of 7
+  expect(decisions).toEqual([false, false, false, false]); // the bucket's 5, leased, went to the debt of 7
   const [row] = await db.owner<{ tokens: number }[]>`
     select tokens::float8 as tokens from app.request_buckets where tenant_id = ${tenant.id} and api_key_id is null`;
   expect(row!.tokens).toBeLessThan(1); // leased to the last token
+  // Told to come back when the debt is repaid and a token is there (3 tokens at one every 2 s), not in a second or two;
+  // and the RateLimit header says none remain, never a negative count.
+  const refused = await limiter.take(tenant.id, null);
+  expect(refused.ok).toBe(false);
+  const extensions = !refused.ok ? (refused.error.extensions as { retryAfter: number; http: { headers: Record<string, string> } }) : undefined;
+  expect(extensions!.retryAfter).toBeGreaterThanOrEqual(4);
+  expect(extensions!.http.headers.ratelimit).toMatch(/^"tenant";r=0;t=\d+$/);
+  await limiter.close();
+});
+
+it('leases a debt once, however many requests wait on the lease that repays it', async () => {
+  // 60 a minute: a bucket of 10, leases of one token beyond what is asked (a tenth of the bucket). Three first uses
+  // charged, four requests waiting at once: the lease takes 3 + 4 = 7, not the debt once per waiting request.
+  const tenant = await createTestTenant(db.owner, 'rl-debt-once', 'free');
+  await setRequestRates(db.owner, tenant.id, { perMinute: 60 });
+  const limiter = new RateLimiter(db.appPool(1));
+  for (let i = 0; i < 3; i++) limiter.charge(tenant.id, null);
+  const decisions = await Promise.all(Array.from({ length: 4 }, async () => limiter.take(tenant.id, null)));
+  expect(decisions.map((decision) => decision.ok)).toEqual([true, true, true, true]);
+  await limiter.idle();
+  const [row] = await db.owner<{ tokens: number }[]>`
+    select tokens::float8 as tokens from app.request_buckets where tenant_id = ${tenant.id} and api_key_id is null`;
+  // 7 and the one leased ahead once the four spent it all (the debt once per waiter asked 4 x 4 = 16: the first lease's 10).
+  expect(10 - row!.tokens).toBeLessThanOrEqual(8);
   await limiter.close();
 });

@@ -162,7 +162,7 @@ export class RateLimiter {
     if (bucket.local) this.#refillLocally(bucket, now);
     if (bucket.perMinute === null || bucket.tokens >= 1 || bucket.local) return undefined;
     if (bucket.perMinute !== undefined && now < bucket.emptyUntil) return undefined;
-    return this.#lease(bucket, Math.ceil(1 - bucket.tokens)); // one, and the debt of requests charged afterwards
+    return this.#lease(bucket, 1); // the debt of requests charged afterwards is added once, by the lease itself
   }
 
   /** The database did not answer: refill here from now on, try a lease again later. */
@@ -217,7 +217,7 @@ export class RateLimiter {
     bucket.demand = bucket.demand * (1 - weight) + (1000 / elapsed) * weight;
     bucket.lastSpentAt = now;
     if (bucket.tokens < Math.max(1, this.#chunk(bucket) / 2) && !bucket.pending && (!bucket.local || now >= bucket.retryLeaseAt)) {
-      void this.#lease(bucket, Math.max(0, Math.ceil(-bucket.tokens)));
+      void this.#lease(bucket, 0);
     }
   }
 
@@ -256,7 +256,9 @@ export class RateLimiter {
           this.#queue.delete(bucket);
           const lease = bucket.pending!;
           bucket.pending = undefined;
-          const want = Math.min(Math.max(lease.want, this.#chunk(bucket)), bucket.perMinute === undefined ? MAX_FIRST_LEASE : Math.max(1, bucket.burst));
+          // What the waiting requests need, and once the debt of first uses charged after they ran (tokens below 0).
+          const debt = Math.max(0, Math.ceil(-bucket.tokens));
+          const want = Math.min(Math.max(lease.want + debt, this.#chunk(bucket)), bucket.perMinute === undefined ? MAX_FIRST_LEASE : Math.max(1, bucket.burst));
           return { bucket, lease, want };
         });
         const returns = this.#returns.splice(0, MAX_BATCH - leases.length);
@@ -292,7 +294,9 @@ export class RateLimiter {
     bucket.leasedAt = now;
     bucket.local = false;
     if (result.perMinute !== null && result.granted < want && bucket.tokens < 1) {
-      const wait = result.perMinute === 0 ? 60_000 : ((1 - result.remaining) * 60_000) / result.perMinute;
+      // The bucket ran dry: asked again once it holds a token beyond the debt here (a debt deeper than one token included).
+      // While it still grants, a debt deeper than a lease is leased again at once instead.
+      const wait = result.perMinute === 0 ? 60_000 : (Math.max(0, 1 - bucket.tokens - result.remaining) * 60_000) / result.perMinute;
       bucket.emptyUntil = now + Math.max(this.#minRetryMs, wait);
     }
   }
@@ -316,7 +320,7 @@ export class RateLimiter {
       if (!bucket || !bucket.perMinute) continue;
       const perSecond = bucket.perMinute / 60;
       const remote = Math.max(0, bucket.remote + ((now - bucket.syncedAt) / 1000) * perSecond);
-      const remaining = Math.floor(Math.min(bucket.burst, bucket.tokens + remote));
+      const remaining = Math.max(0, Math.floor(Math.min(bucket.burst, bucket.tokens + remote))); // never below 0, in debt too
       const reset = Math.ceil((bucket.burst - remaining) / perSecond);
       policies.push(bucket.policyHeader);
       states.push(`"${bucket.policy}";r=${remaining};t=${reset}`);
