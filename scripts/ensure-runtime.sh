@@ -22,11 +22,13 @@ done
 # postgres.js, graphql-jit and Pothos must carry patches/ (a dead reserved connection crashes the process without the
 # first; the second keeps compiled queries from allocating an error's locations and path for every leaf value; the
 # third keeps each request's caches on its context, where they die young, not in WeakMaps the scavenges keep).
-if ! grep -q 'settle its queries instead of throwing' node_modules/postgres/src/connection.js \
-  || ! grep -q '(connection.rowBytes += x.length)' node_modules/postgres/src/connection.js \
-  || ! grep -q 'must not meet the next socket' node_modules/postgres/src/connection.js \
-  || ! grep -q 'tenancy patch' node_modules/graphql-jit/dist/runtime.js \
-  || ! grep -q 'Pothos.contextCacheCount' node_modules/@pothos/core/esm/utils/context-cache.js; then
+# Each hunk's marker is in patches/markers.json (src/db/pool.ts checks the driver's at start-up from the same file).
+if ! node_modules/.bin/node -e '
+  const fs = require("node:fs");
+  const markers = JSON.parse(fs.readFileSync("patches/markers.json", "utf8"));
+  const missing = Object.entries(markers).filter(([file]) => !file.startsWith("/"))
+    .filter(([file, wanted]) => { const text = fs.readFileSync("node_modules/" + file, "utf8"); return !wanted.every((marker) => text.includes(marker)); });
+  process.exit(missing.length === 0 ? 0 : 1);'; then
   echo "ensure-runtime: applying patches/ (patch-package)" >&2
   node_modules/.bin/patch-package >&2
 fi

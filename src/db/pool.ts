@@ -152,15 +152,17 @@ function reconnectDelay(retries: number): number {
 let patched: boolean | undefined;
 
 /**
- * Text each hunk of patches/postgres+3.4.9.patch that the service relies on leaves in the driver's files, by file. Without
- * patches/ (npm's install scripts skipped), a database restart would crash the process; with an older patches/ (a
- * checkout updated without `npm ci`), every request with a read budget fails (no row byte count), the first request
- * after a terminated backend fails with its stale error, and a cancel that cannot connect is an unhandled rejection.
+ * Text each hunk of patches/postgres+3.4.9.patch that the service relies on leaves in the driver's files, by file
+ * (patches/markers.json, which scripts/ensure-runtime.sh reads too). Without patches/ (npm's install scripts skipped),
+ * a database restart would crash the process; with an older patches/ (a checkout updated without `npm ci`), every
+ * request with a read budget fails (no row byte count), the first request after a terminated backend fails with its
+ * stale error, and a cancel that cannot connect is an unhandled rejection.
  */
-export const DRIVER_PATCH_MARKERS: Readonly<Record<'connection.js' | 'query.js', readonly string[]>> = {
-  'connection.js': ['settle its queries instead of throwing', '(connection.rowBytes += x.length)', 'must not meet the next socket'],
-  'query.js': ["The cancel's promise, for its caller to handle"],
-};
+export const DRIVER_PATCH_MARKERS: Readonly<Record<string, readonly string[]>> = Object.fromEntries(
+  Object.entries(JSON.parse(readFileSync(new URL('../../patches/markers.json', import.meta.url), 'utf8')) as Record<string, string[] | string>)
+    .filter((entry): entry is [string, string[]] => entry[0].startsWith('postgres/'))
+    .map(([file, markers]) => [file.slice('postgres/src/'.length), markers]),
+);
 
 /** Refuses to run on a driver without every hunk of patches/ the service relies on (DRIVER_PATCH_MARKERS). */
 function assertDriverPatched(): void {
