@@ -11,6 +11,7 @@ import { beforeAll, expect, it } from 'vitest';
 import { createPool, type Sql } from '../src/db/pool.ts';
 import { createTestApp, createTestTenant, insertWorkSession, type GraphQLResponse, type TestTenant } from './helpers/app.ts';
 import { atFileEnd, useTestDatabase, type TestDatabase } from './helpers/db.ts';
+import { sse, startLiveServer } from './helpers/live.ts';
 import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.ts';
 import { writesTo } from './helpers/wire.ts';
 
@@ -116,6 +117,24 @@ it('a write whose COMMIT left with BEGIN (one round trip) on such a connection i
   expect(await tasksTitled('sent with its commit')).toBe(0); // here nothing reached the database; through a proxy it might have
   expect((await write('after it')).body.errors).toBeUndefined();
   expect(await tasksTitled('after it')).toBe(1);
+});
+
+it('a subscription started on such a connection (SSE) starts on a new one: a stream, not 503 database', async () => {
+  // After a restart every subscriber comes back at once, onto the pool's connections that died with the database.
+  const pool = createPool(proxy.url(db.appUrl), { max: 1, prepare: true, requestTimeoutMs: 5_000 });
+  atFileEnd(() => pool.end({ timeout: 1 }));
+  const live = await startLiveServer(pool, db.appUrl);
+  atFileEnd(() => live.close());
+  const headers = { authorization: `Bearer ${tenant.members.VIEWER.token}` };
+  const first = await sse(live.origin, 'subscription { members { kind } }', { headers });
+  expect(first.status).toBe(200); // the pool's one connection, made
+  first.close();
+  const connected = proxy.accepted;
+  await terminateUnheard(await backendsOf(pool, 1));
+  const stream = await sse(live.origin, 'subscription { members { kind } }', { headers });
+  expect([stream.status, 'body' in stream ? stream.body : undefined]).toEqual([200, undefined]);
+  expect(proxy.accepted).toBe(connected + 1); // one new connection
+  stream.close();
 });
 
 it('runs again once only: when the next connection is dead too, 503 database; the request after it is served', async () => {

@@ -272,11 +272,26 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     params: Params,
   ): Promise<RunResult> {
     if (!subscriptions) throw unavailable('events', 'Live events are not available on this server');
-    const db = new TenantTransaction(sql, selection, { deadline: request.deadline, readBytes: maxResponseBytes });
-    request.state.transaction = db;
+    const begin = () => {
+      const opened = new TenantTransaction(sql, selection, { deadline: request.deadline, readBytes: maxResponseBytes });
+      request.state.transaction = opened;
+      opened.start('tenant');
+      return opened;
+    };
+    let db = begin();
+    let principal: Awaited<ReturnType<TenantTransaction['principal']>>;
+    try {
+      principal = await db.principal();
+    } catch (error) {
+      // As run() does: a connection dead before BEGIN was answered ran nothing, so the start runs once more on another
+      // (after a restart every subscriber reconnects at once, onto the pool's connections that died with it).
+      if (!db.lostBeforeBegin || Date.now() >= (request.deadline ?? Infinity)) throw error;
+      log.debug({ requestId: request.requestId }, 'the connection was lost before the transaction began: starting the subscription on another');
+      await db.end(false);
+      db = begin();
+      principal = await db.principal();
+    }
     const context = requestContext(request.requestId, db);
-    db.start('tenant');
-    const principal = await db.principal();
     const requiredRole = subscriptionRole(schema, document, params.operationName);
     if (!roleAtLeast(principal.tenant!.role, requiredRole)) return finishOperation(context, { errors: [forbidden()] }, false, log);
     // Attached to the tenant's events before the start reads what the subscriber can see (each statement of this
