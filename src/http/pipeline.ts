@@ -201,7 +201,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       const result = jit
         ? await jit.query(undefined, context, params.variables)
         : await execute({ schema, document: checked.document, variableValues: params.variables, operationName: params.operationName, contextValue: context });
-      if (db.lostBeforeBegin && !reconnected && Date.now() < (request.deadline ?? Infinity)) {
+      if (!reconnected && mayBeginAgain(db, request)) {
         // Its connection was dead before the database began the transaction (a backend terminated, a restart the pool had
         // not noticed yet): nothing of it ran, so it runs once more, on another connection, instead of answering `database`.
         log.debug({ requestId: request.requestId }, 'the connection was lost before the transaction began: running it again on another');
@@ -285,7 +285,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     } catch (error) {
       // As run() does: a connection dead before BEGIN was answered ran nothing, so the start runs once more on another
       // (after a restart every subscriber reconnects at once, onto the pool's connections that died with it).
-      if (!db.lostBeforeBegin || Date.now() >= (request.deadline ?? Infinity)) throw error;
+      if (!mayBeginAgain(db, request)) throw error;
       log.debug({ requestId: request.requestId }, 'the connection was lost before the transaction began: starting the subscription on another');
       await db.end(false);
       db = begin();
@@ -417,6 +417,11 @@ function checkParams(params: unknown): Params {
   if (variables != null && (typeof variables !== 'object' || Array.isArray(variables))) throw badRequest('"variables" must be an object');
   if (operationName != null && typeof operationName !== 'string') throw badRequest('"operationName" must be a string');
   return { query, variables: (variables ?? undefined) as Record<string, unknown> | undefined, operationName: operationName ?? undefined };
+}
+
+/** Its connection was dead before the database began the transaction (nothing of it ran) and its deadline allows one more. */
+function mayBeginAgain(db: TenantTransaction, request: PipelineRequest): boolean {
+  return db.lostBeforeBegin && Date.now() < (request.deadline ?? Infinity);
 }
 
 /** A result's body without errors, as `respond` writes it. */
