@@ -1,4 +1,4 @@
-// `node bench/profile-summary.ts <file.cpuprofile> [seconds] [--callers <name>]`:
+// `node bench/profile-summary.ts <file.cpuprofile | file.heapprofile> [seconds] [--callers <name>]`:
 // where a CPU profile's time goes, by self time, grouped into areas (GC, idle,
 // our code, each dependency, Node internals by module), plus the top
 // functions. With `seconds`, only the busiest window of that length counts (a
@@ -6,19 +6,47 @@
 // it). With `--callers`, the self time of the functions whose name contains
 // <name> (writeBuffer, JSON.stringify's caller...) by the chain of three
 // callers above them outside Node's own modules: who asks for the work.
+// A .heapprofile (bench/heap-sample.ts) is read the same way, bytes allocated in
+// place of time: by area, by allocating function, `--callers`; with the request
+// count the sampler saved (or `--rate <requests a second>`), in kilobytes a request.
 import { readFileSync } from 'node:fs';
 
 type ProfileNode = { id: number; hitCount: number; children?: number[]; callFrame: { functionName: string; url: string; lineNumber: number } };
 type Profile = { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
+type HeapNode = { id: number; selfSize: number; callFrame: ProfileNode['callFrame']; children: HeapNode[] };
+type HeapProfile = { head: HeapNode; seconds?: number; requests?: number };
 
 const args = process.argv.slice(2);
 const callersAt = args.indexOf('--callers');
 const callersOf = callersAt === -1 ? undefined : args.splice(callersAt, 2)[1];
-const profile = JSON.parse(readFileSync(args[0]!, 'utf8')) as Profile;
+const rateAt = args.indexOf('--rate'); // a heap profile's requests a second, when it has no count of its own (a reference's)
+const rate = rateAt === -1 ? undefined : Number(args.splice(rateAt, 2)[1]);
+const read = JSON.parse(readFileSync(args[0]!, 'utf8')) as Profile | HeapProfile;
+const heap = 'head' in read ? read : undefined;
+const profile: Profile = heap ? { nodes: flatten(heap.head), samples: [], timeDeltas: [] } : (read as Profile);
 const byId = new Map(profile.nodes.map((node) => [node.id, node]));
 const self = new Map<number, number>();
-const [from, to] = busiestWindow(Number(args[1] ?? 0) * 1e6);
-for (let i = from; i < to; i++) self.set(profile.samples[i]!, (self.get(profile.samples[i]!) ?? 0) + (profile.timeDeltas[i] ?? 0));
+if (heap) {
+  const bytes = (node: HeapNode): void => {
+    if (node.selfSize) self.set(node.id, node.selfSize);
+    node.children.forEach(bytes);
+  };
+  bytes(heap.head);
+} else {
+  const [from, to] = busiestWindow(Number(args[1] ?? 0) * 1e6);
+  for (let i = from; i < to; i++) self.set(profile.samples[i]!, (self.get(profile.samples[i]!) ?? 0) + (profile.timeDeltas[i] ?? 0));
+}
+
+/** A heap profile's tree as a CPU profile's node list (children by id). */
+function flatten(head: HeapNode): ProfileNode[] {
+  const nodes: ProfileNode[] = [];
+  const visit = (node: HeapNode): void => {
+    nodes.push({ id: node.id, hitCount: 0, callFrame: node.callFrame, children: node.children.map((child) => child.id) });
+    node.children.forEach(visit);
+  };
+  visit(head);
+  return nodes;
+}
 
 /** Sample indexes [from, to) of the window of `us` with the most non-idle time; all samples when `us` is 0. */
 function busiestWindow(us: number): [number, number] {
@@ -71,11 +99,18 @@ for (const [id, time] of self) {
   functions.set(name, (functions.get(name) ?? 0) + time);
 }
 const busy = total - (areas.get('idle') ?? 0);
-const pct = (time: number, of: number) => `${((100 * time) / of).toFixed(1).padStart(5)}%`;
+const requests = rate && heap?.seconds ? rate * heap.seconds : heap?.requests;
+// A share, and for a heap profile with its request count the kilobytes a request beside it.
+const pct = (time: number, of: number) =>
+  `${((100 * time) / of).toFixed(1).padStart(5)}%${heap && requests ? ` ${(time / 1024 / requests).toFixed(2).padStart(6)} KB` : ''}`;
 const top = (map: Map<string, number>, n: number) => [...map].filter(([name]) => name !== 'idle').sort((a, b) => b[1] - a[1]).slice(0, n);
-process.stdout.write(`busy ${(busy / 1e6).toFixed(1)} s of ${(total / 1e6).toFixed(1)} s sampled; shares of busy time:\n`);
+process.stdout.write(
+  heap
+    ? `allocated ${(total / 2 ** 20).toFixed(1)} MB${requests ? ` over ~${requests} requests: ${(total / 1024 / requests).toFixed(1)} KB a request` : ''}; shares:\n`
+    : `busy ${(busy / 1e6).toFixed(1)} s of ${(total / 1e6).toFixed(1)} s sampled; shares of busy time:\n`,
+);
 for (const [name, time] of top(areas, 20)) process.stdout.write(`  ${pct(time, busy)}  ${name}\n`);
-process.stdout.write('top functions (self time):\n');
+process.stdout.write(heap ? 'top functions (bytes they allocated):\n' : 'top functions (self time):\n');
 for (const [name, time] of top(functions, 25)) process.stdout.write(`  ${pct(time, busy)}  ${name}\n`);
 
 if (callersOf !== undefined) {
@@ -94,6 +129,6 @@ if (callersOf !== undefined) {
     const key = chain.join(' < ');
     chains.set(key, (chains.get(key) ?? 0) + time);
   }
-  process.stdout.write(`callers of *${callersOf}* (${pct(matched, busy).trim()} of busy time), by share of that time:\n`);
+  process.stdout.write(`callers of *${callersOf}* (${pct(matched, busy).trim()} of ${heap ? 'bytes' : 'busy time'}), by share of that:\n`);
   for (const [chain, time] of top(chains, 15)) process.stdout.write(`  ${pct(time, matched)}  ${chain}\n`);
 }

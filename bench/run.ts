@@ -21,6 +21,7 @@
 // BENCH_CONNECTIONS (32), BENCH_TENANTS (1000), BENCH_CASES (Q1,Q2,M1,Mix),
 // BENCH_SYSTEMS (all five, comma-separated; the service is always measured),
 // BENCH_SERVICE_ENV (extra service settings as JSON, e.g. {"WORKERS":"2"}),
+// BENCH_BASELINE_ENV (the baseline's, default the service's: a setting measured against none),
 // BENCH_SERVICE_NODE_OPTIONS (flags for the service's node, e.g. --cpu-prof),
 // BENCH_REFERENCE_NODE_OPTIONS (the same for the references and the peer),
 // BENCH_BASELINE_NODE_OPTIONS (the baseline's, default the service's: a flag measured against none),
@@ -64,6 +65,7 @@ const SYSTEMS: System[] = [
 // After the rounds, drive Mix at the service this long and sample its RSS every 30 s.
 const SOAK_SECONDS = env('BENCH_SOAK_SECONDS', 0);
 const SERVICE_ENV = JSON.parse(process.env.BENCH_SERVICE_ENV ?? '{}') as Record<string, string>;
+const BASELINE_ENV = process.env.BENCH_BASELINE_ENV ? (JSON.parse(process.env.BENCH_BASELINE_ENV) as Record<string, string>) : SERVICE_ENV;
 // e.g. "--cpu-prof --cpu-prof-dir=bench/results/profile" (then: node bench/profile-summary.ts <file>)
 const SERVICE_NODE_OPTIONS = (process.env.BENCH_SERVICE_NODE_OPTIONS ?? '').split(' ').filter(Boolean);
 const REFERENCE_NODE_OPTIONS = (process.env.BENCH_REFERENCE_NODE_OPTIONS ?? '').split(' ').filter(Boolean);
@@ -205,7 +207,7 @@ function start(system: System, database: BenchDatabase, appUrl = database.appUrl
     case 'service':
       return startService(database, { ...SERVICE_ENV, ...routed }, SERVICE_NODE_OPTIONS);
     case 'baseline':
-      return startService(database, { ...SERVICE_ENV, ...routed }, BASELINE_NODE_OPTIONS, path.resolve(BASELINE!));
+      return startService(database, { ...BASELINE_ENV, ...routed }, BASELINE_NODE_OPTIONS, path.resolve(BASELINE!));
     case 'limit+check':
       return startReference(database, 'bench/limit-server.ts', { ...routed, LIMIT_CHECK: '1' }, REFERENCE_NODE_OPTIONS);
     case 'limit':
@@ -319,6 +321,7 @@ try {
     load: { connections: CONNECTIONS, primeSeconds: PRIME, warmupSeconds: WARMUP, seconds: SECONDS, rounds: ROUNDS, tokens: tokens.length },
     systems: SYSTEMS,
     serviceEnv: SERVICE_ENV,
+    ...(BASELINE ? { baselineEnv: BASELINE_ENV } : {}),
   };
   await mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
   await writeFile(path.join(ROOT, 'bench/results/latest.json'), `${JSON.stringify({ ...meta, roundTrips: trips, rows, soak }, null, 2)}\n`);
