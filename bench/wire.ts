@@ -25,11 +25,21 @@ export async function countRoundTrips(databasePort: number): Promise<WireCounter
     sockets.add(client).add(server);
     let answered = true; // the first write of a connection starts a burst
     let name: string | undefined;
+    let startup = Buffer.alloc(0); // the client's bytes until its startup message is whole (it may come in pieces)
+    let unnamed = 0; // bursts before the name is known: counted under it once it is
     client.on('data', (chunk) => {
-      name ??= applicationName(chunk);
+      if (name === undefined) {
+        startup = Buffer.concat([startup, chunk]);
+        name = applicationName(startup);
+        if (name !== undefined) {
+          byName.set(name, (byName.get(name) ?? 0) + unnamed);
+          startup = Buffer.alloc(0);
+        }
+      }
       if (answered) {
         bursts++;
-        byName.set(name, (byName.get(name) ?? 0) + 1);
+        if (name === undefined) unnamed++;
+        else byName.set(name, (byName.get(name) ?? 0) + 1);
       }
       answered = false;
       server.write(chunk);
@@ -64,11 +74,20 @@ export async function countRoundTrips(databasePort: number): Promise<WireCounter
   };
 }
 
-/** The application_name a connection's first write (its startup message) gives, or '' when it gives none. */
-function applicationName(startup: Buffer): string {
-  const text = startup.toString('latin1');
-  const at = text.indexOf('application_name\0');
-  if (at === -1) return '';
-  const from = at + 'application_name\0'.length;
-  return text.slice(from, text.indexOf('\0', from));
+/** SSLRequest and GSSENCRequest: 8 bytes a client may send before its startup message. */
+const ENCRYPTION_REQUESTS = new Set([80877103, 80877104]);
+
+/**
+ * The application_name of a connection's startup message ('' when it gives none), from the bytes its client sent
+ * first; undefined until the message is whole.
+ */
+function applicationName(bytes: Buffer): string | undefined {
+  if (bytes.length < 8) return undefined;
+  if (ENCRYPTION_REQUESTS.has(bytes.readInt32BE(4))) return applicationName(bytes.subarray(8));
+  const length = bytes.readInt32BE(0);
+  if (bytes.length < length) return undefined;
+  // After the length and the protocol version: name, value, ... each NUL-ended, then one NUL.
+  const fields = bytes.subarray(8, length).toString('utf8').split('\0');
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === 'application_name') return fields[i + 1]!;
+  return '';
 }
