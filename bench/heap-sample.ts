@@ -36,6 +36,11 @@ socket.addEventListener('message', (event) => {
   if (message.error) waiter.reject(new Error(message.error.message));
   else waiter.resolve(message.result);
 });
+// The process went away mid-sample: fail instead of waiting for ever.
+socket.addEventListener('close', () => {
+  for (const waiter of pending.values()) waiter.reject(new Error('the inspector closed'));
+  pending.clear();
+});
 let nextId = 0;
 const call = <T>(method: string, params: Record<string, unknown> = {}) =>
   new Promise<T>((resolve, reject) => {
