@@ -16,6 +16,8 @@ import { postmasterPid } from './cpu.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
 const SECRET = 'bench-secret-that-is-at-least-32-bytes-long';
+/** The token settings the benchmark's servers verify with (the service's JWT_SECRET). */
+export const BENCH_TOKEN_SETTINGS = { secret: SECRET, jwksUrl: undefined, issuer: undefined, audience: undefined };
 
 /** `postgresPid`: the embedded server's postmaster (its CPU and its backends' are measured); undefined with DATABASE_URL. */
 export type BenchDatabase = { ownerUrl: string; appUrl: string; dataDir: string; embedded: EmbeddedServer | undefined; postgresPid: number | undefined };
@@ -42,8 +44,7 @@ export async function withOwner<T>(db: BenchDatabase, seed: (sql: postgres.Sql) 
 
 /** Tokens with a tenant and, when given, a role claim (the limit server takes the role from it). */
 export function tokens(principals: readonly { userId: string; tenantId: string; role?: Role }[]): Promise<string[]> {
-  const settings = { secret: SECRET, jwksUrl: undefined, issuer: undefined, audience: undefined };
-  return Promise.all(principals.map((p) => signToken(settings, { userId: p.userId, tenantId: p.tenantId, role: p.role, ttl: '2h' })));
+  return Promise.all(principals.map((p) => signToken(BENCH_TOKEN_SETTINGS, { userId: p.userId, tenantId: p.tenantId, role: p.role, ttl: '2h' })));
 }
 
 export type Service = { origin: string; url: string; child: ChildProcess };
@@ -137,4 +138,37 @@ export async function post<T>(url: string, token: string, body: string): Promise
   const answer = (await response.json()) as { data?: T; errors?: unknown };
   if (!response.ok || answer.errors || !answer.data) throw new Error(`request failed: ${JSON.stringify(answer).slice(0, 300)}`);
   return answer.data;
+}
+
+/** A tenant of the cost benchmarks (pg-cost, node-cost): its ADMIN, the session Q2 reads and the one M1 writes to. */
+export type CostPrincipal = { tenantId: string; userId: string; readSession: string; writeSession: string };
+
+/**
+ * `tenants` tenants of 50 agents, 2 sessions an agent and 10 tasks a session (the benchmark's shape, few tenants),
+ * each with an ADMIN; vacuumed and analysed.
+ */
+export async function seedCostTenants(db: BenchDatabase, tenants: number): Promise<CostPrincipal[]> {
+  return withOwner(db, async (sql) => {
+    await sql.begin(async (tx) => {
+      await tx`insert into app.tenants (slug, name, plan) select 'cost-' || lpad(i::text, 4, '0'), 'Cost ' || i, 'enterprise' from generate_series(1, ${tenants}) i`;
+      await tx`insert into app.users (email) select 'admin@' || slug || '.test' from app.tenants`;
+      await tx`insert into app.memberships (tenant_id, user_id, role)
+               select t.id, u.id, 'ADMIN' from app.tenants t join app.users u on u.email = 'admin@' || t.slug || '.test'`;
+      await tx`set local session_replication_role = replica`;
+      await tx`insert into app.agents (tenant_id, name, kind, created_by, created_at)
+               select m.tenant_id, 'agent ' || lpad(g::text, 2, '0'), 'assistant', m.user_id, '2026-01-01'::timestamptz + g * interval '1 second'
+               from app.memberships m, generate_series(1, 50) g`;
+      await tx`insert into app.sessions (tenant_id, agent_id, started_by, started_at)
+               select a.tenant_id, a.id, a.created_by, a.created_at + g * interval '1 millisecond' from app.agents a, generate_series(1, 2) g`;
+      await tx`insert into app.tasks (tenant_id, session_id, title, created_by, created_at)
+               select s.tenant_id, s.id, 'task ' || lpad(g::text, 2, '0'), s.started_by, s.started_at + g * interval '1 microsecond'
+               from app.sessions s, generate_series(1, 10) g`;
+    });
+    await sql`vacuum analyze`;
+    return sql<CostPrincipal[]>`
+      select t.id as "tenantId", m.user_id as "userId",
+             (select s.id from app.sessions s where s.tenant_id = t.id order by s.started_at, s.id limit 1) as "readSession",
+             (select s.id from app.sessions s where s.tenant_id = t.id order by s.started_at desc, s.id limit 1) as "writeSession"
+      from app.tenants t join app.memberships m on m.tenant_id = t.id order by t.slug`;
+  });
 }

@@ -31,7 +31,7 @@ import postgres from 'postgres';
 import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { createPool } from '../src/db/pool.ts';
 import { createTestApp, tokenFor } from '../test/helpers/app.ts';
-import { ROOT, startDatabase, startReference, startService, stop, stopAll, tokens as sign, withOwner, type Service } from './harness.ts';
+import { ROOT, seedCostTenants, startDatabase, startReference, startService, stop, stopAll, tokens as sign, type CostPrincipal as Principal, type Service } from './harness.ts';
 import type { LoadRequest, LoadResult } from './load.ts';
 import { requestCheck, settings, statements, type Claims, type Kind } from './reference.ts';
 
@@ -50,7 +50,6 @@ const QUERIES: Record<Kind, string> = {
   M1: 'mutation($sessionId: ID!, $title: String!) { createTask(input: { sessionId: $sessionId, title: $title }) { task { id title status } } }',
 };
 
-type Principal = { tenantId: string; userId: string; readSession: string; writeSession: string };
 
 /** Nanoseconds on a CPU of one process so far (undefined once it has exited). */
 function cpuNs(pid: number): number | undefined {
@@ -80,32 +79,6 @@ function snapshot(postmaster: number): { cpu: Map<number, number>; reaped: numbe
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-
-async function seed(): Promise<Principal[]> {
-  return withOwner(db, async (sql) => {
-    await sql.begin(async (tx) => {
-      await tx`insert into app.tenants (slug, name, plan) select 'cost-' || lpad(i::text, 4, '0'), 'Cost ' || i, 'enterprise' from generate_series(1, ${TENANTS}) i`;
-      await tx`insert into app.users (email) select 'admin@' || slug || '.test' from app.tenants`;
-      await tx`insert into app.memberships (tenant_id, user_id, role)
-               select t.id, u.id, 'ADMIN' from app.tenants t join app.users u on u.email = 'admin@' || t.slug || '.test'`;
-      await tx`set local session_replication_role = replica`;
-      await tx`insert into app.agents (tenant_id, name, kind, created_by, created_at)
-               select m.tenant_id, 'agent ' || lpad(g::text, 2, '0'), 'assistant', m.user_id, '2026-01-01'::timestamptz + g * interval '1 second'
-               from app.memberships m, generate_series(1, 50) g`;
-      await tx`insert into app.sessions (tenant_id, agent_id, started_by, started_at)
-               select a.tenant_id, a.id, a.created_by, a.created_at + g * interval '1 millisecond' from app.agents a, generate_series(1, 2) g`;
-      await tx`insert into app.tasks (tenant_id, session_id, title, created_by, created_at)
-               select s.tenant_id, s.id, 'task ' || lpad(g::text, 2, '0'), s.started_by, s.started_at + g * interval '1 microsecond'
-               from app.sessions s, generate_series(1, 10) g`;
-    });
-    await sql`vacuum analyze`;
-    return sql<Principal[]>`
-      select t.id as "tenantId", m.user_id as "userId",
-             (select s.id from app.sessions s where s.tenant_id = t.id order by s.started_at, s.id limit 1) as "readSession",
-             (select s.id from app.sessions s where s.tenant_id = t.id order by s.started_at desc, s.id limit 1) as "writeSession"
-      from app.tenants t join app.memberships m on m.tenant_id = t.id order by t.slug`;
-  });
-}
 
 function variables(kind: Kind, principal: Principal): Record<string, string> | undefined {
   if (kind === 'Q2') return { id: encodeGlobalId('Session', principal.readSession) };
@@ -354,7 +327,7 @@ let service: Service | undefined;
 try {
   await owner`alter system set track_functions = 'pl'`;
   await owner`select pg_reload_conf()`;
-  const principals = await seed();
+  const principals = await seedCostTenants(db, TENANTS);
   const tokens = await sign(principals.map((p) => ({ ...p, role: 'ADMIN' as const })));
   process.stderr.write(`seeded ${principals.length} tenants\n`);
   if (PARTS.includes('statements')) await sent(principals);
