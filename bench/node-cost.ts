@@ -14,6 +14,7 @@
 //   guarded      the same with the fair-share guard (rate limits, lanes) as main.ts builds it
 //
 // The PostgreSQL side is the same in raw and transaction (the same statements); pipeline sends the service's own.
+// The tenants are on the enterprise plan: a guarded run past its request rate (a refusal) stops the tool with the answer.
 // Settings: NODE_COST_N (3000) requests a layer and round, NODE_COST_ROUNDS (5), NODE_COST_CONCURRENCY (16),
 // NODE_COST_LAYERS (raw,transaction,pipeline,guarded), NODE_COST_CASES (Q1,Q2).
 import { pino } from 'pino';
@@ -125,13 +126,14 @@ async function raw(kind: Kind, p: Principal): Promise<void> {
 
 async function transaction(kind: Kind, p: Principal): Promise<void> {
   const selection = { credentials: { kind: 'user' as const, userId: p.userId, roleCap: 'ADMIN' as const }, tenant: p.tenantId, tokenTenant: p.tenantId, allowedSlugs: undefined };
-  const db = new TenantTransaction(sql, selection, { readBytes: config.http.maxResponseBytes, requestId: 'cost', commitEarly: true });
-  db.start('tenant');
+  const tenantTx = new TenantTransaction(sql, selection, { readBytes: config.http.maxResponseBytes, requestId: 'cost', commitEarly: true });
+  tenantTx.start('tenant');
   try {
-    await db.run((tx) => Promise.all(statements(kind, tx as never, bodyOf(kind, p))));
-    await db.end(true);
+    // The repositories' view of the connection sends what a reserved connection sends (reference.ts types it as one).
+    await tenantTx.run((tx) => Promise.all(statements(kind, tx as never, bodyOf(kind, p))));
+    await tenantTx.end(true);
   } finally {
-    await db.end(false);
+    await tenantTx.end(false); // a no-op once committed
   }
 }
 
