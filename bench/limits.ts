@@ -4,15 +4,16 @@
 // parse, shape, validation). `npm run bench:limits`.
 import { schema } from '../src/graphql/schema.ts';
 import { createDocumentCache } from '../src/graphql/documents.ts';
+import { QUERIES } from './reference.ts';
 import { loadConfig } from '../src/config.ts';
 
 const http = loadConfig({ NODE_ENV: 'test' }).http;
 const documents = createDocumentCache(schema, { limits: http.limits, introspection: true, suggestions: true, cacheBytes: http.documentCacheBytes, cacheEntries: http.documentCacheEntries });
 
 const CASES: Record<string, { query: string; variables?: Record<string, unknown> }> = {
-  Q1: { query: '{ agents(first: 20) { edges { node { id name kind } } } }' },
-  Q2: { query: 'query($id: ID!) { session(id: $id) { id status agent { id name } tasks(first: 10) { edges { node { id title status tokens } } } } }', variables: { id: 'U2Vzc2lvbjox' } },
-  M1: { query: 'mutation($sessionId: ID!, $title: String!) { createTask(input: { sessionId: $sessionId, title: $title }) { task { id title status } } }', variables: { sessionId: 'x', title: 't' } },
+  Q1: { query: QUERIES.Q1 },
+  Q2: { query: QUERIES.Q2, variables: { id: 'U2Vzc2lvbjox' } },
+  M1: { query: QUERIES.M1, variables: { sessionId: 'x', title: 't' } },
 };
 
 function time(iterations: number, run: () => void): number {

@@ -27,7 +27,7 @@ import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { createApp } from '../src/server.ts';
 import { createFairShareGuard } from '../src/tenancy/fair-share.ts';
 import { BENCH_TOKEN_SETTINGS, seedCostTenants, startDatabase, stopAll, tokens as sign, type CostPrincipal } from './harness.ts';
-import { requestCheck, statements, type Body, type Claims, type Kind } from './reference.ts';
+import { median, QUERIES, requestCheck, statements, type Body, type Claims, type Kind } from './reference.ts';
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const N = env('NODE_COST_N', 3000);
@@ -36,12 +36,6 @@ const CONCURRENCY = env('NODE_COST_CONCURRENCY', 16);
 const LAYERS = (process.env.NODE_COST_LAYERS ?? 'raw,transaction,pipeline,guarded').split(',');
 const CASES = (process.env.NODE_COST_CASES ?? 'Q1,Q2').split(',') as Kind[];
 const TENANTS = 20;
-
-const QUERIES: Record<Kind, string> = {
-  Q1: '{ agents(first: 20) { edges { node { id name kind } } } }',
-  Q2: 'query($id: ID!) { session(id: $id) { id status agent { id name } tasks(first: 10) { edges { node { id title status tokens } } } } }',
-  M1: '',
-};
 
 type Principal = CostPrincipal & { token: string };
 
@@ -142,10 +136,6 @@ async function request(pipeline: Pipeline, kind: Kind, p: Principal): Promise<vo
   const credentials = await pipeline.credentials(headers);
   const response = await pipeline.execute({ params: { query: QUERIES[kind], ...bodyOf(kind, p) }, headers, readOnly: false, requestId: 'cost', state: {}, credentials });
   if (response.status !== 200 || response.errors) throw new Error(`${kind}: ${response.json.slice(0, 300)}`);
-}
-
-function median(values: number[]): number {
-  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 }
 
 async function seed(): Promise<Principal[]> {

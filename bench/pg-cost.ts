@@ -33,7 +33,7 @@ import { createPool } from '../src/db/pool.ts';
 import { createTestApp, tokenFor } from '../test/helpers/app.ts';
 import { ROOT, seedCostTenants, startDatabase, startReference, startService, stop, stopAll, tokens as sign, type CostPrincipal as Principal, type Service } from './harness.ts';
 import type { LoadRequest, LoadResult } from './load.ts';
-import { requestCheck, settings, statements, type Claims, type Kind } from './reference.ts';
+import { median, QUERIES, requestCheck, settings, statements, type Claims, type Kind } from './reference.ts';
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const TENANTS = env('PG_COST_TENANTS', 20);
@@ -43,13 +43,6 @@ const SECONDS = env('PG_COST_SECONDS', 6);
 const CONNECTIONS = env('PG_COST_CONNECTIONS', 32);
 const CASES = (process.env.PG_COST_CASES ?? 'Q1,Q2,M1').split(',') as Kind[];
 const PARTS = (process.env.PG_COST_PARTS ?? 'statements,shapes,systems').split(',');
-
-const QUERIES: Record<Kind, string> = {
-  Q1: '{ agents(first: 20) { edges { node { id name kind } } } }',
-  Q2: 'query($id: ID!) { session(id: $id) { id status agent { id name } tasks(first: 10) { edges { node { id title status tokens } } } } }',
-  M1: 'mutation($sessionId: ID!, $title: String!) { createTask(input: { sessionId: $sessionId, title: $title }) { task { id title status } } }',
-};
-
 
 /** Nanoseconds on a CPU of one process so far (undefined once it has exited). */
 function cpuNs(pid: number): number | undefined {
@@ -77,8 +70,6 @@ function snapshot(postmaster: number): { cpu: Map<number, number>; reaped: numbe
   const fields = readFileSync(`/proc/${postmaster}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return { cpu, reaped: (Number(fields[13]) + Number(fields[14])) * 10_000_000 };
 }
-
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 function variables(kind: Kind, principal: Principal): Record<string, string> | undefined {
   if (kind === 'Q2') return { id: encodeGlobalId('Session', principal.readSession) };

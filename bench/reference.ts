@@ -10,6 +10,16 @@ export type Body = { variables?: Record<string, string> };
 export type Kind = 'Q1' | 'Q2' | 'M1';
 type Queryable = postgres.TransactionSql | postgres.ReservedSql;
 
+/** The service's GraphQL document of each case (the references answer the same, from their hand-written SQL). */
+export const QUERIES: Record<Kind, string> = {
+  Q1: '{ agents(first: 20) { edges { node { id name kind } } } }',
+  Q2: 'query($id: ID!) { session(id: $id) { id status agent { id name } tasks(first: 10) { edges { node { id title status tokens } } } } }',
+  M1: 'mutation($sessionId: ID!, $title: String!) { createTask(input: { sessionId: $sessionId, title: $title }) { task { id title status } } }',
+};
+
+/** The middle value (the upper of the two middle ones for an even count). */
+export const median = (values: readonly number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
 const globalId = (type: string, id: string) => Buffer.from(`${type}:${id}`).toString('base64url');
 const uuidOf = (id: string) => Buffer.from(id, 'base64url').toString('utf8').split(':')[1]!;
 

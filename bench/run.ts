@@ -39,6 +39,7 @@ import { encodeGlobalId } from '../src/nodes/global-id.ts';
 import { ensurePeer, PEER_DIR, post, ROOT, startDatabase, startReference, startService, stop, stopAll, tokens as sign, withOwner, type BenchDatabase, type Service } from './harness.ts';
 import { cpuNow } from './cpu.ts';
 import type { LoadRequest, LoadResult } from './load.ts';
+import { median, QUERIES, type Kind } from './reference.ts';
 import { countRoundTrips } from './wire.ts';
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
@@ -72,14 +73,8 @@ const REFERENCE_NODE_OPTIONS = (process.env.BENCH_REFERENCE_NODE_OPTIONS ?? '').
 const BASELINE_NODE_OPTIONS = process.env.BENCH_BASELINE_NODE_OPTIONS?.split(' ').filter(Boolean) ?? SERVICE_NODE_OPTIONS;
 
 type CaseName = 'Q1' | 'Q2' | 'M1' | 'Mix';
-type Kind = 'Q1' | 'Q2' | 'M1';
 type Principal = { tenantId: string; userId: string; slug: string; readSession: string; writeSession: string };
 
-const QUERIES: Record<Kind, string> = {
-  Q1: '{ agents(first: 20) { edges { node { id name kind } } } }',
-  Q2: 'query($id: ID!) { session(id: $id) { id status agent { id name } tasks(first: 10) { edges { node { id title status tokens } } } } }',
-  M1: 'mutation($sessionId: ID!, $title: String!) { createTask(input: { sessionId: $sessionId, title: $title }) { task { id title status } } }',
-};
 // The same reads and write in PostGraphile's schema (Amber's inflection: rowId for the key, nodeId as id).
 const PEER_QUERIES: Record<Kind, string> = {
   Q1: '{ allAgents(first: 20, orderBy: [CREATED_AT_ASC, ROW_ID_ASC]) { edges { node { id name kind } } } }',
@@ -374,10 +369,6 @@ function line(row: Row): string {
     `${system} ${r.requestsPerSecond.toFixed(0)} req/s p99 ${r.p99} err ${failures(r)} cpu ${r.serverCpuUs}+${r.postgresCpuUs} us`;
   const ratios = SYSTEMS.slice(1).map((s) => `/${s} ${ratio(row, s)?.toFixed(2)}`).join(' ');
   return `round ${row.round} ${row.case.padEnd(3)}  ${SYSTEMS.map((s) => cell(s, row.results[s]!)).join(' | ')} | service ${ratios}`;
-}
-
-function median(values: number[]): number {
-  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 }
 
 function render(rows: Row[]): string {
