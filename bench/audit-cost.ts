@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs';
 import postgres from 'postgres';
 import { startDatabase, stopAll } from './harness.ts';
+import { median } from './reference.ts';
 
 const ROUNDS = Number(process.env.AUDIT_BENCH_ROUNDS ?? 6);
 const WRITES = Number(process.env.AUDIT_BENCH_WRITES ?? 400);
@@ -55,7 +56,6 @@ try {
       console.log(`round ${round + 1} audit ${state.padEnd(3)}  wall ${wall.toFixed(0)} us  node ${results[state].node.at(-1)!.toFixed(0)} us  postgres ${results[state].pg.at(-1)!.toFixed(0)} us per write`);
     }
   }
-  const median = (values: number[]) => [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)]!;
   const [events] = await owner<{ n: number }[]>`select count(*)::int as n from app.audit_events where tenant_id = ${tenant!.id} and action = 'task.create'`;
   console.log(`\nmedian per write (on - off): wall ${(median(results.on.wall) - median(results.off.wall)).toFixed(0)} us, ` +
     `node ${(median(results.on.node) - median(results.off.node)).toFixed(0)} us, postgres ${(median(results.on.pg) - median(results.off.pg)).toFixed(0)} us; ` +
